@@ -1,0 +1,31 @@
+# seqtrain: `make run` trains on the built-in data, `make test` runs the tests.
+# Both set up .venv first when needed (torch pinned to the local CPU build, 2.13.0).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test lint bench clean
+
+help:            ## list the targets
+	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+install: $(STAMP) ## create .venv and install seqtrain with its dev tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' torch==2.13.0
+	touch $(STAMP)
+
+run: $(STAMP)    ## train the default LSTM on the built-in demo data (CPU)
+	$(BIN)/seqtrain
+
+test: $(STAMP)   ## run the whole test suite
+	$(BIN)/pytest -q -n 2
+
+lint: $(STAMP)   ## ruff
+	$(BIN)/ruff check .
+
+clean:           ## remove run folders and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,76 @@
+"""Callbacks that record a run: one metrics row per epoch, and training throughput."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import lightning.pytorch as L
+
+
+class EpochMetrics(L.Callback):
+    """Writes ``metrics.csv`` with one row per epoch (flushed as it goes) and keeps the rows."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._columns: list[str] | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+               "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None}
+        for key, value in sorted(trainer.callback_metrics.items()):
+            if key.endswith("_step") or key.startswith("test_"):
+                continue
+            row[key.removesuffix("_epoch")] = float(value)
+        self.rows.append(row)
+        if self._columns is None:
+            self._columns = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.DictWriter(f, self._columns).writeheader()
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self._columns, extrasaction="ignore").writerow(row)
+
+    def best(self, monitor: str, mode: str) -> dict | None:
+        """The row of the best epoch by ``monitor``, or None if it was never logged."""
+        rows = [r for r in self.rows if r.get(monitor) is not None and not math.isnan(r[monitor])]
+        if not rows:
+            return None
+        pick = min if mode == "min" else max
+        return pick(rows, key=lambda r: r[monitor])
+
+
+class Throughput(L.Callback):
+    """Training samples per second, counting only time spent in training epochs (no validation)."""
+
+    def __init__(self):
+        self.samples = 0
+        self.seconds = 0.0
+        self._epoch_start = self._val_start = None
+        self._val_seconds = 0.0
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._epoch_start, self._val_seconds = time.perf_counter(), 0.0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.samples += len(batch["y"])
+
+    def on_validation_start(self, trainer, module) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, module) -> None:
+        if self._val_start is not None:
+            self._val_seconds += time.perf_counter() - self._val_start
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if self._epoch_start is not None:
+            self.seconds += time.perf_counter() - self._epoch_start - self._val_seconds
+            self._epoch_start = None
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else float("nan")

@@ -1,0 +1,108 @@
+"""Command-line entry point: ``seqtrain [overrides]`` and ``seqtrain -m [sweep overrides]``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+CONF_DIR = Path(__file__).parent / "conf"
+GROUPS = ("data", "model", "trainer", "optim", "scheduler")
+
+
+def _quiet_libraries() -> None:
+    """Keep library tips and chatter out of normal output; real problems still show."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*is smaller than the logging interval.*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def options(group: str) -> list[str]:
+    """The option names of a config group, e.g. ``options("model") == ["gru", "lstm"]``."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_choices(argv: list[str]) -> str | None:
+    """One line for a ``group=option`` override that names no config, else None."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key not in GROUPS:
+            continue
+        for choice in value.split(","):
+            if choice and choice not in options(key):
+                return f"{key}={choice}: unknown {key}; choose one of {', '.join(options(key))}"
+    return None
+
+
+def _error(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", soft_wrap=True)
+
+
+def _hydra_main():
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+    def run(cfg):
+        from seqtrain.errors import SeqtrainError
+        from seqtrain.train import train
+
+        _quiet_libraries()
+        try:
+            return train(cfg, HydraConfig.get().runtime.output_dir)
+        except SeqtrainError as exc:
+            logging.getLogger("seqtrain").debug("failed: %s", exc)
+            _error(str(exc))
+            raise SystemExit(2) from None
+
+    return run
+
+
+def main() -> None:
+    _quiet_libraries()
+    problem = check_group_choices(sys.argv[1:])
+    if problem:
+        _error(problem)
+        raise SystemExit(2)
+    _hydra_main()()
+
+
+class ProtectEarlierRuns:
+    """Hydra callback: refuse to start in a folder that already holds a run.
+
+    Hydra writes ``.hydra/`` into the run folder before the job starts; a folder that already
+    has one belongs to an earlier run, whose record would be overwritten.
+    """
+
+    def _check(self, folder: str) -> None:
+        if (Path(folder) / ".hydra").exists():
+            _error(f"hydra.run.dir: {folder} already holds a run; choose a new folder")
+            raise SystemExit(2)
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    def __getattr__(self, name):  # the other hooks of hydra's Callback: nothing to do
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Windows as index arithmetic over one contiguous tensor, served by DataLoaders.
+
+A dataset holds only the end rows of its windows. A batch is gathered in one vectorised index
+operation (``inputs[ends[:, None] + offsets]``); no window is ever copied on its own.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from seqtrain.data.prepare import PreparedData
+
+
+class WindowDataset(Dataset):
+    """Windows ending at ``ends`` over ``inputs`` ``(N, F)`` and ``labels`` ``(N,)``.
+
+    Items are dicts: ``x`` ``(L, F)`` (a view for single items), ``y`` (a class id, or ``(k,)``
+    regression targets) and ``index`` (the window's position in ``ends``, to map predictions
+    back to rows).
+    """
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, ends: np.ndarray,
+                 seq_length: int, horizon: int, output_steps: int, classification: bool):
+        self.inputs, self.labels = inputs, labels
+        self.ends = torch.as_tensor(ends, dtype=torch.long)
+        self.input_offsets = torch.arange(-seq_length + 1, 1)
+        self.label_offsets = torch.arange(horizon, horizon + output_steps)
+        self.seq_length, self.classification = seq_length, classification
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> dict:
+        t = int(self.ends[i])
+        y = self.labels[t + self.label_offsets]
+        return {"x": self.inputs[t - self.seq_length + 1: t + 1],
+                "y": y[0] if self.classification else y, "index": i}
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        t = self.ends[index]
+        y = self.labels[t[:, None] + self.label_offsets]
+        return {"x": self.inputs[t[:, None] + self.input_offsets],
+                "y": y[:, 0] if self.classification else y, "index": index}
+
+
+def batch_as_is(batch: dict) -> dict:
+    """Collate for ``__getitems__``: the dataset already returns a whole batch."""
+    return batch
+
+
+class SeqDataModule(L.LightningDataModule):
+    def __init__(self, data: PreparedData, batch_size: int, num_workers: int = 0,
+                 pin_memory: bool = False, persistent_workers: bool = True):
+        super().__init__()
+        self.data = data
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        classification = data.task == "classification"
+        inputs = torch.from_numpy(data.inputs)
+        labels = torch.from_numpy(data.labels)
+        state = data.state
+        self.datasets = {
+            name: WindowDataset(inputs, labels, ends, state["seq_length"], state["horizon"],
+                                state["output_steps"], classification)
+            for name, ends in data.ends.items()
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+            drop_last=False, collate_fn=batch_as_is, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

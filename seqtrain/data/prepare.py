@@ -1,0 +1,349 @@
+"""From a Parquet table to scaled arrays and window indices, with train-only statistics.
+
+Order matters for look-ahead safety: the split is decided from timestamps first, then every
+learned statistic (scaler, target scaler, class list, class weights) is fit on training rows only
+and applied to all rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from seqtrain.data import source, validate
+from seqtrain.data.scaling import StandardScaler
+from seqtrain.data.windows import (
+    SPLIT_NAMES,
+    TEST,
+    TRAIN,
+    VAL,
+    assign_splits,
+    fraction_boundaries,
+    series_bounds,
+    window_ends,
+)
+from seqtrain.errors import SeqtrainError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Everything the loaders and the report need; rows grouped by series, sorted by time."""
+
+    inputs: np.ndarray  # (N, F) float32, scaled
+    labels: np.ndarray  # (N,) int64 class ids, or float32 scaled regression target
+    times: np.ndarray  # (N,)
+    series: np.ndarray  # (N,) int series code
+    series_names: list
+    ends: dict[str, np.ndarray]  # split name -> global end rows of its windows
+    input_names: list[str]
+    target: str
+    task: str
+    classes: list | None = None
+    class_weights: list[float] | None = None
+    target_scaler: StandardScaler | None = None
+    state: dict = field(default_factory=dict)  # JSON-able record of every fitted statistic
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.task == "classification" else self.state["output_steps"]
+
+
+def prepare(cfg, task: str, path: str) -> PreparedData:
+    """Read, validate, split, fit statistics on training rows and index the windows."""
+    validate.check_window_settings(cfg)
+    if task == "classification" and cfg.output_steps != 1:
+        raise SeqtrainError("data.output_steps: multi-step output is for task=regression; set it to 1")
+    schema = source.read_schema(path)
+    time_col, group_col, target, features = validate.resolve_columns(schema, cfg, path)
+    columns = list(dict.fromkeys([time_col, *( [group_col] if group_col else []), target, *features]))
+    table = source.read_columns(path, columns)
+    if table.num_rows == 0:
+        raise SeqtrainError(f"data.path: {path} has no rows")
+
+    file_rows = np.arange(table.num_rows)
+    times = _time_values(table.column(time_col), time_col)
+    series, series_names = _series_codes(table, group_col)
+    x = np.column_stack([_float_column(table, c) for c in features]) if features else np.zeros(
+        (table.num_rows, 0), np.float32
+    )
+    target_kind, target_values = _target_values(table.column(target), target, task)
+
+    # Group rows by series (stable: keeps the file's time order inside each series).
+    order = np.lexsort((times, series)) if cfg.sort else np.argsort(series, kind="stable")
+    times, series, x, target_values, file_rows = (
+        a[order] for a in (times, series, x, target_values, file_rows)
+    )
+    validate.check_time_order(times, series, series_names, file_rows, time_col)
+
+    keep = _apply_nan_policy(cfg.nan_policy, x, features, target_values, target, target_kind,
+                             series, file_rows)
+    if keep is not None:
+        times, series, x, target_values, file_rows = (
+            a[keep] for a in (times, series, x, target_values, file_rows)
+        )
+        if len(times) == 0:
+            raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
+
+    val_start, test_start = _split_boundaries(cfg.split, times, time_col)
+    row_split = assign_splits(times, val_start, test_start)
+    train_rows = row_split == TRAIN
+
+    # Target: class ids from the training rows' classes, or a train-fitted scaler.
+    classes = target_scaler = None
+    if task == "classification":
+        classes, labels = _encode_classes(target_values, train_rows, target)
+    else:
+        target_scaler = StandardScaler.fit(target_values[train_rows])
+        labels = target_scaler.transform(target_values)
+
+    input_names = list(features)
+    if cfg.target_as_input and cfg.horizon > 0:
+        if target_kind == "numeric":
+            x = np.column_stack([x, target_values.astype(np.float32)])
+            input_names.append(target)
+        else:
+            log.info("target %r is not numeric: its history is not used as an input", target)
+
+    scaler = (StandardScaler.fit(x[train_rows]) if cfg.scaler == "standard"
+              else StandardScaler.identity(x.shape[1]))
+    inputs = np.ascontiguousarray(scaler.transform(x))
+
+    bounds = series_bounds(series)
+    _warn_short_series(bounds, series_names, cfg)
+    ends = {}
+    for split in (TRAIN, VAL, TEST):
+        stride = cfg.stride if split == TRAIN else cfg.eval_stride
+        ends[SPLIT_NAMES[split]] = window_ends(
+            bounds, row_split, split, cfg.seq_length, cfg.horizon, cfg.output_steps, stride,
+            cfg.embargo,
+        )
+        if len(ends[SPLIT_NAMES[split]]) == 0:
+            raise SeqtrainError(_empty_split_message(SPLIT_NAMES[split], cfg, row_split == split))
+
+    class_weights = None
+    if task == "classification":
+        _check_known_classes(labels, ends, cfg, classes, target_values, target)
+        counts = np.bincount(labels[ends["train"] + cfg.horizon], minlength=len(classes))
+        class_weights = (counts.sum() / (len(classes) * np.maximum(counts, 1))).tolist()
+
+    state = {
+        "task": task,
+        "target": target,
+        "time_col": time_col,
+        "group_col": group_col,
+        "inputs": input_names,
+        "seq_length": cfg.seq_length,
+        "horizon": cfg.horizon,
+        "output_steps": cfg.output_steps,
+        "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
+        "target_scaler": target_scaler.to_dict() if target_scaler else None,
+        "classes": classes,
+        "class_weights": class_weights,
+        "split": {"val_start": str(val_start), "test_start": str(test_start)},
+        "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
+        "windows": {name: int(len(e)) for name, e in ends.items()},
+        "series": len(series_names),
+    }
+    return PreparedData(
+        inputs=inputs, labels=labels, times=times, series=series, series_names=series_names,
+        ends=ends, input_names=input_names, target=target, task=task, classes=classes,
+        class_weights=class_weights, target_scaler=target_scaler, state=state,
+    )
+
+
+def _time_values(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    if column.null_count:
+        raise SeqtrainError(f"data.time_col: column {name!r} has {column.null_count} missing values")
+    kind = column.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        values = pd.to_datetime(column.to_pandas())
+        if values.dt.tz is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return values.to_numpy(dtype="datetime64[ns]")
+    if validate.is_numeric(kind) and not pa.types.is_boolean(kind):
+        return column.to_numpy()
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            return pd.to_datetime(column.to_pandas()).to_numpy(dtype="datetime64[ns]")
+        except (ValueError, TypeError):
+            pass
+    raise SeqtrainError(
+        f"data.time_col: column {name!r} ({kind}) is neither timestamps nor numbers; convert it"
+    )
+
+
+def _series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarray, list]:
+    if group_col is None:
+        return np.zeros(table.num_rows, np.int64), ["all"]
+    column = table.column(group_col)
+    if column.null_count:
+        raise SeqtrainError(
+            f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
+            "give every row a series"
+        )
+    codes, names = pd.factorize(column.to_pandas(), sort=True)
+    return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
+
+
+def _float_column(table: pa.Table, name: str) -> np.ndarray:
+    column = table.column(name)
+    if pa.types.is_boolean(column.type):
+        column = column.cast(pa.int8())
+    return column.to_numpy(zero_copy_only=False).astype(np.float32)
+
+
+def _target_values(column: pa.ChunkedArray, name: str, task: str) -> tuple[str, np.ndarray]:
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        return "numeric", column.cast(pa.int8()).to_numpy(zero_copy_only=False).astype(np.float64)
+    if validate.is_numeric(kind):
+        return "numeric", column.to_numpy(zero_copy_only=False).astype(np.float64)
+    if task == "classification" and (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                                     or pa.types.is_dictionary(kind)):
+        values = column.to_pandas().astype(object).to_numpy()
+        return "categorical", values
+    raise SeqtrainError(
+        f"data.target: column {name!r} ({kind}) is not numeric; "
+        + ("classification accepts numbers, booleans or strings" if task == "classification"
+           else "regression needs a numeric target")
+    )
+
+
+def _missing(values: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "numeric":
+        return ~np.isfinite(values)
+    return pd.isna(values)
+
+
+def _apply_nan_policy(policy, x, features, target_values, target, target_kind, series, file_rows):
+    """Return the rows to keep (None: all), filling ``x`` in place for ffill."""
+    target_bad = _missing(target_values, target_kind)
+    if policy == "error":
+        for j, name in enumerate(features):
+            validate.check_finite(name, "data.features", x[:, j], file_rows)
+        if target_bad.any():
+            row = file_rows[validate.first_bad(target_bad)]
+            raise SeqtrainError(
+                f"data.target: column {target!r} has {int(target_bad.sum())} NaN/inf value(s), "
+                f"first at row {row}; clean the file or set data.nan_policy=ffill or drop"
+            )
+        return None
+    if policy == "ffill":
+        starts = np.repeat(*_starts_and_lengths(series))
+        rows = np.arange(len(series))
+        for j in range(x.shape[1]):
+            x[:, j] = _ffill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
+        target_values[:] = _ffill(target_values, target_bad, starts, rows)
+        target_bad = _missing(target_values, target_kind)
+    bad = target_bad | ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", policy, int(bad.sum()))
+        return ~bad
+    return None
+
+
+def _starts_and_lengths(series: np.ndarray):
+    bounds = series_bounds(series)
+    return bounds[:-1], np.diff(bounds)
+
+
+def _ffill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: np.ndarray):
+    """Forward-fill within each series: a row takes the last good value at or before it."""
+    source_row = np.maximum.accumulate(np.where(bad, -1, rows))
+    from_same_series = source_row >= starts
+    out = values.copy()
+    out[bad & from_same_series] = values[source_row[bad & from_same_series]]
+    out[bad & ~from_same_series] = np.nan
+    return out
+
+
+def _split_boundaries(split, times: np.ndarray, time_col: str):
+    if split.val_start is not None and split.test_start is not None:
+        val_start = _as_time(split.val_start, times, "data.split.val_start")
+        test_start = _as_time(split.test_start, times, "data.split.test_start")
+        if not times.min() < val_start < test_start <= times.max():
+            raise SeqtrainError(
+                f"data.split: need {time_col} min < val_start < test_start <= max, got "
+                f"{times.min()} < {val_start} < {test_start} <= {times.max()}"
+            )
+        return val_start, test_start
+    if (split.val_start is None) != (split.test_start is None):
+        raise SeqtrainError("data.split: set both val_start and test_start, or neither")
+    bounds = fraction_boundaries(times, split.val, split.test)
+    if bounds is None:
+        raise SeqtrainError(
+            f"data.split: {len(np.unique(times))} distinct timestamps are too few to split "
+            f"val={split.val}, test={split.test}"
+        )
+    return bounds
+
+
+def _as_time(value, times: np.ndarray, key: str):
+    try:
+        if np.issubdtype(times.dtype, np.datetime64):
+            return np.datetime64(pd.Timestamp(str(value)).tz_localize(None), "ns")
+        return times.dtype.type(value)
+    except (ValueError, TypeError):
+        raise SeqtrainError(f"{key}: cannot read {value!r} as a value of the time column") from None
+
+
+def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):
+    """Class ids from the classes seen in training rows; rows of other classes get -1."""
+    train_values = values[train_rows]
+    if train_values.dtype.kind == "f":
+        if not np.all(train_values == np.round(train_values)):
+            raise SeqtrainError(
+                f"data.target: {target!r} has non-integer values; classification needs labels "
+                "(e.g. up = ret > 0), or use task=regression"
+            )
+        train_values = train_values.astype(np.int64)
+        values = np.where(np.isfinite(values), values, -1).astype(np.int64)
+    classes = sorted(set(train_values.tolist()))
+    if len(classes) < 2:
+        raise SeqtrainError(
+            f"data.target: {target!r} has a single class ({classes[0]!r}) in the training rows; "
+            "classification needs at least two"
+        )
+    ids = pd.Categorical(values, categories=classes).codes.astype(np.int64)  # unseen -> -1
+    return classes, ids
+
+
+def _check_known_classes(labels, ends, cfg, classes, target_values, target) -> None:
+    for name in ("val", "test"):
+        rows = ends[name] + cfg.horizon
+        unknown = labels[rows] < 0
+        if unknown.any():
+            seen = sorted({str(v) for v in target_values[rows[unknown]].tolist()})
+            raise SeqtrainError(
+                f"data.target: {target!r} has class(es) {', '.join(seen)} in the {name} split that "
+                f"never occur in training rows (classes: {classes}); move data.split boundaries"
+            )
+
+
+def _warn_short_series(bounds, series_names, cfg) -> None:
+    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1
+    short = np.flatnonzero(np.diff(bounds) < need)
+    if len(short) == len(series_names):
+        longest = int(np.diff(bounds).max())
+        raise SeqtrainError(
+            f"data.seq_length: every series is shorter than one window (longest {longest} rows, "
+            f"a window needs seq_length + horizon + output_steps - 1 = {need}); lower data.seq_length"
+        )
+    if len(short):
+        log.warning("%d of %d series are shorter than one window (%d rows) and give no windows",
+                    len(short), len(series_names), need)
+
+
+def _empty_split_message(name: str, cfg, rows_in_split: np.ndarray) -> str:
+    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1
+    return (
+        f"data.split: the {name} split has no complete window ({int(rows_in_split.sum())} rows; a "
+        f"window needs {need} rows of history and labels within its split); lower data.seq_length "
+        f"or data.horizon, or give {name} a larger share of the data"
+    )

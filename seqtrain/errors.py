@@ -1,0 +1,8 @@
+"""The one exception type users see: a bad input or config, reported as a single line."""
+
+
+class SeqtrainError(Exception):
+    """A problem with the user's data or config. The CLI prints the message and exits non-zero.
+
+    Messages name the file, column or config key at fault and say what to do about it.
+    """

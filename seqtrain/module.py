@@ -1,0 +1,171 @@
+"""The one LightningModule: the task decides loss, metrics and how outputs are read.
+
+It knows nothing about any particular architecture: a model maps ``(B, L, F)`` to ``(B, O)``.
+Regression is trained on the train-fitted scaled target; metrics and predictions are reported
+in the target's own units.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+import torchmetrics as tm
+from torch import nn
+
+from seqtrain.errors import SeqtrainError
+
+REGRESSION_LOSSES = ("mse", "mae", "huber")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULERS = ("none", "onecycle", "cosine")
+
+
+def _classification_metrics(n_classes: int) -> tm.MetricCollection:
+    if n_classes == 2:
+        return tm.MetricCollection({
+            "acc": tm.classification.BinaryAccuracy(),
+            "f1": tm.classification.BinaryF1Score(),
+            "auroc": tm.classification.BinaryAUROC(),
+        })
+    return tm.MetricCollection({
+        "acc": tm.classification.MulticlassAccuracy(n_classes, average="micro"),
+        "f1": tm.classification.MulticlassF1Score(n_classes, average="macro"),
+        "auroc": tm.classification.MulticlassAUROC(n_classes),
+    })
+
+
+def _regression_metrics() -> tm.MetricCollection:
+    return tm.MetricCollection({
+        "mae": tm.MeanAbsoluteError(),
+        "rmse": tm.MeanSquaredError(squared=False),
+    })
+
+
+class SeqModule(L.LightningModule):
+    """Wraps any sequence model for training, validation, test and prediction.
+
+    Args:
+        model: an ``nn.Module`` following ``seqtrain.models.base``.
+        task: ``classification`` or ``regression``.
+        n_outputs: classes (classification) or output steps (regression).
+        loss: regression loss (``mse``, ``mae``, ``huber``); classification uses cross-entropy.
+        huber_delta: the Huber loss's threshold, in scaled target units.
+        class_weights: per-class loss weights fit on training labels, or None.
+        target_mean, target_std: the train-fitted target scaler, to report original units.
+        optim: ``{name, lr, weight_decay}``.
+        scheduler: ``{name, ...}``: none, onecycle (``pct_start``), cosine (``eta_min``).
+    """
+
+    def __init__(self, model: nn.Module, task: str, n_outputs: int, optim: dict, scheduler: dict,
+                 loss: str = "mse", huber_delta: float = 1.0,
+                 class_weights: list[float] | None = None,
+                 target_mean: float = 0.0, target_std: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.task = task
+        self.optim, self.scheduler = dict(optim), dict(scheduler)
+        if task == "classification":
+            weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+            self.register_buffer("class_weights", weights, persistent=False)
+            make_metrics = lambda: _classification_metrics(n_outputs)  # noqa: E731
+        else:
+            if loss not in REGRESSION_LOSSES:
+                raise SeqtrainError(
+                    f"loss: unknown regression loss {loss!r}; choose one of {', '.join(REGRESSION_LOSSES)}"
+                )
+            make_metrics = _regression_metrics
+        self.loss_name, self.huber_delta = loss, huber_delta
+        self.n_outputs = n_outputs
+        self.target_mean, self.target_std = target_mean, target_std
+        self.train_metrics = make_metrics().clone(prefix="train_")
+        self.val_metrics = make_metrics().clone(prefix="val_")
+        self.test_metrics = make_metrics().clone(prefix="test_")
+        self.test_outputs: list[dict] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        if self.task == "classification":
+            return F.cross_entropy(out, y, weight=self.class_weights)
+        if self.loss_name == "mae":
+            return F.l1_loss(out, y)
+        if self.loss_name == "huber":
+            return F.huber_loss(out, y, delta=self.huber_delta)
+        return F.mse_loss(out, y)
+
+    def _readout(self, out: torch.Tensor, y: torch.Tensor):
+        """What metrics compare: probabilities and class ids, or values in target units."""
+        if self.task == "classification":
+            probs = out.float().softmax(-1)
+            return (probs[:, 1] if self.n_outputs == 2 else probs), y, probs
+        scale = lambda v: v.float() * self.target_std + self.target_mean  # noqa: E731
+        return scale(out).flatten(), scale(y).flatten(), None
+
+    def _step(self, batch: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self(batch["x"])
+        loss = self.loss(out, batch["y"])
+        pred, target, _ = self._readout(out.detach(), batch["y"])
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(pred, target)
+        size = len(batch["y"])
+        on_step = split == "train"
+        self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val",
+                      batch_size=size)
+        return loss, out
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        _, out = self._step(batch, "test")
+        pred, target, probs = self._readout(out.detach(), batch["y"])
+        record = {"index": batch["index"].cpu()}
+        if self.task == "classification":
+            record["probs"] = probs.cpu()
+        else:
+            record["pred"] = pred.view(len(out), -1).cpu()
+        self.test_outputs.append(record)
+
+    def configure_optimizers(self):
+        name = self.optim.get("name")
+        if name not in OPTIMIZERS:
+            raise SeqtrainError(
+                f"optim.name: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        optimizer = OPTIMIZERS[name](self.parameters(), lr=self.optim["lr"],
+                                     weight_decay=self.optim.get("weight_decay", 0.0))
+        kind = self.scheduler.get("name", "none")
+        if kind == "none":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        if total == float("inf"):
+            raise SeqtrainError(
+                f"scheduler={kind}: needs a finite run; set trainer.max_epochs or trainer.max_steps"
+            )
+        total = int(total)
+        if kind == "onecycle":
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.optim["lr"], total_steps=max(total, 1),
+                pct_start=self.scheduler.get("pct_start", 0.3),
+            )
+        elif kind == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(total, 1), eta_min=self.scheduler.get("eta_min", 0.0),
+            )
+        else:
+            raise SeqtrainError(
+                f"scheduler.name: unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}"
+            )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,93 @@
+"""The run's pictures: training curves, and predictions against the truth on the test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+MAX_POINTS = 500  # of the test period drawn per series, so single steps stay readable
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_curves(rows: list[dict], main_metric: str, path: Path) -> None:
+    """Train/val loss and the task's main metric per epoch."""
+    frame = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    for ax, name in zip(axes, ("loss", main_metric), strict=True):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            column = f"{split}_{name}"
+            if column in frame and frame[column].notna().any():
+                ax.plot(frame["epoch"] + 1, frame[column], style, ms=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_predictions(pred: pd.DataFrame, group_col: str | None, task: str, classes,
+                     path: Path) -> None:
+    """Prediction vs truth over time for up to three series (first forecast step), beside a
+    confusion matrix when classifying."""
+    first = pred[pred["step"] == 1]
+    groups = list(first.groupby(group_col, sort=True)) if group_col else [("all", first)]
+    groups = groups[:3]
+    names = [f"s{i}" for i in range(len(groups))]
+    classify = task == "classification"
+    layout = [[name, "cm"] for name in names] if classify else [[name] for name in names]
+    fig, axes = plt.subplot_mosaic(layout, figsize=(13 if classify else 11, 2.8 * len(groups) + 0.5),
+                                   layout="constrained",
+                                   width_ratios=[3, 1] if classify else None)
+    points = MAX_POINTS // 3 if classify else MAX_POINTS
+    for name, (series, frame) in zip(names, groups, strict=True):
+        ax, frame = axes[name], frame.tail(points)
+        if classify and len(classes) == 2:
+            ax.step(frame["time"], frame["y_true"] == classes[1], where="mid", lw=0.8,
+                    label=f"true = {classes[1]}", color="black")
+            ax.plot(frame["time"], frame[f"prob_{classes[1]}"], lw=1, marker=".", ms=3,
+                    label=f"P({classes[1]})", color="tab:orange")
+            ax.set_ylabel("probability")
+        else:
+            ax.plot(frame["time"], frame["y_true"], lw=1, label="truth", color="black")
+            ax.plot(frame["time"], frame["y_pred"], lw=1, label="prediction", color="tab:orange")
+            ax.set_ylabel("value" if task == "regression" else "class")
+        ax.set_title(f"test split · series {series} · last {len(frame)} windows", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+        if np.issubdtype(frame["time"].dtype, np.datetime64):
+            locator = mdates.AutoDateLocator()
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if classify:
+        _confusion(axes["cm"], first["y_true"].to_numpy(), first["y_pred"].to_numpy(), classes)
+    _save(fig, path)
+
+
+def _confusion(ax, y_true, y_pred, classes) -> None:
+    index = {c: i for i, c in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(counts, ([index[v] for v in y_true], [index[v] for v in y_pred]), 1)
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (test)")
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, str(n), ha="center", va="center",
+                color="white" if n > counts.max() / 2 else "black")

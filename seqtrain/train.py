@@ -1,0 +1,223 @@
+"""One training run: data -> model -> Lightning Trainer -> test -> report, into ``run_dir``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from seqtrain.callbacks import EpochMetrics, Throughput
+from seqtrain.data import synthetic
+from seqtrain.data.datamodule import SeqDataModule
+from seqtrain.data.prepare import PreparedData, prepare
+from seqtrain.errors import SeqtrainError
+from seqtrain.models.registry import build_model
+from seqtrain.module import SeqModule
+from seqtrain.report.plots import plot_curves, plot_predictions
+from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
+from seqtrain.report.summary import print_summary
+
+log = logging.getLogger("seqtrain")
+
+TASKS = ("classification", "regression")
+HIGHER_IS_BETTER = ("acc", "f1", "auroc")
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> float:
+    """Train, test and report one run. Returns the best monitored validation value."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    _refuse_finished_run(run_dir)
+    if cfg.task not in TASKS:
+        raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data = prepare(cfg.data, cfg.task, _data_path(cfg, run_dir))
+    _write_json(run_dir / "data_state.json", data.state)
+
+    model_args = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
+                  if k != "name"}
+    model = build_model(cfg.model.name, model_args, len(data.input_names), data.n_outputs)
+    target_scale = data.target_scaler
+    module = SeqModule(
+        model, cfg.task, data.n_outputs,
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        loss=cfg.loss, huber_delta=cfg.huber_delta,
+        class_weights=data.class_weights if cfg.class_weights else None,
+        target_mean=float(target_scale.mean[0]) if target_scale else 0.0,
+        target_std=float(target_scale.std[0]) if target_scale else 1.0,
+    )
+
+    trainer_args = _trainer_args(cfg)
+    monitor, mode = _monitor(cfg)
+    epochs = EpochMetrics(run_dir / "metrics.csv")
+    throughput = Throughput()
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
+                                 mode=mode, save_last=True, auto_insert_metric_name=False)
+    callbacks = [epochs, throughput, checkpoint]
+    if cfg.early_stopping.patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
+                                       patience=cfg.early_stopping.patience))
+    if cfg.progress_bar:
+        callbacks.append(RichProgressBar(leave=False))
+    trainer = _make_trainer(trainer_args, callbacks, run_dir, cfg.progress_bar)
+
+    datamodule = SeqDataModule(
+        data, cfg.data.batch_size, cfg.data.num_workers,
+        pin_memory=_pin_memory(cfg.data.pin_memory, trainer_args["accelerator"]),
+        persistent_workers=cfg.data.persistent_workers,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    if trainer.interrupted:
+        raise SeqtrainError(f"training interrupted; checkpoints so far are in {run_dir / 'checkpoints'}")
+
+    best_row = epochs.best(monitor, mode)
+    if best_row is None:  # stopped (max_steps) before any validation: validate what we have
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        best_row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+        best_row["epoch"] = trainer.current_epoch
+    ckpt = checkpoint.best_model_path or None
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    wall = time.perf_counter() - started
+
+    predictions = predictions_frame(data, module.test_outputs)
+    write_parquet_atomic(predictions, run_dir / "predictions.parquet")
+    main_metric = "acc" if cfg.task == "classification" else "mae"
+    if epochs.rows:
+        plot_curves(epochs.rows, main_metric, run_dir / "plots" / "curves.png")
+    plot_predictions(predictions, data.state["group_col"], cfg.task, data.classes,
+                     run_dir / "plots" / "predictions.png")
+
+    summary = {
+        "task": cfg.task,
+        "model": {"name": cfg.model.name, **model.summary()},
+        "monitor": monitor,
+        "best_epoch": int(best_row["epoch"]) + 1,
+        "best_val": {k: v for k, v in best_row.items() if k.startswith("val_")},
+        "test": {k: float(v) for k, v in test_metrics.items()},
+        "baseline_test": baseline(data),
+        "epochs": len(epochs.rows),
+        "steps": trainer.global_step,
+        "windows": data.state["windows"],
+        "wall_time_s": round(wall, 3),
+        "train_samples_per_s": round(throughput.samples_per_second, 1)
+        if math.isfinite(throughput.samples_per_second) else None,
+        "precision": str(trainer_args["precision"]),
+        "run_dir": str(run_dir),
+    }
+    _write_json(run_dir / "metrics.json", summary)
+    print_summary(summary)
+    return float(best_row.get(monitor, float("nan")))
+
+
+def baseline(data: PreparedData) -> dict:
+    """The naive forecast on the test windows, for an honest comparison.
+
+    Classification: the majority class of the training labels. Regression: persistence (the
+    last known target value repeated), when the target's history is an input; else the
+    training mean.
+    """
+    state = data.state
+    ends, h, k = data.ends["test"], state["horizon"], state["output_steps"]
+    label_rows = ends[:, None] + np.arange(h, h + k)
+    if data.task == "classification":
+        majority = np.bincount(data.labels[data.ends["train"] + h]).argmax()
+        return {"majority_acc": float((data.labels[label_rows[:, 0]] == majority).mean())}
+    truth = data.target_scaler.inverse(data.labels[label_rows])
+    if h > 0:
+        last = data.target_scaler.inverse(data.labels[ends])[:, None]
+        name, guess = "persistence", last
+    else:
+        name, guess = "train_mean", data.target_scaler.mean[0]
+    err = truth - guess
+    return {f"{name}_mae": float(abs(err).mean()), f"{name}_rmse": float((err**2).mean() ** 0.5)}
+
+
+def _data_path(cfg: DictConfig, run_dir: Path) -> str:
+    data = cfg.data
+    if data.kind == "synthetic":
+        if data.target is None:
+            data.target = "direction" if cfg.task == "classification" else "y"
+        if data.path is None:
+            data.path = str(run_dir / "data" / "synthetic.parquet")
+        synthetic.write_parquet(data.path, **OmegaConf.to_container(data.generator, resolve=True))
+    elif data.kind != "parquet":
+        raise SeqtrainError(f"data.kind: unknown {data.kind!r}; choose parquet or synthetic")
+    return str(Path(data.path).expanduser())
+
+
+def _refuse_finished_run(run_dir: Path) -> None:
+    if (run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists():
+        raise SeqtrainError(
+            f"hydra.run.dir: {run_dir} already holds a run; choose a new folder so it is not overwritten"
+        )
+
+
+def _monitor(cfg: DictConfig) -> tuple[str, str]:
+    monitor, mode = cfg.early_stopping.monitor, cfg.early_stopping.mode
+    valid = ["val_loss", *(f"val_{m}" for m in (
+        ("acc", "f1", "auroc") if cfg.task == "classification" else ("mae", "rmse")))]
+    if monitor not in valid:
+        raise SeqtrainError(
+            f"early_stopping.monitor: {monitor!r} is not logged for task={cfg.task}; "
+            f"choose one of {', '.join(valid)}"
+        )
+    if mode == "auto":
+        mode = "max" if monitor.split("_", 1)[1] in HIGHER_IS_BETTER else "min"
+    if mode not in ("min", "max"):
+        raise SeqtrainError(f"early_stopping.mode: {mode!r}; choose min, max or auto")
+    return monitor, mode
+
+
+def _trainer_args(cfg: DictConfig) -> dict:
+    args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    accelerator = args.get("accelerator", "auto")
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise SeqtrainError(
+            "trainer.accelerator: gpu requested but no CUDA GPU is visible; use trainer=default (CPU)"
+        )
+    precision = str(args.get("precision", "32"))
+    if not on_gpu and precision in ("16", "16-mixed"):
+        log.warning("trainer.precision=%s: fp16 autocast is not supported on CPU; using bf16-mixed",
+                    precision)
+        precision = "bf16-mixed"
+    args["precision"] = precision
+    args["accelerator"] = "gpu" if on_gpu else "cpu"
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return args
+
+
+def _make_trainer(args: dict, callbacks: list, run_dir: Path, progress_bar: bool) -> L.Trainer:
+    args = dict(args)
+    args.setdefault("logger", False)
+    args.setdefault("enable_progress_bar", bool(progress_bar))
+    try:
+        return L.Trainer(callbacks=callbacks, default_root_dir=str(run_dir), **args)
+    except TypeError as exc:
+        raise SeqtrainError(f"trainer: {exc} (keys of the trainer group go to lightning's Trainer)") from None
+    except (ValueError, RuntimeError) as exc:  # lightning's MisconfigurationException is a ValueError
+        raise SeqtrainError(f"trainer: {str(exc).splitlines()[0]}") from None
+
+
+def _pin_memory(setting, accelerator: str) -> bool:
+    if setting == "auto":
+        return accelerator == "gpu"
+    return bool(setting)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
