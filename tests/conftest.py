@@ -1,0 +1,64 @@
+"""Shared helpers: run the real CLI entry point in-process, and make small Parquet tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from seqtrain import cli
+from tests.helpers import make_table
+
+# Small enough for a few seconds per run on 2 CPU cores, large enough to exercise everything.
+TINY = [
+    "progress_bar=false",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "data.generator.length=400",
+    "data.seq_length=16",
+    "model.hidden_size=16",
+    "model.num_layers=1",
+]
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+    run_dir: Path
+
+    def metrics(self) -> dict:
+        return json.loads((self.run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture
+def run_cli(tmp_path, capsys, monkeypatch):
+    """``run_cli(*overrides)`` runs ``seqtrain`` through ``cli.main`` into a fresh folder."""
+    counter = iter(range(1000))
+
+    def run(*args: str, run_dir: Path | None = None) -> CliResult:
+        run_dir = run_dir or tmp_path / f"run{next(counter)}"
+        monkeypatch.setattr(sys, "argv", ["seqtrain", *args, f"hydra.run.dir={run_dir}"])
+        capsys.readouterr()
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err, run_dir)
+
+    return run
+
+
+@pytest.fixture
+def bars(tmp_path) -> Path:
+    """A two-series Parquet file like a user's bar table."""
+    path = tmp_path / "bars.parquet"
+    make_table(300, n_series=2).to_parquet(path, index=False)
+    return path

@@ -1,0 +1,137 @@
+"""The look-ahead contract, end to end through reading, validation, scaling and the datasets.
+
+A window ending at row t must be built from rows <= t only; its label is the target at t+h;
+statistics come from training rows only; training labels never reach into validation.
+"""
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+
+from seqtrain.data.datamodule import SeqDataModule
+from seqtrain.data.prepare import prepare
+from tests.helpers import make_table
+
+
+def data_cfg(path, *overrides):
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["data=parquet", f"data.path={path}", "data.target=close",
+                                           "data.group_col=symbol", *overrides])
+    return cfg.data
+
+
+def windows(path, task, *overrides):
+    """Prepared data and every window as arrays: {split: (end_rows, x, y)}."""
+    data = prepare(data_cfg(path, *overrides), task, str(path))
+    module = SeqDataModule(data, batch_size=64)
+    out = {}
+    for split, dataset in module.datasets.items():
+        batch = dataset.__getitems__(list(range(len(dataset))))
+        out[split] = (data.ends[split], batch["x"].numpy(), batch["y"].numpy())
+    return data, out
+
+
+def perturb_after(frame, time, rng):
+    """Replace every value (features and target) of every series after ``time``."""
+    later = frame["time"] > time
+    changed = frame.copy()
+    for column in ("ret", "vol", "rsi", "close"):
+        changed.loc[later, column] = rng.normal(0, 100, later.sum())
+    changed.loc[later, "up"] = rng.integers(0, 2, later.sum())
+    return changed
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_window_inputs_do_not_change_when_later_rows_change(tmp_path, seed, task):
+    rng = np.random.default_rng(seed)
+    frame = make_table(150, n_series=2, seed=seed)
+    base, changed_path = tmp_path / "base.parquet", tmp_path / "changed.parquet"
+    frame.to_parquet(base)
+    target = "close" if task == "regression" else "up"
+    overrides = ["data.seq_length=10", "data.horizon=2", f"data.target={target}"]
+    if task == "classification":
+        overrides.append("data.horizon=1")
+    for scaler in ("none", "standard"):
+        data, before = windows(base, task, *overrides, f"data.scaler={scaler}")
+        # With a train-fitted scaler, rows after a training window's end are themselves training
+        # rows and move the scaler by design; validation/test windows must not move at all.
+        splits = ("train", "val", "test") if scaler == "none" else ("val", "test")
+        for split in splits:
+            ends, x_before, _ = before[split]
+            for i in rng.choice(len(ends), size=min(4, len(ends)), replace=False):
+                t = ends[i]
+                perturb_after(frame, data.times[t], rng).to_parquet(changed_path)
+                _, after = windows(changed_path, task, *overrides, f"data.scaler={scaler}")
+                ends_after, x_after, _ = after[split]
+                j = np.flatnonzero(ends_after == t)
+                assert len(j) == 1, "the window ending at t must still exist"
+                np.testing.assert_array_equal(x_after[j[0]], x_before[i])
+
+
+@pytest.mark.parametrize("horizon,steps", [(1, 1), (3, 1), (2, 4)])
+def test_regression_label_is_the_target_at_t_plus_h(tmp_path, horizon, steps):
+    frame = make_table(200, n_series=2, seed=1)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data, wins = windows(path, "regression", "data.seq_length=7", f"data.horizon={horizon}",
+                         f"data.output_steps={steps}")
+    close = frame.sort_values(["symbol", "time"], kind="stable")["close"].to_numpy()
+    for ends, _, y in wins.values():
+        expected = close[ends[:, None] + np.arange(horizon, horizon + steps)]
+        np.testing.assert_allclose(data.target_scaler.inverse(y), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_horizon_zero_takes_the_label_from_the_end_row_and_hides_it_from_inputs(tmp_path):
+    frame = make_table(200, seed=2)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data, wins = windows(path, "classification", "data.target=up", "data.horizon=0",
+                         "data.seq_length=5")
+    assert "up" not in data.input_names
+    for ends, _, y in wins.values():
+        assert (np.asarray(data.classes)[y] == frame["up"].to_numpy()[ends]).all()
+
+
+def test_target_history_is_an_input_up_to_the_end_row(tmp_path):
+    frame = make_table(120, seed=3)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data, wins = windows(path, "regression", "data.seq_length=6", "data.scaler=none")
+    column = data.input_names.index("close")
+    ends, x, _ = wins["train"]
+    np.testing.assert_allclose(x[:, -1, column], frame["close"].to_numpy()[ends], rtol=1e-6)
+
+
+def test_scaler_statistics_are_those_of_training_rows_alone(tmp_path):
+    frame = make_table(300, n_series=2, seed=4)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data = prepare(data_cfg(path), "regression", str(path))
+    val_start = np.datetime64(data.state["split"]["val_start"])
+    train = frame[frame["time"] < val_start]
+    expected = train[data.input_names].to_numpy(np.float64)
+    np.testing.assert_allclose(data.state["scaler"]["mean"], expected.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(data.state["scaler"]["std"], expected.std(0), rtol=1e-4)
+    np.testing.assert_allclose(data.state["target_scaler"]["mean"], [train["close"].mean()], rtol=1e-6)
+
+    # and validation/test rows have no say in them
+    wild = frame.copy()
+    wild.loc[wild["time"] >= val_start, ["ret", "vol", "rsi", "close"]] *= 1000.0
+    wild.to_parquet(tmp_path / "wild.parquet")
+    again = prepare(data_cfg(tmp_path / "wild.parquet"), "regression", str(tmp_path / "wild.parquet"))
+    assert again.state["scaler"] == data.state["scaler"]
+    assert again.state["target_scaler"] == data.state["target_scaler"]
+
+
+def test_class_list_and_weights_come_from_training_rows(tmp_path):
+    frame = make_table(300, seed=5)
+    frame["up"] = np.where(np.arange(300) < 150, 0, 1)  # training sees 0 and 1 ...
+    frame.loc[frame.index[:100], "up"] = 1
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data = prepare(data_cfg(path, "data.target=up", "data.horizon=0"), "classification", str(path))
+    assert data.classes == [0, 1]
+    train_labels = frame["up"].to_numpy()[data.ends["train"]]
+    counts = np.bincount(train_labels, minlength=2)
+    np.testing.assert_allclose(data.class_weights, counts.sum() / (2 * counts))
