@@ -45,6 +45,40 @@ def check_group_choices(argv: list[str]) -> str | None:
     return None
 
 
+def check_overrides(argv: list[str]) -> str | None:
+    """Compose the config once before Hydra runs, so that a mistyped key or a bad value is
+    one line naming it instead of Hydra's multi-line report. Sweeps are checked on their
+    first value."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if not a.startswith("-")]
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return None  # --help, --cfg, --info ...: Hydra's own business
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:  # hydra's OverrideParseException
+        return f"cannot parse the overrides: {str(exc).splitlines()[0]}"
+    first_values = []
+    for override in parsed:
+        if override.is_sweep_override():
+            value = next(iter(override.sweep_string_iterator()))
+        else:
+            value = override.get_value_element_as_str()
+        first_values.append(f"{override.get_key_element()}={value}")
+    try:
+        with initialize_config_module("seqtrain.conf", version_base="1.3"):
+            compose("config", overrides=first_values)
+    except Exception as exc:  # hydra/omegaconf composition errors
+        text = " ".join(str(exc).split())
+        cause = " ".join(str(exc.__cause__ or "").split())
+        if "is not in struct" in text + cause:
+            key = cause.split("full_key: ")[-1].split()[0] if "full_key: " in cause else text
+            return f"{key}: no such config key (to list all keys: seqtrain --cfg job)"
+        return text + (f" ({cause})" if cause and cause not in text else "")
+    return None
+
+
 def _error(message: str) -> None:
     from rich.console import Console
 
@@ -73,7 +107,7 @@ def _hydra_main():
 
 def main() -> None:
     _quiet_libraries()
-    problem = check_group_choices(sys.argv[1:])
+    problem = check_group_choices(sys.argv[1:]) or check_overrides(sys.argv[1:])
     if problem:
         _error(problem)
         raise SystemExit(2)

@@ -62,11 +62,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     epochs = EpochMetrics(run_dir / "metrics.csv")
     throughput = Throughput()
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                                 mode=mode, save_last=True, auto_insert_metric_name=False)
+                                 mode=mode, save_last=True, auto_insert_metric_name=False,
+                                 save_on_train_epoch_end=False)
     callbacks = [epochs, throughput, checkpoint]
     if cfg.early_stopping.patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
-                                       patience=cfg.early_stopping.patience))
+                                       patience=cfg.early_stopping.patience,
+                                       check_on_train_epoch_end=False))
     if cfg.progress_bar:
         callbacks.append(RichProgressBar(leave=False))
     trainer = _make_trainer(trainer_args, callbacks, run_dir, cfg.progress_bar)
@@ -82,6 +84,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
 
     best_row = epochs.best(monitor, mode)
     if best_row is None:  # stopped (max_steps) before any validation: validate what we have
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
         trainer.validate(module, datamodule=datamodule, verbose=False)
         best_row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
         best_row["epoch"] = trainer.current_epoch

@@ -310,7 +310,7 @@ def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):
             f"data.target: {target!r} has a single class ({classes[0]!r}) in the training rows; "
             "classification needs at least two"
         )
-    ids = pd.Categorical(values, categories=classes).codes.astype(np.int64)  # unseen -> -1
+    ids = pd.Index(classes).get_indexer(values).astype(np.int64)  # unseen classes -> -1
     return classes, ids
 
 

@@ -1,0 +1,200 @@
+"""Every bad input gets one clear line naming what to fix, exit status 2, and no traceback."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.helpers import make_table
+
+PARQUET = ["data=parquet", "data.target=close", "data.group_col=symbol", "progress_bar=false",
+           "task=regression"]
+
+
+def check_error(result, *fragments):
+    assert result.code == 2, result.err + result.out
+    assert "Traceback" not in result.err + result.out
+    message = " ".join(result.err.split())
+    assert message.startswith("error:"), result.err
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def write(tmp_path, frame, name="bad.parquet"):
+    path = tmp_path / name
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_missing_file(run_cli, tmp_path):
+    result = run_cli(*PARQUET, f"data.path={tmp_path / 'nope.parquet'}")
+    check_error(result, "data.path", "file not found", "nope.parquet")
+
+
+def test_not_a_parquet_file(run_cli, tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_text("time,close\n1,2\n")
+    check_error(run_cli(*PARQUET, f"data.path={path}"), "data.path", "not a readable Parquet file")
+
+
+@pytest.mark.parametrize("key,value", [("target", "price"), ("time_col", "date"),
+                                       ("group_col", "ticker"), ("features", "[ret,volume]")])
+def test_missing_column(run_cli, bars, key, value):
+    missing = value.strip("[]").split(",")[-1]
+    check_error(run_cli(*PARQUET, f"data.path={bars}", f"data.{key}={value}"),
+                f"data.{key}", f"{missing!r} not found", "columns: time, symbol")
+
+
+def test_non_numeric_feature(run_cli, tmp_path):
+    frame = make_table(100)
+    frame["sector"] = "tech"
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}", "data.features=[ret,sector]"),
+                "data.features", "'sector' is not numeric")
+
+
+def test_nan_in_features_reports_count_and_first_row(run_cli, tmp_path):
+    frame = make_table(100)
+    frame.loc[[17, 40], "vol"] = np.nan
+    frame.loc[60, "vol"] = np.inf
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}"),
+                "'vol' has 3 NaN/inf", "first at row 17", "data.nan_policy")
+
+
+def test_nan_in_target(run_cli, tmp_path):
+    frame = make_table(100)
+    frame.loc[33, "close"] = np.nan
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}"), "data.target", "'close' has 1 NaN/inf",
+                "row 33")
+
+
+@pytest.mark.parametrize("policy", ["ffill", "drop"])
+def test_nan_policy_lets_the_run_through(run_cli, tmp_path, policy):
+    frame = make_table(200)
+    frame.loc[[17, 40], "vol"] = np.nan
+    path = write(tmp_path, frame)
+    result = run_cli(*PARQUET, f"data.path={path}", f"data.nan_policy={policy}", "data.seq_length=8",
+                     "trainer=debug", "model.hidden_size=8")
+    assert result.code == 0, result.err
+    assert result.metrics()["windows"]["train"] > 0
+
+
+def test_unsorted_timestamps(run_cli, tmp_path):
+    frame = make_table(100, n_series=2)
+    frame.iloc[[10, 11]] = frame.iloc[[11, 10]].to_numpy()
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}"), "data.time_col", "is not sorted",
+                "series 'SYM0'", "data.sort=true")
+    assert run_cli(*PARQUET, f"data.path={path}", "data.sort=true", "trainer=debug",
+                   "data.seq_length=8").code == 0
+
+
+def test_duplicate_timestamps(run_cli, tmp_path):
+    frame = make_table(100, n_series=2)
+    frame.loc[150, "time"] = frame.loc[149, "time"]
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}"), "duplicate timestamps", "series 'SYM1'",
+                "row 150")
+
+
+def test_series_too_short_for_one_window(run_cli, tmp_path):
+    path = write(tmp_path, make_table(40))
+    check_error(run_cli(*PARQUET, f"data.path={path}", "data.seq_length=64"),
+                "data.seq_length", "every series is shorter than one window")
+
+
+def test_split_too_short_for_one_window(run_cli, tmp_path):
+    path = write(tmp_path, make_table(100))
+    check_error(run_cli(*PARQUET, f"data.path={path}", "data.seq_length=4", "data.horizon=15"),
+                "data.split", "has no complete window")
+
+
+def test_classification_target_with_one_class(run_cli, tmp_path):
+    frame = make_table(100)
+    frame["up"] = 1
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}", "data.target=up", "data.horizon=0",
+                        "task=classification"), "data.target", "single class")
+
+
+def test_classification_target_that_is_not_a_label(run_cli, bars):
+    check_error(run_cli(*PARQUET, f"data.path={bars}", "task=classification"),
+                "non-integer values", "task=regression")
+
+
+def test_class_unseen_in_training(run_cli, tmp_path):
+    frame = make_table(200)
+    frame["up"] = np.where(np.arange(200) > 185, 2, np.arange(200) % 2)
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}", "data.target=up", "data.horizon=0",
+                        "data.seq_length=5", "task=classification"), "class(es) 2", "test split")
+
+
+@pytest.mark.parametrize("override,key", [
+    ("data.seq_length=0", "data.seq_length"),
+    ("data.horizon=-1", "data.horizon"),
+    ("data.output_steps=0", "data.output_steps"),
+    ("data.split.val=1.5", "data.split.val"),
+    ("data.split.test=0.9", "data.split"),
+    ("data.nan_policy=zero", "data.nan_policy"),
+    ("task=ranking", "task"),
+    ("early_stopping.monitor=val_acc", "early_stopping.monitor"),
+    ("loss=hinge", "loss"),
+    ("optim.name=rmsprop", "optim.name"),
+    ("trainer.accelerator=gpu", "trainer.accelerator"),
+    ("trainer.precision=17", "trainer"),
+    ("model.hidden_sise=8", "model.hidden_sise"),
+])
+def test_bad_settings(run_cli, bars, override, key):
+    check_error(run_cli(*PARQUET, f"data.path={bars}", "task=regression", override), key)
+
+
+@pytest.mark.parametrize("arg,listing", [("model=transformer", "gru, lstm"),
+                                          ("trainer=tpu", "debug, default, gpu"),
+                                          ("data=csv", "parquet, synthetic")])
+def test_unknown_group_option_lists_the_valid_ones(run_cli, arg, listing):
+    check_error(run_cli(arg), arg, f"choose one of {listing}")
+
+
+def test_split_dates_out_of_order(run_cli, bars):
+    check_error(run_cli(*PARQUET, f"data.path={bars}", "data.split.val_start=2022-09-01",
+                        "data.split.test_start=2022-06-01"), "data.split", "val_start < test_start")
+
+
+def test_a_failed_run_leaves_an_earlier_run_untouched(run_cli, tmp_path, bars):
+    run_dir = tmp_path / "fixed"
+    first = run_cli(*PARQUET, f"data.path={bars}", "task=regression", "trainer=debug", run_dir=run_dir)
+    assert first.code == 0, first.err
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    again = run_cli(*PARQUET, f"data.path={bars}", "data.seq_length=5", run_dir=run_dir)
+    check_error(again, "already holds a run")
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_time_column_of_strings_that_are_not_dates(run_cli, tmp_path):
+    frame = make_table(100)
+    frame["time"] = "someday"
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}"), "data.time_col", "neither timestamps nor numbers")
+
+
+def test_empty_table(run_cli, tmp_path):
+    path = write(tmp_path, make_table(10).iloc[:0])
+    check_error(run_cli(*PARQUET, f"data.path={path}"), "has no rows")
+
+
+def test_numeric_time_column_and_string_classes_work(run_cli, tmp_path):
+    frame = make_table(200)
+    frame["time"] = np.arange(200) * 60
+    frame["label"] = np.where(frame["up"] == 1, "up", "down")
+    path = write(tmp_path, frame)
+    result = run_cli(*PARQUET, f"data.path={path}", "data.target=label", "data.horizon=0",
+                     "data.features=[ret,vol]", "task=classification", "trainer=debug",
+                     "data.seq_length=8")
+    assert result.code == 0, result.err
+    predictions = pd.read_parquet(result.run_dir / "predictions.parquet")
+    assert set(predictions["y_true"]) <= {"up", "down"}
+    assert {"prob_down", "prob_up"} <= set(predictions.columns)
