@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from seqtrain import cli
 from tests.helpers import make_table
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per test worker: two workers with two OpenMP threads each on two cores spin
+    # against each other and run many times slower.
+    torch.set_num_threads(1)
 
 # Small enough for a few seconds per run on 2 CPU cores, large enough to exercise everything.
 TINY = [
@@ -43,7 +50,8 @@ def run_cli(tmp_path, capsys, monkeypatch):
 
     def run(*args: str, run_dir: Path | None = None) -> CliResult:
         run_dir = run_dir or tmp_path / f"run{next(counter)}"
-        monkeypatch.setattr(sys, "argv", ["seqtrain", *args, f"hydra.run.dir={run_dir}"])
+        folder = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
+        monkeypatch.setattr(sys, "argv", ["seqtrain", *args, f"{folder}={run_dir}"])
         capsys.readouterr()
         code = 0
         try:

@@ -198,3 +198,17 @@ def test_numeric_time_column_and_string_classes_work(run_cli, tmp_path):
     predictions = pd.read_parquet(result.run_dir / "predictions.parquet")
     assert set(predictions["y_true"]) <= {"up", "down"}
     assert {"prob_down", "prob_up"} <= set(predictions.columns)
+
+
+def test_console_script_reports_one_line_and_exit_status(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("seqtrain")
+    done = subprocess.run([str(script), "data=parquet", f"data.path={tmp_path / 'x.parquet'}",
+                           "data.target=y", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: data.path: file not found"), lines
