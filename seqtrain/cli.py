@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+
 CONF_DIR = Path(__file__).parent / "conf"
 GROUPS = ("data", "model", "trainer", "optim", "scheduler")
 
@@ -114,14 +116,15 @@ def main() -> None:
     _hydra_main()()
 
 
-class ProtectEarlierRuns:
+class ProtectEarlierRuns(Callback):
     """Hydra callback: refuse to start in a folder that already holds a run.
 
     Hydra writes ``.hydra/`` into the run folder before the job starts; a folder that already
     has one belongs to an earlier run, whose record would be overwritten.
     """
 
-    def _check(self, folder: str) -> None:
+    @staticmethod
+    def _check(folder: str) -> None:
         if (Path(folder) / ".hydra").exists():
             _error(f"hydra.run.dir: {folder} already holds a run; choose a new folder")
             raise SystemExit(2)
@@ -131,11 +134,6 @@ class ProtectEarlierRuns:
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self._check(config.hydra.sweep.dir)
-
-    def __getattr__(self, name):  # the other hooks of hydra's Callback: nothing to do
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,9 @@ def test_no_library_noise_in_normal_output(run_cli):
     output = result.out + result.err
     for noise in ("Tip:", "GPU available", "LOCAL_RANK", "Warning", "warn", "litlogger"):
         assert noise not in output, noise
+
+
+def test_dataloader_workers(run_cli):
+    result = run_cli("data.num_workers=2", *TINY)
+    assert result.code == 0, result.err
+    assert result.metrics()["windows"]["train"] > 0

@@ -1,7 +1,7 @@
 """Windows as index arithmetic over one contiguous tensor, served by DataLoaders.
 
-A dataset holds only the end rows of its windows. A batch is gathered in one vectorised index
-operation (``inputs[ends[:, None] + offsets]``); no window is ever copied on its own.
+A dataset holds only the start rows of its windows and an ``unfold`` view of the inputs. A batch
+is copied out in one vectorised indexing operation; no window is ever copied on its own.
 """
 
 from __future__ import annotations
@@ -24,26 +24,27 @@ class WindowDataset(Dataset):
 
     def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, ends: np.ndarray,
                  seq_length: int, horizon: int, output_steps: int, classification: bool):
-        self.inputs, self.labels = inputs, labels
-        self.ends = torch.as_tensor(ends, dtype=torch.long)
-        self.input_offsets = torch.arange(-seq_length + 1, 1)
-        self.label_offsets = torch.arange(horizon, horizon + output_steps)
-        self.seq_length, self.classification = seq_length, classification
+        self.labels = labels
+        # (N-L+1, L, F) view: entry s is the window of rows s .. s+L-1. No data is copied here;
+        # a batch is copied out in one indexing operation.
+        self.windows = inputs.unfold(0, seq_length, 1).transpose(1, 2)
+        self.starts = torch.as_tensor(ends, dtype=torch.long) - (seq_length - 1)
+        self.label_offsets = torch.arange(horizon, horizon + output_steps) + (seq_length - 1)
+        self.classification = classification
 
     def __len__(self) -> int:
-        return len(self.ends)
+        return len(self.starts)
 
     def __getitem__(self, i: int) -> dict:
-        t = int(self.ends[i])
-        y = self.labels[t + self.label_offsets]
-        return {"x": self.inputs[t - self.seq_length + 1: t + 1],
-                "y": y[0] if self.classification else y, "index": i}
+        start = int(self.starts[i])
+        y = self.labels[start + self.label_offsets]
+        return {"x": self.windows[start], "y": y[0] if self.classification else y, "index": i}
 
     def __getitems__(self, indices: list[int]) -> dict:
         index = torch.as_tensor(indices, dtype=torch.long)
-        t = self.ends[index]
-        y = self.labels[t[:, None] + self.label_offsets]
-        return {"x": self.inputs[t[:, None] + self.input_offsets],
+        start = self.starts[index]
+        y = self.labels[start[:, None] + self.label_offsets]
+        return {"x": self.windows[start].contiguous(),
                 "y": y[:, 0] if self.classification else y, "index": index}
 
 

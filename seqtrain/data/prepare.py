@@ -103,7 +103,8 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         labels = target_scaler.transform(target_values)
 
     input_names = list(features)
-    if cfg.target_as_input and cfg.horizon > 0:
+    listed_as_feature = cfg.features is not None and target in cfg.features
+    if (cfg.target_as_input or listed_as_feature) and cfg.horizon > 0:
         if target_kind == "numeric":
             x = np.column_stack([x, target_values.astype(np.float32)])
             input_names.append(target)

@@ -135,3 +135,27 @@ def test_class_list_and_weights_come_from_training_rows(tmp_path):
     train_labels = frame["up"].to_numpy()[data.ends["train"]]
     counts = np.bincount(train_labels, minlength=2)
     np.testing.assert_allclose(data.class_weights, counts.sum() / (2 * counts))
+
+
+def test_split_by_dates_purges_labels_at_each_boundary(tmp_path):
+    frame = make_table(300, n_series=2, seed=6)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data, wins = windows(path, "regression", "data.split.val_start=2022-07-01",
+                         "data.split.test_start=2022-09-01", "data.horizon=3",
+                         "data.output_steps=2", "data.seq_length=10")
+    last_label = {split: data.times[ends + 3 + 1] for split, (ends, _, _) in wins.items()}
+    first_end = {split: data.times[ends] for split, (ends, _, _) in wins.items()}
+    assert (last_label["train"] < np.datetime64("2022-07-01")).all()
+    assert (first_end["val"] >= np.datetime64("2022-07-01")).all()
+    assert (last_label["val"] < np.datetime64("2022-09-01")).all()
+    assert (first_end["test"] >= np.datetime64("2022-09-01")).all()
+    assert data.state["split"]["val_start"].startswith("2022-07-01")
+
+
+def test_target_listed_as_a_feature_is_an_input_even_without_target_as_input(tmp_path):
+    frame = make_table(120, seed=7)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data, _ = windows(path, "regression", "data.features=[ret,close]", "data.target_as_input=false")
+    assert data.input_names == ["ret", "close"]
