@@ -53,6 +53,7 @@ def check_overrides(argv: list[str]) -> str | None:
     first value."""
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
 
     args = [a for a in argv if not a.startswith("-")]
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
@@ -70,7 +71,7 @@ def check_overrides(argv: list[str]) -> str | None:
         first_values.append(f"{override.get_key_element()}={value}")
     try:
         with initialize_config_module("seqtrain.conf", version_base="1.3"):
-            compose("config", overrides=first_values)
+            cfg = compose("config", overrides=first_values)
     except Exception as exc:  # hydra/omegaconf composition errors
         text = " ".join(str(exc).split())
         cause = " ".join(str(exc.__cause__ or "").split())
@@ -78,6 +79,9 @@ def check_overrides(argv: list[str]) -> str | None:
             key = cause.split("full_key: ")[-1].split()[0] if "full_key: " in cause else text
             return f"{key}: no such config key (to list all keys: seqtrain --cfg job)"
         return text + (f" ({cause})" if cause and cause not in text else "")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        return f"{missing[0]}: required, no default; set it, e.g. {missing[0]}=VALUE"
     return None
 
 

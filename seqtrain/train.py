@@ -104,7 +104,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
         "task": cfg.task,
         "model": {"name": cfg.model.name, **model.summary()},
         "monitor": monitor,
-        "best_epoch": int(best_row["epoch"]) + 1,
+        "best_epoch": int(best_row["epoch"]),  # 0-based, as in metrics.csv
         "best_val": {k: v for k, v in best_row.items() if k.startswith("val_")},
         "test": {k: float(v) for k, v in test_metrics.items()},
         "baseline_test": baseline(data),
@@ -126,8 +126,8 @@ def baseline(data: PreparedData) -> dict:
     """The naive forecast on the test windows, for an honest comparison.
 
     Classification: the majority class of the training labels. Regression: persistence (the
-    last known target value repeated), when the target's history is an input; else the
-    training mean.
+    target at the window's last row, for every step); with horizon 0, whose label is that row's
+    own value, the training mean.
     """
     state = data.state
     ends, h, k = data.ends["test"], state["horizon"], state["output_steps"]

@@ -22,7 +22,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     rows = [
         ("parameters", f"{summary['model']['parameters']:,}"),
         ("windows train/val/test", f"{windows['train']:,} / {windows['val']:,} / {windows['test']:,}"),
-        ("epochs (best)", f"{summary['epochs']} ({summary['best_epoch']})"),
+        ("epochs run (best)", f"{summary['epochs']} (epoch {summary['best_epoch']})"),
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),
         *((k, _fmt(v)) for k, v in summary["test"].items()),
         *((f"baseline {k}", _fmt(v)) for k, v in summary["baseline_test"].items()),

@@ -212,3 +212,7 @@ def test_console_script_reports_one_line_and_exit_status(tmp_path):
     assert done.returncode == 2
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: data.path: file not found"), lines
+
+
+def test_required_key_left_unset(run_cli):
+    check_error(run_cli("data=parquet"), "data.path: required")
