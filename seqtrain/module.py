@@ -77,6 +77,7 @@ class SeqModule(L.LightningModule):
             make_metrics = _regression_metrics
         self.loss_name, self.huber_delta = loss, huber_delta
         self.n_outputs = n_outputs
+        self.main_metric = "acc" if task == "classification" else "mae"
         self.target_mean, self.target_std = target_mean, target_std
         self.train_metrics = make_metrics().clone(prefix="train_")
         self.val_metrics = make_metrics().clone(prefix="val_")
@@ -111,11 +112,15 @@ class SeqModule(L.LightningModule):
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(pred, target)
         size = len(batch["y"])
-        on_step = split == "train"
-        self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+        training = split == "train"
+        self.log(f"{split}_loss", loss, on_step=training, on_epoch=True, prog_bar=split == "val",
                  batch_size=size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val",
-                      batch_size=size)
+        if training:  # the progress bar shows the running loss, without its _step/_epoch twins
+            self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False,
+                     batch_size=size)
+        for name, metric in metrics.items():
+            self.log(name, metric, on_step=False, on_epoch=True, batch_size=size,
+                     prog_bar=name == f"val_{self.main_metric}")
         return loss, out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
