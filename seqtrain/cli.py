@@ -140,5 +140,14 @@ class ProtectEarlierRuns(Callback):
         self._check(config.hydra.sweep.dir)
 
 
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, one table comparing its runs (and summary.csv)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from seqtrain.report.summary import print_sweep_summary
+
+        print_sweep_summary(Path(config.hydra.sweep.dir))
+
+
 if __name__ == "__main__":
     main()

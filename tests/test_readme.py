@@ -4,6 +4,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.helpers import make_table
@@ -35,5 +36,8 @@ def test_readme_command_runs(command, run_cli, tmp_path, monkeypatch):
     if "-m" in args:
         runs = sorted(p.parent for p in result.run_dir.glob("*/metrics.json"))
         assert len(runs) == 8
+        summary = pd.read_csv(result.run_dir / "summary.csv")  # the sweep's comparison table
+        assert len(summary) == 8 and summary["best_val"].notna().all()
+        assert "model=gru" in result.out and "sweep · 8 runs" in result.out
     else:
         assert (result.run_dir / "metrics.json").is_file()

@@ -1,7 +1,12 @@
-"""The rich table printed at the end of a run."""
+"""The rich tables printed at the end of a run, and at the end of a sweep."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -34,3 +39,52 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+
+
+def sweep_table(sweep_dir: Path) -> list[dict]:
+    """One row per job of a multirun folder: its overrides, best validation and test metrics."""
+    rows = []
+    for job in sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir()), key=_job_number):
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        if not overrides_file.exists():
+            continue
+        overrides = " ".join(yaml.safe_load(overrides_file.read_text()) or [])
+        row = {"job": job.name, "overrides": overrides}
+        metrics_file = job / "metrics.json"
+        if metrics_file.exists():
+            metrics = json.loads(metrics_file.read_text())
+            row["monitor"] = metrics["monitor"]
+            row["best_val"] = metrics["best_val"].get(metrics["monitor"])
+            row.update(metrics["test"])
+            row["wall_time_s"] = metrics["wall_time_s"]
+        rows.append(row)
+    return rows
+
+
+def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> None:
+    """Print the sweep's jobs side by side and save them as ``summary.csv`` in the sweep folder."""
+    rows = sweep_table(sweep_dir)
+    if not rows:
+        return
+    frame = pd.DataFrame(rows)
+    frame.to_csv(Path(sweep_dir) / "summary.csv", index=False)
+    shared = set.intersection(*(set(r["overrides"].split()) for r in rows))
+    for row in rows:  # show what differs between the runs, not what they all share
+        row["overrides"] = " ".join(o for o in row["overrides"].split() if o not in shared)
+    columns = [c for c in frame.columns if c not in ("job", "overrides", "monitor", "test_loss")]
+    monitor = next((r["monitor"] for r in rows if "monitor" in r), "best_val")
+    table = Table(title=f"sweep · {len(rows)} runs · {sweep_dir}", header_style="bold",
+                  caption="validation: best epoch; acc/f1/... : test split; full table in summary.csv")
+    table.add_column("job")
+    table.add_column("overrides", min_width=20)
+    for column in columns:
+        name = monitor if column == "best_val" else column.removeprefix("test_")
+        table.add_column(name.replace("wall_time_s", "s"), justify="right")
+    for row in rows:
+        cells = [_fmt(row[c]) if c in row else "failed" if c == "best_val" else "" for c in columns]
+        table.add_row(row["job"], row["overrides"], *cells)
+    (console or Console()).print(table)
+
+
+def _job_number(path: Path):
+    return (0, int(path.name)) if path.name.isdigit() else (1, path.name)
