@@ -11,29 +11,31 @@ import lightning.pytorch as L
 
 
 class EpochMetrics(L.Callback):
-    """Writes ``metrics.csv`` with one row per epoch (flushed as it goes) and keeps the rows."""
+    """Keeps one row of metrics per epoch and rewrites ``metrics.csv`` after each epoch.
+
+    Rewriting the whole (small) file keeps every column even when some appear only in later
+    epochs (e.g. validation every other epoch), and the replace is atomic.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.rows: list[dict] = []
-        self._columns: list[str] | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None}
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.endswith("_step") or key.startswith("test_"):
+            if key.endswith("_step") or key.startswith("test_") or key == "loss":
                 continue
             row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
-        if self._columns is None:
-            self._columns = list(row)
-            with self.path.open("w", newline="") as f:
-                csv.DictWriter(f, self._columns).writeheader()
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self._columns, extrasaction="ignore").writerow(row)
+        columns = list(dict.fromkeys(key for r in self.rows for key in r))
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        tmp.replace(self.path)
 
     def best(self, monitor: str, mode: str) -> dict | None:
         """The row of the best epoch by ``monitor``, or None if it was never logged."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -16,7 +15,6 @@ GROUPS = ("data", "model", "trainer", "optim", "scheduler")
 
 def _quiet_libraries() -> None:
     """Keep library tips and chatter out of normal output; real problems still show."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (

@@ -89,3 +89,11 @@ def test_dataloader_workers(run_cli):
     result = run_cli("data.num_workers=2", *TINY)
     assert result.code == 0, result.err
     assert result.metrics()["windows"]["train"] > 0
+
+
+def test_metrics_csv_keeps_columns_that_appear_after_the_first_epoch(run_cli):
+    result = run_cli("trainer.check_val_every_n_epoch=2", *TINY)
+    assert result.code == 0, result.err
+    epochs = pd.read_csv(result.run_dir / "metrics.csv")
+    assert len(epochs) == 2
+    assert pd.isna(epochs.loc[0, "val_loss"]) and pd.notna(epochs.loc[1, "val_loss"])
