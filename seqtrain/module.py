@@ -1,8 +1,8 @@
 """The one LightningModule: the task decides loss, metrics and how outputs are read.
 
-It knows nothing about any particular architecture: a model maps ``(B, L, F)`` to ``(B, O)``.
-Regression is trained on the train-fitted scaled target; metrics and predictions are reported
-in the target's own units.
+It knows nothing about any particular architecture: a model maps windows ``(B, L, F)`` to
+``(B, k, O)`` (see ``seqtrain.models.base``). Regression is trained on the train-fitted scaled
+target; metrics and predictions are reported in the target's own units.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from seqtrain.errors import SeqtrainError
 
-REGRESSION_LOSSES = ("mse", "mae", "huber")
+REGRESSION_LOSSES = ("mse", "mae", "huber", "quantile")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = ("none", "onecycle", "cosine")
 
@@ -41,23 +41,31 @@ def _regression_metrics() -> tm.MetricCollection:
     })
 
 
+def pinball_loss(pred: torch.Tensor, y: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Mean quantile (pinball) loss of ``pred`` ``(B, k, Q)`` against ``y`` ``(B, k)``."""
+    error = y.unsqueeze(-1) - pred
+    return torch.maximum(quantiles * error, (quantiles - 1) * error).mean()
+
+
 class SeqModule(L.LightningModule):
-    """Wraps any sequence model for training, validation, test and prediction.
+    """Wraps any sequence model for training, validation and test.
 
     Args:
         model: an ``nn.Module`` following ``seqtrain.models.base``.
         task: ``classification`` or ``regression``.
-        n_outputs: classes (classification) or output steps (regression).
-        loss: regression loss (``mse``, ``mae``, ``huber``); classification uses cross-entropy.
+        n_classes: classes (classification; ignored for regression).
+        optim: ``{name, lr, weight_decay}``.
+        scheduler: ``{name, ...}``: none, onecycle (``pct_start``), cosine (``eta_min``).
+        loss: regression loss: mse, mae, huber, or quantile (the model then emits one output per
+            quantile, and the median is the point forecast). Classification uses cross-entropy.
+        quantiles: the quantiles for ``loss="quantile"``; must include 0.5.
         huber_delta: the Huber loss's threshold, in scaled target units.
         class_weights: per-class loss weights fit on training labels, or None.
         target_mean, target_std: the train-fitted target scaler, to report original units.
-        optim: ``{name, lr, weight_decay}``.
-        scheduler: ``{name, ...}``: none, onecycle (``pct_start``), cosine (``eta_min``).
     """
 
-    def __init__(self, model: nn.Module, task: str, n_outputs: int, optim: dict, scheduler: dict,
-                 loss: str = "mse", huber_delta: float = 1.0,
+    def __init__(self, model: nn.Module, task: str, optim: dict, scheduler: dict, n_classes: int = 0,
+                 loss: str = "mse", quantiles: list[float] | None = None, huber_delta: float = 1.0,
                  class_weights: list[float] | None = None,
                  target_mean: float = 0.0, target_std: float = 1.0):
         super().__init__()
@@ -65,52 +73,58 @@ class SeqModule(L.LightningModule):
         self.model = model
         self.task = task
         self.optim, self.scheduler = dict(optim), dict(scheduler)
+        self.loss_name, self.huber_delta = loss, huber_delta
+        self.n_classes = n_classes
+        self.register_buffer("quantiles", torch.tensor(quantiles or [], dtype=torch.float32),
+                             persistent=False)
         if task == "classification":
             weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
             self.register_buffer("class_weights", weights, persistent=False)
-            make_metrics = lambda: _classification_metrics(n_outputs)  # noqa: E731
+            make_metrics = lambda: _classification_metrics(n_classes)  # noqa: E731
+            self.main_metric = "acc"
         else:
-            if loss not in REGRESSION_LOSSES:
-                raise SeqtrainError(
-                    f"loss: unknown regression loss {loss!r}; choose one of {', '.join(REGRESSION_LOSSES)}"
-                )
             make_metrics = _regression_metrics
-        self.loss_name, self.huber_delta = loss, huber_delta
-        self.n_outputs = n_outputs
-        self.main_metric = "acc" if task == "classification" else "mae"
+            self.main_metric = "mae"
+            self.median = quantiles.index(0.5) if loss == "quantile" else 0
         self.target_mean, self.target_std = target_mean, target_std
         self.train_metrics = make_metrics().clone(prefix="train_")
         self.val_metrics = make_metrics().clone(prefix="val_")
         self.test_metrics = make_metrics().clone(prefix="test_")
         self.test_outputs: list[dict] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, batch: dict) -> torch.Tensor:
+        """``(B, k, O)`` model outputs; the truth reaches the model only while training."""
+        target = batch["y"] if self.training and self.task == "regression" else None
+        return self.model(batch["x"], future=batch.get("future"), target=target)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = out.float()
         if self.task == "classification":
-            return F.cross_entropy(out, y, weight=self.class_weights)
+            return F.cross_entropy(out[:, 0], y, weight=self.class_weights)
+        if self.loss_name == "quantile":
+            return pinball_loss(out, y, self.quantiles)
+        point = out[..., 0]
         if self.loss_name == "mae":
-            return F.l1_loss(out, y)
+            return F.l1_loss(point, y)
         if self.loss_name == "huber":
-            return F.huber_loss(out, y, delta=self.huber_delta)
-        return F.mse_loss(out, y)
+            return F.huber_loss(point, y, delta=self.huber_delta)
+        return F.mse_loss(point, y)
+
+    def _to_units(self, values: torch.Tensor) -> torch.Tensor:
+        return values.float() * self.target_std + self.target_mean
 
     def _readout(self, out: torch.Tensor, y: torch.Tensor):
-        """What metrics compare: probabilities and class ids, or values in target units."""
+        """What metrics compare: probabilities and class ids, or point forecasts in target units."""
         if self.task == "classification":
-            probs = out.float().softmax(-1)
-            return (probs[:, 1] if self.n_outputs == 2 else probs), y, probs
-        scale = lambda v: v.float() * self.target_std + self.target_mean  # noqa: E731
-        return scale(out).flatten(), scale(y).flatten(), None
+            probs = out[:, 0].float().softmax(-1)
+            return (probs[:, 1] if self.n_classes == 2 else probs), y
+        return self._to_units(out[..., self.median]).flatten(), self._to_units(y).flatten()
 
     def _step(self, batch: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self(batch["x"])
+        out = self(batch)
         loss = self.loss(out, batch["y"])
-        pred, target, _ = self._readout(out.detach(), batch["y"])
         metrics = getattr(self, f"{split}_metrics")
-        metrics.update(pred, target)
+        metrics.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])
         training = split == "train"
         self.log(f"{split}_loss", loss, on_step=training, on_epoch=True, prog_bar=split == "val",
@@ -124,8 +138,7 @@ class SeqModule(L.LightningModule):
         return loss, out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch, "train")
-        return loss
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -135,12 +148,14 @@ class SeqModule(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         _, out = self._step(batch, "test")
-        pred, target, probs = self._readout(out.detach(), batch["y"])
+        out = out.detach().float()
         record = {"index": batch["index"].cpu()}
         if self.task == "classification":
-            record["probs"] = probs.cpu()
+            record["probs"] = out[:, 0].softmax(-1).cpu()
         else:
-            record["pred"] = pred.view(len(out), -1).cpu()
+            record["pred"] = self._to_units(out[..., self.median]).cpu()  # (B, k)
+            if self.loss_name == "quantile":
+                record["quantiles"] = self._to_units(out).cpu()  # (B, k, Q)
         self.test_outputs.append(record)
 
     def configure_optimizers(self):
@@ -159,15 +174,15 @@ class SeqModule(L.LightningModule):
             raise SeqtrainError(
                 f"scheduler={kind}: needs a finite run; set trainer.max_epochs or trainer.max_steps"
             )
-        total = int(total)
+        total = max(int(total), 1)
         if kind == "onecycle":
             schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=self.optim["lr"], total_steps=max(total, 1),
+                optimizer, max_lr=self.optim["lr"], total_steps=total,
                 pct_start=self.scheduler.get("pct_start", 0.3),
             )
         elif kind == "cosine":
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(total, 1), eta_min=self.scheduler.get("eta_min", 0.0),
+                optimizer, T_max=total, eta_min=self.scheduler.get("eta_min", 0.0),
             )
         else:
             raise SeqtrainError(

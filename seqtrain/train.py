@@ -19,9 +19,9 @@ from seqtrain.data import synthetic
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.prepare import PreparedData, prepare
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.registry import build_model
-from seqtrain.module import SeqModule
-from seqtrain.report.plots import plot_curves, plot_predictions
+from seqtrain.models.registry import build_model, model_class
+from seqtrain.module import REGRESSION_LOSSES, SeqModule
+from seqtrain.report.plots import plot_curves, plot_interpretation, plot_predictions
 from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
 
@@ -45,13 +45,19 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
 
     model_args = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
                   if k != "name"}
-    model = build_model(cfg.model.name, model_args, len(data.input_names), data.n_outputs)
+    loss, quantiles = _loss(cfg)
+    classification = cfg.task == "classification"
+    output_size = len(data.classes) if classification else len(quantiles) if loss == "quantile" else 1
+    model = build_model(cfg.model.name, model_args, len(data.input_names), output_size,
+                        data.state["output_steps"], len(data.known_future))
+    _warn_short_receptive_field(model, cfg.data.seq_length)
     target_scale = data.target_scaler
     module = SeqModule(
-        model, cfg.task, data.n_outputs,
+        model, cfg.task,
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
-        loss=cfg.loss, huber_delta=cfg.huber_delta,
+        n_classes=len(data.classes) if classification else 0,
+        loss=loss, quantiles=quantiles, huber_delta=cfg.huber_delta,
         class_weights=data.class_weights if cfg.class_weights else None,
         target_mean=float(target_scale.mean[0]) if target_scale else 0.0,
         target_std=float(target_scale.std[0]) if target_scale else 1.0,
@@ -92,13 +98,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     wall = time.perf_counter() - started
 
-    predictions = predictions_frame(data, module.test_outputs)
+    predictions = predictions_frame(data, module.test_outputs, quantiles if loss == "quantile" else None)
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
     main_metric = "acc" if cfg.task == "classification" else "mae"
     if epochs.rows:
         plot_curves(epochs.rows, main_metric, run_dir / "plots" / "curves.png")
     plot_predictions(predictions, data.state["group_col"], cfg.task, data.classes,
                      run_dir / "plots" / "predictions.png")
+    plot_interpretation(module, datamodule.datasets["test"], data, run_dir / "plots")
 
     summary = {
         "task": cfg.task,
@@ -143,6 +150,39 @@ def baseline(data: PreparedData) -> dict:
         name, guess = "train_mean", data.target_scaler.mean[0]
     err = truth - guess
     return {f"{name}_mae": float(abs(err).mean()), f"{name}_rmse": float((err**2).mean() ** 0.5)}
+
+
+def _loss(cfg: DictConfig) -> tuple[str, list[float] | None]:
+    """The regression loss (``auto``: the model's own default) and, for quantile loss, the
+    quantiles. Classification always uses cross-entropy."""
+    if cfg.task == "classification":
+        return "cross_entropy", None
+    loss = cfg.loss
+    if loss == "auto":
+        loss = model_class(cfg.model.name).default_regression_loss
+    if loss not in REGRESSION_LOSSES:
+        raise SeqtrainError(
+            f"loss: unknown regression loss {loss!r}; choose auto or one of {', '.join(REGRESSION_LOSSES)}"
+        )
+    if loss != "quantile":
+        return loss, None
+    quantiles = sorted(float(q) for q in cfg.quantiles)
+    if 0.5 not in quantiles or not all(0 < q < 1 for q in quantiles) or len(set(quantiles)) != len(quantiles):
+        raise SeqtrainError(
+            f"quantiles: need distinct values in (0, 1) including 0.5 (the point forecast), got {quantiles}"
+        )
+    return loss, quantiles
+
+
+def _warn_short_receptive_field(model, seq_length: int) -> None:
+    field = model.summary().get("receptive_field")
+    if field is None:
+        return
+    log.info("receptive field: %d steps", field)
+    if field < seq_length:
+        log.warning("receptive field %d < data.seq_length %d: the oldest %d rows of each window "
+                    "cannot reach the output; add levels or widen the kernel",
+                    field, seq_length, seq_length - field)
 
 
 def _data_path(cfg: DictConfig, run_dir: Path) -> str:

@@ -18,13 +18,17 @@ class WindowDataset(Dataset):
     """Windows ending at ``ends`` over ``inputs`` ``(N, F)`` and ``labels`` ``(N,)``.
 
     Items are dicts: ``x`` ``(L, F)`` (a view for single items), ``y`` (a class id, or ``(k,)``
-    regression targets) and ``index`` (the window's position in ``ends``, to map predictions
-    back to rows).
+    regression targets), ``index`` (the window's position in ``ends``, to map predictions back
+    to rows) and, when columns are known in advance, ``future`` ``(k, K)``: those columns at the
+    label rows.
     """
 
     def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, ends: np.ndarray,
-                 seq_length: int, horizon: int, output_steps: int, classification: bool):
+                 seq_length: int, horizon: int, output_steps: int, classification: bool,
+                 known_columns: list[int] | None = None):
         self.labels = labels
+        # Known-in-advance columns, read at the label rows for decoders (only these columns).
+        self.future = inputs[:, known_columns].contiguous() if known_columns else None
         # (N-L+1, L, F) view: entry s is the window of rows s .. s+L-1. No data is copied here;
         # a batch is copied out in one indexing operation.
         self.windows = inputs.unfold(0, seq_length, 1).transpose(1, 2)
@@ -37,15 +41,23 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         start = int(self.starts[i])
-        y = self.labels[start + self.label_offsets]
-        return {"x": self.windows[start], "y": y[0] if self.classification else y, "index": i}
+        rows = start + self.label_offsets
+        y = self.labels[rows]
+        item = {"x": self.windows[start], "y": y[0] if self.classification else y, "index": i}
+        if self.future is not None:
+            item["future"] = self.future[rows]
+        return item
 
     def __getitems__(self, indices: list[int]) -> dict:
         index = torch.as_tensor(indices, dtype=torch.long)
         start = self.starts[index]
-        y = self.labels[start[:, None] + self.label_offsets]
-        return {"x": self.windows[start].contiguous(),
-                "y": y[:, 0] if self.classification else y, "index": index}
+        rows = start[:, None] + self.label_offsets
+        y = self.labels[rows]
+        batch = {"x": self.windows[start].contiguous(),
+                 "y": y[:, 0] if self.classification else y, "index": index}
+        if self.future is not None:
+            batch["future"] = self.future[rows]
+        return batch
 
 
 def batch_as_is(batch: dict) -> dict:
@@ -65,9 +77,10 @@ class SeqDataModule(L.LightningDataModule):
         inputs = torch.from_numpy(data.inputs)
         labels = torch.from_numpy(data.labels)
         state = data.state
+        known = [data.input_names.index(c) for c in data.known_future]
         self.datasets = {
             name: WindowDataset(inputs, labels, ends, state["seq_length"], state["horizon"],
-                                state["output_steps"], classification)
+                                state["output_steps"], classification, known)
             for name, ends in data.ends.items()
         }
 

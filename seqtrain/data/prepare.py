@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from seqtrain.data import source, validate
 from seqtrain.data.scaling import StandardScaler
+from seqtrain.data.time_features import calendar_features
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TEST,
@@ -42,16 +43,13 @@ class PreparedData:
     series_names: list
     ends: dict[str, np.ndarray]  # split name -> global end rows of its windows
     input_names: list[str]
+    known_future: list[str]  # inputs whose values at label rows may be read (decoders only)
     target: str
     task: str
     classes: list | None = None
     class_weights: list[float] | None = None
     target_scaler: StandardScaler | None = None
     state: dict = field(default_factory=dict)  # JSON-able record of every fitted statistic
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.classes) if self.task == "classification" else self.state["output_steps"]
 
 
 def prepare(cfg, task: str, path: str) -> PreparedData:
@@ -89,6 +87,19 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         )
         if len(times) == 0:
             raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
+
+    if cfg.time_features:
+        if not np.issubdtype(times.dtype, np.datetime64):
+            raise SeqtrainError(
+                f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
+                "set data.time_features=false"
+            )
+        calendar, calendar_names = calendar_features(times)
+        x = np.column_stack([x, calendar])
+        features = [*features, *calendar_names]
+    else:
+        calendar_names = []
+    known_future = _known_future(cfg, features, target, calendar_names)
 
     val_start, test_start = _split_boundaries(cfg.split, times, time_col)
     row_split = assign_splits(times, val_start, test_start)
@@ -139,6 +150,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "time_col": time_col,
         "group_col": group_col,
         "inputs": input_names,
+        "known_future": known_future,
         "seq_length": cfg.seq_length,
         "horizon": cfg.horizon,
         "output_steps": cfg.output_steps,
@@ -153,9 +165,23 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     }
     return PreparedData(
         inputs=inputs, labels=labels, times=times, series=series, series_names=series_names,
-        ends=ends, input_names=input_names, target=target, task=task, classes=classes,
-        class_weights=class_weights, target_scaler=target_scaler, state=state,
+        ends=ends, input_names=input_names, known_future=known_future, target=target, task=task,
+        classes=classes, class_weights=class_weights, target_scaler=target_scaler, state=state,
     )
+
+
+def _known_future(cfg, features: list[str], target: str, calendar_names: list[str]) -> list[str]:
+    known = list(cfg.known_future or [])
+    for column in known:
+        if column == target:
+            raise SeqtrainError(
+                f"data.known_future: {column!r} is the target; its future is what is predicted"
+            )
+        if column not in features:
+            raise SeqtrainError(
+                f"data.known_future: {column!r} is not an input column; add it to data.features"
+            )
+    return list(dict.fromkeys([*known, *calendar_names]))
 
 
 def _time_values(column: pa.ChunkedArray, name: str) -> np.ndarray:

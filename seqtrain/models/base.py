@@ -2,26 +2,41 @@
 
 A model is a plain ``nn.Module``:
 
-- built as ``Model(input_size=F, output_size=O, **its own arguments)``; ``input_size`` and
-  ``output_size`` come from the data (features, and classes or output steps);
-- ``forward(x)`` maps windows ``(B, L, F)``, oldest row first, to ``(B, O)``: class logits
-  for classification, the ``output_steps`` forecasts (scaled) for regression;
+- built as ``Model(input_size=F, output_size=O, output_steps=k, known_size=K, **its arguments)``;
+  the four shapes come from the data: ``F`` input columns, ``O`` outputs per step (classes, or
+  1 or the number of quantiles for regression), ``k`` forecast steps (1 for classification),
+  ``K`` columns known in advance;
+- ``forward(x, future=None, target=None)`` maps windows ``x`` ``(B, L, F)``, oldest row first
+  and ending at row t, to ``(B, k, O)``. ``future`` ``(B, k, K)`` holds the known-in-advance
+  columns at the label rows (only decoders read it); ``target`` ``(B, k)`` holds the scaled true
+  labels, passed only while training (for teacher forcing);
+- a model with attention stores its weights over the input steps in ``self.attention``,
+  ``(B, Q, L)`` (Q query rows, e.g. decoder steps), at every forward; a model that weighs its
+  input columns stores ``self.variable_importance`` ``(B, F)``;
 - it knows nothing of Hydra, Lightning or Parquet.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
 class SequenceModel(nn.Module):
-    """Base class: holds the two shapes every model is built with."""
+    """Base class: the shapes every model is built with, and the summary facts."""
 
-    def __init__(self, input_size: int, output_size: int):
+    #: regression loss this architecture is meant for, when the config says ``loss=auto``
+    default_regression_loss = "mse"
+
+    def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0):
         super().__init__()
-        self.input_size = input_size
-        self.output_size = output_size
+        self.input_size, self.output_size = input_size, output_size
+        self.output_steps, self.known_size = output_steps, known_size
+        self.attention: torch.Tensor | None = None
+        self.variable_importance: torch.Tensor | None = None
 
     def summary(self) -> dict:
-        """Facts worth printing about the built model."""
-        return {"parameters": sum(p.numel() for p in self.parameters())}
+        """Facts worth reporting about the built model."""
+        parameters = sum(p.numel() for p in self.parameters())
+        size = sum(p.numel() * p.element_size() for p in self.parameters())
+        return {"parameters": parameters, "parameter_mb": round(size / 2**20, 3)}

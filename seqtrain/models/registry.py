@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.base import SequenceModel
-from seqtrain.models.gru import GRU
-from seqtrain.models.lstm import LSTM
 
-MODELS: dict[str, type[SequenceModel]] = {"lstm": LSTM, "gru": GRU}
+# name -> "module:Class", imported on first use (the TFT pulls in pytorch-forecasting)
+MODELS: dict[str, str] = {
+    "lstm": "seqtrain.models.lstm:LSTM",
+    "gru": "seqtrain.models.gru:GRU",
+    "seq2seq_attention": "seqtrain.models.seq2seq_attention:Seq2SeqAttention",
+    "tcn": "seqtrain.models.tcn:TCN",
+    "tft": "seqtrain.models.tft:TFT",
+    "informer": "seqtrain.models.informer:Informer",
+    "cnn_lstm": "seqtrain.models.cnn_lstm:CNNLSTM",
+}
+SHAPES = {"self", "input_size", "output_size", "output_steps", "known_size"}
 
 
-def build_model(name: str, args: dict, input_size: int, output_size: int) -> SequenceModel:
-    """Instantiate model ``name`` with its config arguments and the shapes from the data."""
+def model_class(name: str) -> type[SequenceModel]:
     if name not in MODELS:
         raise SeqtrainError(f"model.name: unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    cls = MODELS[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "input_size", "output_size"}
+    module, cls = MODELS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_model(name: str, args: dict, input_size: int, output_size: int, output_steps: int = 1,
+                known_size: int = 0) -> SequenceModel:
+    """Instantiate model ``name`` with its config arguments and the shapes from the data."""
+    cls = model_class(name)
+    accepted = set(inspect.signature(cls.__init__).parameters) - SHAPES
     unknown = sorted(set(args) - accepted)
     if unknown:
         raise SeqtrainError(
             f"model.{unknown[0]}: not an argument of {name}; valid: {', '.join(sorted(accepted))}"
         )
     try:
-        return cls(input_size=input_size, output_size=output_size, **args)
+        return cls(input_size=input_size, output_size=output_size, output_steps=output_steps,
+                   known_size=known_size, **args)
     except (TypeError, ValueError) as exc:
         raise SeqtrainError(f"model: cannot build {name}: {exc}") from None

@@ -11,12 +11,13 @@ import torch
 from seqtrain.data.prepare import PreparedData
 
 
-def predictions_frame(data: PreparedData, outputs: list[dict]) -> pd.DataFrame:
+def predictions_frame(data: PreparedData, outputs: list[dict],
+                      quantiles: list[float] | None = None) -> pd.DataFrame:
     """Join the module's test outputs back to rows: time, series, truth and prediction.
 
     Columns: ``time`` (the label row's time), ``window_end`` (time of the window's last input
-    row), ``step`` (1..output_steps), the group column if any, ``y_true``, ``y_pred`` and, for
-    classification, ``prob_<class>`` per class.
+    row), ``step`` (1..output_steps), the group column if any, ``y_true``, ``y_pred``, and
+    ``prob_<class>`` per class (classification) or ``q<quantile>`` per quantile (quantile loss).
     """
     state = data.state
     horizon, steps = state["horizon"], state["output_steps"]
@@ -42,9 +43,13 @@ def predictions_frame(data: PreparedData, outputs: list[dict]) -> pd.DataFrame:
         if all(isinstance(c, (int, np.integer)) for c in data.classes):
             out[["y_true", "y_pred"]] = out[["y_true", "y_pred"]].astype(np.int64)
         return out
-    pred = torch.cat([o["pred"] for o in outputs]).numpy().reshape(-1)
+    pred = torch.cat([o["pred"] for o in outputs]).numpy().reshape(-1)  # (windows * steps,)
     frame["y_true"] = data.target_scaler.inverse(data.labels[label_rows]).reshape(-1)
     frame["y_pred"] = pred.astype(np.float64)
+    if quantiles:
+        values = torch.cat([o["quantiles"] for o in outputs]).numpy().reshape(-1, len(quantiles))
+        for j, q in enumerate(quantiles):
+            frame[f"q{q:g}"] = values[:, j].astype(np.float64)
     return pd.DataFrame(frame)
 
 

@@ -25,7 +25,9 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     table.add_column("value")
     windows = summary["windows"]
     rows = [
-        ("parameters", f"{summary['model']['parameters']:,}"),
+        ("parameters", f"{summary['model']['parameters']:,} ({summary['model']['parameter_mb']:g} MB)"),
+        *((k.replace("_", " "), _fmt(v)) for k, v in summary["model"].items()
+          if k not in ("name", "parameters", "parameter_mb")),
         ("windows train/val/test", f"{windows['train']:,} / {windows['val']:,} / {windows['test']:,}"),
         ("epochs run (best)", f"{summary['epochs']} (epoch {summary['best_epoch']})"),
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),

@@ -151,9 +151,11 @@ def test_bad_settings(run_cli, bars, override, key):
     check_error(run_cli(*PARQUET, f"data.path={bars}", "task=regression", override), key)
 
 
-@pytest.mark.parametrize("arg,listing", [("model=transformer", "gru, lstm"),
-                                          ("trainer=tpu", "debug, default, gpu"),
-                                          ("data=csv", "parquet, synthetic")])
+@pytest.mark.parametrize("arg,listing", [
+    ("model=transformer", "cnn_lstm, gru, informer, lstm, seq2seq_attention, tcn, tft"),
+    ("trainer=tpu", "debug, default, gpu"),
+    ("data=csv", "parquet, synthetic"),
+])
 def test_unknown_group_option_lists_the_valid_ones(run_cli, arg, listing):
     check_error(run_cli(arg), arg, f"choose one of {listing}")
 

@@ -1,0 +1,64 @@
+"""Temporal Convolutional Network (Bai, Kolter & Koltun, 2018, "An Empirical Evaluation of
+Generic Convolutional and Recurrent Networks for Sequence Modeling", arXiv:1803.01271).
+
+A stack of residual blocks; block i holds two weight-normalised dilated causal convolutions with
+dilation 2^i, each followed by ReLU and dropout, plus a 1x1 convolution on the skip path when the
+channel count changes. The output at step t depends on inputs <= t only; the head reads the last
+step. Receptive field: 1 + 2 (kernel_size - 1) (2^levels - 1) steps.
+
+Arguments:
+    input_size, output_size, output_steps, known_size: shapes from the data (see base.py).
+    num_channels: channels of each level, e.g. [32, 32, 32] for three levels.
+    kernel_size: width of every convolution.
+    dropout: after each convolution, and before the head.
+"""
+
+import torch
+from torch import nn
+
+from seqtrain.models.base import SequenceModel
+from seqtrain.models.layers import CausalConv1d, StepsHead
+
+
+class TemporalBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int,
+                 dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            CausalConv1d(in_channels, out_channels, kernel_size, dilation, weight_normed=True),
+            nn.ReLU(), nn.Dropout(dropout),
+            CausalConv1d(out_channels, out_channels, kernel_size, dilation, weight_normed=True),
+            nn.ReLU(), nn.Dropout(dropout),
+        )
+        self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.net(x) + self.skip(x))
+
+
+class TCN(SequenceModel):
+    def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0,
+                 num_channels: tuple[int, ...] = (32, 32, 32, 32), kernel_size: int = 3,
+                 dropout: float = 0.1):
+        super().__init__(input_size, output_size, output_steps, known_size)
+        channels = [input_size, *num_channels]
+        self.blocks = nn.Sequential(*(
+            TemporalBlock(channels[i], channels[i + 1], kernel_size, 2**i, dropout)
+            for i in range(len(num_channels))
+        ))
+        self.kernel_size, self.levels = kernel_size, len(num_channels)
+        self.head = StepsHead(channels[-1], output_steps, output_size, dropout)
+
+    @property
+    def receptive_field(self) -> int:
+        return 1 + 2 * (self.kernel_size - 1) * (2**self.levels - 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step features ``(B, L, C)``; step t depends on inputs <= t only."""
+        return self.blocks(x.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x, future=None, target=None):
+        return self.head(self.features(x)[:, -1])
+
+    def summary(self) -> dict:
+        return {**super().summary(), "receptive_field": self.receptive_field}

@@ -1,0 +1,159 @@
+"""Every architecture: the model contract (shapes, attention), causality, and paper details."""
+
+import pytest
+import torch
+
+from seqtrain.errors import SeqtrainError
+from seqtrain.models.layers import FullAttention, ProbSparseAttention
+from seqtrain.models.registry import MODELS, build_model, model_class
+
+SMALL = {
+    "lstm": {"hidden_size": 8},
+    "gru": {"hidden_size": 8, "bidirectional": True},
+    "seq2seq_attention": {"hidden_size": 8},
+    "tcn": {"num_channels": [8, 8], "kernel_size": 2},
+    "tft": {"hidden_size": 8, "hidden_continuous_size": 4, "attention_head_size": 2},
+    "informer": {"d_model": 8, "n_heads": 2, "d_ff": 16, "label_len": 4},
+    "cnn_lstm": {"channels": [8], "hidden_size": 8},
+}
+WITH_ATTENTION = {"seq2seq_attention", "tft", "informer"}
+DECODERS = {"seq2seq_attention": {}, "tft": {}, "informer": {"attention": "full"}}
+
+
+def build(name, output_size=1, steps=1, known=0, input_size=3, **extra):
+    torch.manual_seed(0)
+    return build_model(name, {**SMALL[name], **extra}, input_size, output_size, steps, known)
+
+
+def test_every_model_is_registered():
+    assert set(MODELS) == set(SMALL)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("output_size,steps,known", [
+    (3, 1, 0),  # classification, 3 classes
+    (1, 1, 0),  # one-step regression
+    (1, 4, 0),  # multi-step regression
+    (3, 4, 2),  # multi-step quantile regression with known-future columns
+])
+def test_output_shape_and_attention(name, output_size, steps, known):
+    model = build(name, output_size, steps, known)
+    x, future = torch.randn(5, 12, 3), torch.randn(5, steps, known) if known else None
+    target = torch.randn(5, steps)
+    assert model(x, future=future, target=target).shape == (5, steps, output_size)
+    model.eval()
+    assert model(x, future=future).shape == (5, steps, output_size)
+    if name in WITH_ATTENTION:
+        attention = model.attention
+        assert attention.shape[0] == 5 and attention.shape[-1] == 12
+        total = attention.sum(-1)
+        if name == "tft":  # later decoder steps also attend to earlier decoder steps
+            assert (total <= 1 + 1e-5).all()
+            total = total[:, 0]
+        torch.testing.assert_close(total, torch.ones_like(total))
+    summary = model.summary()
+    assert summary["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name,pool", [("tcn", None), ("cnn_lstm", 1), ("cnn_lstm", 2), ("cnn_lstm", 3)])
+def test_step_t_never_depends_on_later_inputs(name, pool):
+    extra = {} if pool is None else {"pool": pool, "channels": [8, 8]}
+    model = build(name, **extra).eval()
+    x = torch.randn(2, 17, 3)
+    features = model.features(x)
+    step = 1 if pool is None else pool ** 2
+    pad = (-x.size(1)) % step
+    for t in range(x.size(1)):
+        changed = x.clone()
+        changed[:, t + 1:] += torch.randn_like(changed[:, t + 1:]) * 10
+        after = model.features(changed)
+        clean = (t + 1 + pad) // step  # output steps whose inputs all lie at or before row t
+        torch.testing.assert_close(after[:, :clean], features[:, :clean])
+        if clean < features.size(1):
+            assert not torch.allclose(after[:, clean:], features[:, clean:])
+
+
+def test_tcn_receptive_field_matches_its_formula_and_the_data():
+    model = build("tcn", num_channels=[4, 4, 4], kernel_size=3).eval()
+    assert model.receptive_field == 1 + 2 * 2 * (2**3 - 1)  # 29
+    x = torch.randn(1, 40, 3, requires_grad=True)
+    model.features(x)[0, -1].sum().backward()
+    reached = (x.grad[0].abs().sum(-1) > 0).nonzero().flatten()
+    assert 40 - reached.min().item() == model.receptive_field
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_decoder_step_never_depends_on_later_known_future(name):
+    model = build(name, steps=5, known=2, **DECODERS[name]).eval()
+    x, future = torch.randn(3, 12, 3), torch.randn(3, 5, 2)
+    before = model(x, future=future)
+    for j in range(4):
+        changed = future.clone()
+        changed[:, j + 1:] += 10
+        after = model(x, future=changed)
+        torch.testing.assert_close(after[:, : j + 1], before[:, : j + 1])
+        assert not torch.allclose(after[:, j + 1:], before[:, j + 1:])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_probsparse_with_a_large_factor_is_full_attention(causal):
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 10, 4) for _ in range(3))
+    full, full_weights = FullAttention(causal=causal)(q, k, v)
+    sparse, sparse_weights = ProbSparseAttention(factor=100, causal=causal)(q, k, v)
+    torch.testing.assert_close(sparse, full)
+    torch.testing.assert_close(sparse_weights, full_weights)
+
+
+def test_probsparse_with_a_small_factor_lets_only_top_queries_attend():
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(1, 1, 64, 4) for _ in range(3))
+    out, weights = ProbSparseAttention(factor=1)(q, k, v)
+    lazy = torch.isclose(weights, torch.full_like(weights, 1 / 64)).all(-1)
+    assert lazy.sum() >= 64 - 5  # u = 1 * ceil(ln 65) = 5 active queries
+    torch.testing.assert_close(out[lazy], v.mean(2, keepdim=True).expand_as(out)[lazy])
+
+
+@pytest.mark.parametrize("e_layers", [1, 2, 3])
+def test_informer_distilling_halves_the_sequence_per_layer(e_layers):
+    model = build("informer", e_layers=e_layers).eval()
+    memory, first = model.encode(torch.randn(2, 32, 3))
+    assert memory.shape[1] == 32 // 2 ** (e_layers - 1)
+    assert first.shape == (2, 2, 32, 32)
+    undistilled = build("informer", e_layers=3, distil=False).eval()
+    assert undistilled.encode(torch.randn(2, 32, 3))[0].shape[1] == 32
+
+
+def test_tft_is_pytorch_forecastings_class():
+    from pytorch_forecasting.models import TemporalFusionTransformer
+
+    model = build("tft", output_size=3, steps=2, known=1)
+    assert type(model.network) is TemporalFusionTransformer
+    assert model_class("tft").default_regression_loss == "quantile"
+    model(torch.randn(4, 12, 3), future=torch.randn(4, 2, 1))
+    assert model.variable_importance.shape == (4, 3)
+
+
+def test_seq2seq_teacher_forcing_only_while_training():
+    model = build("seq2seq_attention", steps=3, teacher_forcing=1.0)
+    x, target = torch.randn(4, 12, 3), torch.randn(4, 3)
+    assert model(x, target=target).shape == (4, 3, 1)
+    model.eval()
+    torch.testing.assert_close(model(x, target=target), model(x))  # ignored at inference
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "cnn_lstm"])
+def test_every_row_of_the_window_reaches_the_output(name):
+    model = build(name, dropout=0.0).eval()
+    x = torch.randn(1, 6, 3, requires_grad=True)
+    model(x).sum().backward()
+    assert (x.grad.abs().sum(-1) > 0).all()
+
+
+def test_registry_errors():
+    with pytest.raises(SeqtrainError, match="unknown model 'rnn'"):
+        build_model("rnn", {}, 2, 1)
+    with pytest.raises(SeqtrainError, match="model.hidden: not an argument of lstm"):
+        build_model("lstm", {"hidden": 3}, 2, 1)
+    with pytest.raises(SeqtrainError, match="attention must be"):
+        build_model("informer", {"attention": "sparse"}, 2, 1)
