@@ -20,16 +20,24 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 # Small enough for a few seconds per run on 2 CPU cores, large enough to exercise everything.
-TINY = [
+TINY_RUN = [
     "progress_bar=false",
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=4",
     "trainer.limit_val_batches=2",
     "data.generator.length=400",
     "data.seq_length=16",
-    "model.hidden_size=16",
-    "model.num_layers=1",
 ]
+TINY_MODELS = {
+    "lstm": ["model.hidden_size=16", "model.num_layers=1"],
+    "gru": ["model.hidden_size=16", "model.num_layers=1"],
+    "seq2seq_attention": ["model.hidden_size=16"],
+    "tcn": ["model.num_channels=[8,8,8]"],
+    "tft": ["model.hidden_size=8", "model.hidden_continuous_size=4", "model.attention_head_size=2"],
+    "informer": ["model.d_model=16", "model.d_ff=32", "model.n_heads=2", "model.label_len=8"],
+    "cnn_lstm": ["model.channels=[8]", "model.hidden_size=16"],
+}
+TINY = [*TINY_RUN, *TINY_MODELS["lstm"]]  # the default model
 
 
 @dataclass

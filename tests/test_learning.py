@@ -1,23 +1,40 @@
-"""On the demo data, LSTM and GRU clearly beat the naive baselines on the test split."""
+"""On the demo data every model clearly beats the naive baseline, within a small CPU budget.
+
+The demo's next move is about 87% predictable from the past (majority class: about 52%), and
+its next value is far better predicted than by persistence; margins below leave room for noise.
+"""
 
 import pytest
 
-BUDGET = ["progress_bar=false", "trainer.max_epochs=8", "model.hidden_size=32", "optim.lr=0.005"]
+BUDGET = ["progress_bar=false", "trainer.max_epochs=6", "optim.lr=0.005"]
+SIZES = {
+    "lstm": ["model.hidden_size=32"],
+    "gru": ["model.hidden_size=32"],
+    "seq2seq_attention": ["model.hidden_size=32"],
+    "tcn": ["model.num_channels=[16,16,16,16]"],
+    "cnn_lstm": ["model.channels=[16,16]", "model.hidden_size=32", "trainer.max_epochs=8"],
+    "informer": ["model.d_model=32", "model.d_ff=64", "trainer.max_epochs=4"],
+    "tft": ["model.hidden_size=24", "model.hidden_continuous_size=8", "trainer.max_epochs=5",
+            "optim.lr=0.01"],
+}
 
 
-@pytest.mark.parametrize("model", ["lstm", "gru"])
+@pytest.mark.parametrize("model", sorted(SIZES))
 def test_beats_the_majority_class_on_the_next_move(run_cli, model):
-    result = run_cli(f"model={model}", "task=classification", *BUDGET)
+    result = run_cli(f"model={model}", "task=classification", *BUDGET, *SIZES[model])
     assert result.code == 0, result.err
     metrics = result.metrics()
-    majority = metrics["baseline_test"]["majority_acc"]
-    # The demo's next move is about 87% predictable from the past; majority is about 52%.
-    assert metrics["test"]["test_acc"] > majority + 0.2, metrics
+    assert metrics["test"]["test_acc"] > metrics["baseline_test"]["majority_acc"] + 0.2, metrics
 
 
-@pytest.mark.parametrize("model", ["lstm", "gru"])
-def test_beats_persistence_on_the_next_value(run_cli, model):
-    result = run_cli(f"model={model}", "task=regression", *BUDGET)
+@pytest.mark.parametrize("model,extra", [
+    ("lstm", []),
+    ("gru", []),
+    ("seq2seq_attention", ["data.output_steps=3"]),  # multi-step, decoded step by step
+    ("tft", ["data.output_steps=2"]),  # quantile loss, median as the point forecast
+])
+def test_beats_persistence_on_the_next_values(run_cli, model, extra):
+    result = run_cli(f"model={model}", "task=regression", *BUDGET, *SIZES[model], *extra)
     assert result.code == 0, result.err
     metrics = result.metrics()
-    assert metrics["test"]["test_mae"] < 0.7 * metrics["baseline_test"]["persistence_mae"], metrics
+    assert metrics["test"]["test_mae"] < 0.8 * metrics["baseline_test"]["persistence_mae"], metrics

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY
+from tests.conftest import TINY, TINY_MODELS, TINY_RUN
 
 RUN_FILES = [
     ".hydra/config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv",
@@ -15,16 +15,22 @@ RUN_FILES = [
 ]
 
 
-@pytest.mark.parametrize("model", ["lstm", "gru"])
+WITH_ATTENTION = {"seq2seq_attention", "tft", "informer"}
+
+
+@pytest.mark.parametrize("model", sorted(TINY_MODELS))
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_each_model_and_task_writes_the_run_folder(run_cli, model, task):
-    result = run_cli(f"model={model}", f"task={task}", *TINY)
+    result = run_cli(f"model={model}", f"task={task}", *TINY_RUN, *TINY_MODELS[model])
     assert result.code == 0, result.err
     for name in RUN_FILES:
         assert (result.run_dir / name).is_file(), name
+    assert (result.run_dir / "plots" / "attention.png").is_file() == (model in WITH_ATTENTION)
+    assert (result.run_dir / "plots" / "variable_importance.png").is_file() == (model == "tft")
 
     metrics = result.metrics()
     assert metrics["epochs"] == 2 and metrics["model"]["name"] == model
+    assert metrics["model"]["parameters"] > 0
     assert metrics["train_samples_per_s"] > 0 and metrics["wall_time_s"] > 0
     main = "test_acc" if task == "classification" else "test_mae"
     assert main in metrics["test"] and "val_loss" in metrics["best_val"]
@@ -35,6 +41,9 @@ def test_each_model_and_task_writes_the_run_folder(run_cli, model, task):
 
     predictions = pd.read_parquet(result.run_dir / "predictions.parquet")
     assert len(predictions) == metrics["windows"]["test"]
+    if model == "tft" and task == "regression":  # quantile loss by default: its quantiles are saved
+        assert {"q0.1", "q0.5", "q0.9"} <= set(predictions.columns)
+        assert (predictions["q0.5"] == predictions["y_pred"]).all()
     assert {"time", "window_end", "symbol", "y_true", "y_pred"} <= set(predictions.columns)
     assert (predictions["time"] > predictions["window_end"]).all()
     if task == "classification":
@@ -97,3 +106,29 @@ def test_metrics_csv_keeps_columns_that_appear_after_the_first_epoch(run_cli):
     epochs = pd.read_csv(result.run_dir / "metrics.csv")
     assert len(epochs) == 2
     assert pd.isna(epochs.loc[0, "val_loss"]) and pd.notna(epochs.loc[1, "val_loss"])
+
+
+@pytest.mark.parametrize("model", sorted(TINY_MODELS))
+def test_multi_step_with_known_future_and_calendar_columns(run_cli, model):
+    result = run_cli(f"model={model}", "task=regression", "data.output_steps=3", "data.time_features=true",
+                     "data.known_future=[cycle_quad]", *TINY_RUN, *TINY_MODELS[model])
+    assert result.code == 0, result.err
+    state = json.loads((result.run_dir / "data_state.json").read_text())
+    # 400 hourly rows span 17 days of one month: the month cycle is constant and left out
+    assert state["known_future"] == ["cycle_quad", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
+                                     "monthday_sin", "monthday_cos"]
+    assert set(state["known_future"]) <= set(state["inputs"])
+
+
+def test_tcn_warns_when_its_receptive_field_is_shorter_than_the_window(run_cli):
+    result = run_cli("model=tcn", "model.num_channels=[4]", "model.kernel_size=2", *TINY_RUN)
+    assert result.code == 0, result.err
+    assert "receptive field 3 < data.seq_length 16" in " ".join((result.out + result.err).split())
+    assert result.metrics()["model"]["receptive_field"] == 3
+
+
+def test_quantile_loss_for_any_model(run_cli):
+    result = run_cli("task=regression", "loss=quantile", "quantiles=[0.05,0.5,0.95]", *TINY)
+    assert result.code == 0, result.err
+    predictions = pd.read_parquet(result.run_dir / "predictions.parquet")
+    assert {"q0.05", "q0.5", "q0.95"} <= set(predictions.columns)

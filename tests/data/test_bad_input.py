@@ -146,9 +146,12 @@ def test_class_unseen_in_training(run_cli, tmp_path):
     ("trainer.accelerator=gpu", "trainer.accelerator"),
     ("trainer.precision=17", "trainer"),
     ("model.hidden_sise=8", "model.hidden_sise"),
+    ("data.known_future=[volume]", "data.known_future"),
+    ("data.known_future=[close]", "data.known_future"),
+    ("loss=quantile quantiles=[0.1,0.9]", "quantiles"),
 ])
 def test_bad_settings(run_cli, bars, override, key):
-    check_error(run_cli(*PARQUET, f"data.path={bars}", "task=regression", override), key)
+    check_error(run_cli(*PARQUET, f"data.path={bars}", "task=regression", *override.split()), key)
 
 
 @pytest.mark.parametrize("arg,listing", [
@@ -218,3 +221,11 @@ def test_console_script_reports_one_line_and_exit_status(tmp_path):
 
 def test_required_key_left_unset(run_cli):
     check_error(run_cli("data=parquet"), "data.path: required")
+
+
+def test_time_features_need_timestamps(run_cli, tmp_path):
+    frame = make_table(100)
+    frame["time"] = np.arange(100)
+    path = write(tmp_path, frame)
+    check_error(run_cli(*PARQUET, f"data.path={path}", "data.time_features=true"),
+                "data.time_features", "needs timestamps")

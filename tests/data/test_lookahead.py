@@ -5,6 +5,7 @@ statistics come from training rows only; training labels never reach into valida
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
@@ -159,3 +160,79 @@ def test_target_listed_as_a_feature_is_an_input_even_without_target_as_input(tmp
     frame.to_parquet(path)
     data, _ = windows(path, "regression", "data.features=[ret,close]", "data.target_as_input=false")
     assert data.input_names == ["ret", "close"]
+
+
+def test_only_known_future_columns_are_read_beyond_the_window_end(tmp_path):
+    """Decoders may read known-in-advance columns (here ``rsi`` and the calendar) at the label
+    rows; changing any other column after row t changes nothing a model receives, or outputs."""
+    import torch
+
+    from seqtrain.models.registry import MODELS, build_model
+
+    rng = np.random.default_rng(8)
+    frame = make_table(200, n_series=2, seed=8)
+    frame["time"] = np.tile(pd.date_range("2022-01-03", periods=200, freq="h"), 2)
+    base, changed_path = tmp_path / "base.parquet", tmp_path / "changed.parquet"
+    frame.to_parquet(base)
+    overrides = ["data.known_future=[rsi]", "data.time_features=true", "data.horizon=2",
+                 "data.output_steps=3", "data.seq_length=12"]
+
+    def batches(path):
+        data = prepare(data_cfg(path, *overrides), "regression", str(path))
+        module = SeqDataModule(data, batch_size=64)
+        return data, {split: d.__getitems__(list(range(len(d)))) for split, d in module.datasets.items()}
+
+    data, before = batches(base)
+    assert data.known_future[0] == "rsi" and "hour_sin" in data.known_future
+    torch.manual_seed(0)
+    models = {name: build_model(name, {}, len(data.input_names), 1, 3, len(data.known_future)).eval()
+              for name in MODELS}
+    for split in ("val", "test"):
+        ends = data.ends[split]
+        for i in rng.choice(len(ends), size=3, replace=False):
+            later = frame["time"] > data.times[ends[i]]
+            unknown = frame.copy()
+            unknown.loc[later, ["ret", "vol", "close"]] = rng.normal(0, 50, (later.sum(), 3))
+            unknown.loc[later, "up"] = rng.integers(0, 2, later.sum())
+            unknown.to_parquet(changed_path)
+            _, after = batches(changed_path)
+            for key in ("x", "future"):
+                torch.testing.assert_close(after[split][key][i], before[split][key][i])
+            with torch.no_grad():
+                for name, model in models.items():
+                    torch.manual_seed(0)
+                    out_before = model(before[split]["x"][i: i + 1], future=before[split]["future"][i: i + 1])
+                    torch.manual_seed(0)
+                    out_after = model(after[split]["x"][i: i + 1], future=after[split]["future"][i: i + 1])
+                    torch.testing.assert_close(out_after, out_before, msg=name)
+
+            known = frame.copy()
+            known.loc[later, "rsi"] = rng.uniform(0, 100, later.sum())
+            known.to_parquet(changed_path)
+            _, after = batches(changed_path)
+            torch.testing.assert_close(after[split]["x"][i], before[split]["x"][i])
+            rsi = data.known_future.index("rsi")
+            assert not torch.equal(after[split]["future"][i][:, rsi], before[split]["future"][i][:, rsi])
+
+
+def test_future_holds_the_known_columns_at_the_label_rows(tmp_path):
+    frame = make_table(150, seed=9)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data = prepare(data_cfg(path, "data.known_future=[rsi]", "data.scaler=none", "data.horizon=2",
+                            "data.output_steps=2", "data.seq_length=5"), "regression", str(path))
+    dataset = SeqDataModule(data, 8).datasets["train"]
+    batch = dataset.__getitems__(list(range(len(dataset))))
+    rows = data.ends["train"][:, None] + np.array([2, 3])
+    np.testing.assert_allclose(batch["future"][..., 0].numpy(), frame["rsi"].to_numpy()[rows], rtol=1e-6)
+
+
+def test_calendar_features_keep_the_cycles_that_vary():
+    from seqtrain.data.time_features import calendar_features
+
+    daily = pd.date_range("2022-01-01", periods=400, freq="D").to_numpy()
+    values, names = calendar_features(daily)
+    assert names == ["weekday_sin", "weekday_cos", "monthday_sin", "monthday_cos", "month_sin", "month_cos"]
+    assert values.shape == (400, 6) and np.abs(values).max() <= 1
+    weekday = np.arctan2(values[:, 0], values[:, 1]) % (2 * np.pi) * 7 / (2 * np.pi)
+    np.testing.assert_allclose(weekday.round(), pd.DatetimeIndex(daily).weekday % 7, atol=1e-4)
