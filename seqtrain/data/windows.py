@@ -42,15 +42,75 @@ def assign_splits(times: np.ndarray, val_start, test_start) -> np.ndarray:
     return np.searchsorted(cuts, times, side="right").astype(np.int8)
 
 
-def _rank_within_runs(run_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For a sorted id array: each element's position within its run, and that run's length."""
-    n = len(run_ids)
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    starts = np.concatenate([[0], np.flatnonzero(run_ids[1:] != run_ids[:-1]) + 1])
-    lengths = np.diff(np.concatenate([starts, [n]]))
-    start_of = np.repeat(starts, lengths)
-    return np.arange(n) - start_of, np.repeat(lengths, lengths)
+def segment_rows(bounds: np.ndarray, row_split: np.ndarray) -> np.ndarray:
+    """Per series and split, the series-relative row numbers of the split's first and last row:
+    ``(n_series, 3, 2)``, -1 where the series has no row in that split."""
+    n_series = len(bounds) - 1
+    out = np.full((n_series, 3, 2), -1, dtype=np.int64)
+    lengths = np.diff(bounds)
+    series_of_row = np.repeat(np.arange(n_series), lengths)
+    row_number = np.arange(int(bounds[-1])) - np.repeat(bounds[:-1], lengths)
+    for split in (TRAIN, VAL, TEST):
+        rows = row_split == split
+        if rows.any():
+            s = series_of_row[rows]
+            r = row_number[rows]
+            first = np.full(n_series, np.iinfo(np.int64).max)
+            np.minimum.at(first, s, r)
+            last = np.full(n_series, -1)
+            np.maximum.at(last, s, r)
+            has = last >= 0
+            out[has, split, 0], out[has, split, 1] = first[has], last[has]
+    return out
+
+
+def block_window_ends(
+    bounds: np.ndarray,
+    row_number: np.ndarray,
+    row_split: np.ndarray,
+    segments: np.ndarray,
+    split: int,
+    seq_length: int,
+    horizon: int,
+    output_steps: int = 1,
+    stride: int = 1,
+    embargo: int = 0,
+) -> np.ndarray:
+    """End rows (block indices) of the windows of ``split`` inside a block of rows.
+
+    A block holds consecutive rows of one or more series (``bounds``: where each starts); a
+    whole table is one block, and so is a streamed chunk with the rows carried before it.
+    ``row_number`` is each row's position in its whole series and ``segments`` the
+    ``(n_block_series, 3, 2)`` first/last row numbers of each split (see ``segment_rows``), so
+    that embargo and stride are decided the same way for a block as for the whole table.
+
+    A window belongs to the split of its end row. It is kept when
+    - its inputs stay inside its own series (never crossing into the previous one),
+    - its label rows exist in the same series and lie in the same split as its end row
+      (purge: a training window whose labels reach into validation is dropped),
+    - for validation/test, its end is not within the first ``embargo`` rows of the split in its
+      series (a gap after each boundary),
+    - with ``stride`` k > 1, its last label row is a multiple of k rows before the split's last
+      row in its series (the newest window is always kept).
+    """
+    n = int(bounds[-1])
+    lengths = np.diff(bounds)
+    series_of_row = np.repeat(np.arange(len(lengths)), lengths)
+    start_of_row = np.repeat(bounds[:-1], lengths)
+    end_of_row = np.repeat(bounds[1:], lengths)  # exclusive
+
+    t = np.arange(n, dtype=np.int64)
+    last_label = t + horizon + output_steps - 1
+    ok = (t - seq_length + 1 >= start_of_row) & (last_label < end_of_row) & (row_split == split)
+    ok[ok] &= row_split[last_label[ok]] == split
+    ends = t[ok]
+    s = series_of_row[ends]
+    if embargo > 0 and split != TRAIN:
+        ends = ends[row_number[ends] - segments[s, split, 0] >= embargo]
+        s = series_of_row[ends]
+    if stride > 1:
+        ends = ends[(segments[s, split, 1] - row_number[ends + horizon + output_steps - 1]) % stride == 0]
+    return ends
 
 
 def window_ends(
@@ -63,37 +123,11 @@ def window_ends(
     stride: int = 1,
     embargo: int = 0,
 ) -> np.ndarray:
-    """Global end rows of every window of ``split``, sorted.
-
-    A window belongs to the split of its end row. It is kept when
-    - its inputs stay inside its own series (never crossing into the previous one),
-    - its label rows exist in the same series and lie in the same split as its end row
-      (purge: a training window whose labels reach into validation is dropped),
-    - for validation/test, its end is not within the first ``embargo`` rows of the split in its
-      series (a gap after each boundary).
-    ``stride`` keeps every stride-th window per series, anchored at the most recent one.
-    """
-    n = int(bounds[-1])
+    """Global end rows of every window of ``split`` in a whole table (see ``block_window_ends``)."""
     lengths = np.diff(bounds)
-    series_of_row = np.repeat(np.arange(len(lengths)), lengths)
-    start_of_row = np.repeat(bounds[:-1], lengths)
-    end_of_row = np.repeat(bounds[1:], lengths)  # exclusive
-
-    t = np.arange(n, dtype=np.int64)
-    last_label = t + horizon + output_steps - 1
-    ok = (t - seq_length + 1 >= start_of_row) & (last_label < end_of_row) & (row_split == split)
-    ok[ok] &= row_split[last_label[ok]] == split
-
-    if embargo > 0 and split != TRAIN:
-        segment = series_of_row.astype(np.int64) * 3 + row_split  # runs of (series, split)
-        position, _ = _rank_within_runs(segment)
-        ok &= position >= embargo
-
-    ends = t[ok]
-    if stride > 1 and len(ends):
-        rank, count = _rank_within_runs(series_of_row[ends])
-        ends = ends[(count - 1 - rank) % stride == 0]
-    return ends
+    row_number = np.arange(int(bounds[-1])) - np.repeat(bounds[:-1], lengths)
+    return block_window_ends(bounds, row_number, row_split, segment_rows(bounds, row_split), split,
+                             seq_length, horizon, output_steps, stride, embargo)
 
 
 def input_rows(ends: np.ndarray, seq_length: int) -> np.ndarray:
