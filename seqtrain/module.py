@@ -149,7 +149,7 @@ class SeqModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         _, out = self._step(batch, "test")
         out = out.detach().float()
-        record = {"index": batch["index"].cpu()}
+        record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y", "y_last")}
         if self.task == "classification":
             record["probs"] = out[:, 0].softmax(-1).cpu()
         else:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
@@ -17,12 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from seqtrain.callbacks import EpochMetrics, Throughput
 from seqtrain.data import synthetic
 from seqtrain.data.datamodule import SeqDataModule
-from seqtrain.data.prepare import PreparedData, prepare
+from seqtrain.data.prepare import prepare
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import build_model, model_class
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.report.plots import plot_curves, plot_interpretation, plot_predictions
-from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
+from seqtrain.report.predictions import baseline, predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
 
 log = logging.getLogger("seqtrain")
@@ -105,7 +104,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
         plot_curves(epochs.rows, main_metric, run_dir / "plots" / "curves.png")
     plot_predictions(predictions, data.state["group_col"], cfg.task, data.classes,
                      run_dir / "plots" / "predictions.png")
-    plot_interpretation(module, datamodule.datasets["test"], data, run_dir / "plots")
+    plot_interpretation(module, datamodule.sample_batch("test"), data, run_dir / "plots")
 
     summary = {
         "task": cfg.task,
@@ -114,7 +113,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
         "best_epoch": int(best_row["epoch"]),  # 0-based, as in metrics.csv
         "best_val": {k: v for k, v in best_row.items() if k.startswith("val_")},
         "test": {k: float(v) for k, v in test_metrics.items()},
-        "baseline_test": baseline(data),
+        "baseline_test": baseline(data, module.test_outputs),
         "epochs": len(epochs.rows),
         "steps": trainer.global_step,
         "windows": data.state["windows"],
@@ -127,29 +126,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     _write_json(run_dir / "metrics.json", summary)
     print_summary(summary)
     return float(best_row.get(monitor, float("nan")))
-
-
-def baseline(data: PreparedData) -> dict:
-    """The naive forecast on the test windows, for an honest comparison.
-
-    Classification: the majority class of the training labels. Regression: persistence (the
-    target at the window's last row, for every step); with horizon 0, whose label is that row's
-    own value, the training mean.
-    """
-    state = data.state
-    ends, h, k = data.ends["test"], state["horizon"], state["output_steps"]
-    label_rows = ends[:, None] + np.arange(h, h + k)
-    if data.task == "classification":
-        majority = np.bincount(data.labels[data.ends["train"] + h]).argmax()
-        return {"majority_acc": float((data.labels[label_rows[:, 0]] == majority).mean())}
-    truth = data.target_scaler.inverse(data.labels[label_rows])
-    if h > 0:
-        last = data.target_scaler.inverse(data.labels[ends])[:, None]
-        name, guess = "persistence", last
-    else:
-        name, guess = "train_mean", data.target_scaler.mean[0]
-    err = truth - guess
-    return {f"{name}_mae": float(abs(err).mean()), f"{name}_rmse": float((err**2).mean() ** 0.5)}
 
 
 def _loss(cfg: DictConfig) -> tuple[str, list[float] | None]:

@@ -1,6 +1,6 @@
 """Windows as index arithmetic over one contiguous tensor, served by DataLoaders.
 
-A dataset holds only the start rows of its windows and an ``unfold`` view of the inputs. A batch
+A dataset holds only the end rows of its windows and an ``unfold`` view of the inputs. A batch
 is copied out in one vectorised indexing operation; no window is ever copied on its own.
 """
 
@@ -14,50 +14,82 @@ from torch.utils.data import DataLoader, Dataset
 from seqtrain.data.prepare import PreparedData
 
 
-class WindowDataset(Dataset):
-    """Windows ending at ``ends`` over ``inputs`` ``(N, F)`` and ``labels`` ``(N,)``.
+def time_as_number(times: np.ndarray) -> np.ndarray:
+    """Times as numbers a tensor can hold: timestamps as int64 nanoseconds, numbers unchanged."""
+    if np.issubdtype(times.dtype, np.datetime64):
+        return times.astype("datetime64[ns]").view(np.int64)
+    return times.astype(np.float64 if times.dtype.kind == "f" else np.int64)
 
-    Items are dicts: ``x`` ``(L, F)`` (a view for single items), ``y`` (a class id, or ``(k,)``
-    regression targets), ``index`` (the window's position in ``ends``, to map predictions back
-    to rows) and, when columns are known in advance, ``future`` ``(k, K)``: those columns at the
-    label rows.
+
+def time_from_number(values: np.ndarray, time_dtype: str) -> np.ndarray:
+    """Inverse of ``time_as_number`` for a time column of dtype ``time_dtype``."""
+    if time_dtype.startswith("datetime64"):
+        return values.astype(np.int64).view("datetime64[ns]")
+    return values
+
+
+class RowBlock:
+    """Consecutive rows of one or more series as tensors, and the windows that can be cut from
+    them: the whole table in memory, or one streamed chunk with the rows carried before it.
+
+    ``inputs`` ``(N, F)`` scaled; ``labels`` ``(N,)`` class ids or scaled targets; ``times``
+    ``(N,)`` (see ``time_as_number``); ``series`` and ``row_number`` ``(N,)``: each row's
+    series code and position in its whole series; ``known_columns``: input columns known in
+    advance.
     """
 
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, ends: np.ndarray,
-                 seq_length: int, horizon: int, output_steps: int, classification: bool,
-                 known_columns: list[int] | None = None):
-        self.labels = labels
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, times: torch.Tensor,
+                 series: torch.Tensor, row_number: torch.Tensor, seq_length: int, horizon: int,
+                 output_steps: int, classification: bool, known_columns: list[int] | None = None):
+        self.labels, self.times, self.series, self.row_number = labels, times, series, row_number
         # Known-in-advance columns, read at the label rows for decoders (only these columns).
         self.future = inputs[:, known_columns].contiguous() if known_columns else None
-        # (N-L+1, L, F) view: entry s is the window of rows s .. s+L-1. No data is copied here;
-        # a batch is copied out in one indexing operation.
+        # (N-L+1, L, F) view: entry s holds rows s .. s+L-1. No data is copied here; a batch of
+        # windows is copied out in one indexing operation.
         self.windows = inputs.unfold(0, seq_length, 1).transpose(1, 2)
-        self.starts = torch.as_tensor(ends, dtype=torch.long) - (seq_length - 1)
-        self.label_offsets = torch.arange(horizon, horizon + output_steps) + (seq_length - 1)
-        self.classification = classification
+        self.seq_length, self.classification = seq_length, classification
+        self.label_offsets = torch.arange(horizon, horizon + output_steps)
 
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, i: int) -> dict:
-        start = int(self.starts[i])
-        rows = start + self.label_offsets
+    def batch(self, ends: torch.Tensor) -> dict:
+        """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``)."""
+        rows = ends[:, None] + self.label_offsets
         y = self.labels[rows]
-        item = {"x": self.windows[start], "y": y[0] if self.classification else y, "index": i}
-        if self.future is not None:
-            item["future"] = self.future[rows]
-        return item
-
-    def __getitems__(self, indices: list[int]) -> dict:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        start = self.starts[index]
-        rows = start[:, None] + self.label_offsets
-        y = self.labels[rows]
-        batch = {"x": self.windows[start].contiguous(),
-                 "y": y[:, 0] if self.classification else y, "index": index}
+        batch = {
+            "x": self.windows[ends - (self.seq_length - 1)].contiguous(),
+            "y": y[:, 0] if self.classification else y,
+            "y_last": self.labels[ends],
+            "window": torch.stack([self.series[ends], self.row_number[ends]], 1),
+            "end_time": self.times[ends],
+            "label_time": self.times[rows],
+        }
         if self.future is not None:
             batch["future"] = self.future[rows]
         return batch
+
+
+class WindowDataset(Dataset):
+    """The windows ending at rows ``ends`` of a ``RowBlock``, served a batch at a time.
+
+    A batch is a dict: ``x`` ``(B, L, F)``; ``y`` ``(B,)`` class ids or ``(B, k)`` scaled
+    targets; ``y_last`` the label column at each window's last row (for naive baselines);
+    ``window`` ``(B, 2)`` = (series code, row number of the last row in its series), which
+    identifies a window; ``end_time`` ``(B,)`` and ``label_time`` ``(B, k)`` (see
+    ``time_as_number``); and, when
+    columns are known in advance, ``future`` ``(B, k, K)``: those columns at the label rows.
+    """
+
+    def __init__(self, block: RowBlock, ends: np.ndarray):
+        self.block = block
+        self.ends = torch.as_tensor(ends, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        return self.block.batch(self.ends[torch.as_tensor(indices, dtype=torch.long)])
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
 
 def batch_as_is(batch: dict) -> dict:
@@ -73,16 +105,18 @@ class SeqDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        classification = data.task == "classification"
-        inputs = torch.from_numpy(data.inputs)
-        labels = torch.from_numpy(data.labels)
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(data.series)) + 1, [len(data.series)]])
+        lengths = np.diff(bounds)
+        row_number = np.arange(len(data.series)) - np.repeat(bounds[:-1], lengths)
         state = data.state
-        known = [data.input_names.index(c) for c in data.known_future]
-        self.datasets = {
-            name: WindowDataset(inputs, labels, ends, state["seq_length"], state["horizon"],
-                                state["output_steps"], classification, known)
-            for name, ends in data.ends.items()
-        }
+        block = RowBlock(
+            torch.from_numpy(data.inputs), torch.from_numpy(data.labels),
+            torch.from_numpy(time_as_number(data.times)), torch.from_numpy(data.series),
+            torch.from_numpy(row_number), state["seq_length"], state["horizon"],
+            state["output_steps"], data.task == "classification",
+            [data.input_names.index(c) for c in data.known_future],
+        )
+        self.datasets = {name: WindowDataset(block, ends) for name, ends in data.ends.items()}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -90,6 +124,12 @@ class SeqDataModule(L.LightningDataModule):
             drop_last=False, collate_fn=batch_as_is, num_workers=self.num_workers,
             pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
         )
+
+    def sample_batch(self, split: str, size: int = 512) -> dict:
+        """Up to ``size`` windows of ``split`` spread evenly over it (for interpretation plots)."""
+        dataset = self.datasets[split]
+        picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
+        return dataset.__getitems__(picks.tolist())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -138,11 +138,12 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         if len(ends[SPLIT_NAMES[split]]) == 0:
             raise SeqtrainError(_empty_split_message(SPLIT_NAMES[split], cfg, row_split == split))
 
-    class_weights = None
+    class_weights = class_counts = None
     if task == "classification":
         _check_known_classes(labels, ends, cfg, classes, target_values, target)
         counts = np.bincount(labels[ends["train"] + cfg.horizon], minlength=len(classes))
         class_weights = (counts.sum() / (len(classes) * np.maximum(counts, 1))).tolist()
+        class_counts = counts.tolist()
 
     state = {
         "task": task,
@@ -158,6 +159,8 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "target_scaler": target_scaler.to_dict() if target_scaler else None,
         "classes": classes,
         "class_weights": class_weights,
+        "class_counts": class_counts,
+        "time_dtype": str(times.dtype),
         "split": {"val_start": str(val_start), "test_start": str(test_start)},
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},

@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from seqtrain.data.datamodule import time_from_number  # noqa: E402
+
 MAX_POINTS = 500  # of the test period drawn per series, so single steps stay readable
 
 
@@ -94,27 +96,27 @@ def _confusion(ax, y_true, y_pred, classes) -> None:
                 color="white" if n > counts.max() / 2 else "black")
 
 
-def plot_interpretation(module, dataset, data, folder: Path, n_windows: int = 4,
-                        n_importance: int = 512) -> list[Path]:
+def plot_interpretation(module, batch: dict, data, folder: Path, n_windows: int = 4) -> list[Path]:
     """``attention.png`` and ``variable_importance.png`` for models that expose them.
 
     Reads ``model.attention`` ``(B, Q, L)`` and ``model.variable_importance`` ``(B, F)`` after a
-    forward pass over test windows spread evenly over the test period.
+    forward pass over ``batch`` (test windows); attention is drawn for ``n_windows`` of them.
     """
-    count = min(n_importance, len(dataset))
-    picks = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
-    batch = {k: v.to(module.device) if hasattr(v, "to") else v
-             for k, v in dataset.__getitems__(picks).items()}
+    batch = {k: v.to(module.device) for k, v in batch.items()}
     was_training = module.training
     module.eval()
     with torch.no_grad():
         module(batch)
     module.train(was_training)
     model, written = module.model, []
+    count = len(batch["x"])
     if model.attention is not None:
         shown = np.linspace(0, count - 1, min(n_windows, count)).round().astype(int)
-        ends = data.ends["test"][np.asarray(picks)[shown]]
-        written.append(_attention(model.attention[shown].float().cpu().numpy(), ends, data,
+        window = batch["window"][shown].cpu().numpy()
+        end_time = time_from_number(batch["end_time"][shown].cpu().numpy(), data.state["time_dtype"])
+        titles = [f"{data.series_names[s]} · window ending {str(t)[:16]}"
+                  for s, t in zip(window[:, 0], end_time, strict=True)]
+        written.append(_attention(model.attention[shown].float().cpu().numpy(), titles,
                                   model.output_steps, folder / "attention.png"))
     if model.variable_importance is not None:
         importance = model.variable_importance.float().mean(0).cpu().numpy()
@@ -122,19 +124,18 @@ def plot_interpretation(module, dataset, data, folder: Path, n_windows: int = 4,
     return written
 
 
-def _attention(weights: np.ndarray, ends: np.ndarray, data, output_steps: int, path: Path) -> Path:
+def _attention(weights: np.ndarray, titles: list[str], output_steps: int, path: Path) -> Path:
     n, queries, length = weights.shape
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1, 3.2), squeeze=False, layout="constrained")
     lags = np.arange(-length + 1, 1)
-    for ax, w, end in zip(axes[0], weights, ends, strict=True):
+    for ax, w, title in zip(axes[0], weights, titles, strict=True):
         over_steps = queries == output_steps  # decoder steps; otherwise input rows (self-attention)
         top, bottom = (0.5, queries + 0.5) if over_steps else (lags[0] - 0.5, lags[-1] + 0.5)
         image = ax.imshow(w, aspect="auto", cmap="viridis", interpolation="nearest",
                           extent=(lags[0] - 0.5, lags[-1] + 0.5, bottom, top))
         if over_steps and queries <= 12:
             ax.set_yticks(range(1, queries + 1))
-        series = data.series_names[data.series[end]]
-        ax.set_title(f"{series} · window ending {str(data.times[end])[:16]}", fontsize=8)
+        ax.set_title(title, fontsize=8)
         ax.set_xlabel("input row (0 = window's last row)")
         ax.set_ylabel("forecast step" if over_steps else "attending input row")
         fig.colorbar(image, ax=ax, fraction=0.05)
