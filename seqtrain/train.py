@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from seqtrain.callbacks import EpochMetrics, Throughput
 from seqtrain.data import synthetic
 from seqtrain.data.datamodule import SeqDataModule
-from seqtrain.data.prepare import prepare
+from seqtrain.data.loading import load_data
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import build_model, model_class
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
@@ -39,7 +39,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    data = prepare(cfg.data, cfg.task, _data_path(cfg, run_dir))
+    data = load_data(cfg.data, cfg.task, _data_path(cfg, run_dir))
     _write_json(run_dir / "data_state.json", data.state)
 
     model_args = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
@@ -81,7 +81,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     datamodule = SeqDataModule(
         data, cfg.data.batch_size, cfg.data.num_workers,
         pin_memory=_pin_memory(cfg.data.pin_memory, trainer_args["accelerator"]),
-        persistent_workers=cfg.data.persistent_workers,
+        persistent_workers=cfg.data.persistent_workers, stride=cfg.data.stride,
+        eval_stride=cfg.data.eval_stride, embargo=cfg.data.embargo,
+        shuffle_buffer=cfg.data.shuffle_buffer,
     )
     trainer.fit(module, datamodule=datamodule)
     if trainer.interrupted:

@@ -11,8 +11,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seqtrain.data.prepare import PreparedData
-
 
 def time_as_number(times: np.ndarray) -> np.ndarray:
     """Times as numbers a tensor can hold: timestamps as int64 nanoseconds, numbers unchanged."""
@@ -98,13 +96,28 @@ def batch_as_is(batch: dict) -> dict:
 
 
 class SeqDataModule(L.LightningDataModule):
-    def __init__(self, data: PreparedData, batch_size: int, num_workers: int = 0,
-                 pin_memory: bool = False, persistent_workers: bool = True):
+    """DataLoaders over in-memory windows (``PreparedData``) or streamed ones (``StreamData``)."""
+
+    def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
+                 persistent_workers: bool = True, stride: int = 1, eval_stride: int = 1,
+                 embargo: int = 0, shuffle_buffer: int = 8192):
         super().__init__()
         self.data = data
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.streaming = bool(data.state.get("streaming"))
+        if self.streaming:
+            from seqtrain.data.streaming import StreamingWindows
+
+            self.datasets = {
+                split: StreamingWindows(data, split, batch_size, shuffle=split == "train",
+                                        stride=stride if split == "train" else eval_stride,
+                                        embargo=embargo, shuffle_buffer=shuffle_buffer,
+                                        num_workers=num_workers)
+                for split in ("train", "val", "test")
+            }
+            return
         bounds = np.concatenate([[0], np.flatnonzero(np.diff(data.series)) + 1, [len(data.series)]])
         lengths = np.diff(bounds)
         row_number = np.arange(len(data.series)) - np.repeat(bounds[:-1], lengths)
@@ -119,15 +132,25 @@ class SeqDataModule(L.LightningDataModule):
         self.datasets = {name: WindowDataset(block, ends) for name, ends in data.ends.items()}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-            drop_last=False, collate_fn=batch_as_is, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
-        )
+        common = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
+                  "persistent_workers": self.persistent_workers, "collate_fn": batch_as_is}
+        if self.streaming:  # the dataset yields whole batches and shuffles itself
+            return DataLoader(self.datasets[split], batch_size=None, **common)
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                          drop_last=False, **common)
 
     def sample_batch(self, split: str, size: int = 512) -> dict:
-        """Up to ``size`` windows of ``split`` spread evenly over it (for interpretation plots)."""
+        """Up to ``size`` windows of ``split`` (spread evenly over it in memory; the first ones
+        when streaming), for interpretation plots."""
         dataset = self.datasets[split]
+        if self.streaming:
+            batches, count = [], 0
+            for batch in dataset:
+                batches.append(batch)
+                count += len(batch["y"])
+                if count >= size:
+                    break
+            return {k: torch.cat([b[k] for b in batches])[:size] for k in batches[0]}
         picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
         return dataset.__getitems__(picks.tolist())
 

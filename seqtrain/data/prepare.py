@@ -65,12 +65,12 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         raise SeqtrainError(f"data.path: {path} has no rows")
 
     file_rows = np.arange(table.num_rows)
-    times = _time_values(table.column(time_col), time_col)
+    times = time_values(table.column(time_col), time_col)
     series, series_names = _series_codes(table, group_col)
-    x = np.column_stack([_float_column(table, c) for c in features]) if features else np.zeros(
+    x = np.column_stack([float_column(table, c) for c in features]) if features else np.zeros(
         (table.num_rows, 0), np.float32
     )
-    target_kind, target_values = _target_values(table.column(target), target, task)
+    target_kind, target_values = read_target(table.column(target), target, task)
 
     # Group rows by series (stable: keeps the file's time order inside each series).
     order = np.lexsort((times, series)) if cfg.sort else np.argsort(series, kind="stable")
@@ -99,9 +99,9 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         features = [*features, *calendar_names]
     else:
         calendar_names = []
-    known_future = _known_future(cfg, features, target, calendar_names)
+    known_future = known_future_columns(cfg, features, target, calendar_names)
 
-    val_start, test_start = _split_boundaries(cfg.split, times, time_col)
+    val_start, test_start = split_boundaries(cfg.split, times, time_col)
     row_split = assign_splits(times, val_start, test_start)
     train_rows = row_split == TRAIN
 
@@ -173,7 +173,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     )
 
 
-def _known_future(cfg, features: list[str], target: str, calendar_names: list[str]) -> list[str]:
+def known_future_columns(cfg, features: list[str], target: str, calendar_names: list[str]) -> list[str]:
     known = list(cfg.known_future or [])
     for column in known:
         if column == target:
@@ -187,7 +187,7 @@ def _known_future(cfg, features: list[str], target: str, calendar_names: list[st
     return list(dict.fromkeys([*known, *calendar_names]))
 
 
-def _time_values(column: pa.ChunkedArray, name: str) -> np.ndarray:
+def time_values(column: pa.ChunkedArray, name: str) -> np.ndarray:
     if column.null_count:
         raise SeqtrainError(f"data.time_col: column {name!r} has {column.null_count} missing values")
     kind = column.type
@@ -221,14 +221,14 @@ def _series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarray, l
     return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
 
 
-def _float_column(table: pa.Table, name: str) -> np.ndarray:
+def float_column(table: pa.Table, name: str) -> np.ndarray:
     column = table.column(name)
     if pa.types.is_boolean(column.type):
         column = column.cast(pa.int8())
     return column.to_numpy(zero_copy_only=False).astype(np.float32)
 
 
-def _target_values(column: pa.ChunkedArray, name: str, task: str) -> tuple[str, np.ndarray]:
+def read_target(column: pa.ChunkedArray, name: str, task: str) -> tuple[str, np.ndarray]:
     kind = column.type
     if pa.types.is_boolean(kind):
         return "numeric", column.cast(pa.int8()).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -245,7 +245,7 @@ def _target_values(column: pa.ChunkedArray, name: str, task: str) -> tuple[str, 
     )
 
 
-def _missing(values: np.ndarray, kind: str) -> np.ndarray:
+def missing_values(values: np.ndarray, kind: str) -> np.ndarray:
     if kind == "numeric":
         return ~np.isfinite(values)
     return pd.isna(values)
@@ -253,7 +253,7 @@ def _missing(values: np.ndarray, kind: str) -> np.ndarray:
 
 def _apply_nan_policy(policy, x, features, target_values, target, target_kind, series, file_rows):
     """Return the rows to keep (None: all), filling ``x`` in place for ffill."""
-    target_bad = _missing(target_values, target_kind)
+    target_bad = missing_values(target_values, target_kind)
     if policy == "error":
         for j, name in enumerate(features):
             validate.check_finite(name, "data.features", x[:, j], file_rows)
@@ -270,7 +270,7 @@ def _apply_nan_policy(policy, x, features, target_values, target, target_kind, s
         for j in range(x.shape[1]):
             x[:, j] = _ffill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
         target_values[:] = _ffill(target_values, target_bad, starts, rows)
-        target_bad = _missing(target_values, target_kind)
+        target_bad = missing_values(target_values, target_kind)
     bad = target_bad | ~np.isfinite(x).all(axis=1)
     if bad.any():
         log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", policy, int(bad.sum()))
@@ -293,7 +293,7 @@ def _ffill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: np.nda
     return out
 
 
-def _split_boundaries(split, times: np.ndarray, time_col: str):
+def split_boundaries(split, times: np.ndarray, time_col: str):
     if split.val_start is not None and split.test_start is not None:
         val_start = _as_time(split.val_start, times, "data.split.val_start")
         test_start = _as_time(split.test_start, times, "data.split.test_start")

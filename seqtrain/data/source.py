@@ -1,36 +1,62 @@
-"""Reading Parquet with pyarrow: schema first (cheap checks), then only the needed columns."""
+"""Reading Parquet with pyarrow: one file or a directory of files (hive partitions allowed),
+schema first (cheap checks), then only the needed columns, whole or one row group at a time."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from seqtrain.errors import SeqtrainError
 
 
-def read_schema(path: str | Path) -> pa.Schema:
-    """The table's schema, or one clear error when the path is missing or not Parquet."""
+def open_dataset(path: str | Path) -> ds.Dataset:
+    """The table at ``path`` (a file, or a directory of ``*.parquet`` files with optional
+    ``key=value`` hive folders), or one clear error."""
     path = Path(path)
     if not path.exists():
         raise SeqtrainError(f"data.path: file not found: {path} (point data.path at a Parquet file)")
-    if path.is_dir():
-        raise SeqtrainError(f"data.path: {path} is a directory; point data.path at a Parquet file")
     try:
-        return pq.read_schema(path)
+        if path.is_dir():
+            dataset = ds.dataset(str(path), format="parquet", partitioning="hive",
+                                 exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+            if not dataset.files:
+                raise SeqtrainError(f"data.path: directory {path} holds no Parquet files")
+            return dataset
+        dataset = ds.dataset(str(path), format="parquet")
+        dataset.schema  # noqa: B018  (reads the footer now, so a bad file fails here)
+        return dataset
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeqtrainError(
             f"data.path: {path} is not a readable Parquet file ({_first_line(exc)})"
         ) from None
 
 
+def read_schema(path: str | Path) -> pa.Schema:
+    return open_dataset(path).schema
+
+
 def read_columns(path: str | Path, columns: list[str]) -> pa.Table:
     """Only ``columns`` of the table (column projection: the rest is never decoded)."""
     try:
-        return pq.read_table(path, columns=columns)
+        return open_dataset(path).to_table(columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeqtrainError(f"data.path: cannot read {path}: {_first_line(exc)}") from None
+
+
+def row_groups(dataset: ds.Dataset) -> list[ds.ParquetFileFragment]:
+    """Every row group of every file as its own fragment, in stream order (files by path)."""
+    fragments = sorted(dataset.get_fragments(), key=lambda f: f.path)
+    return [group for fragment in fragments for group in fragment.split_by_row_group()]
+
+
+def read_row_group(group: ds.ParquetFileFragment, schema: pa.Schema, columns: list[str]) -> pa.Table:
+    """One row group, only ``columns`` (hive partition columns included)."""
+    try:
+        return group.to_table(schema=schema, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SeqtrainError(f"data.path: cannot read {group.path}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,0 +1,33 @@
+"""Choose between the in-memory and the streaming data path (``data.streaming``)."""
+
+from __future__ import annotations
+
+import logging
+
+from seqtrain.data import source, validate
+from seqtrain.data.prepare import PreparedData, prepare
+from seqtrain.data.streaming import StreamData, in_memory_bytes, parse_bytes, plan_stream
+from seqtrain.errors import SeqtrainError
+
+log = logging.getLogger(__name__)
+
+
+def load_data(cfg, task: str, path: str) -> PreparedData | StreamData:
+    """``streaming: auto`` keeps the table in memory when its needed columns fit
+    ``data.memory_budget``, and streams it row group by row group otherwise."""
+    mode = str(cfg.streaming).lower()
+    if mode not in ("auto", "true", "false"):
+        raise SeqtrainError(f"data.streaming: {cfg.streaming!r}; choose auto, true or false")
+    if mode == "auto":
+        dataset = source.open_dataset(path)
+        _, _, _, features = validate.resolve_columns(dataset.schema, cfg, path)
+        rows = dataset.count_rows()
+        needed = in_memory_bytes(rows, len(features) + 1 + 10 * bool(cfg.time_features))
+        budget = parse_bytes(cfg.memory_budget)
+        mode = "false" if needed <= budget else "true"
+        if mode == "true":
+            log.info("streaming %s: about %.1f GB in memory exceeds data.memory_budget (%.1f GB)",
+                     path, needed / 1e9, budget / 1e9)
+    if mode == "true":
+        return plan_stream(cfg, task, path)
+    return prepare(cfg, task, path)

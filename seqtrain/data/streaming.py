@@ -1,0 +1,548 @@
+"""Out-of-core windows: Parquet read one row group at a time, never the whole table.
+
+Two cheap passes come first, each holding one row group in memory at a time:
+
+1. ``time`` and ``group`` columns: series names, time-order checks, the time axis (for the
+   split) and, per row group, which series it holds and how far back the history of its windows
+   reaches (the "halo");
+2. every needed column: NaN/inf checks, and the statistics fit on training rows only (scaler
+   mean/std by a parallel-variance merge, target scaler, classes and their counts), plus rows
+   per series and split, from which the exact number of windows per row group follows.
+
+Then each epoch streams row groups, prepends the last ``L + h + k - 2`` rows of each series
+carried from earlier row groups, and cuts windows with the same rule as in memory
+(``block_window_ends``). A window belongs to the row group holding its last label row, so
+row groups are dealt to DataLoader workers and DDP ranks as contiguous, row-balanced ranges,
+each reading its halo first: every window is produced exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from seqtrain.data import source, validate
+from seqtrain.data.datamodule import RowBlock, time_as_number
+from seqtrain.data.prepare import (
+    float_column,
+    known_future_columns,
+    missing_values,
+    read_target,
+    split_boundaries,
+    time_values,
+)
+from seqtrain.data.scaling import StandardScaler
+from seqtrain.data.time_features import calendar_features
+from seqtrain.data.windows import SPLIT_NAMES, TRAIN, assign_splits, block_window_ends, series_bounds
+from seqtrain.errors import SeqtrainError
+
+log = logging.getLogger(__name__)
+
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value) -> int:
+    """``4GB``, ``512MiB`` or a number of bytes."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in UNITS:
+        raise SeqtrainError(f"data.memory_budget: cannot read {value!r}; write e.g. 4GB or 512MiB")
+    return int(float(match.group(1)) * UNITS[match.group(2).lower()])
+
+
+def in_memory_bytes(n_rows: int, n_inputs: int) -> int:
+    """What the in-memory path holds per row: float32 inputs and label, time, series, row number,
+    and the index arrays of the split (a conservative estimate)."""
+    return n_rows * (4 * n_inputs + 4 + 8 + 8 + 8 + 3 * 8)
+
+
+@dataclass
+class StreamData:
+    """What the streaming loaders and the report need; the rows themselves stay on disk."""
+
+    dataset: object
+    groups: list  # row-group fragments, in stream order
+    columns: list[str]  # columns read from each row group
+    time_col: str
+    group_col: str | None
+    target: str
+    target_kind: str
+    features: list[str]  # file columns used as inputs (calendar columns are derived)
+    input_names: list[str]
+    known_future: list[str]
+    task: str
+    series_names: list
+    group_series: list[np.ndarray]  # per row group: series codes present (sorted)
+    group_counts: list[np.ndarray]  # per row group: rows of each of those series
+    halo_start: np.ndarray  # per row group: first row group its windows read from
+    segments: np.ndarray  # (n_series, 3, 2) first/last row number of each split per series
+    group_windows: dict[str, np.ndarray]  # split -> windows whose last label row is in each group
+    scaler: StandardScaler
+    val_start: object
+    test_start: object
+    time_features: bool
+    classes: list | None = None
+    class_weights: list[float] | None = None
+    target_scaler: StandardScaler | None = None
+    state: dict = field(default_factory=dict)
+
+
+def plan_stream(cfg, task: str, path: str) -> StreamData:
+    """The two passes described in the module docstring; raise on bad input."""
+    validate.check_window_settings(cfg)
+    if cfg.nan_policy != "error":
+        raise SeqtrainError(
+            f"data.nan_policy={cfg.nan_policy} needs the whole table in memory; clean the files "
+            "or set data.streaming=false"
+        )
+    if cfg.sort:
+        raise SeqtrainError("data.sort=true needs the whole table in memory; sort the files "
+                            "or set data.streaming=false")
+    dataset = source.open_dataset(path)
+    schema = dataset.schema
+    time_col, group_col, target, features = validate.resolve_columns(schema, cfg, path)
+    groups = source.row_groups(dataset)
+    if not groups:
+        raise SeqtrainError(f"data.path: {path} has no rows")
+    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1  # rows one window spans
+
+    # pass 1: time and series
+    names: dict = {}
+    last_time: dict[int, object] = {}
+    counts: dict[int, int] = {}
+    history: dict[int, tuple[list[int], list[int]]] = {}  # code -> (groups, rows after each)
+    group_series, group_counts, halo, distinct, extremes = [], [], [], [], []
+    row0 = 0
+    for g, group in enumerate(groups):
+        table = source.read_row_group(group, schema, [time_col, *([group_col] if group_col else [])])
+        times = time_values(table.column(time_col), time_col)
+        codes = _provisional_codes(table, group_col, names)
+        order = np.argsort(codes, kind="stable")
+        times, codes = times[order], codes[order]
+        _check_order(times, codes, last_time, names, time_col, row0 + order)
+        present, n_rows = np.unique(codes, return_counts=True)
+        back = g
+        for code, n in zip(present.tolist(), n_rows.tolist(), strict=True):
+            before = counts.get(code, 0)
+            first_needed = max(before - (need - 1), 0)
+            if first_needed < before:
+                chunks, cum = history[code]
+                back = min(back, chunks[bisect.bisect_right(cum, first_needed)])
+            counts[code] = before + n
+            chunks, cum = history.setdefault(code, ([], []))
+            chunks.append(g)
+            cum.append(before + n)
+        group_series.append(present)
+        group_counts.append(n_rows)
+        halo.append(back)
+        low, high = times.min(), times.max()
+        extremes = [low, high] if not extremes else [min(extremes[0], low), max(extremes[1], high)]
+        if cfg.split.val_start is None:
+            distinct.append(np.unique(times))
+            if len(distinct) > 64:
+                distinct = [np.unique(np.concatenate(distinct))]
+        row0 += table.num_rows
+    if row0 == 0:
+        raise SeqtrainError(f"data.path: {path} has no rows")
+
+    # series codes in sorted name order, as in memory
+    provisional = list(names)
+    order = sorted(range(len(provisional)), key=lambda i: provisional[i])
+    remap = np.empty(len(order), np.int64)
+    remap[order] = np.arange(len(order))
+    series_names = [provisional[i] for i in order]
+    group_series = [remap[s] for s in group_series]
+    for g in range(len(groups)):
+        sort = np.argsort(group_series[g])
+        group_series[g], group_counts[g] = group_series[g][sort], group_counts[g][sort]
+    halo_start = np.asarray(halo, np.int64)
+
+    # the time axis (for fractions), or its first and last time (for dates)
+    axis = np.unique(np.concatenate(distinct)) if distinct else np.asarray(extremes, dtype=times.dtype)
+    val_start, test_start = split_boundaries(cfg.split, axis, time_col)
+
+    # pass 2: statistics on training rows, checks on all rows
+    time_features = bool(cfg.time_features)
+    if time_features and not np.issubdtype(times.dtype, np.datetime64):
+        raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
+                            "set data.time_features=false")
+    columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target, *features]))
+    use_target_history = (cfg.target_as_input or (cfg.features is not None and target in cfg.features)) \
+        and cfg.horizon > 0
+    n_series = len(series_names)
+    split_rows = np.zeros((n_series, 3), np.int64)
+    moments = None
+    target_moments = None
+    label_counts: dict = {}
+    all_labels: set = set()
+    calendar_names: list[str] = []
+    target_kind = "numeric"
+    row0 = 0
+    for group in groups:
+        table = source.read_row_group(group, schema, columns)
+        times = time_values(table.column(time_col), time_col)
+        codes = remap[_provisional_codes(table, group_col, names)]
+        x = _features(table, features)
+        target_kind, y = read_target(table.column(target), target, task)
+        file_rows = row0 + np.arange(table.num_rows)
+        for j, name in enumerate(features):
+            validate.check_finite(name, "data.features", x[:, j], file_rows)
+        bad = missing_values(y, target_kind)
+        if bad.any():
+            raise SeqtrainError(
+                f"data.target: column {target!r} has NaN/inf value(s), first at row "
+                f"{file_rows[validate.first_bad(bad)]}; clean the files or set data.streaming=false "
+                "with data.nan_policy=ffill or drop"
+            )
+        if time_features:
+            calendar, calendar_names = calendar_features(times)
+            x = np.column_stack([x, calendar])
+        row_split = assign_splits(times, val_start, test_start)
+        np.add.at(split_rows, (codes, row_split), 1)
+        train = row_split == TRAIN
+        if use_target_history and target_kind == "numeric":
+            x = np.column_stack([x, y.astype(np.float32)])
+        if train.any():
+            moments = _merge(moments, x[train])
+            if task == "regression":
+                target_moments = _merge(target_moments, y[train, None])
+            else:
+                values, n = np.unique(_label_values(y[train], target), return_counts=True)
+                for v, c in zip(values.tolist(), n.tolist(), strict=True):
+                    label_counts[v] = label_counts.get(v, 0) + c
+        if task == "classification":
+            all_labels.update(np.unique(_label_values(y, target)).tolist())
+        row0 += table.num_rows
+    if moments is None:
+        raise SeqtrainError("data.split: no training rows before the validation period")
+
+    input_names = [*features, *calendar_names]
+    if use_target_history and target_kind == "numeric":
+        input_names.append(target)
+    known = known_future_columns(cfg, input_names, target, calendar_names)
+    scaler = _scaler(moments) if cfg.scaler == "standard" else StandardScaler.identity(len(input_names))
+    classes = class_weights = target_scaler = class_counts = None
+    if task == "classification":
+        classes = sorted(label_counts)
+        if len(classes) < 2:
+            raise SeqtrainError(f"data.target: {target!r} has a single class ({classes[0]!r}) in the "
+                                "training rows; classification needs at least two")
+        unseen = sorted(str(v) for v in all_labels - set(classes))
+        if unseen:
+            raise SeqtrainError(
+                f"data.target: {target!r} has class(es) {', '.join(unseen)} after the training period "
+                f"that never occur in training rows (classes: {classes}); move data.split boundaries"
+            )
+        class_counts = [label_counts[c] for c in classes]
+        total = sum(class_counts)
+        class_weights = [total / (len(classes) * n) for n in class_counts]
+    else:
+        target_scaler = _scaler(target_moments)
+
+    # rows per series and split give each split's row numbers, and the windows per row group
+    segments = np.full((n_series, 3, 2), -1, np.int64)
+    first = np.cumsum(split_rows, axis=1) - split_rows
+    has = split_rows > 0
+    segments[..., 0] = np.where(has, first, -1)
+    segments[..., 1] = np.where(has, first + split_rows - 1, -1)
+    group_windows = _count_windows(group_series, group_counts, segments, cfg)
+    windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
+    for name, n in windows.items():
+        if n == 0:
+            raise SeqtrainError(
+                f"data.split: the {name} split has no complete window (a window needs {need} rows "
+                f"within its split); lower data.seq_length or data.horizon, or give {name} a larger share"
+            )
+
+    state = {
+        "task": task, "target": target, "time_col": time_col, "group_col": group_col,
+        "inputs": input_names, "known_future": known,
+        "seq_length": cfg.seq_length, "horizon": cfg.horizon, "output_steps": cfg.output_steps,
+        "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
+        "target_scaler": target_scaler.to_dict() if target_scaler else None,
+        "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
+        "time_dtype": str(times.dtype),
+        "split": {"val_start": str(val_start), "test_start": str(test_start)},
+        "rows": {name: int(split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
+        "windows": windows, "series": n_series, "streaming": True, "row_groups": len(groups),
+    }
+    return StreamData(
+        dataset=dataset, groups=groups, columns=columns, time_col=time_col, group_col=group_col,
+        target=target, target_kind=target_kind, features=features, input_names=input_names,
+        known_future=known, task=task, series_names=series_names, group_series=group_series,
+        group_counts=group_counts, halo_start=halo_start, segments=segments,
+        group_windows=group_windows, scaler=scaler, val_start=val_start, test_start=test_start,
+        time_features=time_features, classes=classes, class_weights=class_weights,
+        target_scaler=target_scaler, state=state,
+    )
+
+
+def shard_ranges(group_rows: np.ndarray, n_shards: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of row groups, one per shard, with about equal rows each."""
+    cumulative = np.concatenate([[0], np.cumsum(group_rows)])
+    cuts = np.searchsorted(cumulative, np.linspace(0, cumulative[-1], n_shards + 1), side="left")
+    cuts[0], cuts[-1] = 0, len(group_rows)
+    cuts = np.maximum.accumulate(cuts)
+    return [(int(cuts[i]), int(cuts[i + 1])) for i in range(n_shards)]
+
+
+class StreamingWindows(IterableDataset):
+    """Batches of the windows of one split, streamed from row groups.
+
+    Each DataLoader worker of each DDP rank reads its own contiguous range of row groups (after
+    its halo). Training batches are shuffled through a buffer of ``shuffle_buffer`` windows;
+    evaluation batches come in stream order. ``rank``/``world_size`` default to
+    ``torch.distributed``'s when it is initialised.
+    """
+
+    def __init__(self, data: StreamData, split: str, batch_size: int, shuffle: bool,
+                 stride: int, embargo: int, shuffle_buffer: int = 8192, num_workers: int = 0,
+                 rank: int | None = None, world_size: int | None = None):
+        super().__init__()
+        self.data, self.split, self.split_id = data, split, SPLIT_NAMES.index(split)
+        self.batch_size, self.shuffle, self.shuffle_buffer = batch_size, shuffle, shuffle_buffer
+        self.stride, self.embargo = stride, embargo
+        self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
+        state = data.state
+        self.seq_length, self.horizon = state["seq_length"], state["horizon"]
+        self.steps = state["output_steps"]
+        self.need = self.seq_length + self.horizon + self.steps - 1
+        self.group_rows = np.asarray([int(c.sum()) for c in data.group_counts])
+        self.known_columns = [data.input_names.index(c) for c in data.known_future]
+
+    def _world(self) -> tuple[int, int]:
+        if self.rank is not None:
+            return self.rank, self.world_size or 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def shard(self) -> tuple[int, int]:
+        """(this reader's shard, number of shards) over ranks x workers."""
+        rank, world = self._world()
+        info = get_worker_info()
+        workers = info.num_workers if info else max(self.num_workers, 1)
+        worker = info.id if info else 0
+        return rank * workers + worker, world * workers
+
+    def __len__(self) -> int:
+        """Batches this rank yields per epoch (all its workers together)."""
+        rank, world = self._world()
+        workers = max(self.num_workers, 1)
+        per_group = self.data.group_windows[self.split]
+        total = 0
+        for lo, hi in shard_ranges(self.group_rows, world * workers)[rank * workers:(rank + 1) * workers]:
+            total += math.ceil(int(per_group[lo:hi].sum()) / self.batch_size)
+        return total
+
+    def __iter__(self):
+        shard, n_shards = self.shard()
+        lo, hi = shard_ranges(self.group_rows, n_shards)[shard]
+        if lo >= hi:
+            return
+        rng = np.random.default_rng(torch.initial_seed() if get_worker_info() else
+                                    int(torch.randint(2**62, ()).item()))
+        start = int(self.data.halo_start[lo:hi].min())
+        counters = np.zeros(len(self.data.series_names), np.int64)
+        for g in range(start):
+            counters[self.data.group_series[g]] += self.data.group_counts[g]
+        carry, pending = None, []
+        for g in range(start, hi):
+            block, is_new = self._block(g, carry, counters)
+            if g >= lo:
+                ends = self._ends(block, is_new)
+                if len(ends):
+                    pending.append(block["rows"].batch(torch.from_numpy(ends)))
+                    if sum(len(p["y"]) for p in pending) >= (self.shuffle_buffer if self.shuffle
+                                                             else self.batch_size):
+                        pending = yield from self._emit(pending, rng, final=False)
+            carry = self._carry(block)
+        yield from self._emit(pending, rng, final=True)
+
+    def _block(self, g: int, carry: dict | None, counters: np.ndarray):
+        """Row group ``g`` with the carried rows before it, grouped by series, as tensors."""
+        data = self.data
+        table = source.read_row_group(data.groups[g], data.dataset.schema, data.columns)
+        times = time_values(table.column(data.time_col), data.time_col)
+        codes = _codes(table, data.group_col, data.series_names)
+        x = _features(table, data.features)
+        if data.time_features:
+            x = np.column_stack([x, calendar_features(times)[0]])
+        _, y = read_target(table.column(data.target), data.target, data.task)
+        if data.target in data.input_names:
+            x = np.column_stack([x, y.astype(np.float32)])
+        x = data.scaler.transform(x)
+        labels = (data.target_scaler.transform(y) if data.task == "regression"
+                  else np.asarray(_class_ids(y, data.classes, data.target)))
+        order = np.argsort(codes, kind="stable")
+        codes, times, x, labels = codes[order], times[order], x[order], labels[order]
+        rank = np.arange(len(codes)) - np.searchsorted(codes, codes, side="left")
+        row_number = counters[codes] + rank
+        np.add.at(counters, codes, 1)
+        new = {"x": x, "labels": labels, "times": time_as_number(times), "series": codes,
+               "row_number": row_number}
+        if carry is not None:
+            new = {k: np.concatenate([carry[k], v]) for k, v in new.items()}
+        is_new = np.concatenate([np.zeros(len(carry["series"]) if carry else 0, bool),
+                                 np.ones(len(codes), bool)])
+        order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
+        new = {k: v[order] for k, v in new.items()}
+        new["rows"] = RowBlock(
+            torch.from_numpy(np.ascontiguousarray(new["x"])), torch.from_numpy(new["labels"]),
+            torch.from_numpy(new["times"]), torch.from_numpy(new["series"]),
+            torch.from_numpy(new["row_number"]), self.seq_length, self.horizon, self.steps,
+            data.task == "classification", self.known_columns,
+        )
+        return new, is_new[order]
+
+    def _ends(self, block: dict, is_new: np.ndarray) -> np.ndarray:
+        bounds = series_bounds(block["series"])
+        times = block["times"]
+        if self.data.state["time_dtype"].startswith("datetime64"):
+            times = times.view("datetime64[ns]")
+        row_split = assign_splits(times, self.data.val_start, self.data.test_start)
+        segments = self.data.segments[block["series"][bounds[:-1]]]
+        ends = block_window_ends(bounds, block["row_number"], row_split, segments, self.split_id,
+                                 self.seq_length, self.horizon, self.steps, self.stride, self.embargo)
+        return ends[is_new[ends + self.horizon + self.steps - 1]]
+
+    def _carry(self, block: dict) -> dict:
+        """The last ``need - 1`` rows of each series: all the history a later window can read."""
+        series = block["series"]
+        after = np.searchsorted(series, series, side="right") - np.arange(len(series))
+        keep = after <= self.need - 1
+        return {k: v[keep] for k, v in block.items() if k != "rows"}
+
+    def _emit(self, pending: list[dict], rng, final: bool):
+        """Yield full batches (shuffled when training); return what is left for later."""
+        batch = {k: torch.cat([p[k] for p in pending]) for k in pending[0]} if pending else None
+        if batch is None:
+            return []
+        n = len(batch["y"])
+        if self.shuffle:
+            order = torch.from_numpy(rng.permutation(n))
+            batch = {k: v[order] for k, v in batch.items()}
+        full = n if final else n - n % self.batch_size
+        for i in range(0, full, self.batch_size):
+            yield {k: v[i: i + self.batch_size] for k, v in batch.items()}
+        return [{k: v[full:] for k, v in batch.items()}] if full < n else []
+
+
+def _provisional_codes(table: pa.Table, group_col: str | None, names: dict) -> np.ndarray:
+    """Series codes in order of first appearance (``names`` grows as new series appear)."""
+    if group_col is None:
+        names.setdefault("all", 0)
+        return np.zeros(table.num_rows, np.int64)
+    column = table.column(group_col)
+    if column.null_count:
+        raise SeqtrainError(f"data.group_col: column {group_col!r} has missing values; "
+                            "give every row a series")
+    encoded = column.dictionary_encode().combine_chunks()
+    values = [v.item() if hasattr(v, "item") else v for v in encoded.dictionary.to_pylist()]
+    lookup = np.asarray([names.setdefault(v, len(names)) for v in values], np.int64)
+    return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _codes(table: pa.Table, group_col: str | None, series_names: list) -> np.ndarray:
+    if group_col is None:
+        return np.zeros(table.num_rows, np.int64)
+    encoded = table.column(group_col).dictionary_encode().combine_chunks()
+    index = {name: i for i, name in enumerate(series_names)}
+    lookup = np.asarray([index[v] for v in encoded.dictionary.to_pylist()], np.int64)
+    return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _check_order(times, codes, last_time: dict, names: dict, time_col: str, file_rows) -> None:
+    starts = np.concatenate([[0], np.flatnonzero(codes[1:] != codes[:-1]) + 1])
+    firsts = codes[starts]
+    previous = np.asarray([last_time.get(c) is not None for c in firsts.tolist()])
+    if previous.any():
+        earlier = np.asarray([last_time[c] for c in firsts[previous].tolist()], dtype=times.dtype)
+        step = times[starts[previous]]
+        bad = step <= earlier
+        if bad.any():
+            i = starts[previous][bad][0]
+            series = {v: k for k, v in names.items()}[int(codes[i])]
+            what = "has duplicate timestamps" if step[bad][0] == earlier[bad][0] else "is not sorted"
+            raise SeqtrainError(
+                f"data.time_col: {time_col!r} {what} in series {series!r} across row groups "
+                f"(row {file_rows[i]}: {times[i]}); sort the files by time within each series"
+            )
+    inverse = {v: k for k, v in names.items()}
+    validate.check_time_order(times, codes, inverse, file_rows, time_col)
+    ends = np.concatenate([starts[1:], [len(codes)]]) - 1
+    for c, t in zip(codes[ends].tolist(), times[ends], strict=True):
+        last_time[c] = t
+
+
+def _features(table: pa.Table, features: list[str]) -> np.ndarray:
+    if not features:
+        return np.zeros((table.num_rows, 0), np.float32)
+    return np.column_stack([float_column(table, c) for c in features])
+
+
+def _label_values(y: np.ndarray, target: str) -> np.ndarray:
+    if y.dtype.kind == "f":
+        if not np.all(y == np.round(y)):
+            raise SeqtrainError(f"data.target: {target!r} has non-integer values; classification "
+                                "needs labels (e.g. up = ret > 0), or use task=regression")
+        return y.astype(np.int64)
+    return y
+
+
+def _class_ids(y: np.ndarray, classes: list, target: str) -> np.ndarray:
+    # every value was checked against the training classes while planning
+    return pd.Index(classes).get_indexer(_label_values(y, target)).astype(np.int64)
+
+
+def _merge(moments, values: np.ndarray):
+    """Chan et al.'s parallel update of (count, mean, M2) with a new batch of rows."""
+    values = values.astype(np.float64)
+    n_b, mean_b = len(values), values.mean(0)
+    m2_b = ((values - mean_b) ** 2).sum(0)
+    if moments is None:
+        return n_b, mean_b, m2_b
+    n_a, mean_a, m2_a = moments
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return n, mean_a + delta * n_b / n, m2_a + m2_b + delta**2 * n_a * n_b / n
+
+
+def _scaler(moments) -> StandardScaler:
+    n, mean, m2 = moments
+    std = np.sqrt(m2 / n)
+    return StandardScaler(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+
+
+def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.ndarray]:
+    """Windows per row group and split, from row numbers alone (the rule of
+    ``block_window_ends``, counted instead of listed)."""
+    span = cfg.horizon + cfg.output_steps - 1  # last label row = end row + span
+    out = {name: np.zeros(len(group_series), np.int64) for name in SPLIT_NAMES}
+    seen = np.zeros(len(segments), np.int64)
+    for g, (series, counts) in enumerate(zip(group_series, group_counts, strict=True)):
+        first_row, last_row = seen[series], seen[series] + counts - 1  # rows of this group
+        seen[series] += counts
+        for split, name in enumerate(SPLIT_NAMES):
+            seg_first, seg_last = segments[series, split, 0], segments[series, split, 1]
+            stride = cfg.stride if split == TRAIN else cfg.eval_stride
+            embargo = cfg.embargo if split != TRAIN else 0
+            low = np.maximum.reduce([first_row, np.full_like(first_row, cfg.seq_length - 1 + span),
+                                     seg_first + span + embargo])
+            high = np.minimum(last_row, seg_last)
+            valid = (seg_first >= 0) & (high >= low)
+            # last label rows l in [low, high] with (seg_last - l) % stride == 0
+            n = np.where(valid, (seg_last - low) // stride - (seg_last - high + stride - 1) // stride + 1, 0)
+            out[name][g] = int(np.maximum(n, 0).sum())
+    return out
