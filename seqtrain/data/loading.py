@@ -26,8 +26,15 @@ def load_data(cfg, task: str, path: str) -> PreparedData | StreamData:
         budget = parse_bytes(cfg.memory_budget)
         mode = "false" if needed <= budget else "true"
         if mode == "true":
-            log.info("streaming %s: about %.1f GB in memory exceeds data.memory_budget (%.1f GB)",
-                     path, needed / 1e9, budget / 1e9)
+            log.info("streaming %s: about %s in memory would exceed data.memory_budget (%s)",
+                     path, _size(needed), _size(budget))
     if mode == "true":
         return plan_stream(cfg, task, path)
     return prepare(cfg, task, path)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"

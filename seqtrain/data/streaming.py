@@ -41,7 +41,7 @@ from seqtrain.data.prepare import (
     time_values,
 )
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.time_features import calendar_features
+from seqtrain.data.time_features import calendar_features, cycle_ranges, varying_cycles
 from seqtrain.data.windows import SPLIT_NAMES, TRAIN, assign_splits, block_window_ends, series_bounds
 from seqtrain.errors import SeqtrainError
 
@@ -91,7 +91,7 @@ class StreamData:
     scaler: StandardScaler
     val_start: object
     test_start: object
-    time_features: bool
+    calendar_cycles: list[str]  # calendar features derived from the time column
     classes: list | None = None
     class_weights: list[float] | None = None
     target_scaler: StandardScaler | None = None
@@ -123,6 +123,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     counts: dict[int, int] = {}
     history: dict[int, tuple[list[int], list[int]]] = {}  # code -> (groups, rows after each)
     group_series, group_counts, halo, distinct, extremes = [], [], [], [], []
+    cycles: dict[str, tuple[float, float]] = {}
     row0 = 0
     for g, group in enumerate(groups):
         table = source.read_row_group(group, schema, [time_col, *([group_col] if group_col else [])])
@@ -146,6 +147,10 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         group_series.append(present)
         group_counts.append(n_rows)
         halo.append(back)
+        if cfg.time_features and np.issubdtype(times.dtype, np.datetime64):
+            for name, (a, b) in cycle_ranges(times).items():
+                lo_, hi_ = cycles.get(name, (a, b))
+                cycles[name] = (min(lo_, a), max(hi_, b))
         low, high = times.min(), times.max()
         extremes = [low, high] if not extremes else [min(extremes[0], low), max(extremes[1], high)]
         if cfg.split.val_start is None:
@@ -177,6 +182,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if time_features and not np.issubdtype(times.dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
+    calendar_cycles = varying_cycles(cycles) if time_features else []
     columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target, *features]))
     use_target_history = (cfg.target_as_input or (cfg.features is not None and target in cfg.features)) \
         and cfg.horizon > 0
@@ -206,7 +212,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
                 "with data.nan_policy=ffill or drop"
             )
         if time_features:
-            calendar, calendar_names = calendar_features(times)
+            calendar, calendar_names = calendar_features(times, calendar_cycles)
             x = np.column_stack([x, calendar])
         row_split = assign_splits(times, val_start, test_start)
         np.add.at(split_rows, (codes, row_split), 1)
@@ -283,16 +289,16 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         known_future=known, task=task, series_names=series_names, group_series=group_series,
         group_counts=group_counts, halo_start=halo_start, segments=segments,
         group_windows=group_windows, scaler=scaler, val_start=val_start, test_start=test_start,
-        time_features=time_features, classes=classes, class_weights=class_weights,
+        calendar_cycles=calendar_cycles, classes=classes, class_weights=class_weights,
         target_scaler=target_scaler, state=state,
     )
 
 
-def shard_ranges(group_rows: np.ndarray, n_shards: int) -> list[tuple[int, int]]:
-    """Contiguous ranges of row groups, one per shard, with about equal rows each."""
-    cumulative = np.concatenate([[0], np.cumsum(group_rows)])
+def shard_ranges(weights: np.ndarray, n_shards: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of row groups, one per shard, with about equal total weight each."""
+    cumulative = np.concatenate([[0], np.cumsum(weights)])
     cuts = np.searchsorted(cumulative, np.linspace(0, cumulative[-1], n_shards + 1), side="left")
-    cuts[0], cuts[-1] = 0, len(group_rows)
+    cuts[0], cuts[-1] = 0, len(weights)
     cuts = np.maximum.accumulate(cuts)
     return [(int(cuts[i]), int(cuts[i + 1])) for i in range(n_shards)]
 
@@ -318,7 +324,8 @@ class StreamingWindows(IterableDataset):
         self.seq_length, self.horizon = state["seq_length"], state["horizon"]
         self.steps = state["output_steps"]
         self.need = self.seq_length + self.horizon + self.steps - 1
-        self.group_rows = np.asarray([int(c.sum()) for c in data.group_counts])
+        # shards are balanced by this split's windows, so every reader gets a fair share
+        self.group_weight = data.group_windows[split]
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
 
     def _world(self) -> tuple[int, int]:
@@ -328,27 +335,22 @@ class StreamingWindows(IterableDataset):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
-    def shard(self) -> tuple[int, int]:
-        """(this reader's shard, number of shards) over ranks x workers."""
+    def _ranges(self, workers: int) -> list[tuple[int, int]]:
+        """This rank's row-group range split over its ``workers``: ranks first share the row
+        groups (balanced by windows), then each rank's workers share its range."""
         rank, world = self._world()
-        info = get_worker_info()
-        workers = info.num_workers if info else max(self.num_workers, 1)
-        worker = info.id if info else 0
-        return rank * workers + worker, world * workers
+        lo, hi = shard_ranges(self.group_weight, world)[rank]
+        return [(lo + a, lo + b) for a, b in shard_ranges(self.group_weight[lo:hi], workers)]
 
     def __len__(self) -> int:
         """Batches this rank yields per epoch (all its workers together)."""
-        rank, world = self._world()
-        workers = max(self.num_workers, 1)
-        per_group = self.data.group_windows[self.split]
-        total = 0
-        for lo, hi in shard_ranges(self.group_rows, world * workers)[rank * workers:(rank + 1) * workers]:
-            total += math.ceil(int(per_group[lo:hi].sum()) / self.batch_size)
-        return total
+        per_group = self.group_weight
+        return sum(math.ceil(int(per_group[lo:hi].sum()) / self.batch_size)
+                   for lo, hi in self._ranges(max(self.num_workers, 1)))
 
     def __iter__(self):
-        shard, n_shards = self.shard()
-        lo, hi = shard_ranges(self.group_rows, n_shards)[shard]
+        info = get_worker_info()
+        lo, hi = self._ranges(info.num_workers if info else 1)[info.id if info else 0]
         if lo >= hi:
             return
         rng = np.random.default_rng(torch.initial_seed() if get_worker_info() else
@@ -363,7 +365,7 @@ class StreamingWindows(IterableDataset):
             if g >= lo:
                 ends = self._ends(block, is_new)
                 if len(ends):
-                    pending.append(block["rows"].batch(torch.from_numpy(ends)))
+                    pending.append(self._windows(block, ends))
                     if sum(len(p["y"]) for p in pending) >= (self.shuffle_buffer if self.shuffle
                                                              else self.batch_size):
                         pending = yield from self._emit(pending, rng, final=False)
@@ -377,8 +379,8 @@ class StreamingWindows(IterableDataset):
         times = time_values(table.column(data.time_col), data.time_col)
         codes = _codes(table, data.group_col, data.series_names)
         x = _features(table, data.features)
-        if data.time_features:
-            x = np.column_stack([x, calendar_features(times)[0]])
+        if data.calendar_cycles:
+            x = np.column_stack([x, calendar_features(times, data.calendar_cycles)[0]])
         _, y = read_target(table.column(data.target), data.target, data.task)
         if data.target in data.input_names:
             x = np.column_stack([x, y.astype(np.float32)])
@@ -397,14 +399,16 @@ class StreamingWindows(IterableDataset):
         is_new = np.concatenate([np.zeros(len(carry["series"]) if carry else 0, bool),
                                  np.ones(len(codes), bool)])
         order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
-        new = {k: v[order] for k, v in new.items()}
-        new["rows"] = RowBlock(
-            torch.from_numpy(np.ascontiguousarray(new["x"])), torch.from_numpy(new["labels"]),
-            torch.from_numpy(new["times"]), torch.from_numpy(new["series"]),
-            torch.from_numpy(new["row_number"]), self.seq_length, self.horizon, self.steps,
-            data.task == "classification", self.known_columns,
+        return {k: v[order] for k, v in new.items()}, is_new[order]
+
+    def _windows(self, block: dict, ends: np.ndarray) -> dict:
+        rows = RowBlock(
+            torch.from_numpy(np.ascontiguousarray(block["x"])), torch.from_numpy(block["labels"]),
+            torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
+            torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
+            self.data.task == "classification", self.known_columns,
         )
-        return new, is_new[order]
+        return rows.batch(torch.from_numpy(ends))
 
     def _ends(self, block: dict, is_new: np.ndarray) -> np.ndarray:
         bounds = series_bounds(block["series"])
@@ -422,7 +426,7 @@ class StreamingWindows(IterableDataset):
         series = block["series"]
         after = np.searchsorted(series, series, side="right") - np.arange(len(series))
         keep = after <= self.need - 1
-        return {k: v[keep] for k, v in block.items() if k != "rows"}
+        return {k: v[keep] for k, v in block.items()}
 
     def _emit(self, pending: list[dict], rng, final: bool):
         """Yield full batches (shuffled when training); return what is left for later."""

@@ -15,18 +15,31 @@ CALENDAR = {
 }
 
 
-def calendar_features(times: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Sine/cosine of each calendar cycle that varies in ``times``: ``(N, 2c)`` and their names.
+def cycle_ranges(times: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Smallest and largest value of each calendar cycle in ``times`` (to merge over chunks)."""
+    index = pd.DatetimeIndex(times)
+    return {name: (float(np.min(v)), float(np.max(v)))
+            for name, (value_of, _) in CALENDAR.items() for v in [np.asarray(value_of(index))]}
 
-    Cycles that are constant in the data (e.g. the hour of daily bars) are left out.
+
+def varying_cycles(ranges: dict[str, tuple[float, float]]) -> list[str]:
+    return [name for name in CALENDAR if ranges[name][0] != ranges[name][1]]
+
+
+def calendar_features(times: np.ndarray, cycles: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Sine/cosine of calendar cycles: ``(N, 2c)`` and their names.
+
+    ``cycles`` defaults to those that vary in ``times``; cycles that are constant in the data
+    (e.g. the hour of daily bars) carry no information and are left out. A streamed table
+    passes the cycles that vary over the whole table, so every chunk has the same columns.
     """
+    if cycles is None:
+        cycles = varying_cycles(cycle_ranges(times))
     index = pd.DatetimeIndex(times)
     columns, names = [], []
-    for name, (value_of, period) in CALENDAR.items():
-        values = np.asarray(value_of(index), dtype=np.float64)
-        if len(np.unique(values)) < 2:
-            continue
-        angle = 2 * np.pi * values / period
+    for name in cycles:
+        value_of, period = CALENDAR[name]
+        angle = 2 * np.pi * np.asarray(value_of(index), dtype=np.float64) / period
         columns += [np.sin(angle), np.cos(angle)]
         names += [f"{name}_sin", f"{name}_cos"]
     if not columns:

@@ -1,0 +1,198 @@
+"""The streaming path produces exactly the in-memory windows, once each across workers and ranks,
+with the same look-ahead guarantees."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from torch.utils.data import DataLoader
+
+from seqtrain.data.datamodule import SeqDataModule, batch_as_is
+from seqtrain.data.prepare import prepare
+from seqtrain.data.streaming import StreamingWindows, plan_stream, shard_ranges
+from tests.helpers import make_table
+
+SETTINGS = ["data.seq_length=10", "data.horizon=2", "data.output_steps=2", "data.stride=3",
+            "data.embargo=2"]
+
+
+def data_cfg(path, *overrides):
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        return compose("config", overrides=["data=parquet", f"data.path={path}", "data.target=close",
+                                            "data.group_col=symbol", *overrides]).data
+
+
+def unequal_series(seed=0) -> pd.DataFrame:
+    """Five series of unequal lengths starting at different times, interleaved by time."""
+    frames = [make_table(n, seed=seed + i).assign(symbol=f"S{i}", time=lambda f, i=i: f["time"]
+                                                  + pd.Timedelta(days=7 * i))
+              for i, n in enumerate([260, 180, 300, 40, 220])]
+    return pd.concat(frames).sort_values(["time", "symbol"], kind="stable", ignore_index=True)
+
+
+def write(frame, path, row_group_size=97):
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=row_group_size)
+    return path
+
+
+def collect(batches) -> dict:
+    batches = list(batches)
+    return {k: torch.cat([b[k] for b in batches]) for k in batches[0]} if batches else {}
+
+
+def in_memory(cfg, task, path):
+    data = prepare(cfg, task, str(path))
+    module = SeqDataModule(data, 64, stride=cfg.stride, eval_stride=cfg.eval_stride, embargo=cfg.embargo)
+    return data, {s: d.__getitems__(list(range(len(d)))) for s, d in module.datasets.items()}
+
+
+def streamed(cfg, task, path, **kwargs):
+    data = plan_stream(cfg, task, str(path))
+    return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train",
+                                              stride=cfg.stride if s == "train" else cfg.eval_stride,
+                                              embargo=cfg.embargo, **kwargs))
+                  for s in ("train", "val", "test")}
+
+
+def assert_same_windows(a: dict, b: dict):
+    keys_a = {tuple(w): i for i, w in enumerate(a["window"].tolist())}
+    keys_b = {tuple(w): i for i, w in enumerate(b["window"].tolist())}
+    assert len(keys_b) == len(b["window"]), "a window came twice"
+    assert keys_a.keys() == keys_b.keys()
+    order = [keys_b[w] for w in keys_a]
+    for key in a:
+        torch.testing.assert_close(b[key][order], a[key], rtol=1e-5, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "by_series", "hive", "one_row_group_per_row"])
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task):
+    frame = unequal_series()
+    overrides = [*SETTINGS, "data.known_future=[rsi]", "data.time_features=true"]
+    if task == "classification":
+        overrides = [*overrides, "data.target=up", "data.horizon=0", "data.output_steps=1"]
+    if layout == "hive":
+        path = tmp_path / "table"
+        for symbol, part in frame.groupby("symbol"):
+            (path / f"symbol={symbol}").mkdir(parents=True)
+            write(part.drop(columns="symbol"), path / f"symbol={symbol}" / "part-0.parquet", 50)
+    else:
+        if layout == "by_series":
+            frame = frame.sort_values(["symbol", "time"], kind="stable")
+        size = 1 if layout == "one_row_group_per_row" else 97
+        path = write(frame, tmp_path / "t.parquet", size)
+    cfg = data_cfg(path, *overrides)
+    memory, expected = in_memory(cfg, task, path)
+    stream, got = streamed(cfg, task, path)
+    assert stream.state["windows"] == memory.state["windows"]
+    np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
+    np.testing.assert_allclose(stream.state["scaler"]["std"], memory.state["scaler"]["std"], rtol=1e-9)
+    assert stream.series_names == memory.series_names
+    for split in ("train", "val", "test"):
+        assert_same_windows(expected[split], got[split])
+
+
+def _gather(dataset, workers):
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=batch_as_is)
+    batches = list(loader)
+    assert len(batches) == len(dataset)  # __len__ is exact, so schedulers see the true length
+    return collect(batches)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_every_window_exactly_once_across_two_workers_and_two_ranks(tmp_path, split):
+    path = write(unequal_series(seed=3), tmp_path / "t.parquet", 23)
+    cfg = data_cfg(path, *SETTINGS)
+    _, expected = in_memory(cfg, "regression", path)
+    stream = plan_stream(cfg, "regression", str(path))
+    kwargs = {"stride": cfg.stride if split == "train" else 1, "embargo": cfg.embargo}
+    per_rank = [_gather(StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=2,
+                                         rank=rank, world_size=2, **kwargs), workers=2)
+                for rank in range(2)]
+    both = {k: torch.cat([r[k] for r in per_rank]) for k in per_rank[0]}
+    assert_same_windows(expected[split], both)
+    sizes = [len(r["y"]) for r in per_rank]
+    # shares balanced by windows, to the grain of one row group
+    assert abs(sizes[0] - sizes[1]) <= stream.group_windows[split].max()
+
+
+def test_shard_ranges_cover_every_row_group_once():
+    rows = np.array([5, 100, 3, 50, 50, 7, 80])
+    for shards in range(1, 10):
+        ranges = shard_ranges(rows, shards)
+        covered = [g for lo, hi in ranges for g in range(lo, hi)]
+        assert covered == list(range(len(rows)))
+
+
+def test_training_shuffle_differs_between_epochs_but_not_the_windows(tmp_path):
+    path = write(unequal_series(seed=4), tmp_path / "t.parquet", 61)
+    cfg = data_cfg(path, *SETTINGS)
+    dataset = StreamingWindows(plan_stream(cfg, "regression", str(path)), "train", 16, shuffle=True,
+                               stride=cfg.stride, embargo=0, shuffle_buffer=64)
+    first, second = collect(dataset), collect(dataset)
+    assert not torch.equal(first["window"], second["window"])
+    assert sorted(map(tuple, first["window"].tolist())) == sorted(map(tuple, second["window"].tolist()))
+
+
+def test_streamed_window_inputs_do_not_change_when_later_rows_change(tmp_path):
+    rng = np.random.default_rng(5)
+    frame = unequal_series(seed=5)
+    base = write(frame, tmp_path / "base.parquet", 61)
+    stream, before = streamed(data_cfg(base, *SETTINGS), "regression", base)
+    for split in ("val", "test"):
+        windows = before[split]["window"].tolist()
+        for i in rng.choice(len(windows), size=4, replace=False):
+            end_time = before[split]["end_time"][i].item()
+            later = frame["time"].astype("int64") > end_time
+            changed = frame.copy()
+            changed.loc[later, ["ret", "vol", "rsi", "close"]] = rng.normal(0, 100, (later.sum(), 4))
+            path = write(changed, tmp_path / "changed.parquet", 61)
+            _, after = streamed(data_cfg(path, *SETTINGS), "regression", path)
+            j = after[split]["window"].tolist().index(windows[i])
+            torch.testing.assert_close(after[split]["x"][j], before[split]["x"][i])
+
+
+def test_cli_streams_a_partitioned_directory_and_writes_the_run_folder(run_cli, tmp_path):
+    frame = unequal_series(seed=6)
+    root = tmp_path / "bars"
+    for symbol, part in frame.groupby("symbol"):
+        (root / f"symbol={symbol}").mkdir(parents=True)
+        write(part.drop(columns="symbol"), root / f"symbol={symbol}" / "part-0.parquet", 40)
+    args = ["data=parquet", f"data.path={root}", "data.target=close", "data.group_col=symbol",
+            "task=regression", "data.seq_length=10", "trainer=debug", "progress_bar=false",
+            "model.hidden_size=8"]
+    streamed_run = run_cli(*args, "data.streaming=true")
+    assert streamed_run.code == 0, streamed_run.err
+    memory_run = run_cli(*args, "data.streaming=false")
+    assert memory_run.code == 0, memory_run.err
+    a, b = streamed_run.metrics(), memory_run.metrics()
+    assert a["windows"] == b["windows"]
+    predictions = pd.read_parquet(streamed_run.run_dir / "predictions.parquet")
+    reference = pd.read_parquet(memory_run.run_dir / "predictions.parquet")
+    assert len(predictions) == a["windows"]["test"]
+    key = ["symbol", "time", "window_end"]
+    merged = predictions.merge(reference, on=key, suffixes=("", "_memory"))
+    assert len(merged) == len(reference)
+    assert (merged["y_true"] - merged["y_true_memory"]).abs().max() < 1e-4
+
+
+def test_auto_streams_when_the_table_exceeds_the_memory_budget(run_cli):
+    result = run_cli("data.memory_budget=1KiB", "trainer=debug", "progress_bar=false",
+                     "data.generator.length=300", "data.seq_length=8", "model.hidden_size=8")
+    assert result.code == 0, result.err
+    assert "would exceed data.memory_budget" in " ".join((result.out + result.err).split())
+    state = __import__("json").loads((result.run_dir / "data_state.json").read_text())
+    assert state["streaming"] is True
+
+
+def test_streaming_refuses_rows_out_of_order_across_row_groups(run_cli, tmp_path):
+    frame = unequal_series(seed=7)
+    frame = pd.concat([frame.iloc[200:], frame.iloc[:200]])  # a later chunk starts earlier in time
+    path = write(frame, tmp_path / "t.parquet", 50)
+    result = run_cli("data=parquet", f"data.path={path}", "data.target=close", "data.group_col=symbol",
+                     "data.streaming=true", "task=regression")
+    assert result.code == 2
+    assert "is not sorted" in result.err and "across row groups" in " ".join(result.err.split())
