@@ -6,20 +6,28 @@
 - seqtrain: ``WindowDataset`` through a shuffled DataLoader (batched ``__getitems__``), with 0
   and 2 worker processes;
 - per-window: the same windows fetched one ``__getitem__`` at a time and stacked by the default
-  collate, the pattern seqtrain avoids.
+  collate, the pattern seqtrain avoids;
+- streaming: the same table written to Parquet (row groups of 65,536 rows) and read back by
+  ``StreamingWindows`` with 0 and 2 workers (training shuffle buffer of 8,192 windows).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
+from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader
 
-from seqtrain.data.datamodule import WindowDataset, batch_as_is
+from seqtrain.data.datamodule import RowBlock, WindowDataset, batch_as_is
+from seqtrain.data.streaming import StreamingWindows, plan_stream
 
 
 def rate(batches, seconds: float, batch_size: int) -> float:
@@ -45,7 +53,10 @@ def main() -> None:
     inputs = torch.randn(rows, args.features)
     labels = torch.randint(0, 2, (rows,))
     ends = np.arange(length - 1, rows - 1)
-    dataset = WindowDataset(inputs, labels, ends, length, 1, 1, classification=True)
+    index = torch.arange(rows)
+    block = RowBlock(inputs, labels, index, torch.zeros(rows, dtype=torch.long), index, length, 1, 1,
+                     classification=True)
+    dataset = WindowDataset(block, ends)
 
     def ceiling():
         view = inputs.unfold(0, length, 1).transpose(1, 2)  # (windows, L, F), no copy
@@ -68,6 +79,25 @@ def main() -> None:
 
     naive = DataLoader(PerWindow(), batch_size=batch, shuffle=True)
     results["per-window __getitem__ + default collate"] = rate(iter(naive), args.seconds, batch)
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "table.parquet"
+        columns = {f"f{j}": inputs[:, j].numpy() for j in range(args.features)}
+        columns["time"] = np.arange(rows)
+        columns["up"] = labels.numpy()
+        pq.write_table(pa.table(columns), path, row_group_size=65_536)
+        with initialize_config_module("seqtrain.conf", version_base="1.3"):
+            cfg = compose("config", overrides=[
+                "data=parquet", f"data.path={path}", "data.target=up", "data.horizon=0",
+                f"data.seq_length={length}", "data.target_as_input=false",
+                "data.split.val=0.0001", "data.split.test=0.0001"]).data
+        stream = plan_stream(cfg, "classification", str(path))
+        for workers in (0, 2):
+            streamed = StreamingWindows(stream, "train", batch, shuffle=True, stride=1, embargo=0,
+                                        num_workers=workers)
+            loader = DataLoader(streamed, batch_size=None, collate_fn=batch_as_is,
+                                num_workers=workers, persistent_workers=workers > 0)
+            results[f"streaming (Parquet row groups), {workers} workers"] = rate(iter(loader), args.seconds, batch)
 
     ceiling_rate = results["ceiling (unfold view, in-process)"]
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "

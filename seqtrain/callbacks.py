@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as L
+from lightning.pytorch.callbacks import RichProgressBar
 
 
 class EpochMetrics(L.Callback):
@@ -25,7 +26,7 @@ class EpochMetrics(L.Callback):
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None}
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.endswith("_step") or key.startswith("test_") or key == "loss":
+            if key.endswith("_step") or key.startswith("test_"):
                 continue
             row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
@@ -76,3 +77,15 @@ class Throughput(L.Callback):
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich bar, showing the running training loss as ``loss`` and leaving out the
+    epoch-averaged twin of each step metric."""
+
+    def get_metrics(self, trainer, module) -> dict:
+        metrics = super().get_metrics(trainer, module)
+        shown = {k: v for k, v in metrics.items() if not k.endswith("_epoch") and k != "v_num"}
+        if "train_loss_step" in shown:
+            shown = {"loss": shown.pop("train_loss_step"), **shown}
+        return shown

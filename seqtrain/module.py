@@ -87,7 +87,9 @@ class SeqModule(L.LightningModule):
             self.main_metric = "mae"
             self.median = quantiles.index(0.5) if loss == "quantile" else 0
         self.target_mean, self.target_std = target_mean, target_std
-        self.train_metrics = make_metrics().clone(prefix="train_")
+        # training keeps only the main metric: AUROC and F1 on every training step cost time
+        self.train_metrics = tm.MetricCollection(
+            {self.main_metric: make_metrics()[self.main_metric]}).clone(prefix="train_")
         self.val_metrics = make_metrics().clone(prefix="val_")
         self.test_metrics = make_metrics().clone(prefix="test_")
         self.test_outputs: list[dict] = []
@@ -127,11 +129,8 @@ class SeqModule(L.LightningModule):
         metrics.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])
         training = split == "train"
-        self.log(f"{split}_loss", loss, on_step=training, on_epoch=True, prog_bar=split == "val",
+        self.log(f"{split}_loss", loss, on_step=training, on_epoch=True, prog_bar=split != "test",
                  batch_size=size)
-        if training:  # the progress bar shows the running loss, without its _step/_epoch twins
-            self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False,
-                     batch_size=size)
         for name, metric in metrics.items():
             self.log(name, metric, on_step=False, on_epoch=True, batch_size=size,
                      prog_bar=name == f"val_{self.main_metric}")

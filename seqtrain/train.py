@@ -10,10 +10,10 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.callbacks import EpochMetrics, Throughput
+from seqtrain.callbacks import EpochMetrics, ProgressBar, Throughput
 from seqtrain.data import synthetic
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
@@ -75,7 +75,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
                                        patience=cfg.early_stopping.patience,
                                        check_on_train_epoch_end=False))
     if cfg.progress_bar:
-        callbacks.append(RichProgressBar(leave=False))
+        callbacks.append(ProgressBar(leave=False))
     trainer = _make_trainer(trainer_args, callbacks, run_dir, cfg.progress_bar)
 
     datamodule = SeqDataModule(

@@ -48,18 +48,20 @@ class RowBlock:
         self.seq_length, self.classification = seq_length, classification
         self.label_offsets = torch.arange(horizon, horizon + output_steps)
 
-    def batch(self, ends: torch.Tensor) -> dict:
-        """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``)."""
+    def batch(self, ends: torch.Tensor, identify: bool = True) -> dict:
+        """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``);
+        ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
         rows = ends[:, None] + self.label_offsets
         y = self.labels[rows]
         batch = {
             "x": self.windows[ends - (self.seq_length - 1)].contiguous(),
             "y": y[:, 0] if self.classification else y,
-            "y_last": self.labels[ends],
-            "window": torch.stack([self.series[ends], self.row_number[ends]], 1),
-            "end_time": self.times[ends],
-            "label_time": self.times[rows],
         }
+        if identify:
+            batch["y_last"] = self.labels[ends]
+            batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)
+            batch["end_time"] = self.times[ends]
+            batch["label_time"] = self.times[rows]
         if self.future is not None:
             batch["future"] = self.future[rows]
         return batch
@@ -76,15 +78,15 @@ class WindowDataset(Dataset):
     columns are known in advance, ``future`` ``(B, k, K)``: those columns at the label rows.
     """
 
-    def __init__(self, block: RowBlock, ends: np.ndarray):
-        self.block = block
+    def __init__(self, block: RowBlock, ends: np.ndarray, identify: bool = True):
+        self.block, self.identify = block, identify
         self.ends = torch.as_tensor(ends, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.ends)
 
     def __getitems__(self, indices: list[int]) -> dict:
-        return self.block.batch(self.ends[torch.as_tensor(indices, dtype=torch.long)])
+        return self.block.batch(self.ends[torch.as_tensor(indices, dtype=torch.long)], self.identify)
 
     def __getitem__(self, i: int) -> dict:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
@@ -129,7 +131,9 @@ class SeqDataModule(L.LightningDataModule):
             state["output_steps"], data.task == "classification",
             [data.input_names.index(c) for c in data.known_future],
         )
-        self.datasets = {name: WindowDataset(block, ends) for name, ends in data.ends.items()}
+        # training batches need no identity or times: only evaluation maps outputs back to rows
+        self.datasets = {name: WindowDataset(block, ends, identify=name != "train")
+                         for name, ends in data.ends.items()}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         common = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,

@@ -314,8 +314,10 @@ class StreamingWindows(IterableDataset):
 
     def __init__(self, data: StreamData, split: str, batch_size: int, shuffle: bool,
                  stride: int, embargo: int, shuffle_buffer: int = 8192, num_workers: int = 0,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, identify: bool | None = None):
         super().__init__()
+        # training batches need no identity or times: only evaluation maps outputs back to rows
+        self.identify = split != "train" if identify is None else identify
         self.data, self.split, self.split_id = data, split, SPLIT_NAMES.index(split)
         self.batch_size, self.shuffle, self.shuffle_buffer = batch_size, shuffle, shuffle_buffer
         self.stride, self.embargo = stride, embargo
@@ -408,7 +410,7 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
             self.data.task == "classification", self.known_columns,
         )
-        return rows.batch(torch.from_numpy(ends))
+        return rows.batch(torch.from_numpy(ends), identify=self.identify)
 
     def _ends(self, block: dict, is_new: np.ndarray) -> np.ndarray:
         bounds = series_bounds(block["series"])

@@ -46,6 +46,7 @@ def collect(batches) -> dict:
 def in_memory(cfg, task, path):
     data = prepare(cfg, task, str(path))
     module = SeqDataModule(data, 64, stride=cfg.stride, eval_stride=cfg.eval_stride, embargo=cfg.embargo)
+    module.datasets["train"].identify = True  # to compare windows one by one
     return data, {s: d.__getitems__(list(range(len(d)))) for s, d in module.datasets.items()}
 
 
@@ -53,7 +54,7 @@ def streamed(cfg, task, path, **kwargs):
     data = plan_stream(cfg, task, str(path))
     return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train",
                                               stride=cfg.stride if s == "train" else cfg.eval_stride,
-                                              embargo=cfg.embargo, **kwargs))
+                                              embargo=cfg.embargo, identify=True, **kwargs))
                   for s in ("train", "val", "test")}
 
 
@@ -110,7 +111,7 @@ def test_every_window_exactly_once_across_two_workers_and_two_ranks(tmp_path, sp
     stream = plan_stream(cfg, "regression", str(path))
     kwargs = {"stride": cfg.stride if split == "train" else 1, "embargo": cfg.embargo}
     per_rank = [_gather(StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=2,
-                                         rank=rank, world_size=2, **kwargs), workers=2)
+                                         rank=rank, world_size=2, identify=True, **kwargs), workers=2)
                 for rank in range(2)]
     both = {k: torch.cat([r[k] for r in per_rank]) for k in per_rank[0]}
     assert_same_windows(expected[split], both)
@@ -131,7 +132,7 @@ def test_training_shuffle_differs_between_epochs_but_not_the_windows(tmp_path):
     path = write(unequal_series(seed=4), tmp_path / "t.parquet", 61)
     cfg = data_cfg(path, *SETTINGS)
     dataset = StreamingWindows(plan_stream(cfg, "regression", str(path)), "train", 16, shuffle=True,
-                               stride=cfg.stride, embargo=0, shuffle_buffer=64)
+                               stride=cfg.stride, embargo=0, shuffle_buffer=64, identify=True)
     first, second = collect(dataset), collect(dataset)
     assert not torch.equal(first["window"], second["window"])
     assert sorted(map(tuple, first["window"].tolist())) == sorted(map(tuple, second["window"].tolist()))
