@@ -97,7 +97,8 @@ def main() -> None:
                                         num_workers=workers)
             loader = DataLoader(streamed, batch_size=None, collate_fn=batch_as_is,
                                 num_workers=workers, persistent_workers=workers > 0)
-            results[f"streaming (Parquet row groups), {workers} workers"] = rate(iter(loader), args.seconds, batch)
+            name = f"streaming (Parquet row groups), {workers} workers"
+            results[name] = rate(iter(loader), args.seconds, batch)
 
     ceiling_rate = results["ceiling (unfold view, in-process)"]
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "

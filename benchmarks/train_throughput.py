@@ -16,6 +16,7 @@ import json
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -67,14 +68,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     _quiet_libraries()
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}\n")
+    threads = torch.get_num_threads()
+    print(f"machine: {platform.machine()}, {threads} torch threads, torch {torch.__version__}\n")
     print("| model | bare loop samples/s | seqtrain samples/s | ratio |\n|---|---:|---:|---:|")
     for model in ("lstm", "tcn"):
         with tempfile.TemporaryDirectory() as folder:
             bare = bare_loop(config(model, args.epochs, folder), args.epochs)
             run = tempfile.mkdtemp(dir=folder)
             train(config(model, args.epochs, folder), run)
-            ours = json.load(open(f"{run}/metrics.json"))["train_samples_per_s"]
+            ours = json.loads(Path(run, "metrics.json").read_text())["train_samples_per_s"]
         print(f"| {model} | {bare:,.0f} | {ours:,.0f} | {ours / bare:.2f} |")
 
 
