@@ -48,31 +48,36 @@ class EpochMetrics(L.Callback):
 
 
 class Throughput(L.Callback):
-    """Training samples per second, counting only time spent in training epochs (no validation)."""
+    """Training samples per second over the time spent training: the clock runs from the start
+    of each training epoch and stops when validation (with its checkpointing and early-stopping
+    checks) begins, resuming at the next training batch."""
 
     def __init__(self):
         self.samples = 0
         self.seconds = 0.0
-        self._epoch_start = self._val_start = None
-        self._val_seconds = 0.0
+        self._since: float | None = None
+
+    def _stop(self) -> None:
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
 
     def on_train_epoch_start(self, trainer, module) -> None:
-        self._epoch_start, self._val_seconds = time.perf_counter(), 0.0
+        self._since = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.samples += len(batch["y"])
 
     def on_validation_start(self, trainer, module) -> None:
-        self._val_start = time.perf_counter()
-
-    def on_validation_end(self, trainer, module) -> None:
-        if self._val_start is not None:
-            self._val_seconds += time.perf_counter() - self._val_start
+        if not trainer.sanity_checking:
+            self._stop()
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        if self._epoch_start is not None:
-            self.seconds += time.perf_counter() - self._epoch_start - self._val_seconds
-            self._epoch_start = None
+        self._stop()
 
     @property
     def samples_per_second(self) -> float:

@@ -22,6 +22,8 @@ def _quiet_libraries() -> None:
         ".*is smaller than the logging interval.*",
         ".*Checkpoint directory .* exists and is not empty.*",
         ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+        # the module's own batch transfer is meant to be used with the datamodule
+        ".*You have overridden `transfer_batch_to_device` in `LightningModule`.*",
         # seqtrain's streaming dataset shards itself over workers, so its length is exact
         ".*Your `IterableDataset` has `__len__` defined.*",
     ):

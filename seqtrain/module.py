@@ -99,6 +99,12 @@ class SeqModule(L.LightningModule):
         target = batch["y"] if self.training and self.task == "regression" else None
         return self.model(batch["x"], future=batch.get("future"), target=target)
 
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        # batches are flat dicts of tensors: a direct move beats Lightning's generic traversal
+        if all(v.device == device for v in batch.values()):
+            return batch
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = out.float()
         if self.task == "classification":

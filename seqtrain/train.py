@@ -35,6 +35,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     _refuse_finished_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.task not in TASKS:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -31,6 +31,9 @@ def test_readme_starts_with_the_two_setup_commands():
 def test_readme_command_runs(command, run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     make_table(400, n_series=1).to_parquet(tmp_path / "bars.parquet", index=False)
+    for symbol, part in make_table(400, n_series=2).groupby("symbol"):  # the same, as a hive folder
+        (tmp_path / "bars" / f"symbol={symbol}").mkdir(parents=True)
+        part.drop(columns="symbol").to_parquet(tmp_path / "bars" / f"symbol={symbol}" / "part-0.parquet")
     args = shlex.split(command)[1:]
     result = run_cli(*args, *SHRINK)
     assert result.code == 0, result.err
