@@ -97,7 +97,7 @@ class SeqModule(L.LightningModule):
     def forward(self, batch: dict) -> torch.Tensor:
         """``(B, k, O)`` model outputs; the truth reaches the model only while training."""
         target = batch["y"] if self.training and self.task == "regression" else None
-        return self.model(batch["x"], future=batch.get("future"), target=target)
+        return self.model(batch["x"], future=batch.get("future"), target=target, mask=batch.get("mask"))
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
         # batches are flat dicts of tensors: a direct move beats Lightning's generic traversal

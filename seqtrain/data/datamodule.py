@@ -38,8 +38,13 @@ class RowBlock:
 
     def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, times: torch.Tensor,
                  series: torch.Tensor, row_number: torch.Tensor, seq_length: int, horizon: int,
-                 output_steps: int, classification: bool, known_columns: list[int] | None = None):
+                 output_steps: int, classification: bool, known_columns: list[int] | None = None,
+                 pad_short: bool = False):
         self.labels, self.times, self.series, self.row_number = labels, times, series, row_number
+        self.inputs, self.pad_short = inputs, pad_short
+        if pad_short:  # where each row's series starts in the block (rows grouped by series code)
+            self.series_start = torch.searchsorted(series, series)
+            self.input_offsets = torch.arange(-seq_length + 1, 1)
         # Known-in-advance columns, read at the label rows for decoders (only these columns).
         self.future = inputs[:, known_columns].contiguous() if known_columns else None
         # (N-L+1, L, F) view: entry s holds rows s .. s+L-1. No data is copied here; a batch of
@@ -53,10 +58,15 @@ class RowBlock:
         ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
         rows = ends[:, None] + self.label_offsets
         y = self.labels[rows]
-        batch = {
-            "x": self.windows[ends - (self.seq_length - 1)].contiguous(),
-            "y": y[:, 0] if self.classification else y,
-        }
+        batch = {"y": y[:, 0] if self.classification else y}
+        if self.pad_short:
+            # rows before the series' first row are zeros, flagged False in the mask
+            index = ends[:, None] + self.input_offsets
+            real = index >= self.series_start[ends][:, None]
+            batch["x"] = self.inputs[index.clamp(min=0)] * real.unsqueeze(-1)
+            batch["mask"] = real
+        else:
+            batch["x"] = self.windows[ends - (self.seq_length - 1)].contiguous()
         if identify:
             batch["y_last"] = self.labels[ends]
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)
@@ -74,7 +84,8 @@ class WindowDataset(Dataset):
     targets; ``y_last`` the label column at each window's last row (for naive baselines);
     ``window`` ``(B, 2)`` = (series code, row number of the last row in its series), which
     identifies a window; ``end_time`` ``(B,)`` and ``label_time`` ``(B, k)`` (see
-    ``time_as_number``); and, when
+    ``time_as_number``); ``mask`` ``(B, L)`` (with ``data.pad_short``: False on the zero rows
+    left-padded before a series' first row); and, when
     columns are known in advance, ``future`` ``(B, k, K)``: those columns at the label rows.
     """
 
@@ -129,7 +140,7 @@ class SeqDataModule(L.LightningDataModule):
             torch.from_numpy(time_as_number(data.times)), torch.from_numpy(data.series),
             torch.from_numpy(row_number), state["seq_length"], state["horizon"],
             state["output_steps"], data.task == "classification",
-            [data.input_names.index(c) for c in data.known_future],
+            [data.input_names.index(c) for c in data.known_future], state["pad_short"],
         )
         # training batches need no identity or times: only evaluation maps outputs back to rows
         self.datasets = {name: WindowDataset(block, ends, identify=name != "train")

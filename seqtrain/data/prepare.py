@@ -132,7 +132,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     for split in (TRAIN, VAL, TEST):
         stride = cfg.stride if split == TRAIN else cfg.eval_stride
         ends[SPLIT_NAMES[split]] = window_ends(
-            bounds, row_split, split, cfg.seq_length, cfg.horizon, cfg.output_steps, stride,
+            bounds, row_split, split, min_history(cfg), cfg.horizon, cfg.output_steps, stride,
             cfg.embargo,
         )
         if len(ends[SPLIT_NAMES[split]]) == 0:
@@ -155,6 +155,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "seq_length": cfg.seq_length,
         "horizon": cfg.horizon,
         "output_steps": cfg.output_steps,
+        "pad_short": bool(cfg.pad_short),
         "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
         "target_scaler": target_scaler.to_dict() if target_scaler else None,
         "classes": classes,
@@ -356,8 +357,14 @@ def _check_known_classes(labels, ends, cfg, classes, target_values, target) -> N
             )
 
 
+def min_history(cfg) -> int:
+    """Rows of a series a window needs before its labels: all L, or 1 when short histories are
+    left-padded (``data.pad_short``)."""
+    return 1 if cfg.pad_short else cfg.seq_length
+
+
 def _warn_short_series(bounds, series_names, cfg) -> None:
-    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1
+    need = min_history(cfg) + cfg.horizon + cfg.output_steps - 1
     short = np.flatnonzero(np.diff(bounds) < need)
     if len(short) == len(series_names):
         longest = int(np.diff(bounds).max())
@@ -366,8 +373,9 @@ def _warn_short_series(bounds, series_names, cfg) -> None:
             f"a window needs seq_length + horizon + output_steps - 1 = {need}); lower data.seq_length"
         )
     if len(short):
-        log.warning("%d of %d series are shorter than one window (%d rows) and give no windows",
-                    len(short), len(series_names), need)
+        log.warning("%d of %d series are shorter than one window (%d rows) and give no windows%s",
+                    len(short), len(series_names), need,
+                    "" if cfg.pad_short else "; data.pad_short=true keeps them, left-padded")
 
 
 def _empty_split_message(name: str, cfg, rows_in_split: np.ndarray) -> str:

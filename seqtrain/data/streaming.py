@@ -35,6 +35,7 @@ from seqtrain.data.datamodule import RowBlock, time_as_number
 from seqtrain.data.prepare import (
     float_column,
     known_future_columns,
+    min_history,
     missing_values,
     read_target,
     split_boundaries,
@@ -275,6 +276,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         "task": task, "target": target, "time_col": time_col, "group_col": group_col,
         "inputs": input_names, "known_future": known,
         "seq_length": cfg.seq_length, "horizon": cfg.horizon, "output_steps": cfg.output_steps,
+        "pad_short": bool(cfg.pad_short),
         "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
         "target_scaler": target_scaler.to_dict() if target_scaler else None,
         "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
@@ -326,6 +328,7 @@ class StreamingWindows(IterableDataset):
         self.seq_length, self.horizon = state["seq_length"], state["horizon"]
         self.steps = state["output_steps"]
         self.need = self.seq_length + self.horizon + self.steps - 1
+        self.history = 1 if state["pad_short"] else self.seq_length
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
@@ -408,7 +411,7 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(np.ascontiguousarray(block["x"])), torch.from_numpy(block["labels"]),
             torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
-            self.data.task == "classification", self.known_columns,
+            self.data.task == "classification", self.known_columns, self.data.state["pad_short"],
         )
         return rows.batch(torch.from_numpy(ends), identify=self.identify)
 
@@ -420,7 +423,7 @@ class StreamingWindows(IterableDataset):
         row_split = assign_splits(times, self.data.val_start, self.data.test_start)
         segments = self.data.segments[block["series"][bounds[:-1]]]
         ends = block_window_ends(bounds, block["row_number"], row_split, segments, self.split_id,
-                                 self.seq_length, self.horizon, self.steps, self.stride, self.embargo)
+                                 self.history, self.horizon, self.steps, self.stride, self.embargo)
         return ends[is_new[ends + self.horizon + self.steps - 1]]
 
     def _carry(self, block: dict) -> dict:
@@ -544,7 +547,7 @@ def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.nd
             seg_first, seg_last = segments[series, split, 0], segments[series, split, 1]
             stride = cfg.stride if split == TRAIN else cfg.eval_stride
             embargo = cfg.embargo if split != TRAIN else 0
-            low = np.maximum.reduce([first_row, np.full_like(first_row, cfg.seq_length - 1 + span),
+            low = np.maximum.reduce([first_row, np.full_like(first_row, min_history(cfg) - 1 + span),
                                      seg_first + span + embargo])
             high = np.minimum(last_row, seg_last)
             valid = (seg_first >= 0) & (high >= low)

@@ -85,7 +85,9 @@ def block_window_ends(
     that embargo and stride are decided the same way for a block as for the whole table.
 
     A window belongs to the split of its end row. It is kept when
-    - its inputs stay inside its own series (never crossing into the previous one),
+    - its inputs stay inside its own series (never crossing into the previous one): its
+      ``seq_length`` rows exist in the series (pass the minimum history instead, e.g. 1, when
+      missing rows are left-padded),
     - its label rows exist in the same series and lie in the same split as its end row
       (purge: a training window whose labels reach into validation is dropped),
     - for validation/test, its end is not within the first ``embargo`` rows of the split in its

@@ -6,10 +6,12 @@ A model is a plain ``nn.Module``:
   the four shapes come from the data: ``F`` input columns, ``O`` outputs per step (classes, or
   1 or the number of quantiles for regression), ``k`` forecast steps (1 for classification),
   ``K`` columns known in advance;
-- ``forward(x, future=None, target=None)`` maps windows ``x`` ``(B, L, F)``, oldest row first
-  and ending at row t, to ``(B, k, O)``. ``future`` ``(B, k, K)`` holds the known-in-advance
-  columns at the label rows (only decoders read it); ``target`` ``(B, k)`` holds the scaled true
-  labels, passed only while training (for teacher forcing);
+- ``forward(x, future=None, target=None, mask=None)`` maps windows ``x`` ``(B, L, F)``, oldest
+  row first and ending at row t, to ``(B, k, O)``. ``future`` ``(B, k, K)`` holds the
+  known-in-advance columns at the label rows (only decoders read it); ``target`` ``(B, k)`` holds
+  the scaled true labels, passed only while training (for teacher forcing); ``mask`` ``(B, L)``,
+  when windows are left-padded, is False on padded (zero) rows: recurrent models skip them,
+  convolutional and attention models read them as zeros;
 - a model with attention stores its weights over the input steps in ``self.attention``,
   ``(B, Q, L)`` (Q query rows, e.g. decoder steps), at every forward; a model that weighs its
   input columns stores ``self.variable_importance`` ``(B, F)``;

@@ -65,12 +65,18 @@ class CNNLSTM(SequenceModel):
             step *= self.pool
         return field
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-step LSTM outputs over the pooled sequence ``(B, L', H)``."""
-        return self.rnn(self.conv(x.transpose(1, 2)).transpose(1, 2))[0]
+        conv = self.conv(x.transpose(1, 2))
+        if mask is not None:  # a pooled step is real when any row it covers is
+            pooled = mask.float().unsqueeze(1)
+            for _ in range(self.n_conv):
+                pooled = CausalPool(self.pool)(pooled)
+            mask = pooled.squeeze(1) > 0
+        return self.rnn(conv.transpose(1, 2), mask)[0]
 
-    def forward(self, x, future=None, target=None):
-        return self.head(self.features(x)[:, -1])
+    def forward(self, x, future=None, target=None, mask=None):
+        return self.head(self.features(x, mask)[:, -1])
 
     def summary(self) -> dict:
         return {**super().summary(), "conv_receptive_field": self.receptive_field}

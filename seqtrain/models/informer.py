@@ -151,7 +151,7 @@ class Informer(SequenceModel):
             placeholder[..., self.input_size:] = future
         return torch.cat([start, placeholder], 1)
 
-    def forward(self, x, future=None, target=None):
+    def forward(self, x, future=None, target=None, mask=None):
         memory, first = self.encode(x)
         h = self.dec_embedding(self.decoder_input(x, future))
         for layer in self.decoder:

@@ -160,8 +160,10 @@ class AdditiveAttention(nn.Module):
         self.w_query, self.w_key = nn.Linear(query_size, hidden), nn.Linear(key_size, hidden)
         self.v = nn.Linear(hidden, 1, bias=False)
 
-    def forward(self, query, keys):  # query (B, Dq), keys (B, L, Dk)
+    def forward(self, query, keys, mask=None):  # query (B, Dq), keys (B, L, Dk), mask (B, L)
         scores = self.v(torch.tanh(self.w_query(query).unsqueeze(1) + self.w_key(keys))).squeeze(-1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
         weights = scores.softmax(-1)
         return (weights.unsqueeze(1) @ keys).squeeze(1), weights
 
@@ -173,8 +175,10 @@ class DotAttention(nn.Module):
         super().__init__()
         self.w = nn.Linear(key_size, query_size, bias=False)
 
-    def forward(self, query, keys):
+    def forward(self, query, keys, mask=None):
         scores = (self.w(keys) @ query.unsqueeze(-1)).squeeze(-1) / math.sqrt(query.size(-1))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
         weights = scores.softmax(-1)
         return (weights.unsqueeze(1) @ keys).squeeze(1), weights
 
@@ -192,8 +196,27 @@ class RecurrentNet(nn.Module):
         self.directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.directions
 
-    def forward(self, x: torch.Tensor):
-        outputs, state = self.rnn(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        """Per-step outputs ``(B, L, H)``, the final state of the last layer ``(B, H)`` and the
+        full state. With ``mask`` (False on left-padded rows) padded rows are skipped entirely:
+        the rows are packed, so the state is that after the last real row."""
+        if mask is None or bool(mask.all()):
+            outputs, state = self.rnn(x)
+        else:
+            outputs, state = self._packed(x, mask)
         h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
         last = torch.cat(list(h_n[-self.directions:]), dim=-1)
         return outputs, last, state
+
+    def _packed(self, x: torch.Tensor, mask: torch.Tensor):
+        length = x.size(1)
+        real = mask.sum(1).clamp(min=1)
+        shift = (torch.arange(length, device=x.device) + (length - real)[:, None]) % length
+        right_padded = torch.gather(x, 1, shift.unsqueeze(-1).expand_as(x))  # real rows first
+        packed = nn.utils.rnn.pack_padded_sequence(right_padded, real.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        outputs, state = self.rnn(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=length)
+        back = (torch.arange(length, device=x.device) - (length - real)[:, None]) % length
+        outputs = torch.gather(outputs, 1, back.unsqueeze(-1).expand_as(outputs))  # left-padded again
+        return outputs * mask.unsqueeze(-1), state

@@ -26,6 +26,6 @@ class LSTM(SequenceModel):
         self.rnn = RecurrentNet(self.cell, input_size, hidden_size, num_layers, dropout, bidirectional)
         self.head = StepsHead(self.rnn.output_size, output_steps, output_size, dropout)
 
-    def forward(self, x, future=None, target=None):
-        _, last, _ = self.rnn(x)
+    def forward(self, x, future=None, target=None, mask=None):
+        _, last, _ = self.rnn(x, mask)
         return self.head(last)

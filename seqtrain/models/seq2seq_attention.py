@@ -46,13 +46,13 @@ class Seq2SeqAttention(SequenceModel):
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden_size, output_size))
         self.teacher_forcing = teacher_forcing
 
-    def forward(self, x, future=None, target=None):
-        keys, _, state = self.encoder(x)
+    def forward(self, x, future=None, target=None, mask=None):
+        keys, _, state = self.encoder(x, mask)
         previous = self.start.expand(len(x), -1)
         outputs, weights = [], []
         for step in range(self.output_steps):
             query = (state[0] if isinstance(state, tuple) else state)[-1]
-            context, w = self.attend(query, keys)
+            context, w = self.attend(query, keys, mask)
             parts = [previous, context] if future is None else [previous, future[:, step], context]
             hidden, state = self.decoder(torch.cat(parts, -1).unsqueeze(1), state)
             out = self.out(torch.cat([hidden.squeeze(1), context], -1))

@@ -57,7 +57,7 @@ class TCN(SequenceModel):
         """Per-step features ``(B, L, C)``; step t depends on inputs <= t only."""
         return self.blocks(x.transpose(1, 2)).transpose(1, 2)
 
-    def forward(self, x, future=None, target=None):
+    def forward(self, x, future=None, target=None, mask=None):
         return self.head(self.features(x)[:, -1])
 
     def summary(self) -> dict:

@@ -58,7 +58,7 @@ class TFT(SequenceModel):
                 output_transformer=_identity_rescale,
             )
 
-    def forward(self, x, future=None, target=None):
+    def forward(self, x, future=None, target=None, mask=None):
         B, L, _ = x.shape
         k = self.output_steps
         time = torch.arange(-L + 1, k + 1, device=x.device, dtype=x.dtype) / L

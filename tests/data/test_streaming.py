@@ -197,3 +197,34 @@ def test_streaming_refuses_rows_out_of_order_across_row_groups(run_cli, tmp_path
                      "data.streaming=true", "task=regression")
     assert result.code == 2
     assert "is not sorted" in result.err and "across row groups" in " ".join(result.err.split())
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_pad_short_keeps_short_histories_left_padded_and_masked(tmp_path, streaming):
+    frame = unequal_series(seed=8)
+    path = write(frame, tmp_path / "t.parquet", 61)
+    cfg = data_cfg(path, "data.seq_length=50", "data.pad_short=true", "data.scaler=none")
+    if streaming:
+        data, batches = streamed(cfg, "regression", path)
+    else:
+        data, batches = in_memory(cfg, "regression", path)
+    plain, _ = in_memory(data_cfg(path, "data.seq_length=50"), "regression", path)
+    assert data.state["windows"]["train"] > plain.state["windows"]["train"]  # short histories kept
+    for batch in batches.values():
+        row_number = batch["window"][:, 1]
+        real = batch["mask"].sum(1)
+        assert (real == torch.clamp(row_number + 1, max=50)).all()
+        assert (batch["x"][~batch["mask"]] == 0).all()
+        assert (batch["mask"].int().diff(dim=1) >= 0).all()  # padding first, then real rows
+    if streaming:  # and the streamed windows are the in-memory ones
+        _, expected = in_memory(cfg, "regression", path)
+        for split in ("train", "val", "test"):
+            assert_same_windows(expected[split], batches[split])
+
+
+def test_cli_trains_with_pad_short(run_cli, tmp_path):
+    path = write(unequal_series(seed=9), tmp_path / "t.parquet", 61)
+    result = run_cli("data=parquet", f"data.path={path}", "data.target=close", "data.group_col=symbol",
+                     "task=regression", "data.seq_length=60", "data.pad_short=true", "trainer=debug",
+                     "progress_bar=false", "model=gru", "model.hidden_size=8")
+    assert result.code == 0, result.err

@@ -157,3 +157,27 @@ def test_registry_errors():
         build_model("lstm", {"hidden": 3}, 2, 1)
     with pytest.raises(SeqtrainError, match="attention must be"):
         build_model("informer", {"attention": "sparse"}, 2, 1)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "seq2seq_attention"])
+def test_left_padded_rows_never_influence_recurrent_models(name):
+    model = build(name, steps=2, dropout=0.0).eval()
+    x = torch.randn(4, 12, 3)
+    real = torch.tensor([12, 7, 3, 1])
+    mask = torch.arange(12)[None, :] >= (12 - real)[:, None]
+    padded = x * mask.unsqueeze(-1)
+    noisy = torch.where(mask.unsqueeze(-1), x, torch.randn_like(x) * 100)
+    out = model(padded, mask=mask)
+    if name == "seq2seq_attention":  # no attention on padded rows
+        assert (model.attention[~mask.unsqueeze(1).expand_as(model.attention)] == 0).all()
+    torch.testing.assert_close(model(noisy, mask=mask), out)
+    for i, n in enumerate(real.tolist()):  # the same as reading only the real rows
+        torch.testing.assert_close(model(x[i: i + 1, 12 - n:]), out[i: i + 1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tcn", "informer", "tft", "cnn_lstm"])
+def test_other_models_accept_a_mask(name):
+    model = build(name, steps=2).eval()
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[0, :5] = False
+    assert model(torch.randn(3, 12, 3), mask=mask).shape == (3, 2, 1)
