@@ -23,8 +23,10 @@ from seqtrain.data.windows import (
     TRAIN,
     VAL,
     assign_splits,
+    assign_splits_by_row,
     fraction_boundaries,
     series_bounds,
+    series_cuts,
     window_ends,
 )
 from seqtrain.errors import SeqtrainError
@@ -101,8 +103,15 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         calendar_names = []
     known_future = known_future_columns(cfg, features, target, calendar_names)
 
-    val_start, test_start = split_boundaries(cfg.split, times, time_col)
-    row_split = assign_splits(times, val_start, test_start)
+    if split_by_series(cfg):
+        bounds = series_bounds(series)
+        row_number = np.arange(len(series)) - np.repeat(bounds[:-1], np.diff(bounds))
+        row_split = assign_splits_by_row(row_number, series,
+                                         series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test))
+        val_start = test_start = "per series"
+    else:
+        val_start, test_start = split_boundaries(cfg.split, times, time_col)
+        row_split = assign_splits(times, val_start, test_start)
     train_rows = row_split == TRAIN
 
     # Target: class ids from the training rows' classes, or a train-fitted scaler.
@@ -162,7 +171,8 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "class_weights": class_weights,
         "class_counts": class_counts,
         "time_dtype": str(times.dtype),
-        "split": {"val_start": str(val_start), "test_start": str(test_start)},
+        "split": {"by": cfg.split.get("by", "time"), "val_start": str(val_start),
+                  "test_start": str(test_start)},
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
         "series": len(series_names),
@@ -292,6 +302,17 @@ def _ffill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: np.nda
     out[bad & from_same_series] = values[source_row[bad & from_same_series]]
     out[bad & ~from_same_series] = np.nan
     return out
+
+
+def split_by_series(cfg) -> bool:
+    """``data.split.by``: one global time axis (``time``), or each series by its own shares."""
+    by = cfg.split.get("by", "time")
+    if by not in ("time", "series"):
+        raise SeqtrainError(f"data.split.by: {by!r}; choose time or series")
+    if by == "series" and (cfg.split.val_start is not None or cfg.split.test_start is not None):
+        raise SeqtrainError("data.split.by=series splits each series by shares of its rows; "
+                            "drop data.split.val_start/test_start, or use data.split.by=time")
+    return by == "series"
 
 
 def split_boundaries(split, times: np.ndarray, time_col: str):

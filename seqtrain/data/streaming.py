@@ -39,11 +39,20 @@ from seqtrain.data.prepare import (
     missing_values,
     read_target,
     split_boundaries,
+    split_by_series,
     time_values,
 )
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.time_features import calendar_features, cycle_ranges, varying_cycles
-from seqtrain.data.windows import SPLIT_NAMES, TRAIN, assign_splits, block_window_ends, series_bounds
+from seqtrain.data.windows import (
+    SPLIT_NAMES,
+    TRAIN,
+    assign_splits,
+    assign_splits_by_row,
+    block_window_ends,
+    series_bounds,
+    series_cuts,
+)
 from seqtrain.errors import SeqtrainError
 
 log = logging.getLogger(__name__)
@@ -88,6 +97,7 @@ class StreamData:
     group_counts: list[np.ndarray]  # per row group: rows of each of those series
     halo_start: np.ndarray  # per row group: first row group its windows read from
     segments: np.ndarray  # (n_series, 3, 2) first/last row number of each split per series
+    cuts: np.ndarray | None  # data.split.by=series: per series, first val and test row number
     group_windows: dict[str, np.ndarray]  # split -> windows whose last label row is in each group
     scaler: StandardScaler
     val_start: object
@@ -176,7 +186,15 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
 
     # the time axis (for fractions), or its first and last time (for dates)
     axis = np.unique(np.concatenate(distinct)) if distinct else np.asarray(extremes, dtype=times.dtype)
-    val_start, test_start = split_boundaries(cfg.split, axis, time_col)
+    by_series = split_by_series(cfg)
+    lengths = np.zeros(len(series_names), np.int64)
+    for present, n_rows in zip(group_series, group_counts, strict=True):
+        lengths[present] += n_rows
+    cuts = series_cuts(lengths, cfg.split.val, cfg.split.test) if by_series else None
+    if by_series:
+        val_start = test_start = "per series"
+    else:
+        val_start, test_start = split_boundaries(cfg.split, axis, time_col)
 
     # pass 2: statistics on training rows, checks on all rows
     time_features = bool(cfg.time_features)
@@ -195,6 +213,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     all_labels: set = set()
     calendar_names: list[str] = []
     target_kind = "numeric"
+    counters = np.zeros(n_series, np.int64)
     row0 = 0
     for group in groups:
         table = source.read_row_group(group, schema, columns)
@@ -215,7 +234,10 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         if time_features:
             calendar, calendar_names = calendar_features(times, calendar_cycles)
             x = np.column_stack([x, calendar])
-        row_split = assign_splits(times, val_start, test_start)
+        if cuts is None:
+            row_split = assign_splits(times, val_start, test_start)
+        else:
+            row_split = assign_splits_by_row(_row_numbers(codes, counters), codes, cuts)
         np.add.at(split_rows, (codes, row_split), 1)
         train = row_split == TRAIN
         if use_target_history and target_kind == "numeric":
@@ -281,7 +303,8 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         "target_scaler": target_scaler.to_dict() if target_scaler else None,
         "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
         "time_dtype": str(times.dtype),
-        "split": {"val_start": str(val_start), "test_start": str(test_start)},
+        "split": {"by": "series" if by_series else "time", "val_start": str(val_start),
+                  "test_start": str(test_start)},
         "rows": {name: int(split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": windows, "series": n_series, "streaming": True, "row_groups": len(groups),
     }
@@ -290,7 +313,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         target=target, target_kind=target_kind, features=features, input_names=input_names,
         known_future=known, task=task, series_names=series_names, group_series=group_series,
         group_counts=group_counts, halo_start=halo_start, segments=segments,
-        group_windows=group_windows, scaler=scaler, val_start=val_start, test_start=test_start,
+        group_windows=group_windows, cuts=cuts, scaler=scaler, val_start=val_start, test_start=test_start,
         calendar_cycles=calendar_cycles, classes=classes, class_weights=class_weights,
         target_scaler=target_scaler, state=state,
     )
@@ -394,9 +417,7 @@ class StreamingWindows(IterableDataset):
                   else np.asarray(_class_ids(y, data.classes, data.target)))
         order = np.argsort(codes, kind="stable")
         codes, times, x, labels = codes[order], times[order], x[order], labels[order]
-        rank = np.arange(len(codes)) - np.searchsorted(codes, codes, side="left")
-        row_number = counters[codes] + rank
-        np.add.at(counters, codes, 1)
+        row_number = _row_numbers(codes, counters)
         new = {"x": x, "labels": labels, "times": time_as_number(times), "series": codes,
                "row_number": row_number}
         if carry is not None:
@@ -420,7 +441,10 @@ class StreamingWindows(IterableDataset):
         times = block["times"]
         if self.data.state["time_dtype"].startswith("datetime64"):
             times = times.view("datetime64[ns]")
-        row_split = assign_splits(times, self.data.val_start, self.data.test_start)
+        if self.data.cuts is None:
+            row_split = assign_splits(times, self.data.val_start, self.data.test_start)
+        else:
+            row_split = assign_splits_by_row(block["row_number"], block["series"], self.data.cuts)
         segments = self.data.segments[block["series"][bounds[:-1]]]
         ends = block_window_ends(bounds, block["row_number"], row_split, segments, self.split_id,
                                  self.history, self.horizon, self.steps, self.stride, self.embargo)
@@ -446,6 +470,18 @@ class StreamingWindows(IterableDataset):
         for i in range(0, full, self.batch_size):
             yield {k: v[i: i + self.batch_size] for k, v in batch.items()}
         return [{k: v[full:] for k, v in batch.items()}] if full < n else []
+
+
+def _row_numbers(codes: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Each row's position in its whole series, for a chunk in file order within each series;
+    ``counters`` (rows seen so far per series) is advanced past the chunk."""
+    order = np.argsort(codes, kind="stable")
+    ranked = np.empty(len(codes), np.int64)
+    sorted_codes = codes[order]
+    ranked[order] = np.arange(len(codes)) - np.searchsorted(sorted_codes, sorted_codes, side="left")
+    row_number = counters[codes] + ranked
+    np.add.at(counters, codes, 1)
+    return row_number
 
 
 def _provisional_codes(table: pa.Table, group_col: str | None, names: dict) -> np.ndarray:

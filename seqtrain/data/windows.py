@@ -42,6 +42,21 @@ def assign_splits(times: np.ndarray, val_start, test_start) -> np.ndarray:
     return np.searchsorted(cuts, times, side="right").astype(np.int8)
 
 
+def series_cuts(lengths: np.ndarray, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """Per series, the row numbers where its validation and test periods begin, when each series
+    is split by its own shares of rows: ``(n_series, 2)``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n_test = np.round(lengths * test_fraction).astype(np.int64)
+    n_val = np.round(lengths * val_fraction).astype(np.int64)
+    return np.stack([lengths - n_test - n_val, lengths - n_test], axis=1)
+
+
+def assign_splits_by_row(row_number: np.ndarray, series: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Split id per row from its position in its own series (see ``series_cuts``)."""
+    return ((row_number >= cuts[series, 0]).astype(np.int8)
+            + (row_number >= cuts[series, 1]).astype(np.int8))
+
+
 def segment_rows(bounds: np.ndarray, row_split: np.ndarray) -> np.ndarray:
     """Per series and split, the series-relative row numbers of the split's first and last row:
     ``(n_series, 3, 2)``, -1 where the series has no row in that split."""

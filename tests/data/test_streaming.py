@@ -228,3 +228,25 @@ def test_cli_trains_with_pad_short(run_cli, tmp_path):
                      "task=regression", "data.seq_length=60", "data.pad_short=true", "trainer=debug",
                      "progress_bar=false", "model=gru", "model.hidden_size=8")
     assert result.code == 0, result.err
+
+
+def test_split_by_series_gives_each_series_its_own_chronological_shares(tmp_path):
+    frame = unequal_series(seed=10)
+    path = write(frame, tmp_path / "t.parquet", 61)
+    cfg = data_cfg(path, *SETTINGS, "data.split.by=series", "data.split.val=0.2", "data.split.test=0.1")
+    data, expected = in_memory(cfg, "regression", path)
+    lengths = frame.groupby("symbol").size().sort_index().to_numpy()
+    val_first = lengths - np.round(lengths * 0.1) - np.round(lengths * 0.2)
+    test_first = lengths - np.round(lengths * 0.1)
+    bounds = {"train": (0, val_first), "val": (val_first, test_first), "test": (test_first, lengths)}
+    for split, (first, stop) in bounds.items():
+        window = expected[split]["window"].numpy()
+        series, end = window[:, 0], window[:, 1]
+        first = first if np.isscalar(first) else first[series]
+        # every window's end and labels lie in its own series' share (horizon 2, 2 steps)
+        assert (end >= first).all() and (end + 3 < stop[series]).all()
+    assert len(set(expected["test"]["window"][:, 0].tolist())) == 4  # S3 (40 rows) is too short
+    _, got = streamed(cfg, "regression", path)
+    for split in ("train", "val", "test"):
+        assert_same_windows(expected[split], got[split])
+    assert data.state["split"]["by"] == "series"
