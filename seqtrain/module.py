@@ -21,16 +21,18 @@ SCHEDULERS = ("none", "onecycle", "cosine")
 
 
 def _classification_metrics(n_classes: int) -> tm.MetricCollection:
+    # inputs are well-formed by construction: skip torchmetrics' per-update argument checks
+    quiet = {"validate_args": False}
     if n_classes == 2:
         return tm.MetricCollection({
-            "acc": tm.classification.BinaryAccuracy(),
-            "f1": tm.classification.BinaryF1Score(),
-            "auroc": tm.classification.BinaryAUROC(),
+            "acc": tm.classification.BinaryAccuracy(**quiet),
+            "f1": tm.classification.BinaryF1Score(**quiet),
+            "auroc": tm.classification.BinaryAUROC(**quiet),
         })
     return tm.MetricCollection({
-        "acc": tm.classification.MulticlassAccuracy(n_classes, average="micro"),
-        "f1": tm.classification.MulticlassF1Score(n_classes, average="macro"),
-        "auroc": tm.classification.MulticlassAUROC(n_classes),
+        "acc": tm.classification.MulticlassAccuracy(n_classes, average="micro", **quiet),
+        "f1": tm.classification.MulticlassF1Score(n_classes, average="macro", **quiet),
+        "auroc": tm.classification.MulticlassAUROC(n_classes, **quiet),
     })
 
 
