@@ -379,8 +379,10 @@ class StreamingWindows(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         lo, hi = self._ranges(info.num_workers if info else 1)[info.id if info else 0]
-        if lo >= hi:
+        holding = np.flatnonzero(self.group_weight[lo:hi])  # row groups with windows of this split
+        if len(holding) == 0:
             return
+        lo, hi = lo + int(holding[0]), lo + int(holding[-1]) + 1  # the rest is never read
         rng = np.random.default_rng(torch.initial_seed() if get_worker_info() else
                                     int(torch.randint(2**62, ()).item()))
         start = int(self.data.halo_start[lo:hi].min())

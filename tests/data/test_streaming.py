@@ -250,3 +250,21 @@ def test_split_by_series_gives_each_series_its_own_chronological_shares(tmp_path
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])
     assert data.state["split"]["by"] == "series"
+
+
+def test_row_groups_without_windows_of_a_split_are_never_read(tmp_path, monkeypatch):
+    from seqtrain.data import source
+
+    path = write(unequal_series(seed=11), tmp_path / "t.parquet", 23)
+    stream = plan_stream(data_cfg(path, *SETTINGS), "regression", str(path))
+    reads, original = [], source.read_row_group
+
+    def counted(group, *args):
+        reads.append(group)
+        return original(group, *args)
+
+    monkeypatch.setattr(source, "read_row_group", counted)
+    collect(StreamingWindows(stream, "test", 32, shuffle=False, stride=1, embargo=2))
+    holding = np.flatnonzero(stream.group_windows["test"])
+    first_read = int(stream.halo_start[holding].min())
+    assert len(reads) == holding[-1] + 1 - first_read < len(stream.groups) / 2
