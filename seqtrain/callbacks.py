@@ -12,15 +12,26 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 
 class EpochMetrics(L.Callback):
-    """Keeps one row of metrics per epoch and rewrites ``metrics.csv`` after each epoch.
+    """Keeps one row of metrics per epoch (``metrics.csv``) and one per optimizer step
+    (``steps.csv``: learning rate and training loss), rewriting both after each epoch.
 
     Rewriting the whole (small) file keeps every column even when some appear only in later
     epochs (e.g. validation every other epoch), and the replace is atomic.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, steps_path: Path | None = None):
         self.path = Path(path)
+        self.steps_path = Path(steps_path) if steps_path else self.path.with_name("steps.csv")
         self.rows: list[dict] = []
+        self.steps: list[dict] = []  # per optimizer step: learning rate and training loss
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this step uses
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.steps.append({"step": trainer.global_step, "epoch": trainer.current_epoch,
+                           "lr": self._lr, "loss": float(loss) if loss is not None else float("nan")})
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
@@ -30,13 +41,8 @@ class EpochMetrics(L.Callback):
                 continue
             row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
-        columns = list(dict.fromkeys(key for r in self.rows for key in r))
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(self.path)
+        _write_csv(self.path, self.rows)
+        _write_csv(self.steps_path, self.steps)
 
     def best(self, monitor: str, mode: str) -> dict | None:
         """The row of the best epoch by ``monitor``, or None if it was never logged."""
@@ -45,6 +51,17 @@ class EpochMetrics(L.Callback):
             return None
         pick = min if mode == "min" else max
         return pick(rows, key=lambda r: r[monitor])
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    """All ``rows`` to ``path``, atomically (a killed run never leaves half a file)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 class Throughput(L.Callback):

@@ -13,11 +13,9 @@ import torch.nn.functional as F
 import torchmetrics as tm
 from torch import nn
 
-from seqtrain.errors import SeqtrainError
+from seqtrain.optim import build_optimizer, build_scheduler
 
 REGRESSION_LOSSES = ("mse", "mae", "huber", "quantile")
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-SCHEDULERS = ("none", "onecycle", "cosine")
 
 
 def _classification_metrics(n_classes: int) -> tm.MetricCollection:
@@ -56,25 +54,28 @@ class SeqModule(L.LightningModule):
         model: an ``nn.Module`` following ``seqtrain.models.base``.
         task: ``classification`` or ``regression``.
         n_classes: classes (classification; ignored for regression).
-        optim: ``{name, lr, weight_decay}``.
-        scheduler: ``{name, ...}``: none, onecycle (``pct_start``), cosine (``eta_min``).
+        optim: ``{name, lr, weight_decay, ...}`` (see ``seqtrain.optim``).
+        scheduler: ``{name, ...}``: none, onecycle, cosine (with warmup), plateau.
         loss: regression loss: mse, mae, huber, or quantile (the model then emits one output per
             quantile, and the median is the point forecast). Classification uses cross-entropy.
         quantiles: the quantiles for ``loss="quantile"``; must include 0.5.
         huber_delta: the Huber loss's threshold, in scaled target units.
         class_weights: per-class loss weights fit on training labels, or None.
         target_mean, target_std: the train-fitted target scaler, to report original units.
+        monitor, mode: the monitored validation metric, for reduce-on-plateau.
     """
 
     def __init__(self, model: nn.Module, task: str, optim: dict, scheduler: dict, n_classes: int = 0,
                  loss: str = "mse", quantiles: list[float] | None = None, huber_delta: float = 1.0,
                  class_weights: list[float] | None = None,
-                 target_mean: float = 0.0, target_std: float = 1.0):
+                 target_mean: float = 0.0, target_std: float = 1.0,
+                 monitor: str = "val_loss", mode: str = "min"):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.task = task
         self.optim, self.scheduler = dict(optim), dict(scheduler)
+        self.monitor, self.mode = monitor, mode  # what reduce-on-plateau watches
         self.loss_name, self.huber_delta = loss, huber_delta
         self.n_classes = n_classes
         self.register_buffer("quantiles", torch.tensor(quantiles or [], dtype=torch.float32),
@@ -166,33 +167,9 @@ class SeqModule(L.LightningModule):
         self.test_outputs.append(record)
 
     def configure_optimizers(self):
-        name = self.optim.get("name")
-        if name not in OPTIMIZERS:
-            raise SeqtrainError(
-                f"optim.name: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}"
-            )
-        optimizer = OPTIMIZERS[name](self.parameters(), lr=self.optim["lr"],
-                                     weight_decay=self.optim.get("weight_decay", 0.0))
-        kind = self.scheduler.get("name", "none")
-        if kind == "none":
+        optimizer = build_optimizer(self.model, self.optim)
+        schedule = build_scheduler(optimizer, self.scheduler, float(self.optim["lr"]),
+                                   self.trainer.estimated_stepping_batches, self.monitor, self.mode)
+        if schedule is None:
             return optimizer
-        total = self.trainer.estimated_stepping_batches
-        if total == float("inf"):
-            raise SeqtrainError(
-                f"scheduler={kind}: needs a finite run; set trainer.max_epochs or trainer.max_steps"
-            )
-        total = max(int(total), 1)
-        if kind == "onecycle":
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=self.optim["lr"], total_steps=total,
-                pct_start=self.scheduler.get("pct_start", 0.3),
-            )
-        elif kind == "cosine":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=total, eta_min=self.scheduler.get("eta_min", 0.0),
-            )
-        else:
-            raise SeqtrainError(
-                f"scheduler.name: unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}"
-            )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

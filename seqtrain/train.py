@@ -52,6 +52,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
                         data.state["output_steps"], len(data.known_future))
     _warn_short_receptive_field(model, cfg.data.seq_length)
     target_scale = data.target_scaler
+    monitor, mode = _monitor(cfg)
     module = SeqModule(
         model, cfg.task,
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
@@ -61,10 +62,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
         class_weights=data.class_weights if cfg.class_weights else None,
         target_mean=float(target_scale.mean[0]) if target_scale else 0.0,
         target_std=float(target_scale.std[0]) if target_scale else 1.0,
+        monitor=monitor, mode=mode,
     )
 
     trainer_args = _trainer_args(cfg)
-    monitor, mode = _monitor(cfg)
     epochs = EpochMetrics(run_dir / "metrics.csv")
     throughput = Throughput()
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
@@ -104,7 +105,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
     main_metric = "acc" if cfg.task == "classification" else "mae"
     if epochs.rows:
-        plot_curves(epochs.rows, main_metric, run_dir / "plots" / "curves.png")
+        plot_curves(epochs.rows, main_metric, run_dir / "plots" / "curves.png", epochs.steps)
     plot_predictions(predictions, data.state["group_col"], cfg.task, data.classes,
                      run_dir / "plots" / "predictions.png")
     plot_interpretation(module, datamodule.sample_batch("test"), data, run_dir / "plots")

@@ -26,11 +26,17 @@ def _save(fig, path: Path) -> None:
     tmp.replace(path)
 
 
-def plot_curves(rows: list[dict], main_metric: str, path: Path) -> None:
-    """Train/val loss and the task's main metric per epoch."""
+def plot_curves(rows: list[dict], main_metric: str, path: Path, steps: list[dict] | None = None) -> None:
+    """Train/val loss and the task's main metric per epoch, and the learning rate per step."""
     frame = pd.DataFrame(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for ax, name in zip(axes, ("loss", main_metric), strict=True):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
+    if steps:
+        step_frame = pd.DataFrame(steps)
+        axes[2].plot(step_frame["step"], step_frame["lr"], lw=1, color="tab:green")
+    axes[2].set_xlabel("optimizer step")
+    axes[2].set_title("learning rate")
+    axes[2].grid(alpha=0.3)
+    for ax, name in zip(axes[:2], ("loss", main_metric), strict=True):
         for split, style in (("train", "-o"), ("val", "-s")):
             column = f"{split}_{name}"
             if column in frame and frame[column].notna().any():

@@ -1,0 +1,87 @@
+"""Optimizers and learning-rate schedules from their config groups (pure torch, no Lightning).
+
+Weight decay applies to weight matrices and convolution kernels only: biases, norm scales and
+other vectors (``ndim < 2``) are left undecayed, as is usual for Adam-type training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from seqtrain.errors import SeqtrainError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    """``cfg``: ``name`` (adam | adamw | sgd), ``lr``, ``weight_decay``, and for sgd
+    ``momentum`` and ``nesterov``."""
+    name = cfg.get("name")
+    groups = parameter_groups(model, float(cfg.get("weight_decay", 0.0)))
+    lr = float(cfg["lr"])
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        momentum = float(cfg.get("momentum", 0.9))
+        nesterov = bool(cfg.get("nesterov", False))
+        if nesterov and momentum <= 0:
+            raise SeqtrainError("optim.nesterov: needs optim.momentum > 0")
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+    raise SeqtrainError(f"optim.name: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, final_ratio: float):
+    """LR factor per step: linear from 0 to 1 over ``warmup_steps``, then a cosine half-wave down
+    to ``final_ratio`` at ``total_steps``."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, lr: float, total_steps: float,
+                    monitor: str, mode: str) -> dict | None:
+    """The Lightning ``lr_scheduler`` dict for ``cfg['name']``: stepped every batch (onecycle,
+    cosine) or after each validation (plateau, on the monitored metric); None for ``none``."""
+    kind = cfg.get("name", "none")
+    if kind == "none":
+        return None
+    if kind == "plateau":
+        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=float(cfg.get("factor", 0.5)),
+            patience=int(cfg.get("patience", 2)), min_lr=float(cfg.get("min_lr", 0.0)))
+        return {"scheduler": schedule, "interval": "epoch", "monitor": monitor, "strict": False}
+    if kind not in SCHEDULERS:
+        raise SeqtrainError(
+            f"scheduler.name: unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}"
+        )
+    if total_steps == float("inf"):
+        raise SeqtrainError(
+            f"scheduler={kind}: needs a finite run; set trainer.max_epochs or trainer.max_steps"
+        )
+    total = max(int(total_steps), 1)
+    if kind == "onecycle":
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=total, pct_start=float(cfg.get("pct_start", 0.3)))
+    else:
+        warmup = int(round(float(cfg.get("warmup_pct", 0.0)) * total))
+        final = float(cfg.get("eta_min", 0.0)) / lr
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total, final))
+    return {"scheduler": schedule, "interval": "step"}

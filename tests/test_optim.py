@@ -1,0 +1,95 @@
+"""Optimizers and schedules: what is decayed, and the shape of each learning-rate curve."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from seqtrain.errors import SeqtrainError
+from seqtrain.optim import build_optimizer, build_scheduler, parameter_groups
+from tests.conftest import TINY
+
+
+def lr_curve(cfg, steps=100, lr=0.1):
+    model = nn.Linear(2, 1)
+    optimizer = build_optimizer(model, {"name": "adam", "lr": lr})
+    schedule = build_scheduler(optimizer, cfg, lr, steps, "val_loss", "min")["scheduler"]
+    curve = []
+    for _ in range(steps):
+        curve.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return np.array(curve)
+
+
+def test_weight_decay_spares_biases_and_norms():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Conv1d(4, 4, 3))
+    decay, no_decay = parameter_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {p.ndim for p in decay["params"]} == {2, 3}
+    assert all(p.ndim == 1 for p in no_decay["params"]) and len(no_decay["params"]) == 4
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizers(name):
+    optimizer = build_optimizer(nn.Linear(2, 2), {"name": name, "lr": 0.01, "weight_decay": 0.1,
+                                                  "momentum": 0.9, "nesterov": True})
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    if name == "sgd":
+        assert optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.9
+    with pytest.raises(SeqtrainError, match="optim.name"):
+        build_optimizer(nn.Linear(2, 2), {"name": "lion", "lr": 0.01})
+
+
+def test_cosine_warms_up_then_anneals_to_eta_min():
+    curve = lr_curve({"name": "cosine", "warmup_pct": 0.1, "eta_min": 0.001})
+    assert (np.diff(curve[:10]) > 0).all() and curve[9] == pytest.approx(0.1)
+    assert (np.diff(curve[10:]) <= 1e-12).all() and curve[-1] == pytest.approx(0.001, abs=1e-4)
+
+
+def test_onecycle_peaks_at_pct_start():
+    curve = lr_curve({"name": "onecycle", "pct_start": 0.3})
+    assert abs(int(curve.argmax()) - 30) <= 1 and curve.max() == pytest.approx(0.1, rel=1e-3)
+    assert curve[-1] < 0.01 and curve[0] < 0.01
+
+
+def test_plateau_halves_the_rate_after_patience_validations_without_progress():
+    model = nn.Linear(2, 1)
+    optimizer = build_optimizer(model, {"name": "adam", "lr": 0.1})
+    config = build_scheduler(optimizer, {"name": "plateau", "factor": 0.5, "patience": 2}, 0.1,
+                             float("inf"), "val_loss", "min")
+    assert config["interval"] == "epoch" and config["monitor"] == "val_loss"
+    rates = []
+    for _ in range(5):
+        config["scheduler"].step(1.0)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == [0.1, 0.1, 0.1, 0.05, 0.05]
+
+
+def test_schedules_that_need_a_length_refuse_an_endless_run():
+    optimizer = build_optimizer(nn.Linear(2, 1), {"name": "adam", "lr": 0.1})
+    with pytest.raises(SeqtrainError, match="needs a finite run"):
+        build_scheduler(optimizer, {"name": "onecycle"}, 0.1, float("inf"), "val_loss", "min")
+
+
+@pytest.mark.parametrize("scheduler", ["plateau", "cosine", "none"])
+def test_cli_logs_the_learning_rate_every_step(run_cli, scheduler):
+    result = run_cli(f"scheduler={scheduler}", "optim=sgd", *TINY)
+    assert result.code == 0, result.err
+    steps = pd.read_csv(result.run_dir / "steps.csv")
+    assert steps["step"].tolist() == list(range(1, len(steps) + 1))
+    assert len(steps) == result.metrics()["steps"] and steps["lr"].gt(0).all()
+    if scheduler == "none":
+        assert steps["lr"].nunique() == 1
+
+
+def test_same_command_twice_gives_identical_results(run_cli):
+    first, second = run_cli(*TINY, "data.num_workers=0"), run_cli(*TINY, "data.num_workers=0")
+    assert first.code == second.code == 0
+    assert first.metrics()["test"] == second.metrics()["test"]
+    a = pd.read_parquet(first.run_dir / "predictions.parquet")
+    b = pd.read_parquet(second.run_dir / "predictions.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert torch.equal(torch.tensor(pd.read_csv(first.run_dir / "steps.csv")["loss"].to_numpy()),
+                       torch.tensor(pd.read_csv(second.run_dir / "steps.csv")["loss"].to_numpy()))
