@@ -1,4 +1,4 @@
-"""Callbacks that record a run: one metrics row per epoch, and training throughput."""
+"""Callbacks that record and guard a run: metrics per epoch and step, throughput, NaN guard."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as L
+import torch
 from lightning.pytorch.callbacks import RichProgressBar
+
+from seqtrain.errors import SeqtrainError
 
 
 class EpochMetrics(L.Callback):
@@ -111,3 +114,36 @@ class ProgressBar(RichProgressBar):
         if "train_loss_step" in shown:
             shown = {"loss": shown.pop("train_loss_step"), **shown}
         return shown
+
+
+class NonFiniteGuard(L.Callback):
+    """Stops a run whose loss turns NaN/inf, before the bad step touches the weights.
+
+    Checked after backward and before the optimizer step, so ``checkpoints/last_good.ckpt`` holds
+    the last weights that gave a finite loss. Also logs the gradient norm (unscaled under AMP).
+    """
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = Path(checkpoint)
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+            module.log("grad_norm", norm, on_step=True, on_epoch=True, batch_size=1)
+        loss = getattr(module, "last_train_loss", None)
+        if loss is None or bool(torch.isfinite(loss)):
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(self.checkpoint)
+        lr = optimizer.param_groups[0]["lr"]
+        raise SeqtrainError(
+            f"loss became {float(loss)} at step {trainer.global_step + 1} (epoch {trainer.current_epoch}); "
+            f"the weights before it are in {self.checkpoint}. Likely causes: a learning rate too high "
+            f"(optim.lr={self._lr_setting(module)}, {lr:.3g} at that step) or extreme input values: "
+            "lower optim.lr, clip gradients (trainer.gradient_clip_val) or check the data"
+        )
+
+    @staticmethod
+    def _lr_setting(module) -> str:
+        return f"{module.optim.get('lr')}" if hasattr(module, "optim") else "?"

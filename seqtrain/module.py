@@ -146,7 +146,9 @@ class SeqModule(L.LightningModule):
         return loss, out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+        loss = self._step(batch, "train")[0]
+        self.last_train_loss = loss.detach()  # checked before the optimizer step (NonFiniteGuard)
+        return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.callbacks import EpochMetrics, ProgressBar, Throughput
+from seqtrain.callbacks import EpochMetrics, NonFiniteGuard, ProgressBar, Throughput
 from seqtrain.data import synthetic
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
@@ -71,7 +71,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
                                  mode=mode, save_last=True, auto_insert_metric_name=False,
                                  save_on_train_epoch_end=False)
-    callbacks = [epochs, throughput, checkpoint]
+    callbacks = [epochs, throughput, checkpoint,
+                 NonFiniteGuard(run_dir / "checkpoints" / "last_good.ckpt")]
     if cfg.early_stopping.patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
                                        patience=cfg.early_stopping.patience,

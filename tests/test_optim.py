@@ -93,3 +93,20 @@ def test_same_command_twice_gives_identical_results(run_cli):
     pd.testing.assert_frame_equal(a, b)
     assert torch.equal(torch.tensor(pd.read_csv(first.run_dir / "steps.csv")["loss"].to_numpy()),
                        torch.tensor(pd.read_csv(second.run_dir / "steps.csv")["loss"].to_numpy()))
+
+
+def test_a_loss_that_turns_nan_stops_the_run_with_the_last_good_weights(run_cli):
+    result = run_cli("task=regression", "optim=sgd", "optim.lr=1e12", "trainer.gradient_clip_val=null",
+                     *TINY)
+    assert result.code == 2
+    message = " ".join(result.err.split())
+    assert "loss became" in message and "at step" in message and "optim.lr" in message
+    assert "Traceback" not in result.err + result.out
+    state = torch.load(result.run_dir / "checkpoints" / "last_good.ckpt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_gradient_norm_is_logged(run_cli):
+    result = run_cli(*TINY)
+    assert result.code == 0, result.err
+    assert pd.read_csv(result.run_dir / "metrics.csv")["grad_norm"].gt(0).all()
