@@ -27,6 +27,10 @@ from seqtrain.report.summary import print_summary
 log = logging.getLogger("seqtrain")
 
 TASKS = ("classification", "regression")
+# accepted spellings -> Lightning's; fp16 on GPU uses a loss scaler (Lightning's 16-mixed)
+PRECISIONS = {"32": "32-true", "32-true": "32-true", "64": "64-true", "64-true": "64-true",
+              "16": "16-mixed", "16-mixed": "16-mixed", "bf16": "bf16-mixed",
+              "bf16-mixed": "bf16-mixed"}
 HIGHER_IS_BETTER = ("acc", "f1", "auroc")
 
 
@@ -210,10 +214,13 @@ def _trainer_args(cfg: DictConfig) -> dict:
         raise SeqtrainError(
             "trainer.accelerator: gpu requested but no CUDA GPU is visible; use trainer=default (CPU)"
         )
-    precision = str(args.get("precision", "32"))
-    if not on_gpu and precision in ("16", "16-mixed"):
+    requested = str(args.get("precision", "32"))
+    precision = PRECISIONS.get(requested)
+    if precision is None:
+        raise SeqtrainError(f"trainer.precision: {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    if not on_gpu and precision == "16-mixed":
         log.warning("trainer.precision=%s: fp16 autocast is not supported on CPU; using bf16-mixed",
-                    precision)
+                    requested)
         precision = "bf16-mixed"
     args["precision"] = precision
     args["accelerator"] = "gpu" if on_gpu else "cpu"

@@ -110,3 +110,11 @@ def test_gradient_norm_is_logged(run_cli):
     result = run_cli(*TINY)
     assert result.code == 0, result.err
     assert pd.read_csv(result.run_dir / "metrics.csv")["grad_norm"].gt(0).all()
+
+
+@pytest.mark.parametrize("requested,used", [("32", "32-true"), ("bf16", "bf16-mixed"),
+                                            ("bf16-mixed", "bf16-mixed"), ("16-mixed", "bf16-mixed")])
+def test_precision_spellings(run_cli, requested, used):
+    result = run_cli(f"trainer.precision={requested}", *TINY)
+    assert result.code == 0, result.err
+    assert result.metrics()["precision"] == used
