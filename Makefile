@@ -31,6 +31,7 @@ bench: $(STAMP)  ## throughput and memory benchmarks (results go in BENCHMARKS.m
 	$(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/streaming_memory.py
+	$(BIN)/python benchmarks/precision.py
 
 clean:           ## remove run folders and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache .hypothesis
