@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from pathlib import Path
 
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from seqtrain.errors import SeqtrainError
 
@@ -27,6 +30,19 @@ class EpochMetrics(L.Callback):
         self.steps_path = Path(steps_path) if steps_path else self.path.with_name("steps.csv")
         self.rows: list[dict] = []
         self.steps: list[dict] = []  # per optimizer step: learning rate and training loss
+
+    def state_dict(self) -> dict:  # saved in checkpoints, so a resumed run continues the files
+        return {"rows": self.rows, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        # Lightning also restores callbacks when testing from a checkpoint: only a resumed fit
+        # may take the saved rows back (see on_fit_start)
+        self._restored = state
+
+    def on_fit_start(self, trainer, module) -> None:
+        state = getattr(self, "_restored", None)
+        if state is not None:
+            self.rows, self.steps, self._restored = list(state["rows"]), list(state["steps"]), None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this step uses
@@ -76,6 +92,17 @@ class Throughput(L.Callback):
         self.samples = 0
         self.seconds = 0.0
         self._since: float | None = None
+
+    def state_dict(self) -> dict:
+        return {"samples": self.samples, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = state  # applied on a resumed fit only, as in EpochMetrics
+
+    def on_fit_start(self, trainer, module) -> None:
+        state = getattr(self, "_restored", None)
+        if state is not None:
+            self.samples, self.seconds, self._restored = state["samples"], state["seconds"], None
 
     def _stop(self) -> None:
         if self._since is not None:
@@ -147,3 +174,24 @@ class NonFiniteGuard(L.Callback):
     @staticmethod
     def _lr_setting(module) -> str:
         return f"{module.optim.get('lr')}" if hasattr(module, "optim") else "?"
+
+
+class SaveOnInterrupt(L.Callback):
+    """On Ctrl-C (SIGINT) or SIGTERM, write ``last.ckpt`` before the run stops, to resume from."""
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = Path(checkpoint)
+
+    def on_exception(self, trainer, module, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.checkpoint)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to a temporary file and renamed: a kill never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)

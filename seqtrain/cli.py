@@ -113,8 +113,46 @@ def _hydra_main():
     return run
 
 
+def resume(target: str, overrides: list[str]) -> None:
+    """``seqtrain resume=RUN_FOLDER [key=value ...]``: continue an interrupted run in its own
+    folder, from ``checkpoints/last.ckpt`` (or the checkpoint file given), with its saved config
+    (overrides such as ``trainer.max_epochs=20`` may extend it)."""
+    from omegaconf import OmegaConf
+    from rich.logging import RichHandler
+
+    from seqtrain.errors import SeqtrainError
+    from seqtrain.train import train
+
+    path = Path(target).expanduser()
+    if path.is_file():  # a checkpoint inside RUN_FOLDER/checkpoints/
+        run_dir, checkpoint = path.parent.parent, path
+    else:
+        run_dir, checkpoint = path, path / "checkpoints" / "last.ckpt"
+    config = run_dir / ".hydra" / "config.yaml"
+    try:
+        if not config.exists():
+            raise SeqtrainError(f"resume: {run_dir} is not a seqtrain run folder (no .hydra/config.yaml)")
+        if (run_dir / "metrics.json").exists():
+            raise SeqtrainError(f"resume: the run in {run_dir} already finished")
+        if not checkpoint.exists():
+            raise SeqtrainError(f"resume: no checkpoint {checkpoint} to continue from")
+        cfg = OmegaConf.merge(OmegaConf.load(config), OmegaConf.from_dotlist(overrides))
+        logging.basicConfig(level=logging.INFO, format="%(message)s", force=True, handlers=[
+            RichHandler(show_time=False, show_path=False),
+            logging.FileHandler(run_dir / "train.log")])
+        _quiet_libraries()
+        train(cfg, run_dir, resume_from=checkpoint)
+    except SeqtrainError as exc:
+        _error(str(exc))
+        raise SystemExit(2) from None
+
+
 def main() -> None:
     _quiet_libraries()
+    targets = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("resume=")]
+    if targets:
+        resume(targets[0], [a for a in sys.argv[1:] if not a.startswith("resume=")])
+        return
     problem = check_group_choices(sys.argv[1:]) or check_overrides(sys.argv[1:])
     if problem:
         _error(problem)

@@ -13,7 +13,14 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.callbacks import EpochMetrics, NonFiniteGuard, ProgressBar, Throughput
+from seqtrain.callbacks import (
+    AtomicCheckpointIO,
+    EpochMetrics,
+    NonFiniteGuard,
+    ProgressBar,
+    SaveOnInterrupt,
+    Throughput,
+)
 from seqtrain.data import synthetic
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
@@ -34,11 +41,13 @@ PRECISIONS = {"32": "32-true", "32-true": "32-true", "64": "64-true", "64-true":
 HIGHER_IS_BETTER = ("acc", "f1", "auroc")
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> float:
-    """Train, test and report one run. Returns the best monitored validation value."""
+def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None = None) -> float:
+    """Train, test and report one run (or continue one from its checkpoint ``resume_from``).
+    Returns the best monitored validation value."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    _refuse_finished_run(run_dir)
+    if resume_from is None:
+        _refuse_finished_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.task not in TASKS:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
@@ -76,7 +85,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
                                  mode=mode, save_last=True, auto_insert_metric_name=False,
                                  save_on_train_epoch_end=False)
     callbacks = [epochs, throughput, checkpoint,
-                 NonFiniteGuard(run_dir / "checkpoints" / "last_good.ckpt")]
+                 NonFiniteGuard(run_dir / "checkpoints" / "last_good.ckpt"),
+                 SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt")]
     if cfg.early_stopping.patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
                                        patience=cfg.early_stopping.patience,
@@ -92,9 +102,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
         eval_stride=cfg.data.eval_stride, embargo=cfg.data.embargo,
         shuffle_buffer=cfg.data.shuffle_buffer,
     )
-    trainer.fit(module, datamodule=datamodule)
-    if trainer.interrupted:
-        raise SeqtrainError(f"training interrupted; checkpoints so far are in {run_dir / 'checkpoints'}")
+    interrupted = False
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: last.ckpt was written first
+        interrupted = True
+    if interrupted or trainer.interrupted:
+        raise SeqtrainError(
+            f"interrupted at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} is "
+            f"saved: continue with  seqtrain resume={run_dir}"
+        )
 
     best_row = epochs.best(monitor, mode)
     if best_row is None:  # stopped (max_steps) before any validation: validate what we have
@@ -233,6 +250,7 @@ def _trainer_args(cfg: DictConfig) -> dict:
 def _make_trainer(args: dict, callbacks: list, run_dir: Path, progress_bar: bool) -> L.Trainer:
     args = dict(args)
     args.setdefault("logger", False)
+    args["plugins"] = [*(args.get("plugins") or []), AtomicCheckpointIO()]
     args.setdefault("enable_progress_bar", bool(progress_bar))
     try:
         return L.Trainer(callbacks=callbacks, default_root_dir=str(run_dir), **args)
