@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("data", "model", "trainer", "optim", "scheduler")
+GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment")
 
 
 def _quiet_libraries() -> None:

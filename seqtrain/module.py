@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import torchmetrics as tm
 from torch import nn
 
+from seqtrain.data.augment import Augmenter
 from seqtrain.optim import build_optimizer, build_scheduler
 
 REGRESSION_LOSSES = ("mse", "mae", "huber", "quantile")
@@ -63,19 +64,21 @@ class SeqModule(L.LightningModule):
         class_weights: per-class loss weights fit on training labels, or None.
         target_mean, target_std: the train-fitted target scaler, to report original units.
         monitor, mode: the monitored validation metric, for reduce-on-plateau.
+        augment: transform name -> settings for ``Augmenter`` (training batches only).
     """
 
     def __init__(self, model: nn.Module, task: str, optim: dict, scheduler: dict, n_classes: int = 0,
                  loss: str = "mse", quantiles: list[float] | None = None, huber_delta: float = 1.0,
                  class_weights: list[float] | None = None,
                  target_mean: float = 0.0, target_std: float = 1.0,
-                 monitor: str = "val_loss", mode: str = "min"):
+                 monitor: str = "val_loss", mode: str = "min", augment: dict | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.task = task
         self.optim, self.scheduler = dict(optim), dict(scheduler)
         self.monitor, self.mode = monitor, mode  # what reduce-on-plateau watches
+        self.augmenter = Augmenter(augment, n_classes if task == "classification" else 0)
         self.loss_name, self.huber_delta = loss, huber_delta
         self.n_classes = n_classes
         self.register_buffer("quantiles", torch.tensor(quantiles or [], dtype=torch.float32),
@@ -132,8 +135,12 @@ class SeqModule(L.LightningModule):
         return self._to_units(out[..., self.median]).flatten(), self._to_units(y).flatten()
 
     def _step(self, batch: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        target = batch["y"]
+        if split == "train" and self.augmenter.active:  # training batches only, on the device
+            x, target = self.augmenter(batch["x"], batch["y"], batch.get("mask"))
+            batch = {**batch, "x": x}
         out = self(batch)
-        loss = self.loss(out, batch["y"])
+        loss = self.loss(out, target)
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])

@@ -75,7 +75,7 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         class_weights=data.class_weights if cfg.class_weights else None,
         target_mean=float(target_scale.mean[0]) if target_scale else 0.0,
         target_std=float(target_scale.std[0]) if target_scale else 1.0,
-        monitor=monitor, mode=mode,
+        monitor=monitor, mode=mode, augment=OmegaConf.to_container(cfg.augment, resolve=True),
     )
 
     trainer_args = _trainer_args(cfg)
