@@ -104,7 +104,9 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     )
     interrupted = False
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        # checkpoints hold tensors and plain data only, so they load without unpickling objects
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None,
+                    weights_only=True)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: last.ckpt was written first
         interrupted = True
     if interrupted or trainer.interrupted:
@@ -120,7 +122,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         best_row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
         best_row["epoch"] = trainer.current_epoch
     ckpt = checkpoint.best_model_path or None
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False,
+                                weights_only=True)[0]
     wall = time.perf_counter() - started
 
     predictions = predictions_frame(data, module.test_outputs, quantiles if loss == "quantile" else None)
