@@ -122,8 +122,14 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         best_row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
         best_row["epoch"] = trainer.current_epoch
     ckpt = checkpoint.best_model_path or None
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False,
-                                weights_only=True)[0]
+    try:
+        test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False,
+                                    weights_only=True)[0]
+    except (KeyboardInterrupt, SystemExit):
+        raise SeqtrainError(
+            f"interrupted while testing; training had finished and its checkpoints are in "
+            f"{run_dir / 'checkpoints'}"
+        ) from None
     wall = time.perf_counter() - started
 
     predictions = predictions_frame(data, module.test_outputs, quantiles if loss == "quantile" else None)
