@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from seqtrain.data import source, validate
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.time_features import calendar_features
+from seqtrain.data.time_features import calendar_features, cycle_ranges, varying_cycles
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TEST,
@@ -90,19 +90,6 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         if len(times) == 0:
             raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
 
-    if cfg.time_features:
-        if not np.issubdtype(times.dtype, np.datetime64):
-            raise SeqtrainError(
-                f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
-                "set data.time_features=false"
-            )
-        calendar, calendar_names = calendar_features(times)
-        x = np.column_stack([x, calendar])
-        features = [*features, *calendar_names]
-    else:
-        calendar_names = []
-    known_future = known_future_columns(cfg, features, target, calendar_names)
-
     if split_by_series(cfg):
         bounds = series_bounds(series)
         row_number = np.arange(len(series)) - np.repeat(bounds[:-1], np.diff(bounds))
@@ -113,6 +100,21 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         val_start, test_start = split_boundaries(cfg.split, times, time_col)
         row_split = assign_splits(times, val_start, test_start)
     train_rows = row_split == TRAIN
+
+    if cfg.time_features:
+        if not np.issubdtype(times.dtype, np.datetime64):
+            raise SeqtrainError(
+                f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
+                "set data.time_features=false"
+            )
+        # which calendar cycles vary is decided on training rows, like every other statistic
+        cycles = varying_cycles(cycle_ranges(times[train_rows]))
+        calendar, calendar_names = calendar_features(times, cycles)
+        x = np.column_stack([x, calendar])
+        features = [*features, *calendar_names]
+    else:
+        calendar_names = []
+    known_future = known_future_columns(cfg, features, target, calendar_names)
 
     # Target: class ids from the training rows' classes, or a train-fitted scaler.
     classes = target_scaler = None

@@ -43,7 +43,7 @@ from seqtrain.data.prepare import (
     time_values,
 )
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.time_features import calendar_features, cycle_ranges, varying_cycles
+from seqtrain.data.time_features import CALENDAR, calendar_features, cycle_ranges, varying_cycles
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
@@ -134,7 +134,6 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     counts: dict[int, int] = {}
     history: dict[int, tuple[list[int], list[int]]] = {}  # code -> (groups, rows after each)
     group_series, group_counts, halo, distinct, extremes = [], [], [], [], []
-    cycles: dict[str, tuple[float, float]] = {}
     row0 = 0
     for g, group in enumerate(groups):
         table = source.read_row_group(group, schema, [time_col, *([group_col] if group_col else [])])
@@ -158,10 +157,6 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         group_series.append(present)
         group_counts.append(n_rows)
         halo.append(back)
-        if cfg.time_features and np.issubdtype(times.dtype, np.datetime64):
-            for name, (a, b) in cycle_ranges(times).items():
-                lo_, hi_ = cycles.get(name, (a, b))
-                cycles[name] = (min(lo_, a), max(hi_, b))
         low, high = times.min(), times.max()
         extremes = [low, high] if not extremes else [min(extremes[0], low), max(extremes[1], high)]
         if cfg.split.val_start is None:
@@ -201,7 +196,9 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if time_features and not np.issubdtype(times.dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
-    calendar_cycles = varying_cycles(cycles) if time_features else []
+    # every calendar cycle is computed in pass 2; those constant over training rows are dropped after
+    all_cycles = list(CALENDAR) if time_features else []
+    cycles: dict[str, tuple[float, float]] = {}
     columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target, *features]))
     use_target_history = (cfg.target_as_input or (cfg.features is not None and target in cfg.features)) \
         and cfg.horizon > 0
@@ -211,7 +208,6 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     target_moments = None
     label_counts: dict = {}
     all_labels: set = set()
-    calendar_names: list[str] = []
     target_kind = "numeric"
     counters = np.zeros(n_series, np.int64)
     row0 = 0
@@ -232,7 +228,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
                 "with data.nan_policy=ffill or drop"
             )
         if time_features:
-            calendar, calendar_names = calendar_features(times, calendar_cycles)
+            calendar, _ = calendar_features(times, all_cycles)
             x = np.column_stack([x, calendar])
         if cuts is None:
             row_split = assign_splits(times, val_start, test_start)
@@ -244,6 +240,9 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
             x = np.column_stack([x, y.astype(np.float32)])
         if train.any():
             moments = _merge(moments, x[train])
+            for name, (a, b) in (cycle_ranges(times[train]).items() if time_features else ()):
+                low, high = cycles.get(name, (a, b))
+                cycles[name] = (min(low, a), max(high, b))
             if task == "regression":
                 target_moments = _merge(target_moments, y[train, None])
             else:
@@ -256,9 +255,15 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if moments is None:
         raise SeqtrainError("data.split: no training rows before the validation period")
 
+    calendar_cycles = varying_cycles(cycles) if time_features else []
+    calendar_names = [f"{c}_{f}" for c in calendar_cycles for f in ("sin", "cos")]
     input_names = [*features, *calendar_names]
     if use_target_history and target_kind == "numeric":
         input_names.append(target)
+    computed = [*features, *(f"{c}_{f}" for c in all_cycles for f in ("sin", "cos")),
+                *input_names[len(features) + len(calendar_names):]]
+    kept = [computed.index(name) for name in input_names]
+    moments = (moments[0], moments[1][kept], moments[2][kept])
     known = known_future_columns(cfg, input_names, target, calendar_names)
     scaler = _scaler(moments) if cfg.scaler == "standard" else StandardScaler.identity(len(input_names))
     classes = class_weights = target_scaler = class_counts = None

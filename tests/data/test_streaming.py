@@ -268,3 +268,16 @@ def test_row_groups_without_windows_of_a_split_are_never_read(tmp_path, monkeypa
     holding = np.flatnonzero(stream.group_windows["test"])
     first_read = int(stream.halo_start[holding].min())
     assert len(reads) == holding[-1] + 1 - first_read < len(stream.groups) / 2
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_calendar_columns_are_chosen_on_training_rows(tmp_path, streaming):
+    """Daily rows from mid-January to mid-March: the month varies over the whole table, but not
+    over its training rows (January), so it must not become an input."""
+    frame = make_table(60, seed=12, start="2022-01-01")
+    path = write(frame.drop(columns="symbol"), tmp_path / "t.parquet", 20)
+    cfg = data_cfg(path, "data.group_col=null", "data.time_features=true", "data.seq_length=5",
+                   "data.split.val_start=2022-02-01", "data.split.test_start=2022-02-15")
+    data = plan_stream(cfg, "regression", str(path)) if streaming else prepare(cfg, "regression", str(path))
+    assert "month_sin" not in data.input_names and "weekday_sin" in data.input_names
+    assert len(data.state["scaler"]["mean"]) == len(data.input_names)
