@@ -32,6 +32,7 @@ class EpochMetrics(L.Callback):
         self.steps: list[dict] = []  # per optimizer step: learning rate and training loss
 
     def state_dict(self) -> dict:  # saved in checkpoints, so a resumed run continues the files
+        self._settle()
         return {"rows": self.rows, "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
@@ -49,8 +50,14 @@ class EpochMetrics(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        # the loss stays a tensor until the epoch ends: reading it now would sync a GPU every step
         self.steps.append({"step": trainer.global_step, "epoch": trainer.current_epoch,
-                           "lr": self._lr, "loss": float(loss) if loss is not None else float("nan")})
+                           "lr": self._lr, "loss": loss.detach() if loss is not None else float("nan")})
+
+    def _settle(self) -> None:
+        for step in self.steps:
+            if isinstance(step["loss"], torch.Tensor):
+                step["loss"] = float(step["loss"])
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
@@ -60,6 +67,7 @@ class EpochMetrics(L.Callback):
                 continue
             row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
+        self._settle()
         _write_csv(self.path, self.rows)
         _write_csv(self.steps_path, self.steps)
 
@@ -156,8 +164,8 @@ class NonFiniteGuard(L.Callback):
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if grads:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-            module.log("grad_norm", norm, on_step=True, on_epoch=True, batch_size=1)
+            module.log("grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=True,
+                       batch_size=1)
         loss = getattr(module, "last_train_loss", None)
         if loss is None or bool(torch.isfinite(loss)):
             return
