@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from seqtrain.data.windows import row_numbers, series_bounds
+
 
 def time_as_number(times: np.ndarray) -> np.ndarray:
     """Times as numbers a tensor can hold: timestamps as int64 nanoseconds, numbers unchanged."""
@@ -131,9 +133,7 @@ class SeqDataModule(L.LightningDataModule):
                 for split in ("train", "val", "test")
             }
             return
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(data.series)) + 1, [len(data.series)]])
-        lengths = np.diff(bounds)
-        row_number = np.arange(len(data.series)) - np.repeat(bounds[:-1], lengths)
+        row_number = row_numbers(series_bounds(data.series))
         state = data.state
         block = RowBlock(
             torch.from_numpy(data.inputs), torch.from_numpy(data.labels),

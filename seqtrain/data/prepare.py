@@ -25,6 +25,7 @@ from seqtrain.data.windows import (
     assign_splits,
     assign_splits_by_row,
     fraction_boundaries,
+    row_numbers,
     series_bounds,
     series_cuts,
     window_ends,
@@ -92,8 +93,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
 
     if split_by_series(cfg):
         bounds = series_bounds(series)
-        row_number = np.arange(len(series)) - np.repeat(bounds[:-1], np.diff(bounds))
-        row_split = assign_splits_by_row(row_number, series,
+        row_split = assign_splits_by_row(row_numbers(bounds), series,
                                          series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test))
         val_start = test_start = "per series"
     else:

@@ -50,6 +50,7 @@ from seqtrain.data.windows import (
     assign_splits,
     assign_splits_by_row,
     block_window_ends,
+    segments_from_counts,
     series_bounds,
     series_cuts,
 )
@@ -285,11 +286,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         target_scaler = _scaler(target_moments)
 
     # rows per series and split give each split's row numbers, and the windows per row group
-    segments = np.full((n_series, 3, 2), -1, np.int64)
-    first = np.cumsum(split_rows, axis=1) - split_rows
-    has = split_rows > 0
-    segments[..., 0] = np.where(has, first, -1)
-    segments[..., 1] = np.where(has, first + split_rows - 1, -1)
+    segments = segments_from_counts(split_rows)
     group_windows = _count_windows(group_series, group_counts, segments, cfg)
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
     for name, n in windows.items():

@@ -57,26 +57,26 @@ def assign_splits_by_row(row_number: np.ndarray, series: np.ndarray, cuts: np.nd
             + (row_number >= cuts[series, 1]).astype(np.int8))
 
 
+def row_numbers(bounds: np.ndarray) -> np.ndarray:
+    """Each row's position in its own series, for rows grouped by series (``bounds``)."""
+    return np.arange(int(bounds[-1])) - np.repeat(bounds[:-1], np.diff(bounds))
+
+
+def segments_from_counts(split_rows: np.ndarray) -> np.ndarray:
+    """First and last row number of each split per series, ``(n_series, 3, 2)`` (-1 where a
+    series has no row in a split), from the rows per series and split ``(n_series, 3)``: within a
+    series the splits follow each other in time."""
+    first = np.cumsum(split_rows, axis=1) - split_rows
+    has = split_rows > 0
+    return np.stack([np.where(has, first, -1), np.where(has, first + split_rows - 1, -1)], axis=-1)
+
+
 def segment_rows(bounds: np.ndarray, row_split: np.ndarray) -> np.ndarray:
-    """Per series and split, the series-relative row numbers of the split's first and last row:
-    ``(n_series, 3, 2)``, -1 where the series has no row in that split."""
-    n_series = len(bounds) - 1
-    out = np.full((n_series, 3, 2), -1, dtype=np.int64)
-    lengths = np.diff(bounds)
-    series_of_row = np.repeat(np.arange(n_series), lengths)
-    row_number = np.arange(int(bounds[-1])) - np.repeat(bounds[:-1], lengths)
-    for split in (TRAIN, VAL, TEST):
-        rows = row_split == split
-        if rows.any():
-            s = series_of_row[rows]
-            r = row_number[rows]
-            first = np.full(n_series, np.iinfo(np.int64).max)
-            np.minimum.at(first, s, r)
-            last = np.full(n_series, -1)
-            np.maximum.at(last, s, r)
-            has = last >= 0
-            out[has, split, 0], out[has, split, 1] = first[has], last[has]
-    return out
+    """``segments_from_counts`` for a whole table grouped by series."""
+    series_of_row = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    split_rows = np.zeros((len(bounds) - 1, 3), np.int64)
+    np.add.at(split_rows, (series_of_row, row_split), 1)
+    return segments_from_counts(split_rows)
 
 
 def block_window_ends(
@@ -141,9 +141,7 @@ def window_ends(
     embargo: int = 0,
 ) -> np.ndarray:
     """Global end rows of every window of ``split`` in a whole table (see ``block_window_ends``)."""
-    lengths = np.diff(bounds)
-    row_number = np.arange(int(bounds[-1])) - np.repeat(bounds[:-1], lengths)
-    return block_window_ends(bounds, row_number, row_split, segment_rows(bounds, row_split), split,
+    return block_window_ends(bounds, row_numbers(bounds), row_split, segment_rows(bounds, row_split), split,
                              seq_length, horizon, output_steps, stride, embargo)
 
 
