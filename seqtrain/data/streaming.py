@@ -357,6 +357,7 @@ class StreamingWindows(IterableDataset):
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
+        self.series_index = pd.Index(data.series_names)  # name -> code, built once
 
     def _world(self) -> tuple[int, int]:
         if self.rank is not None:
@@ -409,7 +410,7 @@ class StreamingWindows(IterableDataset):
         data = self.data
         table = source.read_row_group(data.groups[g], data.dataset.schema, data.columns)
         times = time_values(table.column(data.time_col), data.time_col)
-        codes = _codes(table, data.group_col, data.series_names)
+        codes = _codes(table, data.group_col, self.series_index)
         x = _features(table, data.features)
         if data.calendar_cycles:
             x = np.column_stack([x, calendar_features(times, data.calendar_cycles)[0]])
@@ -503,13 +504,27 @@ def _provisional_codes(table: pa.Table, group_col: str | None, names: dict) -> n
     return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _codes(table: pa.Table, group_col: str | None, series_names: list) -> np.ndarray:
+def _codes(table: pa.Table, group_col: str | None, series_index: pd.Index) -> np.ndarray:
+    """Series codes of a chunk's rows; ``series_index`` holds the sorted series names."""
     if group_col is None:
         return np.zeros(table.num_rows, np.int64)
     encoded = table.column(group_col).dictionary_encode().combine_chunks()
-    index = {name: i for i, name in enumerate(series_names)}
-    lookup = np.asarray([index[v] for v in encoded.dictionary.to_pylist()], np.int64)
+    lookup = series_index.get_indexer(pd.Index(encoded.dictionary.to_pylist()))
     return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+class _NamesByCode:
+    """Series names by provisional code (``names`` keeps insertion order, so codes are positions),
+    built only when an error names a series."""
+
+    def __init__(self, names: dict):
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, code) -> object:
+        return list(self.names)[int(code)]
 
 
 def _check_order(times, codes, last_time: dict, names: dict, time_col: str, file_rows) -> None:
@@ -522,14 +537,13 @@ def _check_order(times, codes, last_time: dict, names: dict, time_col: str, file
         bad = step <= earlier
         if bad.any():
             i = starts[previous][bad][0]
-            series = {v: k for k, v in names.items()}[int(codes[i])]
+            series = _NamesByCode(names)[codes[i]]
             what = "has duplicate timestamps" if step[bad][0] == earlier[bad][0] else "is not sorted"
             raise SeqtrainError(
                 f"data.time_col: {time_col!r} {what} in series {series!r} across row groups "
                 f"(row {file_rows[i]}: {times[i]}); sort the files by time within each series"
             )
-    inverse = {v: k for k, v in names.items()}
-    validate.check_time_order(times, codes, inverse, file_rows, time_col)
+    validate.check_time_order(times, codes, _NamesByCode(names), file_rows, time_col)
     ends = np.concatenate([starts[1:], [len(codes)]]) - 1
     for c, t in zip(codes[ends].tolist(), times[ends], strict=True):
         last_time[c] = t
