@@ -87,8 +87,19 @@ def check_overrides(argv: list[str]) -> str | None:
     return None
 
 
+def one_line(message: str) -> str:
+    """The user's message alone: an error raised in a DataLoader worker comes back wrapped with
+    the worker's traceback, whose last line holds the original message."""
+    if "Original Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return last.split("SeqtrainError: ", 1)[-1]
+
+
 def _error(message: str) -> None:
     from rich.console import Console
+
+    message = one_line(message)
 
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", soft_wrap=True)
 

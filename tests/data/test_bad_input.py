@@ -229,3 +229,13 @@ def test_time_features_need_timestamps(run_cli, tmp_path):
     path = write(tmp_path, frame)
     check_error(run_cli(*PARQUET, f"data.path={path}", "data.time_features=true"),
                 "data.time_features", "needs timestamps")
+
+
+def test_an_error_from_a_dataloader_worker_is_still_one_line():
+    from seqtrain.cli import one_line
+
+    wrapped = ("Caught SeqtrainError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+               "call last):\n  File \"x.py\", line 1, in f\nseqtrain.errors.SeqtrainError: data.path: "
+               "cannot read part-3.parquet: bad footer")
+    assert one_line(wrapped) == "data.path: cannot read part-3.parquet: bad footer"
+    assert one_line("data.target: plain") == "data.target: plain"
