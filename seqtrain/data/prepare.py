@@ -347,23 +347,32 @@ def _as_time(value, times: np.ndarray, key: str):
         raise SeqtrainError(f"{key}: cannot read {value!r} as a value of the time column") from None
 
 
-def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):
-    """Class ids from the classes seen in training rows; rows of other classes get -1."""
-    train_values = values[train_rows]
-    if train_values.dtype.kind == "f":
-        if not np.all(train_values == np.round(train_values)):
+def label_values(values: np.ndarray, target: str) -> np.ndarray:
+    """Class labels as given: integers (from an integer-valued float column) or strings."""
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if not np.all(values[finite] == np.round(values[finite])):
             raise SeqtrainError(
                 f"data.target: {target!r} has non-integer values; classification needs labels "
                 "(e.g. up = ret > 0), or use task=regression"
             )
-        train_values = train_values.astype(np.int64)
-        values = np.where(np.isfinite(values), values, -1).astype(np.int64)
-    classes = sorted(set(train_values.tolist()))
+        return np.where(finite, values, -1).astype(np.int64)
+    return values
+
+
+def check_classes(classes: list, target: str) -> None:
     if len(classes) < 2:
         raise SeqtrainError(
             f"data.target: {target!r} has a single class ({classes[0]!r}) in the training rows; "
             "classification needs at least two"
         )
+
+
+def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):
+    """Class ids from the classes seen in training rows; rows of other classes get -1."""
+    values = label_values(values, target)
+    classes = sorted(set(values[train_rows].tolist()))
+    check_classes(classes, target)
     ids = pd.Index(classes).get_indexer(values).astype(np.int64)  # unseen classes -> -1
     return classes, ids
 

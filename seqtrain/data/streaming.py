@@ -33,8 +33,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 from seqtrain.data import source, validate
 from seqtrain.data.datamodule import RowBlock, time_as_number
 from seqtrain.data.prepare import (
+    check_classes,
     float_column,
     known_future_columns,
+    label_values,
     min_history,
     missing_values,
     read_target,
@@ -247,11 +249,11 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
             if task == "regression":
                 target_moments = _merge(target_moments, y[train, None])
             else:
-                values, n = np.unique(_label_values(y[train], target), return_counts=True)
+                values, n = np.unique(label_values(y[train], target), return_counts=True)
                 for v, c in zip(values.tolist(), n.tolist(), strict=True):
                     label_counts[v] = label_counts.get(v, 0) + c
         if task == "classification":
-            all_labels.update(np.unique(_label_values(y, target)).tolist())
+            all_labels.update(np.unique(label_values(y, target)).tolist())
         row0 += table.num_rows
     if moments is None:
         raise SeqtrainError("data.split: no training rows before the validation period")
@@ -270,9 +272,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     classes = class_weights = target_scaler = class_counts = None
     if task == "classification":
         classes = sorted(label_counts)
-        if len(classes) < 2:
-            raise SeqtrainError(f"data.target: {target!r} has a single class ({classes[0]!r}) in the "
-                                "training rows; classification needs at least two")
+        check_classes(classes, target)
         unseen = sorted(str(v) for v in all_labels - set(classes))
         if unseen:
             raise SeqtrainError(
@@ -555,18 +555,9 @@ def _features(table: pa.Table, features: list[str]) -> np.ndarray:
     return np.column_stack([float_column(table, c) for c in features])
 
 
-def _label_values(y: np.ndarray, target: str) -> np.ndarray:
-    if y.dtype.kind == "f":
-        if not np.all(y == np.round(y)):
-            raise SeqtrainError(f"data.target: {target!r} has non-integer values; classification "
-                                "needs labels (e.g. up = ret > 0), or use task=regression")
-        return y.astype(np.int64)
-    return y
-
-
 def _class_ids(y: np.ndarray, classes: list, target: str) -> np.ndarray:
     # every value was checked against the training classes while planning
-    return pd.Index(classes).get_indexer(_label_values(y, target)).astype(np.int64)
+    return pd.Index(classes).get_indexer(label_values(y, target)).astype(np.int64)
 
 
 def _merge(moments, values: np.ndarray):
