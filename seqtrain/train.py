@@ -27,6 +27,7 @@ from seqtrain.data.loading import load_data
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import build_model, model_class
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
+from seqtrain.precision import resolve_precision
 from seqtrain.report.plots import plot_curves, plot_interpretation, plot_predictions
 from seqtrain.report.predictions import baseline, predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
@@ -34,10 +35,6 @@ from seqtrain.report.summary import print_summary
 log = logging.getLogger("seqtrain")
 
 TASKS = ("classification", "regression")
-# accepted spellings -> Lightning's; fp16 on GPU uses a loss scaler (Lightning's 16-mixed)
-PRECISIONS = {"32": "32-true", "32-true": "32-true", "64": "64-true", "64-true": "64-true",
-              "16": "16-mixed", "16-mixed": "16-mixed", "bf16": "bf16-mixed",
-              "bf16-mixed": "bf16-mixed"}
 HIGHER_IS_BETTER = ("acc", "f1", "auroc")
 
 
@@ -155,7 +152,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(throughput.samples_per_second, 1)
         if math.isfinite(throughput.samples_per_second) else None,
-        "precision": str(trainer_args["precision"]),
+        "precision": str(trainer_args["precision"]),  # what ran, on this device
+        "precision_requested": str(cfg.trainer.precision),
         "run_dir": str(run_dir),
     }
     _write_json(run_dir / "metrics.json", summary)
@@ -240,14 +238,9 @@ def _trainer_args(cfg: DictConfig) -> dict:
         raise SeqtrainError(
             "trainer.accelerator: gpu requested but no CUDA GPU is visible; use trainer=default (CPU)"
         )
-    requested = str(args.get("precision", "32"))
-    precision = PRECISIONS.get(requested)
-    if precision is None:
-        raise SeqtrainError(f"trainer.precision: {requested!r}; choose one of {', '.join(PRECISIONS)}")
-    if not on_gpu and precision == "16-mixed":
-        log.warning("trainer.precision=%s: fp16 autocast is not supported on CPU; using bf16-mixed",
-                    requested)
-        precision = "bf16-mixed"
+    precision, note = resolve_precision(args.get("precision", "32"), on_gpu)
+    if note:
+        log.warning(note)
     args["precision"] = precision
     args["accelerator"] = "gpu" if on_gpu else "cpu"
     if on_gpu:

@@ -14,6 +14,11 @@ import torch
 from seqtrain import cli
 from tests.helpers import make_table
 
+# Machines differ: bf16 kernels exist on some CPUs only. The suite runs the "no native bf16"
+# path on every machine (subprocesses inherit it); tests of the native path force it with a
+# model whose kernels exist everywhere.
+os.environ["SEQTRAIN_CPU_BF16"] = "0"
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One thread per test worker: two workers with two OpenMP threads each on two cores spin
     # against each other and run many times slower.

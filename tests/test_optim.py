@@ -8,7 +8,8 @@ from torch import nn
 
 from seqtrain.errors import SeqtrainError
 from seqtrain.optim import build_optimizer, build_scheduler, parameter_groups
-from tests.conftest import TINY
+from seqtrain.precision import PRECISIONS, resolve_precision
+from tests.conftest import TINY, TINY_RUN
 
 
 def lr_curve(cfg, steps=100, lr=0.1):
@@ -112,9 +113,20 @@ def test_gradient_norm_is_logged(run_cli):
     assert pd.read_csv(result.run_dir / "metrics.csv")["grad_norm"].gt(0).all()
 
 
-@pytest.mark.parametrize("requested,used", [("32", "32-true"), ("bf16", "bf16-mixed"),
-                                            ("bf16-mixed", "bf16-mixed"), ("16-mixed", "bf16-mixed")])
-def test_precision_spellings(run_cli, requested, used):
-    result = run_cli(f"trainer.precision={requested}", *TINY)
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("requested,with_bf16,without", [
+    ("32", "32-true", "32-true"), ("64", "64-true", "64-true"), ("bf16", "bf16-mixed", "32-true"),
+    ("bf16-mixed", "bf16-mixed", "32-true"), ("16", "bf16-mixed", "32-true"),
+    ("16-mixed", "bf16-mixed", "32-true")])
+def test_cpu_precision_follows_the_cpu_capability(monkeypatch, native, requested, with_bf16, without):
+    monkeypatch.setenv("SEQTRAIN_CPU_BF16", "1" if native else "0")
+    used, note = resolve_precision(requested, on_gpu=False)
+    assert used == (with_bf16 if native else without)
+    assert (note is None) == (used == PRECISIONS[requested])
+
+
+def test_precision_spelling_reaches_the_trainer(run_cli, monkeypatch):
+    monkeypatch.setenv("SEQTRAIN_CPU_BF16", "1")
+    result = run_cli("trainer.precision=bf16", "model=tcn", "model.num_channels=[8,8]", *TINY_RUN)
     assert result.code == 0, result.err
-    assert result.metrics()["precision"] == used
+    assert result.metrics()["precision"] == "bf16-mixed"

@@ -65,12 +65,22 @@ def test_multi_step_regression_writes_one_row_per_step(run_cli):
     assert len(predictions) == 3 * result.metrics()["windows"]["test"]
 
 
-def test_precision_16_runs_on_cpu_as_bf16_and_says_so_once(run_cli):
-    result = run_cli("trainer.precision=16", *TINY)
+@pytest.mark.parametrize("model", ["lstm", "seq2seq_attention", "tft"])
+def test_precision_16_on_a_cpu_without_native_bf16_trains_in_float32_and_says_so_once(run_cli, model):
+    # conftest forces the "no native bf16" path (as on AVX2-only CPUs, which lack bf16 LSTM kernels)
+    result = run_cli("trainer.precision=16", f"model={model}", *TINY_RUN, *TINY_MODELS[model])
+    assert result.code == 0, result.err
+    assert result.metrics()["precision"] == "32-true"
+    assert result.metrics()["precision_requested"] == "16"
+    assert " ".join((result.out + result.err).split()).count("no native bf16") == 1
+
+
+def test_precision_16_on_a_cpu_with_native_bf16_runs_bf16_and_says_so_once(run_cli, monkeypatch):
+    monkeypatch.setenv("SEQTRAIN_CPU_BF16", "1")  # TCN's kernels exist in bf16 on every x86-64 CPU
+    result = run_cli("trainer.precision=16", "model=tcn", *TINY_RUN, *TINY_MODELS["tcn"])
     assert result.code == 0, result.err
     assert result.metrics()["precision"] == "bf16-mixed"
-    said = (result.out + result.err).count("fp16 autocast is not supported on CPU")
-    assert said == 1
+    assert " ".join((result.out + result.err).split()).count("fp16 autocast is not supported on CPU") == 1
 
 
 def test_bidirectional_gru_and_optimizer_scheduler_choices(run_cli):
