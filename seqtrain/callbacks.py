@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import math
 import os
+import random
+import shutil
 import time
 from pathlib import Path
 
 import lightning.pytorch as L
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -71,13 +74,8 @@ class EpochMetrics(L.Callback):
         _write_csv(self.path, self.rows)
         _write_csv(self.steps_path, self.steps)
 
-    def best(self, monitor: str, mode: str) -> dict | None:
-        """The row of the best epoch by ``monitor``, or None if it was never logged."""
-        rows = [r for r in self.rows if r.get(monitor) is not None and not math.isnan(r[monitor])]
-        if not rows:
-            return None
-        pick = min if mode == "min" else max
-        return pick(rows, key=lambda r: r[monitor])
+    def row(self, epoch: int) -> dict | None:
+        return next((r for r in self.rows if r["epoch"] == epoch), None)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -89,6 +87,124 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+class RunCheckpoints(Checkpoint):
+    """``last.ckpt`` after every training epoch and ``best.ckpt`` when the monitored validation
+    value improves, both written after the epoch's row of metrics: a checkpoint always holds the
+    metrics rows, the best epoch and the random state of one and the same moment, so a run
+    resumed after any interruption keeps metrics.csv, metrics.json and best.ckpt in agreement.
+
+    last.ckpt is written first and best.ckpt is a copy of it. A kill between the two leaves a
+    best.ckpt older than the best epoch last.ckpt records, which is that same epoch: resuming
+    repairs best.ckpt from last.ckpt.
+    """
+
+    def __init__(self, folder: Path, monitor: str, mode: str):
+        self.folder, self.monitor, self.mode = Path(folder), monitor, mode
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_step: int | None = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "last.ckpt"
+
+    @property
+    def best_path(self) -> Path | None:
+        return self.folder / "best.ckpt" if self.best_epoch is not None else None
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_step": self.best_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = dict(state)  # applied on a resumed fit only, as in EpochMetrics
+
+    def on_fit_start(self, trainer, module) -> None:
+        state = getattr(self, "_restored", None)
+        if state is None:
+            return
+        self.best_score, self.best_epoch, self.best_step = (
+            state["best_score"], state["best_epoch"], state["best_step"])
+        self._restored = None
+        if trainer.is_global_zero and self.best_step is not None and trainer.ckpt_path:
+            self._repair_best(Path(trainer.ckpt_path))
+
+    def _repair_best(self, resumed_from: Path) -> None:
+        best = self.folder / "best.ckpt"
+        if best.exists() and _saved_step(best) == self.best_step:
+            return
+        if _saved_step(resumed_from) == self.best_step:  # killed between last.ckpt and best.ckpt
+            _copy_atomic(resumed_from, best)
+
+    def _improved(self, value) -> bool:
+        if value is None or not math.isfinite(float(value)):
+            return False
+        if self.best_score is None:
+            return True
+        return float(value) < self.best_score if self.mode == "min" else float(value) > self.best_score
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        improved = self._improved(value)
+        if improved:
+            self.best_score = float(value)
+            self.best_epoch, self.best_step = trainer.current_epoch, trainer.global_step
+        trainer.save_checkpoint(self.last_path)
+        if improved and trainer.is_global_zero:
+            _copy_atomic(self.last_path, self.folder / "best.ckpt")
+
+
+def _saved_step(path: Path) -> int | None:
+    return torch.load(path, map_location="cpu", weights_only=True).get("global_step")
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+class RandomState(L.Callback):
+    """Saves the Python, NumPy and torch random states in every checkpoint and puts them back as
+    soon as a resumed fit restores its checkpoint (before Lightning creates the first loader
+    iterator, which draws from them): a run resumed from an epoch's end draws the same shuffles,
+    dropout masks and augmentations as if it had never stopped."""
+
+    def setup(self, trainer, module, stage: str) -> None:
+        self._fitting = stage == "fit"  # testing from best.ckpt must not rewind the random state
+
+    def state_dict(self) -> dict:
+        _, keys, position, has_gauss, cached = np.random.get_state()
+        version, python_state, _ = random.getstate()
+        return {"python": list(python_state), "python_version": version,
+                "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_rest": [position, has_gauss, cached],
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not getattr(self, "_fitting", False):
+            return
+        random.setstate((state["python_version"], tuple(state["python"]), None))
+        position, has_gauss, cached = state["numpy_rest"]
+        np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(position),
+                             int(has_gauss), float(cached)))
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class DataEpoch(L.Callback):
+    """Tells a training loader which epoch starts (``set_epoch``), so that a streamed dataset
+    shuffles each epoch differently, reproducibly from the seed, in every worker and after a
+    resume alike."""
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        loader = trainer.train_dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(trainer.current_epoch)
 
 
 class Throughput(L.Callback):
@@ -137,6 +253,17 @@ class Throughput(L.Callback):
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
+
+
+class EarlyStoppingAfterWarmup(EarlyStopping):
+    """Lightning's early stopping, holding off while the learning rate still warms up (the
+    module's ``warmup_steps``): a model that has not reached its peak rate has not had its chance
+    yet, so patience counts from the peak."""
+
+    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
+        if trainer.global_step < getattr(trainer.lightning_module, "warmup_steps", 0):
+            return
+        super()._run_early_stopping_check(trainer)
 
 
 class ProgressBar(RichProgressBar):

@@ -124,6 +124,48 @@ def _hydra_main():
     return run
 
 
+# what may change when a run resumes: how it trains from here and how data is loaded, never what
+# the checkpoint holds (model, data columns and windows, task, loss, optimizer, schedule, seed)
+RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "data.num_workers", "data.pin_memory",
+               "data.persistent_workers", "data.shuffle_buffer", "data.streaming", "data.memory_budget")
+
+
+def resume_overrides(cfg, overrides: list[str]):
+    """``cfg`` (a run's saved config) with ``key=value`` ``overrides`` applied, refusing with one
+    line a key that does not exist or that would change what the checkpoint holds."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from seqtrain.errors import SeqtrainError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:  # hydra's OverrideParseException
+        raise SeqtrainError(f"resume: cannot parse the overrides: {str(exc).splitlines()[0]}") from None
+    for override in parsed:
+        key = override.get_key_element().lstrip("+~")
+        text = f"{key}={override.get_value_element_as_str()}"
+        if override.is_sweep_override():
+            raise SeqtrainError(f"resume: {text}: a resumed run takes one value per key, not a sweep")
+        if key in GROUPS:
+            raise SeqtrainError(f"resume: {text} would change what the checkpoint holds ({key}); "
+                                "start a new run instead")
+        adding = override.get_key_element().startswith("+") and key.startswith("trainer.")
+        if not adding and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            raise SeqtrainError(f"resume: {key}: no such config key (to list all keys: seqtrain --cfg job)")
+        if not key.startswith(RESUME_KEYS):
+            raise SeqtrainError(
+                f"resume: {text} would change what the checkpoint holds; a resumed run may change "
+                "only trainer.*, early_stopping.*, progress_bar and data loading (data.num_workers, "
+                "data.pin_memory, data.persistent_workers, data.shuffle_buffer, data.streaming, "
+                "data.memory_budget); start a new run to change the rest")
+        OmegaConf.update(cfg, key, override.value(), merge=False, force_add=adding)
+    return cfg
+
+
+_MISSING = object()
+
+
 def resume(target: str, overrides: list[str]) -> None:
     """``seqtrain resume=RUN_FOLDER [key=value ...]``: continue an interrupted run in its own
     folder, from ``checkpoints/last.ckpt`` (or the checkpoint file given), with its saved config
@@ -147,7 +189,7 @@ def resume(target: str, overrides: list[str]) -> None:
             raise SeqtrainError(f"resume: the run in {run_dir} already finished")
         if not checkpoint.exists():
             raise SeqtrainError(f"resume: no checkpoint {checkpoint} to continue from")
-        cfg = OmegaConf.merge(OmegaConf.load(config), OmegaConf.from_dotlist(overrides))
+        cfg = resume_overrides(OmegaConf.load(config), overrides)
         logging.basicConfig(level=logging.INFO, format="%(message)s", force=True, handlers=[
             RichHandler(show_time=False, show_path=False),
             logging.FileHandler(run_dir / "train.log")])

@@ -14,7 +14,7 @@ import torchmetrics as tm
 from torch import nn
 
 from seqtrain.data.augment import Augmenter
-from seqtrain.optim import build_optimizer, build_scheduler
+from seqtrain.optim import build_optimizer, build_scheduler, warmup_steps
 
 REGRESSION_LOSSES = ("mse", "mae", "huber", "quantile")
 
@@ -99,6 +99,7 @@ class SeqModule(L.LightningModule):
         self.val_metrics = make_metrics().clone(prefix="val_")
         self.test_metrics = make_metrics().clone(prefix="test_")
         self.test_outputs: list[dict] = []
+        self.warmup_steps = 0
 
     def forward(self, batch: dict) -> torch.Tensor:
         """``(B, k, O)`` model outputs; the truth reaches the model only while training."""
@@ -177,8 +178,10 @@ class SeqModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optim)
-        schedule = build_scheduler(optimizer, self.scheduler, float(self.optim["lr"]),
-                                   self.trainer.estimated_stepping_batches, self.monitor, self.mode)
+        total = self.trainer.estimated_stepping_batches
+        self.warmup_steps = warmup_steps(self.scheduler, total)  # early stopping waits for the peak
+        schedule = build_scheduler(optimizer, self.scheduler, float(self.optim["lr"]), total,
+                                   self.monitor, self.mode)
         if schedule is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -45,6 +45,35 @@ def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     raise SeqtrainError(f"optim.name: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
+class _RunLength:
+    """Mixin for schedules whose shape depends on the run's length: a checkpoint restores the
+    step count, but the length (and what follows from it) stays the one this run was built with,
+    so ``seqtrain resume=RUN trainer.max_epochs=N`` follows the schedule of the new length from
+    the step where the run stopped."""
+
+    length_keys: tuple[str, ...] = ()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        own = {key: getattr(self, key) for key in self.length_keys}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(own)
+        if self.last_epoch > getattr(self, "total_steps", self.last_epoch):
+            return  # the new length is already used up: the run ends without another step
+        with torch.optim.lr_scheduler._enable_get_lr_call(self):
+            rates = self.get_lr()  # the rate of the step the run continues with
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        self._last_lr = list(rates)
+
+
+class OneCycle(_RunLength, torch.optim.lr_scheduler.OneCycleLR):
+    length_keys = ("total_steps", "_schedule_phases")
+
+
+class WarmupCosine(_RunLength, torch.optim.lr_scheduler.LambdaLR):
+    pass  # its factor function is rebuilt for the run's length and never saved
+
+
 def warmup_cosine(warmup_steps: int, total_steps: int, final_ratio: float):
     """LR factor per step: linear from 0 to 1 over ``warmup_steps``, then a cosine half-wave down
     to ``final_ratio`` at ``total_steps``."""
@@ -54,6 +83,15 @@ def warmup_cosine(warmup_steps: int, total_steps: int, final_ratio: float):
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return factor
+
+
+def warmup_steps(cfg: dict, total_steps: float) -> int:
+    """Optimizer steps the schedule spends raising the learning rate to its peak (0: none)."""
+    share = {"onecycle": cfg.get("pct_start", 0.3), "cosine": cfg.get("warmup_pct", 0.0)}.get(
+        cfg.get("name", "none"), 0.0)
+    if not share or total_steps == float("inf"):
+        return 0
+    return int(round(float(share) * max(int(total_steps), 1)))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, lr: float, total_steps: float,
@@ -78,10 +116,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, lr: float, tota
         )
     total = max(int(total_steps), 1)
     if kind == "onecycle":
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
+        schedule = OneCycle(
             optimizer, max_lr=lr, total_steps=total, pct_start=float(cfg.get("pct_start", 0.3)))
     else:
         warmup = int(round(float(cfg.get("warmup_pct", 0.0)) * total))
         final = float(cfg.get("eta_min", 0.0)) / lr
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total, final))
+        schedule = WarmupCosine(optimizer, warmup_cosine(warmup, total, final))
     return {"scheduler": schedule, "interval": "step"}

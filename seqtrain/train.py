@@ -10,14 +10,17 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.callbacks import (
     AtomicCheckpointIO,
+    DataEpoch,
+    EarlyStoppingAfterWarmup,
     EpochMetrics,
     NonFiniteGuard,
     ProgressBar,
+    RandomState,
+    RunCheckpoints,
     SaveOnInterrupt,
     Throughput,
 )
@@ -78,14 +81,14 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     trainer_args = _trainer_args(cfg)
     epochs = EpochMetrics(run_dir / "metrics.csv")
     throughput = Throughput()
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                                 mode=mode, save_last=True, auto_insert_metric_name=False,
-                                 save_on_train_epoch_end=False)
-    callbacks = [epochs, throughput, checkpoint,
+    checkpoints = RunCheckpoints(run_dir / "checkpoints", monitor, mode)
+    callbacks = [epochs, throughput, RandomState(), DataEpoch(),
                  NonFiniteGuard(run_dir / "checkpoints" / "last_good.ckpt"),
                  SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt")]
+    if trainer_args.get("enable_checkpointing", True):
+        callbacks.append(checkpoints)
     if cfg.early_stopping.patience is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
+        callbacks.append(EarlyStoppingAfterWarmup(monitor=monitor, mode=mode,
                                        patience=cfg.early_stopping.patience,
                                        check_on_train_epoch_end=False))
     if cfg.progress_bar:
@@ -112,15 +115,17 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
             f"saved: continue with  seqtrain resume={run_dir}"
         )
 
-    best_row = epochs.best(monitor, mode)
+    # the best epoch is the one best.ckpt holds, and its row of metrics.csv
+    best_row = epochs.row(checkpoints.best_epoch) if checkpoints.best_epoch is not None else None
     if best_row is None:  # stopped (max_steps) before any validation: validate what we have
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        trainer.save_checkpoint(checkpoints.last_path)
         trainer.validate(module, datamodule=datamodule, verbose=False)
         best_row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
         best_row["epoch"] = trainer.current_epoch
-    ckpt = checkpoint.best_model_path or None
+    ckpt = checkpoints.best_path if checkpoints.best_path and checkpoints.best_path.exists() else None
     try:
-        test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False,
+        test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
+                                    verbose=False,
                                     weights_only=True)[0]
     except (KeyboardInterrupt, SystemExit):
         raise SeqtrainError(
