@@ -100,7 +100,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         pin_memory=_pin_memory(cfg.data.pin_memory, trainer_args["accelerator"]),
         persistent_workers=cfg.data.persistent_workers, stride=cfg.data.stride,
         eval_stride=cfg.data.eval_stride, embargo=cfg.data.embargo,
-        shuffle_buffer=cfg.data.shuffle_buffer,
+        shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
+        first_epoch=_next_epoch(resume_from) if resume_from else 0,
     )
     interrupted = False
     try:
@@ -164,6 +165,12 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     _write_json(run_dir / "metrics.json", summary)
     print_summary(summary)
     return float(best_row.get(monitor, float("nan")))
+
+
+def _next_epoch(checkpoint: str | Path) -> int:
+    """The epoch a run resumed from ``checkpoint`` trains first (as Lightning counts it)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return int(saved["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
 
 
 def _loss(cfg: DictConfig) -> tuple[str, list[float] | None]:

@@ -105,6 +105,26 @@ class WindowDataset(Dataset):
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
 
+class EpochLoader(DataLoader):
+    """A DataLoader that tells its dataset which epoch each pass is (``dataset.set_epoch``), so a
+    dataset that shuffles itself draws a new, reproducible order every epoch, in worker processes
+    too. The trainer names the epoch (``set_epoch``); otherwise passes are counted from
+    ``first_epoch``."""
+
+    def __init__(self, *args, first_epoch: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.next_epoch = first_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.next_epoch = epoch
+
+    def __iter__(self):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.next_epoch)
+        self.next_epoch += 1
+        return super().__iter__()
+
+
 def batch_as_is(batch: dict) -> dict:
     """Collate for ``__getitems__``: the dataset already returns a whole batch."""
     return batch
@@ -115,8 +135,9 @@ class SeqDataModule(L.LightningDataModule):
 
     def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = True, stride: int = 1, eval_stride: int = 1,
-                 embargo: int = 0, shuffle_buffer: int = 8192):
+                 embargo: int = 0, shuffle_buffer: int = 8192, seed: int = 0, first_epoch: int = 0):
         super().__init__()
+        self.first_epoch = first_epoch  # a resumed run continues the epochs' shuffles
         self.data = data
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = pin_memory
@@ -129,7 +150,7 @@ class SeqDataModule(L.LightningDataModule):
                 split: StreamingWindows(data, split, batch_size, shuffle=split == "train",
                                         stride=stride if split == "train" else eval_stride,
                                         embargo=embargo, shuffle_buffer=shuffle_buffer,
-                                        num_workers=num_workers)
+                                        num_workers=num_workers, seed=seed)
                 for split in ("train", "val", "test")
             }
             return
@@ -149,8 +170,9 @@ class SeqDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         common = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
                   "persistent_workers": self.persistent_workers, "collate_fn": batch_as_is}
-        if self.streaming:  # the dataset yields whole batches and shuffles itself
-            return DataLoader(self.datasets[split], batch_size=None, **common)
+        if self.streaming:  # the dataset yields whole batches and shuffles itself, once per epoch
+            return EpochLoader(self.datasets[split], batch_size=None, first_epoch=self.first_epoch,
+                               **common)
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
                           drop_last=False, **common)
 

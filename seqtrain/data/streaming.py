@@ -341,8 +341,14 @@ class StreamingWindows(IterableDataset):
 
     def __init__(self, data: StreamData, split: str, batch_size: int, shuffle: bool,
                  stride: int, embargo: int, shuffle_buffer: int = 8192, num_workers: int = 0,
-                 rank: int | None = None, world_size: int | None = None, identify: bool | None = None):
+                 rank: int | None = None, world_size: int | None = None, identify: bool | None = None,
+                 seed: int = 0):
         super().__init__()
+        # the shuffle of each pass comes from (seed, epoch, rank, worker): reproducible, new every
+        # epoch, and independent of when a loader creates its workers; the epoch lives in shared
+        # memory so that persistent workers see the main process's ``set_epoch``
+        self.seed = int(seed)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # training batches need no identity or times: only evaluation maps outputs back to rows
         self.identify = split != "train" if identify is None else identify
         self.data, self.split, self.split_id = data, split, SPLIT_NAMES.index(split)
@@ -358,6 +364,10 @@ class StreamingWindows(IterableDataset):
         self.group_weight = data.group_windows[split]
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
         self.series_index = pd.Index(data.series_names)  # name -> code, built once
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose shuffle the next pass draws."""
+        self._epoch.fill_(int(epoch))
 
     def _world(self) -> tuple[int, int]:
         if self.rank is not None:
@@ -381,13 +391,15 @@ class StreamingWindows(IterableDataset):
 
     def __iter__(self):
         info = get_worker_info()
+        epoch = int(self._epoch)
+        if info is None:  # iterated directly, not by a loader: the next pass shuffles anew
+            self._epoch += 1
         lo, hi = self._ranges(info.num_workers if info else 1)[info.id if info else 0]
         holding = np.flatnonzero(self.group_weight[lo:hi])  # row groups with windows of this split
         if len(holding) == 0:
             return
         lo, hi = lo + int(holding[0]), lo + int(holding[-1]) + 1  # the rest is never read
-        rng = np.random.default_rng(torch.initial_seed() if get_worker_info() else
-                                    int(torch.randint(2**62, ()).item()))
+        rng = np.random.default_rng([self.seed, epoch, self._world()[0], info.id if info else 0])
         start = int(self.data.halo_start[lo:hi].min())
         counters = np.zeros(len(self.data.series_names), np.int64)
         for g in range(start):

@@ -281,3 +281,31 @@ def test_calendar_columns_are_chosen_on_training_rows(tmp_path, streaming):
     data = plan_stream(cfg, "regression", str(path)) if streaming else prepare(cfg, "regression", str(path))
     assert "month_sin" not in data.input_names and "weekday_sin" in data.input_names
     assert len(data.state["scaler"]["mean"]) == len(data.input_names)
+
+
+def _epochs_through_the_datamodule(path, cfg, seed, epochs=3, tell_epoch=True):
+    data = plan_stream(cfg, "regression", str(path))
+    module = SeqDataModule(data, 16, num_workers=2, persistent_workers=True, stride=cfg.stride,
+                           shuffle_buffer=64, seed=seed)
+    module.datasets["train"].identify = True
+    loader = module.train_dataloader()  # one loader for the whole fit, as Lightning keeps it
+    orders = []
+    for epoch in range(epochs):
+        if tell_epoch:
+            loader.set_epoch(epoch)  # what seqtrain's DataEpoch callback does at each epoch start
+        orders.append(collect(loader)["window"])
+    return orders
+
+
+def test_streamed_training_with_persistent_workers_shuffles_each_epoch_anew_reproducibly(tmp_path):
+    path = write(unequal_series(seed=4), tmp_path / "t.parquet", 61)
+    cfg = data_cfg(path, *SETTINGS)
+    orders = _epochs_through_the_datamodule(path, cfg, seed=1)
+    windows = sorted(map(tuple, orders[0].tolist()))
+    for a, b in [(0, 1), (1, 2), (0, 2)]:
+        assert not torch.equal(orders[a], orders[b])
+    assert all(sorted(map(tuple, order.tolist())) == windows for order in orders)
+    again = _epochs_through_the_datamodule(path, cfg, seed=1, tell_epoch=False)  # passes counted
+    assert all(torch.equal(x, y) for x, y in zip(orders, again, strict=True))
+    other_seed = _epochs_through_the_datamodule(path, cfg, seed=2, epochs=1)
+    assert not torch.equal(orders[0], other_seed[0])
