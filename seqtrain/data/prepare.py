@@ -151,10 +151,11 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
 
     class_weights = class_counts = None
     if task == "classification":
-        _check_known_classes(labels, ends, cfg, classes, target_values, target)
-        counts = np.bincount(labels[ends["train"] + cfg.horizon], minlength=len(classes))
-        class_weights = (counts.sum() / (len(classes) * np.maximum(counts, 1))).tolist()
-        class_counts = counts.tolist()
+        for name in ("val", "test"):
+            rows = ends[name] + cfg.horizon
+            check_known_classes(labels[rows], target_values[rows], name, classes, target)
+        class_counts = np.bincount(labels[ends["train"] + cfg.horizon], minlength=len(classes))
+        class_counts, class_weights = class_balance(class_counts)
 
     state = {
         "task": task,
@@ -377,16 +378,24 @@ def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):
     return classes, ids
 
 
-def _check_known_classes(labels, ends, cfg, classes, target_values, target) -> None:
-    for name in ("val", "test"):
-        rows = ends[name] + cfg.horizon
-        unknown = labels[rows] < 0
-        if unknown.any():
-            seen = sorted({str(v) for v in target_values[rows[unknown]].tolist()})
-            raise SeqtrainError(
-                f"data.target: {target!r} has class(es) {', '.join(seen)} in the {name} split that "
-                f"never occur in training rows (classes: {classes}); move data.split boundaries"
-            )
+def check_known_classes(ids: np.ndarray, values: np.ndarray, split: str, classes: list, target: str) -> None:
+    """Refuse labels of ``split``'s windows (class ``ids``, -1 for a class unseen in training
+    rows; ``values`` as in the file) whose class the model never saw."""
+    unknown = ids < 0
+    if unknown.any():
+        seen = sorted({str(v) for v in values[unknown].tolist()})
+        raise SeqtrainError(
+            f"data.target: {target!r} has class(es) {', '.join(seen)} in the {split} split that "
+            f"never occur in training rows (classes: {classes}); move data.split boundaries"
+        )
+
+
+def class_balance(counts: np.ndarray) -> tuple[list[int], list[float]]:
+    """Counts of each class among the labels of the training windows (the one definition both
+    data paths use), and loss weights by inverse frequency (1 for every class when balanced)."""
+    counts = np.asarray(counts, np.int64)
+    weights = counts.sum() / (len(counts) * np.maximum(counts, 1))
+    return counts.tolist(), weights.tolist()
 
 
 def min_history(cfg) -> int:

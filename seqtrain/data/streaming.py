@@ -6,8 +6,11 @@ Two cheap passes come first, each holding one row group in memory at a time:
    split) and, per row group, which series it holds and how far back the history of its windows
    reaches (the "halo");
 2. every needed column: NaN/inf checks, and the statistics fit on training rows only (scaler
-   mean/std by a parallel-variance merge, target scaler, classes and their counts), plus rows
-   per series and split, from which the exact number of windows per row group follows.
+   mean/std by a parallel-variance merge, target scaler, classes), plus rows per series and
+   split, from which the exact number of windows per row group follows;
+3. (classification) the target column alone: class counts among the labels of the training
+   windows, and the check that no validation or test window has a class unseen in training —
+   the in-memory definitions, found by the label-row rule ``last_label_rows``.
 
 Then each epoch streams row groups, prepends the last ``L + h + k - 2`` rows of each series
 carried from earlier row groups, and cuts windows with the same rule as in memory
@@ -34,6 +37,8 @@ from seqtrain.data import source, validate
 from seqtrain.data.datamodule import RowBlock, time_as_number
 from seqtrain.data.prepare import (
     check_classes,
+    check_known_classes,
+    class_balance,
     float_column,
     known_future_columns,
     label_values,
@@ -52,6 +57,7 @@ from seqtrain.data.windows import (
     assign_splits,
     assign_splits_by_row,
     block_window_ends,
+    last_label_rows,
     segments_from_counts,
     series_bounds,
     series_cuts,
@@ -210,7 +216,6 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     moments = None
     target_moments = None
     label_counts: dict = {}
-    all_labels: set = set()
     target_kind = "numeric"
     counters = np.zeros(n_series, np.int64)
     row0 = 0
@@ -252,8 +257,6 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
                 values, n = np.unique(label_values(y[train], target), return_counts=True)
                 for v, c in zip(values.tolist(), n.tolist(), strict=True):
                     label_counts[v] = label_counts.get(v, 0) + c
-        if task == "classification":
-            all_labels.update(np.unique(label_values(y, target)).tolist())
         row0 += table.num_rows
     if moments is None:
         raise SeqtrainError("data.split: no training rows before the validation period")
@@ -271,22 +274,17 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     scaler = _scaler(moments) if cfg.scaler == "standard" else StandardScaler.identity(len(input_names))
     classes = class_weights = target_scaler = class_counts = None
     if task == "classification":
-        classes = sorted(label_counts)
+        classes = sorted(label_counts)  # from training rows, as in memory
         check_classes(classes, target)
-        unseen = sorted(str(v) for v in all_labels - set(classes))
-        if unseen:
-            raise SeqtrainError(
-                f"data.target: {target!r} has class(es) {', '.join(unseen)} after the training period "
-                f"that never occur in training rows (classes: {classes}); move data.split boundaries"
-            )
-        class_counts = [label_counts[c] for c in classes]
-        total = sum(class_counts)
-        class_weights = [total / (len(classes) * n) for n in class_counts]
     else:
         target_scaler = _scaler(target_moments)
 
     # rows per series and split give each split's row numbers, and the windows per row group
     segments = segments_from_counts(split_rows)
+    if task == "classification":  # pass 3: the labels of the windows, target column only
+        class_counts, class_weights = class_balance(_window_label_counts(
+            groups, schema, time_col, group_col, target, task, remap, names, classes, cuts,
+            val_start, test_start, segments, cfg))
     group_windows = _count_windows(group_series, group_counts, segments, cfg)
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
     for name, n in windows.items():
@@ -589,6 +587,36 @@ def _scaler(moments) -> StandardScaler:
     n, mean, m2 = moments
     std = np.sqrt(m2 / n)
     return StandardScaler(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+
+
+def _window_label_counts(groups, schema, time_col, group_col, target, task, remap, names, classes, cuts,
+                         val_start, test_start, segments, cfg) -> np.ndarray:
+    """Class counts among the labels of the training windows, refusing a validation or test
+    window whose label class never occurs in training rows: the in-memory rule, row group by
+    row group (``last_label_rows``)."""
+    counts = np.zeros(len(classes), np.int64)
+    counters = np.zeros(len(segments), np.int64)
+    index = pd.Index(classes)
+    columns = [time_col, *([group_col] if group_col else []), target]
+    for group in groups:
+        table = source.read_row_group(group, schema, columns)
+        codes = remap[_provisional_codes(table, group_col, names)]
+        row_number = _row_numbers(codes, counters)
+        if cuts is None:
+            row_split = assign_splits(time_values(table.column(time_col), time_col), val_start, test_start)
+        else:
+            row_split = assign_splits_by_row(row_number, codes, cuts)
+        values = label_values(read_target(table.column(target), target, task)[1], target)
+        ids = index.get_indexer(values)
+        for split, name in enumerate(SPLIT_NAMES):
+            rows = last_label_rows(row_number, row_split, codes, segments, split, min_history(cfg),
+                                   cfg.horizon, 1, cfg.stride if split == TRAIN else cfg.eval_stride,
+                                   cfg.embargo)
+            if split == TRAIN:
+                counts += np.bincount(ids[rows], minlength=len(classes))
+            else:
+                check_known_classes(ids[rows], values[rows], name, classes, target)
+    return counts
 
 
 def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.ndarray]:

@@ -130,6 +130,33 @@ def block_window_ends(
     return ends
 
 
+def last_label_rows(
+    row_number: np.ndarray,
+    row_split: np.ndarray,
+    series: np.ndarray,
+    segments: np.ndarray,
+    split: int,
+    seq_length: int,
+    horizon: int,
+    output_steps: int = 1,
+    stride: int = 1,
+    embargo: int = 0,
+) -> np.ndarray:
+    """Which rows are the last label row of a window of ``split``: the rule of
+    ``block_window_ends`` stated on the label row alone (``segments`` indexed by ``series``), so
+    that the labels of a split's windows can be counted from a stream of rows without cutting
+    the windows. ``rows - (horizon + output_steps - 1)`` are exactly the window ends."""
+    span = horizon + output_steps - 1
+    first, last = segments[series, split, 0], segments[series, split, 1]
+    end = row_number - span  # the window's end row, as a position in its series
+    ok = (row_split == split) & (end >= seq_length - 1) & (end >= first)
+    if embargo > 0 and split != TRAIN:
+        ok &= end - first >= embargo
+    if stride > 1:
+        ok &= (last - row_number) % stride == 0
+    return ok
+
+
 def window_ends(
     bounds: np.ndarray,
     row_split: np.ndarray,

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from seqtrain.data.datamodule import SeqDataModule, batch_as_is
 from seqtrain.data.prepare import prepare
 from seqtrain.data.streaming import StreamingWindows, plan_stream, shard_ranges
+from seqtrain.errors import SeqtrainError
 from tests.helpers import make_table
 
 SETTINGS = ["data.seq_length=10", "data.horizon=2", "data.output_steps=2", "data.stride=3",
@@ -92,6 +93,8 @@ def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task
     np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
     np.testing.assert_allclose(stream.state["scaler"]["std"], memory.state["scaler"]["std"], rtol=1e-9)
     assert stream.series_names == memory.series_names
+    for key in ("classes", "class_counts", "class_weights"):  # one definition: training windows' labels
+        assert stream.state[key] == memory.state[key], key
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])
 
@@ -309,3 +312,19 @@ def test_streamed_training_with_persistent_workers_shuffles_each_epoch_anew_repr
     assert all(torch.equal(x, y) for x, y in zip(orders, again, strict=True))
     other_seed = _epochs_through_the_datamodule(path, cfg, seed=2, epochs=1)
     assert not torch.equal(orders[0], other_seed[0])
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_class_no_window_uses_as_a_label_is_accepted_by_both_paths(tmp_path, streaming):
+    frame = make_table(300)
+    frame["grade"] = np.where(frame["ret"] > 0, "up", "down")
+    first_test_row = 255  # 300 rows, test share 0.15: the first test row labels no window (horizon 1)
+    frame.loc[first_test_row, "grade"] = "rare"
+    path = write(frame, tmp_path / "t.parquet", 50)
+    cfg = data_cfg(path, "data.target=grade", "data.group_col=null", "data.seq_length=8")
+    data = (plan_stream if streaming else prepare)(cfg, "classification", str(path))
+    assert data.state["classes"] == ["down", "up"]
+    frame.loc[first_test_row + 1, "grade"] = "rare"  # the label of the first test window
+    write(frame, path, 50)
+    with pytest.raises(SeqtrainError, match="rare"):
+        (plan_stream if streaming else prepare)(cfg, "classification", str(path))

@@ -12,6 +12,9 @@ from seqtrain.data.windows import (
     fraction_boundaries,
     input_rows,
     label_rows,
+    last_label_rows,
+    row_numbers,
+    segment_rows,
     series_bounds,
     window_ends,
 )
@@ -114,3 +117,19 @@ def test_fraction_boundaries_cut_the_shared_time_axis():
     split = assign_splits(times, val_start, test_start)
     assert (split[times < 70] == TRAIN).all() and (split[times >= 90] == TEST).all()
     assert fraction_boundaries(np.arange(2), 0.2, 0.2) is None  # too few timestamps
+
+
+@settings(max_examples=300, deadline=None)
+@given(layouts())
+def test_the_label_row_rule_marks_exactly_the_last_label_rows_of_the_windows(layout):
+    """Streaming counts class labels with ``last_label_rows``; in memory they are read at the
+    window ends: the two must be the same rows."""
+    bounds = series_bounds(layout["series"])
+    segments = segment_rows(bounds, _ends(layout, TRAIN)[1])
+    span = layout["horizon"] + layout["output_steps"] - 1
+    for split in (TRAIN, VAL, TEST):
+        ends, row_split = _ends(layout, split)
+        rows = last_label_rows(row_numbers(bounds), row_split, layout["series"], segments, split,
+                               layout["seq_length"], layout["horizon"], layout["output_steps"],
+                               layout["stride"], layout["embargo"])
+        np.testing.assert_array_equal(np.flatnonzero(rows) - span, ends)
