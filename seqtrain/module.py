@@ -101,6 +101,16 @@ class SeqModule(L.LightningModule):
         self.test_outputs: list[dict] = []
         self.warmup_steps = 0
 
+    @property
+    def lr(self) -> float:
+        """The optimizer's learning rate (what Lightning's learning-rate finder sets)."""
+        return self.optim["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.optim["lr"] = float(value)
+        self.hparams["optim"] = dict(self.optim)
+
     def forward(self, batch: dict) -> torch.Tensor:
         """``(B, k, O)`` model outputs; the truth reaches the model only while training."""
         target = batch["y"] if self.training and self.task == "regression" else None

@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules from their config groups (pure torch, no Lightning).
 
-Weight decay applies to weight matrices and convolution kernels only: biases, norm scales and
-other vectors (``ndim < 2``) are left undecayed, as is usual for Adam-type training.
+Weight decay applies to weight matrices and convolution kernels only: biases, norm scales
+(weight-norm magnitudes included) and other vectors are left undecayed, as is usual for
+Adam-type training.
 """
 
 from __future__ import annotations
@@ -17,13 +18,51 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
 
 
+def _norm_scales(model: nn.Module) -> set[int]:
+    """Ids of weight-norm magnitudes (``g`` of ``w = g v / |v|``): norm scales, whatever their
+    shape (torch keeps them as ``(out, 1, 1)`` tensors)."""
+    scales = set()
+    for module in model.modules():
+        for parametrizations in getattr(module, "parametrizations", {}).values():
+            if any(type(p).__name__ == "_WeightNorm" for p in parametrizations):
+                scales.add(id(parametrizations.original0))
+        if hasattr(module, "weight_g"):  # the older torch.nn.utils.weight_norm
+            scales.add(id(module.weight_g))
+    return scales
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
+    scales = _norm_scales(model)
     for parameter in model.parameters():
         if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+            vector = parameter.ndim < 2 or id(parameter) in scales
+            (no_decay if vector else decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def check_optim(cfg: dict) -> None:
+    """The optimizer settings, checked before any data is read."""
+    if cfg.get("name") not in OPTIMIZERS:
+        raise SeqtrainError(
+            f"optim.name: unknown optimizer {cfg.get('name')!r}; choose one of {', '.join(OPTIMIZERS)}")
+    lr = cfg.get("lr")
+    if lr != "find" and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise SeqtrainError(f"optim.lr: {lr!r}; give a learning rate > 0, or find (Lightning's finder)")
+    if float(cfg.get("weight_decay", 0.0)) < 0:
+        raise SeqtrainError(f"optim.weight_decay: {cfg['weight_decay']!r}; must be >= 0")
+
+
+def check_scheduler(cfg: dict) -> None:
+    """The schedule settings, checked before any data is read."""
+    kind = cfg.get("name", "none")
+    if kind not in SCHEDULERS:
+        raise SeqtrainError(
+            f"scheduler.name: unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
+    for key in ("pct_start", "warmup_pct"):
+        if key in cfg and not 0 <= float(cfg[key]) < 1:
+            raise SeqtrainError(f"scheduler.{key}: {cfg[key]!r}; must be a share in [0, 1)")
 
 
 def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:

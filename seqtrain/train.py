@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
@@ -24,14 +26,19 @@ from seqtrain.callbacks import (
     SaveOnInterrupt,
     Throughput,
 )
-from seqtrain.data import synthetic
+from seqtrain.data import synthetic, validate
+from seqtrain.data.audit import audit
+from seqtrain.data.augment import Augmenter
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
+from seqtrain.data.prepare import split_by_series
+from seqtrain.data.streaming import parse_bytes
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.registry import build_model, model_class
+from seqtrain.models.registry import build_model, check_model_args, model_class
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
-from seqtrain.precision import resolve_precision
-from seqtrain.report.plots import plot_curves, plot_interpretation, plot_predictions
+from seqtrain.optim import check_optim, check_scheduler
+from seqtrain.precision import PRECISIONS, resolve_precision
+from seqtrain.report.plots import plot_curves, plot_interpretation, plot_lr_find, plot_predictions
 from seqtrain.report.predictions import baseline, predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
 
@@ -46,18 +53,16 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     Returns the best monitored validation value."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    check_config(cfg)
     if resume_from is None:
         _refuse_finished_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.task not in TASKS:
-        raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = load_data(cfg.data, cfg.task, _data_path(cfg, run_dir))
     _write_json(run_dir / "data_state.json", data.state)
 
-    model_args = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
-                  if k != "name"}
+    model_args = _model_args(cfg)
     loss, quantiles = _loss(cfg)
     classification = cfg.task == "classification"
     output_size = len(data.classes) if classification else len(quantiles) if loss == "quantile" else 1
@@ -103,6 +108,9 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
         first_epoch=_next_epoch(resume_from) if resume_from else 0,
     )
+    leakage = _leakage_audit(cfg, data, datamodule)
+    lr_find = _choose_learning_rate(cfg, trainer, module, datamodule, run_dir,
+                                    resumed=resume_from is not None)
     interrupted = False
     try:
         # checkpoints hold tensors and plain data only, so they load without unpickling objects
@@ -158,6 +166,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(throughput.samples_per_second, 1)
         if math.isfinite(throughput.samples_per_second) else None,
+        "leakage_audit": leakage,
+        "lr_find": lr_find,
         "precision": str(trainer_args["precision"]),  # what ran, on this device
         "precision_requested": str(cfg.trainer.precision),
         "run_dir": str(run_dir),
@@ -167,10 +177,108 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     return float(best_row.get(monitor, float("nan")))
 
 
+AUDIT_MODES = ("warn", "error", "off")
+
+
+def _leakage_audit(cfg: DictConfig, data, datamodule: SeqDataModule) -> dict | None:
+    """Score every input column against the label on (up to 20,000) training windows; one
+    warning line, or an error with ``data.leakage_audit=error``, for those that all but decide
+    it (see ``seqtrain.data.audit``)."""
+    if cfg.data.leakage_audit == "off":
+        return None
+    batch = datamodule.sample_batch("train", size=20_000, identify=True)
+    classification = cfg.task == "classification"
+    labels = batch["y"] if classification else batch["y"][:, 0]
+    label_now = None if classification or data.state["horizon"] == 0 else batch["y_last"].numpy()
+    own_history = (data.target,) if data.target in data.input_names else ()
+    result = audit(batch["x"][:, -1].float().numpy(), labels.numpy(), data.input_names, cfg.task,
+                   float(cfg.data.leakage_threshold), label_now, skip=own_history)
+    if result["flagged"]:
+        scores = ", ".join(f"{c!r} {result['scores'][c]:.3f}" for c in result["flagged"])
+        message = (f"leakage audit: input column(s) {scores} ({result['statistic']} on training windows, "
+                   f">= data.leakage_threshold={result['threshold']}) all but decide the label from "
+                   "a window's last row: likely a label or return shifted into the table by hand; "
+                   "drop them from data.features (data.leakage_audit=off if they are truly known then)")
+        if cfg.data.leakage_audit == "error":
+            raise SeqtrainError(message)
+        log.warning(message)
+    return result
+
+
+def _choose_learning_rate(cfg: DictConfig, trainer: L.Trainer, module: SeqModule,
+                          datamodule: SeqDataModule, run_dir: Path, resumed: bool) -> dict | None:
+    """``optim.lr=find``: Lightning's learning-rate finder picks the rate before training (a
+    short run of rising rates; weights, optimizer and random state are restored after it). The
+    curve goes to plots/lr_find.png and the choice to lr_find.json, which a resumed run reuses."""
+    if cfg.optim.lr != "find":
+        return None
+    record = run_dir / "lr_find.json"
+    if resumed and record.exists():
+        found = json.loads(record.read_text())
+        module.lr = found["lr"]
+        return found
+    from lightning.pytorch.tuner import Tuner
+
+    module.lr = 1e-3  # a placeholder: the finder sweeps the rate itself
+    # the finder's 100 steps, however few epochs the run has
+    epochs, trainer.fit_loop.max_epochs = trainer.fit_loop.max_epochs, 10**6
+    quiet = contextlib.nullcontext() if cfg.progress_bar else contextlib.redirect_stderr(io.StringIO())
+    try:
+        with quiet:  # the finder draws a bar of its own
+            finder = Tuner(trainer).lr_find(module, datamodule=datamodule, update_attr=False)
+    finally:
+        trainer.fit_loop.max_epochs = epochs
+    chosen = finder.suggestion() if finder is not None else None
+    if chosen is None or not math.isfinite(chosen):
+        raise SeqtrainError("optim.lr=find: the learning-rate finder found no rate (the loss never "
+                            "fell); set optim.lr to a number")
+    module.lr = chosen
+    found = {"lr": float(chosen), "tried": len(finder.results["lr"])}
+    plot_lr_find(finder.results["lr"], finder.results["loss"], chosen, run_dir / "plots" / "lr_find.png")
+    _write_json(record, found)
+    log.info("optim.lr=find: learning rate %.3g (curve in plots/lr_find.png)", chosen)
+    return found
+
+
 def _next_epoch(checkpoint: str | Path) -> int:
     """The epoch a run resumed from ``checkpoint`` trains first (as Lightning counts it)."""
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     return int(saved["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every setting that can be judged without the data, before any data is read: a typo
+    costs a second, not a table load."""
+    if cfg.task not in TASKS:
+        raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    _monitor(cfg)
+    _loss(cfg)
+    check_model_args(cfg.model.name, _model_args(cfg))
+    check_optim(OmegaConf.to_container(cfg.optim, resolve=True))
+    check_scheduler(OmegaConf.to_container(cfg.scheduler, resolve=True))
+    Augmenter(OmegaConf.to_container(cfg.augment, resolve=True))
+    if str(cfg.trainer.precision) not in PRECISIONS:
+        raise SeqtrainError(f"trainer.precision: {cfg.trainer.precision!r}; choose one of "
+                            f"{', '.join(PRECISIONS)}")
+    data = cfg.data
+    if data.kind not in ("parquet", "synthetic"):
+        raise SeqtrainError(f"data.kind: unknown {data.kind!r}; choose parquet or synthetic")
+    validate.check_window_settings(data)
+    if str(data.streaming).lower() not in ("auto", "true", "false"):
+        raise SeqtrainError(f"data.streaming: {data.streaming!r}; choose auto, true or false")
+    parse_bytes(data.memory_budget)
+    split_by_series(data)
+    if data.leakage_audit not in AUDIT_MODES:
+        raise SeqtrainError(
+            f"data.leakage_audit: {data.leakage_audit!r}; choose one of {', '.join(AUDIT_MODES)}")
+    if not isinstance(data.leakage_threshold, (int, float)) or not 0.5 < data.leakage_threshold <= 1:
+        raise SeqtrainError(f"data.leakage_threshold: {data.leakage_threshold!r}; choose a value in (0.5, 1]")
+    if cfg.task == "classification" and data.output_steps != 1:
+        raise SeqtrainError("data.output_steps: multi-step output is for task=regression; set it to 1")
+
+
+def _model_args(cfg: DictConfig) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
 
 
 def _loss(cfg: DictConfig) -> tuple[str, list[float] | None]:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.models.registry import build_model
 from seqtrain.optim import build_optimizer, build_scheduler, parameter_groups
 from seqtrain.precision import PRECISIONS, resolve_precision
 from tests.conftest import TINY, TINY_RUN
@@ -30,6 +31,16 @@ def test_weight_decay_spares_biases_and_norms():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert {p.ndim for p in decay["params"]} == {2, 3}
     assert all(p.ndim == 1 for p in no_decay["params"]) and len(no_decay["params"]) == 4
+
+
+def test_weight_decay_spares_weight_norm_gains():
+    tcn = build_model("tcn", {"num_channels": [4, 4]}, 3, 2)
+    decay, no_decay = parameter_groups(tcn, 0.1)
+    spared = {id(p) for p in no_decay["params"]}
+    gains = [p for name, p in tcn.named_parameters() if name.endswith("weight.original0")]
+    directions = [p for name, p in tcn.named_parameters() if name.endswith("weight.original1")]
+    assert len(gains) == 4 and all(id(p) in spared for p in gains)
+    assert all(id(p) not in spared for p in directions)
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
@@ -130,3 +141,31 @@ def test_precision_spelling_reaches_the_trainer(run_cli, monkeypatch):
     result = run_cli("trainer.precision=bf16", "model=tcn", "model.num_channels=[8,8]", *TINY_RUN)
     assert result.code == 0, result.err
     assert result.metrics()["precision"] == "bf16-mixed"
+
+
+NOISE = ["data=parquet", "data.target=up", "data.horizon=0", "data.features=[rsi]", "data.group_col=symbol",
+         "task=classification", "progress_bar=false", "model.hidden_size=16", "trainer.max_epochs=8",
+         "early_stopping.patience=1", "data.embargo=1"]
+
+
+@pytest.mark.parametrize("scheduler,at_least", [("none", 1), ("onecycle", 5)])
+def test_early_stopping_waits_for_the_warm_up(run_cli, bars, scheduler, at_least):
+    """On unlearnable labels the validation loss wanders from the start; under onecycle
+    (pct_start 0.5: the rate peaks after 4 of 8 epochs) patience counts from the peak."""
+    result = run_cli(*NOISE, f"data.path={bars}", f"scheduler={scheduler}", "scheduler.pct_start=0.5"
+                     if scheduler == "onecycle" else "seed=42")
+    assert result.code == 0, result.err
+    epochs = result.metrics()["epochs"]
+    assert epochs >= at_least
+    if scheduler == "none":
+        assert epochs < 5  # without a warm-up the same data stops early: the check above means something
+
+
+def test_learning_rate_finder_picks_the_rate_and_draws_its_curve(run_cli):
+    result = run_cli("optim.lr=find", *TINY)
+    assert result.code == 0, result.err
+    found = result.metrics()["lr_find"]
+    assert 0 < found["lr"] < 1 and found["tried"] > 10
+    assert (result.run_dir / "plots" / "lr_find.png").stat().st_size > 0
+    first_step_lr = pd.read_csv(result.run_dir / "steps.csv")["lr"].iloc[0]
+    assert first_step_lr == pytest.approx(found["lr"] / 25)  # onecycle starts at max_lr / 25

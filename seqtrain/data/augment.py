@@ -45,23 +45,37 @@ def _resample(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return gather(low) * (1 - weight) + gather(high) * weight
 
 
-def time_warp(x: torch.Tensor, sigma: float, knots: int = 4) -> torch.Tensor:
+def _onto_real_rows(x: torch.Tensor, unit: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
+    """``x`` resampled at ``unit`` ``(B, L)``: positions in [0, 1] laid over each window's real
+    rows, from its first real row ``first`` ``(B,)`` (left padding; None: row 0) to its last row.
+    Padded rows are never read and keep their values."""
+    length = x.size(1)
+    if first is None:
+        return _resample(x, unit * (length - 1))
+    rows = torch.arange(length, device=x.device)
+    first = first.view(-1, 1).to(unit.dtype)
+    span = (length - 1 - first).clamp(min=1)
+    place = ((rows - first) / span).clamp(0, 1)  # each row's place among the real rows
+    warped = _resample(unit.unsqueeze(-1), place * (length - 1))[..., 0]
+    out = _resample(x, first + warped * span)
+    return torch.where((rows >= first).unsqueeze(-1), out, x)
+
+
+def time_warp(x: torch.Tensor, sigma: float, knots: int = 4,
+              first: torch.Tensor | None = None) -> torch.Tensor:
     """Resample along a smooth random monotone warp of the time axis that keeps the first and
-    the last row in place (Um et al. 2017)."""
+    the last (real) row in place (Um et al. 2017)."""
     speed = _smooth_curves(x.size(0), x.size(1), 1, sigma, knots, x)[..., 0].clamp(min=0.1)
     path = torch.cumsum(speed, dim=1) - speed[:, :1]
-    positions = path / path[:, -1:] * (x.size(1) - 1)
-    return _resample(x, positions)
+    return _onto_real_rows(x, path / path[:, -1:], first)
 
 
-def window_slice(x: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Keep the last ``r * L`` rows (r uniform in [ratio, 1]) and stretch them back to L rows
-    (Le Guennec et al. 2016); the crop always ends at the window's last row."""
-    length = x.size(1)
+def window_slice(x: torch.Tensor, ratio: float, first: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep the last ``r`` share of the (real) rows (r uniform in [ratio, 1]) and stretch them
+    back over them (Le Guennec et al. 2016); the crop always ends at the window's last row."""
     kept = ratio + (1 - ratio) * torch.rand(x.size(0), 1, device=x.device)
-    start = (1 - kept) * (length - 1)
-    positions = start + torch.linspace(0, 1, length, device=x.device) * (length - 1 - start)
-    return _resample(x, positions)
+    unit = (1 - kept) + torch.linspace(0, 1, x.size(1), device=x.device) * kept
+    return _onto_real_rows(x, unit, first)
 
 
 def channel_dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
@@ -91,6 +105,7 @@ class Augmenter:
     TRANSFORMS = {"jitter": jitter, "scaling": scaling, "magnitude_warp": magnitude_warp,
                   "time_warp": time_warp, "window_slice": window_slice,
                   "channel_dropout": channel_dropout}
+    ALONG_TIME = ("time_warp", "window_slice")  # these resample rows, so they need the padding
 
     def __init__(self, cfg: dict, n_classes: int = 0):
         self.cfg = {k: dict(v) for k, v in (cfg or {}).items() if float(v.get("p", 0)) > 0}
@@ -107,19 +122,24 @@ class Augmenter:
         return bool(self.cfg)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
-        """Augmented ``x`` and labels (soft labels when mixup is on and classifying)."""
+        """Augmented ``x`` and labels (soft labels when mixup is on and classifying). With a
+        padding ``mask``, the time transforms move values among real rows only, and padded rows
+        stay zero whatever a transform or a mixup partner holds there."""
+        first = None if mask is None else (~mask).sum(1)  # left padding: rows before the first real one
         for name, settings in self.cfg.items():
             if name == "mixup":
                 continue
             args = {k: v for k, v in settings.items() if k != "p"}
+            if name in self.ALONG_TIME:
+                args["first"] = first
             chosen = torch.rand(x.size(0), 1, 1, device=x.device) < settings["p"]
             x = torch.where(chosen, self.TRANSFORMS[name](x, **args), x)
-        if mask is not None:  # padded rows stay zero
-            x = x * mask.unsqueeze(-1).to(x.dtype)
         if "mixup" in self.cfg and self.n_classes:
             settings = self.cfg["mixup"]
             mixed_x, soft = mixup(x, y, self.n_classes, settings.get("alpha", 0.2))
             chosen = torch.rand(x.size(0), device=x.device) < settings["p"]
             x = torch.where(chosen.view(-1, 1, 1), mixed_x, x)
             y = torch.where(chosen.view(-1, 1), soft, F.one_hot(y, self.n_classes).to(soft.dtype))
+        if mask is not None:
+            x = x * mask.unsqueeze(-1).to(x.dtype)
         return x, y

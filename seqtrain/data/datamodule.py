@@ -176,20 +176,26 @@ class SeqDataModule(L.LightningDataModule):
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
                           drop_last=False, **common)
 
-    def sample_batch(self, split: str, size: int = 512) -> dict:
+    def sample_batch(self, split: str, size: int = 512, identify: bool | None = None) -> dict:
         """Up to ``size`` windows of ``split`` (spread evenly over it in memory; the first ones
-        when streaming), for interpretation plots."""
+        when streaming), for interpretation plots and the leakage audit; ``identify=True`` adds
+        what evaluation batches carry (the last label, identity, times)."""
         dataset = self.datasets[split]
-        if self.streaming:
-            batches, count = [], 0
-            for batch in dataset:
-                batches.append(batch)
-                count += len(batch["y"])
-                if count >= size:
-                    break
-            return {k: torch.cat([b[k] for b in batches])[:size] for k in batches[0]}
-        picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
-        return dataset.__getitems__(picks.tolist())
+        was = dataset.identify
+        dataset.identify = was if identify is None else identify
+        try:
+            if self.streaming:
+                batches, count = [], 0
+                for batch in dataset:
+                    batches.append(batch)
+                    count += len(batch["y"])
+                    if count >= size:
+                        break
+                return {k: torch.cat([b[k] for b in batches])[:size] for k in batches[0]}
+            picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
+            return dataset.__getitems__(picks.tolist())
+        finally:
+            dataset.identify = was
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -18,8 +18,12 @@ def load_data(cfg, task: str, path: str) -> PreparedData | StreamData:
     mode = str(cfg.streaming).lower()
     if mode not in ("auto", "true", "false"):
         raise SeqtrainError(f"data.streaming: {cfg.streaming!r}; choose auto, true or false")
+    dataset = source.open_dataset(path)
+    skipped = validate.unused_columns(dataset.schema, cfg)
+    if skipped:
+        log.info("data.features=null uses every numeric column; not used, not numeric: %s "
+                 "(encode them as numbers and list them in data.features to use them)", ", ".join(skipped))
     if mode == "auto":
-        dataset = source.open_dataset(path)
         _, _, _, features = validate.resolve_columns(dataset.schema, cfg, path)
         rows = dataset.count_rows()
         needed = in_memory_bytes(rows, len(features) + 1 + 10 * bool(cfg.time_features))

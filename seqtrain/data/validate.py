@@ -86,6 +86,15 @@ def resolve_columns(schema: pa.Schema, cfg, path: str) -> tuple[str, str | None,
     return cfg.time_col, cfg.group_col, cfg.target, features
 
 
+def unused_columns(schema: pa.Schema, cfg) -> list[str]:
+    """With ``data.features=null``: the columns left out for not being numeric, as ``name (type)``."""
+    if cfg.features is not None:
+        return []
+    reserved = {cfg.time_col, cfg.group_col, cfg.target}
+    return [f"{n} ({schema.field(n).type})" for n in schema.names
+            if n not in reserved and not is_numeric(schema.field(n).type)]
+
+
 def first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 

@@ -13,7 +13,8 @@ Arguments:
     input_size, output_size, output_steps, known_size: shapes from the data (see base.py).
     channels: output channels of each conv layer, e.g. [32, 32].
     kernel_size: width of every convolution.
-    pool: max-pool size after each conv layer (1: no pooling).
+    pool: max-pool size after each conv layer (1: no pooling, the default: pooling blurs the
+        exact positions of the last rows, which short-horizon signals live on).
     hidden_size, num_layers: of the LSTM.
     dropout: between LSTM layers and before the head.
 """
@@ -43,14 +44,14 @@ class CausalPool(nn.Module):
 
 class CNNLSTM(SequenceModel):
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0,
-                 channels: tuple[int, ...] = (32, 32), kernel_size: int = 3, pool: int = 2,
+                 channels: tuple[int, ...] = (32, 32), kernel_size: int = 3, pool: int = 1,
                  hidden_size: int = 64, num_layers: int = 1, dropout: float = 0.1):
         super().__init__(input_size, output_size, output_steps, known_size)
-        layers, previous = [], input_size
-        for width in channels:
-            layers += [CausalConv1d(previous, width, kernel_size), nn.ReLU(), CausalPool(pool)]
-            previous = width
-        self.conv = nn.Sequential(*layers)
+        widths = [input_size, *channels]
+        self.convs = nn.ModuleList(CausalConv1d(a, b, kernel_size)
+                                   for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.pooling = CausalPool(pool)
+        previous = widths[-1]
         self.rnn = RecurrentNet("lstm", previous, hidden_size, num_layers, dropout)
         self.head = StepsHead(self.rnn.output_size, output_steps, output_size, dropout)
         self.kernel_size, self.pool, self.n_conv = kernel_size, pool, len(channels)
@@ -66,14 +67,20 @@ class CNNLSTM(SequenceModel):
         return field
 
     def features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-step LSTM outputs over the pooled sequence ``(B, L', H)``."""
-        conv = self.conv(x.transpose(1, 2))
-        if mask is not None:  # a pooled step is real when any row it covers is
-            pooled = mask.float().unsqueeze(1)
-            for _ in range(self.n_conv):
-                pooled = CausalPool(self.pool)(pooled)
-            mask = pooled.squeeze(1) > 0
-        return self.rnn(conv.transpose(1, 2), mask)[0]
+        """Per-step LSTM outputs over the pooled sequence ``(B, L', H)``. Left-padded rows
+        (``mask`` False) are zero at every convolution's input, lose every max against real rows
+        (ReLU outputs are >= 0), and are skipped by the LSTM; a pooled step is real when any row
+        it covers is."""
+        h = x.transpose(1, 2)
+        keep = None if mask is None else mask.unsqueeze(1).to(h.dtype)
+        for conv in self.convs:
+            if keep is not None:
+                h = h * keep
+            h = torch.relu(conv(h))
+            if keep is not None:
+                h, keep = h * keep, self.pooling(keep)
+            h = self.pooling(h)
+        return self.rnn(h.transpose(1, 2), None if keep is None else keep.squeeze(1) > 0)[0]
 
     def forward(self, x, future=None, target=None, mask=None):
         return self.head(self.features(x, mask)[:, -1])

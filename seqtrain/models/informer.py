@@ -11,7 +11,8 @@ the encoder output and feed-forward; all steps are predicted in one forward pass
 placeholder positions. ``attention: full`` swaps ProbSparse for full attention, for comparison.
 
 ``self.attention`` holds the first encoder layer's self-attention averaged over heads,
-``(B, L, L)``: how each input row weighs the other input rows.
+``(B, L, L)``: how each input row weighs the other input rows. Left-padded rows (``mask``) are
+zeroed and masked as keys in every attention, so they get no weight.
 
 Arguments:
     input_size, output_size, output_steps, known_size: shapes from the data (see base.py).
@@ -50,16 +51,25 @@ class DataEmbedding(nn.Module):
 
 
 class DistilLayer(nn.Module):
-    """Conv -> BatchNorm -> ELU -> MaxPool(3, stride 2): halves the sequence length."""
+    """Conv -> BatchNorm -> ELU -> MaxPool(3, stride 2): halves the sequence length. Padded rows
+    (``mask`` False) are zeros for the convolution and never win the max; a pooled row is real
+    when any row it covers is."""
 
     def __init__(self, d_model: int):
         super().__init__()
         self.conv = nn.Conv1d(d_model, d_model, kernel_size=3, padding=1)
         self.norm = nn.BatchNorm1d(d_model)
 
-    def forward(self, x):
-        x = F.elu(self.norm(self.conv(x.transpose(1, 2))))
-        return F.max_pool1d(x, kernel_size=3, stride=2, padding=1).transpose(1, 2)
+    def forward(self, x, mask=None):
+        x = x.transpose(1, 2)
+        if mask is not None:
+            x = x * mask.unsqueeze(1).to(x.dtype)
+        x = F.elu(self.norm(self.conv(x)))
+        if mask is not None:
+            x = x.masked_fill(~mask.unsqueeze(1), float("-inf"))
+            mask = F.max_pool1d(mask.unsqueeze(1).float(), kernel_size=3, stride=2, padding=1)[:, 0] > 0
+        x = F.max_pool1d(x, kernel_size=3, stride=2, padding=1).transpose(1, 2)
+        return (x.masked_fill(~mask.unsqueeze(-1), 0.0), mask) if mask is not None else (x, None)
 
 
 class FeedForward(nn.Module):
@@ -79,8 +89,8 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x):
-        attended, weights = self.attention(x, x, x)
+    def forward(self, x, mask=None):
+        attended, weights = self.attention(x, x, x, key_mask=mask)
         x = self.norm1(x + self.dropout(attended))
         return self.norm2(x + self.ff(x)), weights
 
@@ -94,9 +104,9 @@ class DecoderLayer(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, memory):
-        x = self.norms[0](x + self.dropout(self.self_attention(x, x, x)[0]))
-        x = self.norms[1](x + self.dropout(self.cross_attention(x, memory, memory)[0]))
+    def forward(self, x, memory, mask=None, memory_mask=None):
+        x = self.norms[0](x + self.dropout(self.self_attention(x, x, x, key_mask=mask)[0]))
+        x = self.norms[1](x + self.dropout(self.cross_attention(x, memory, memory, key_mask=memory_mask)[0]))
         return self.norms[2](x + self.ff(x))
 
 
@@ -131,15 +141,16 @@ class Informer(SequenceModel):
         self.projection = nn.Linear(d_model, output_size)
         self.label_len = label_len
 
-    def encode(self, x):
-        """Encoder output ``(B, L / 2^(e_layers-1), d_model)`` and first-layer attention."""
+    def encode(self, x, mask=None):
+        """Encoder output ``(B, L / 2^(e_layers-1), d_model)``, its real-row mask (None without
+        padding) and the first layer's attention."""
         h, first = self.enc_embedding(x), None
         for i, layer in enumerate(self.encoder):
-            h, weights = layer(h)
+            h, weights = layer(h, mask)
             first = weights if first is None else first
             if self.distil is not None and i < len(self.distil):
-                h = self.distil[i](h)
-        return self.enc_norm(h), first
+                h, mask = self.distil[i](h, mask)
+        return self.enc_norm(h), mask, first
 
     def decoder_input(self, x, future):
         """Start token rows (inputs, no known columns) then placeholder rows (known columns only)."""
@@ -152,9 +163,15 @@ class Informer(SequenceModel):
         return torch.cat([start, placeholder], 1)
 
     def forward(self, x, future=None, target=None, mask=None):
-        memory, first = self.encode(x)
+        if mask is not None:  # padded rows: zero inputs, and masked keys in every attention
+            x = x * mask.unsqueeze(-1).to(x.dtype)
+        memory, memory_mask, first = self.encode(x, mask)
+        decoder_mask = None
+        if mask is not None:  # the start token's padded rows, then the placeholders (all real)
+            start = mask[:, -min(self.label_len, x.size(1)):]
+            decoder_mask = torch.cat([start, start.new_ones(len(x), self.output_steps)], 1)
         h = self.dec_embedding(self.decoder_input(x, future))
         for layer in self.decoder:
-            h = layer(h, memory)
+            h = layer(h, memory, decoder_mask, memory_mask)
         self.attention = first.mean(1).detach()
         return self.projection(self.dec_norm(h)[:, -self.output_steps:])

@@ -57,19 +57,32 @@ def causal_mask(length: int, device) -> torch.Tensor:
     return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
 
 
+def _masked_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim where a row whose keys are all masked (-inf) gets zeros."""
+    return scores.softmax(-1).nan_to_num(0.0)
+
+
+def _key_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``(B, L_K)`` real-key mask as ``(B, 1, 1, L_K)``, to broadcast over heads and queries."""
+    return None if key_mask is None else key_mask[:, None, None, :]
+
+
 class FullAttention(nn.Module):
-    """Scaled dot-product attention over ``(B, H, L, E)`` with an optional causal mask."""
+    """Scaled dot-product attention over ``(B, H, L, E)`` with an optional causal mask and an
+    optional key mask ``(B, L_K)`` (False on padded keys, which then get no weight)."""
 
     def __init__(self, causal: bool = False, dropout: float = 0.0):
         super().__init__()
         self.causal, self.dropout = causal, nn.Dropout(dropout)
 
-    def forward(self, q, k, v):
+    def forward(self, q, k, v, key_mask=None):
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
         if self.causal:
             scores = scores.masked_fill(causal_mask(q.size(2), q.device)[: q.size(2), : k.size(2)],
                                         float("-inf"))
-        weights = scores.softmax(-1)
+        if key_mask is not None:
+            scores = scores.masked_fill(~_key_mask(key_mask), float("-inf"))
+        weights = _masked_softmax(scores)
         return self.dropout(weights) @ v, weights
 
 
@@ -81,42 +94,65 @@ class ProbSparseAttention(nn.Module):
     ``factor * ceil(ln L_K)`` sampled keys, attend; the other ("lazy") queries output the mean of
     the values, or their cumulative mean under a causal mask (what they could see). With
     ``u >= L_Q`` every query is active and this is exactly full attention.
+
+    Keys are sampled at random while training; in evaluation the sample comes from a fixed
+    seed, so the same window always gets the same output. With a key mask ``(B, L)`` (False on
+    padded rows; self-attention, so it masks queries too) padded keys are never sampled, weighed
+    or averaged, and padded queries are never active.
     """
 
     def __init__(self, factor: int = 5, causal: bool = False, dropout: float = 0.0):
         super().__init__()
         self.factor, self.causal, self.dropout = factor, causal, nn.Dropout(dropout)
 
-    def forward(self, q, k, v):
+    def _budget(self, length: int) -> int:
+        return max(1, min(length, self.factor * math.ceil(math.log(length)))) if length > 1 else 1
+
+    def _sample(self, L_Q: int, L_K: int, n_sample: int, device) -> torch.Tensor:
+        if self.training:
+            return torch.randint(L_K, (L_Q, n_sample), device=device)
+        generator = torch.Generator().manual_seed(0)  # evaluation: the same keys every time
+        return torch.randint(L_K, (L_Q, n_sample), generator=generator).to(device)
+
+    def forward(self, q, k, v, key_mask=None):
         B, H, L_Q, E = q.shape
         L_K = k.size(2)
-        n_sample = min(L_K, self.factor * math.ceil(math.log(L_K + 1)))
-        n_top = min(L_Q, self.factor * math.ceil(math.log(L_Q + 1)))
+        n_sample, n_top = self._budget(L_K), self._budget(L_Q)
+        real = key_mask[:, None, :].float() if key_mask is not None else None  # (B, 1, L_K)
 
-        # estimate each query's sparsity on a random sample of keys
-        sample = torch.randint(L_K, (L_Q, n_sample), device=q.device)
+        # estimate each query's sparsity on a sample of keys, ignoring keys it may not use
+        sample = self._sample(L_Q, L_K, n_sample, q.device)
         k_sample = k[:, :, sample, :]  # (B, H, L_Q, n_sample, E)
         qk_sample = (q.unsqueeze(-2) @ k_sample.transpose(-2, -1)).squeeze(-2)
+        usable = torch.ones_like(qk_sample, dtype=torch.bool)
         if self.causal:  # a query must not judge itself on keys it will never see
-            future = sample > torch.arange(L_Q, device=q.device)[:, None]
-            qk_sample = qk_sample.masked_fill(future, float("-inf"))
-            seen = (~future).sum(-1).clamp(min=1)
-            mean = qk_sample.masked_fill(future, 0).sum(-1) / seen
-        else:
-            mean = qk_sample.sum(-1) / L_K
-        sparsity = qk_sample.max(-1).values - mean
+            usable = usable & (sample <= torch.arange(L_Q, device=q.device)[:, None])
+        if key_mask is not None:
+            usable = usable & key_mask[:, sample].unsqueeze(1)
+        seen = usable.sum(-1).clamp(min=1)
+        mean = qk_sample.masked_fill(~usable, 0).sum(-1) / seen
+        sparsity = qk_sample.masked_fill(~usable, float("-inf")).max(-1).values - mean
+        sparsity = sparsity.nan_to_num(float("-inf"), float("-inf"), float("-inf"))
+        if key_mask is not None:  # padded queries are never active
+            sparsity = sparsity.masked_fill(~key_mask[:, None, :L_Q], float("-inf"))
         top = sparsity.topk(n_top, dim=-1, sorted=False).indices  # (B, H, n_top)
 
-        # lazy queries: mean of the values they may see
+        # lazy queries: the mean of the values they may see
+        allowed = torch.ones(L_Q, L_K, device=q.device, dtype=q.dtype)
         if self.causal:
-            context = v.cumsum(dim=2) / torch.arange(1, L_Q + 1, device=v.device)[:, None]
+            allowed = (~causal_mask(L_Q, q.device)[:, :L_K]).to(q.dtype)
+        allowed = allowed.expand(B, 1, L_Q, L_K)
+        if real is not None:
+            allowed = allowed * real.unsqueeze(1)
+        weights = (allowed / allowed.sum(-1, keepdim=True).clamp(min=1)).expand(B, H, L_Q, L_K)
+        kept = v if real is None else v * real.unsqueeze(-1)  # padded values count as absent
+        count = (torch.ones(B, 1, L_K, device=q.device, dtype=v.dtype) if real is None
+                 else real.to(v.dtype)).unsqueeze(-1)  # (B, 1, L_K, 1)
+        if self.causal:  # cumulative means (self-attention: L_Q == L_K)
+            context = kept.cumsum(2) / count.cumsum(2).clamp(min=1)
         else:
-            context = v.mean(dim=2, keepdim=True).expand(B, H, L_Q, v.size(-1)).clone()
-        weights = torch.full((B, H, L_Q, L_K), 1.0 / L_K, device=q.device, dtype=q.dtype)
-        if self.causal:
-            weights = (~causal_mask(L_Q, q.device)[:, :L_K]).to(q.dtype)
-            weights = weights / weights.sum(-1, keepdim=True)
-            weights = weights.expand(B, H, L_Q, L_K).clone()
+            context = (kept.sum(2, keepdim=True) / count.sum(2, keepdim=True).clamp(min=1)).expand(
+                B, H, L_Q, v.size(-1)).clone()
 
         # active queries: exact attention
         q_top = torch.gather(q, 2, top.unsqueeze(-1).expand(-1, -1, -1, E))
@@ -124,10 +160,11 @@ class ProbSparseAttention(nn.Module):
         if self.causal:
             blocked = torch.arange(L_K, device=q.device)[None, None, None, :] > top.unsqueeze(-1)
             scores = scores.masked_fill(blocked, float("-inf"))
-        top_weights = scores.softmax(-1)
+        if key_mask is not None:
+            scores = scores.masked_fill(~_key_mask(key_mask), float("-inf"))
+        top_weights = _masked_softmax(scores)
         index = top.unsqueeze(-1)
-        context = context.scatter(2, index.expand(-1, -1, -1, v.size(-1)),
-                                  self.dropout(top_weights) @ v)
+        context = context.scatter(2, index.expand(-1, -1, -1, v.size(-1)), self.dropout(top_weights) @ v)
         weights = weights.scatter(2, index.expand(-1, -1, -1, L_K), top_weights)
         return context, weights
 
@@ -141,13 +178,15 @@ class AttentionLayer(nn.Module):
         self.q, self.k, self.v = (nn.Linear(d_model, d_model) for _ in range(3))
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, queries, keys, values):
+    def forward(self, queries, keys, values, key_mask=None):
+        """``key_mask`` ``(B, L_K)``: False on padded keys, which get no weight."""
         B, H = queries.size(0), self.n_heads
 
         def split(t):
             return t.view(B, t.size(1), H, -1).transpose(1, 2)
 
-        context, weights = self.kernel(split(self.q(queries)), split(self.k(keys)), split(self.v(values)))
+        context, weights = self.kernel(split(self.q(queries)), split(self.k(keys)), split(self.v(values)),
+                                       key_mask=key_mask)
         context = context.transpose(1, 2).reshape(B, queries.size(1), -1)
         return self.out(context), weights
 

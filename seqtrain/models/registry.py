@@ -28,9 +28,8 @@ def model_class(name: str) -> type[SequenceModel]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_model(name: str, args: dict, input_size: int, output_size: int, output_steps: int = 1,
-                known_size: int = 0) -> SequenceModel:
-    """Instantiate model ``name`` with its config arguments and the shapes from the data."""
+def check_model_args(name: str, args: dict) -> type[SequenceModel]:
+    """The class of model ``name``, refusing a config argument it does not take."""
     cls = model_class(name)
     accepted = set(inspect.signature(cls.__init__).parameters) - SHAPES
     unknown = sorted(set(args) - accepted)
@@ -38,6 +37,13 @@ def build_model(name: str, args: dict, input_size: int, output_size: int, output
         raise SeqtrainError(
             f"model.{unknown[0]}: not an argument of {name}; valid: {', '.join(sorted(accepted))}"
         )
+    return cls
+
+
+def build_model(name: str, args: dict, input_size: int, output_size: int, output_steps: int = 1,
+                known_size: int = 0) -> SequenceModel:
+    """Instantiate model ``name`` with its config arguments and the shapes from the data."""
+    cls = check_model_args(name, args)
     try:
         return cls(input_size=input_size, output_size=output_size, output_steps=output_steps,
                    known_size=known_size, **args)

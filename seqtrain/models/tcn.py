@@ -4,7 +4,8 @@ Generic Convolutional and Recurrent Networks for Sequence Modeling", arXiv:1803.
 A stack of residual blocks; block i holds two weight-normalised dilated causal convolutions with
 dilation 2^i, each followed by ReLU and dropout, plus a 1x1 convolution on the skip path when the
 channel count changes. The output at step t depends on inputs <= t only; the head reads the last
-step. Receptive field: 1 + 2 (kernel_size - 1) (2^levels - 1) steps.
+step. Receptive field: 1 + 2 (kernel_size - 1) (2^levels - 1) steps. Left-padded rows are
+zero at the input of every convolution, so a padded window gives the output of its real rows.
 
 Arguments:
     input_size, output_size, output_steps, known_size: shapes from the data (see base.py).
@@ -24,16 +25,17 @@ class TemporalBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int,
                  dropout: float):
         super().__init__()
-        self.net = nn.Sequential(
-            CausalConv1d(in_channels, out_channels, kernel_size, dilation, weight_normed=True),
-            nn.ReLU(), nn.Dropout(dropout),
-            CausalConv1d(out_channels, out_channels, kernel_size, dilation, weight_normed=True),
-            nn.ReLU(), nn.Dropout(dropout),
-        )
+        self.conv1 = CausalConv1d(in_channels, out_channels, kernel_size, dilation, weight_normed=True)
+        self.conv2 = CausalConv1d(out_channels, out_channels, kernel_size, dilation, weight_normed=True)
+        self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.net(x) + self.skip(x))
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """``keep`` ``(B, 1, L)``: 0 on padded rows, which every convolution then reads as the
+        zeros of its own causal padding."""
+        h = self.dropout(torch.relu(self.conv1(x))) * keep
+        h = self.dropout(torch.relu(self.conv2(h)))
+        return torch.relu(h + self.skip(x)) * keep
 
 
 class TCN(SequenceModel):
@@ -42,10 +44,10 @@ class TCN(SequenceModel):
                  dropout: float = 0.1):
         super().__init__(input_size, output_size, output_steps, known_size)
         channels = [input_size, *num_channels]
-        self.blocks = nn.Sequential(*(
+        self.blocks = nn.ModuleList(
             TemporalBlock(channels[i], channels[i + 1], kernel_size, 2**i, dropout)
             for i in range(len(num_channels))
-        ))
+        )
         self.kernel_size, self.levels = kernel_size, len(num_channels)
         self.head = StepsHead(channels[-1], output_steps, output_size, dropout)
 
@@ -53,12 +55,18 @@ class TCN(SequenceModel):
     def receptive_field(self) -> int:
         return 1 + 2 * (self.kernel_size - 1) * (2**self.levels - 1)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-step features ``(B, L, C)``; step t depends on inputs <= t only."""
-        return self.blocks(x.transpose(1, 2)).transpose(1, 2)
+    def features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-step features ``(B, L, C)``; step t depends on inputs <= t only, and never on
+        left-padded rows (``mask`` False): they are zero at every layer, like causal padding."""
+        h = x.transpose(1, 2)
+        keep = 1.0 if mask is None else mask.unsqueeze(1).to(h.dtype)
+        h = h * keep
+        for block in self.blocks:
+            h = block(h, keep)
+        return h.transpose(1, 2)
 
     def forward(self, x, future=None, target=None, mask=None):
-        return self.head(self.features(x)[:, -1])
+        return self.head(self.features(x, mask)[:, -1])
 
     def summary(self) -> dict:
         return {**super().summary(), "receptive_field": self.receptive_field}

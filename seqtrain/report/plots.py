@@ -26,6 +26,16 @@ def _save(fig, path: Path) -> None:
     tmp.replace(path)
 
 
+def plot_lr_find(lrs: list[float], losses: list[float], chosen: float, path: Path) -> None:
+    """Lightning's learning-rate finder: training loss against a rising rate, and the pick."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(lrs, losses)
+    ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen {chosen:.2g}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="learning-rate finder")
+    ax.legend()
+    _save(fig, path)
+
+
 def plot_curves(rows: list[dict], main_metric: str, path: Path, steps: list[dict] | None = None) -> None:
     """Train/val loss and the task's main metric per epoch, and the learning rate per step."""
     frame = pd.DataFrame(rows)

@@ -88,6 +88,33 @@ def test_no_transform_reads_beyond_the_window_and_padded_rows_stay_zero(x):
     assert not off.active and torch.equal(off(x, torch.zeros(512))[0], x)
 
 
+def _left_padded(batch=64, length=20, channels=3):
+    """Windows whose real rows hold a constant 5 (any mixing with padded zeros shows) after
+    ragged left padding."""
+    mask = torch.arange(length)[None, :] >= torch.randint(0, length - 2, (batch, 1))
+    return 5.0 * mask.unsqueeze(-1).expand(batch, length, channels).float(), mask
+
+
+@pytest.mark.parametrize("name", ["time_warp", "window_slice"])
+def test_time_transforms_move_values_among_real_rows_only(name):
+    torch.manual_seed(0)
+    x, mask = _left_padded()
+    out, _ = Augmenter({name: {"p": 1.0, **ALL[name]}})(x, torch.zeros(len(x), dtype=torch.long), mask)
+    assert (out[~mask] == 0).all()  # nothing moved into padded rows
+    torch.testing.assert_close(out[mask], x[mask])  # and no padded zero moved into real rows
+    free = torch.randn(8, 20, 3)  # without padding the transform still changes the window
+    assert not torch.allclose(Augmenter.TRANSFORMS[name](free, **ALL[name]), free)
+
+
+def test_mixup_keeps_padded_rows_zero():
+    torch.manual_seed(0)
+    x, mask = _left_padded()
+    y = torch.randint(0, 2, (len(x),))
+    out, soft = Augmenter({"mixup": {"p": 1.0, "alpha": 0.4}}, n_classes=2)(x * torch.rand(len(x), 1, 1),
+                                                                          y, mask)
+    assert (out[~mask] == 0).all() and soft.shape == (len(x), 2)
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to")
 def test_augmentation_applies_to_training_batches_only(x):
     model = build_model("lstm", {"hidden_size": 8}, 6, 2)

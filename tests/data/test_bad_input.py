@@ -239,3 +239,26 @@ def test_an_error_from_a_dataloader_worker_is_still_one_line():
                "cannot read part-3.parquet: bad footer")
     assert one_line(wrapped) == "data.path: cannot read part-3.parquet: bad footer"
     assert one_line("data.target: plain") == "data.target: plain"
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optim.name=rmsprop", "optim.name"),
+    ("optim.lr=fast", "optim.lr"),
+    ("scheduler.name=cyclic", "scheduler.name"),
+    ("scheduler.pct_start=1.5", "scheduler.pct_start"),
+    ("loss=hinge", "loss"),
+    ("task=ranking", "task"),
+    ("early_stopping.monitor=val_acc", "early_stopping.monitor"),
+    ("model.hidden_sise=8", "model.hidden_sise"),
+    ("trainer.precision=17", "trainer.precision"),
+    ("data.streaming=maybe", "data.streaming"),
+    ("data.memory_budget=lots", "data.memory_budget"),
+    ("data.leakage_audit=loud", "data.leakage_audit"),
+    ("data.split.by=symbol", "data.split.by"),
+    ("+augment.jiter={p:0.5}", "augment.jiter"),
+])
+def test_every_setting_is_checked_before_any_data_is_read(run_cli, tmp_path, override, key):
+    # the table does not exist: an error naming the setting proves the data was never opened
+    result = run_cli(*PARQUET, f"data.path={tmp_path / 'missing.parquet'}", override)
+    message = check_error(result, key)
+    assert "missing.parquet" not in message

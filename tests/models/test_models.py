@@ -117,7 +117,7 @@ def test_probsparse_with_a_small_factor_lets_only_top_queries_attend():
 @pytest.mark.parametrize("e_layers", [1, 2, 3])
 def test_informer_distilling_halves_the_sequence_per_layer(e_layers):
     model = build("informer", e_layers=e_layers).eval()
-    memory, first = model.encode(torch.randn(2, 32, 3))
+    memory, _, first = model.encode(torch.randn(2, 32, 3))
     assert memory.shape[1] == 32 // 2 ** (e_layers - 1)
     assert first.shape == (2, 2, 32, 32)
     undistilled = build("informer", e_layers=3, distil=False).eval()
@@ -181,3 +181,51 @@ def test_other_models_accept_a_mask(name):
     mask = torch.ones(3, 12, dtype=torch.bool)
     mask[0, :5] = False
     assert model(torch.randn(3, 12, 3), mask=mask).shape == (3, 2, 1)
+
+
+def _padded_batch(steps=2, known=1):
+    torch.manual_seed(1)
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    mask[0, :5], mask[1, :11], mask[2, :1] = False, False, False  # row 3 has no padding
+    x = torch.randn(4, 12, 3) * mask.unsqueeze(-1)
+    return x, mask, torch.randn(4, steps, known)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_padded_rows_never_change_the_output_and_get_no_attention(name):
+    model = build(name, output_size=2, steps=2, known=1).eval()
+    x, mask, future = _padded_batch()
+    out = model(x, future=future, mask=mask)
+    attention = model.attention
+    garbage = x + torch.randn_like(x) * 100 * (~mask).unsqueeze(-1)
+    torch.testing.assert_close(model(garbage, future=future, mask=mask), out)
+    if name in WITH_ATTENTION:  # (B, Q, L): no query puts weight on a padded row
+        padded_keys = (~mask).unsqueeze(1).expand_as(attention)
+        assert attention[padded_keys].abs().max() == 0
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "tcn", "cnn_lstm", "seq2seq_attention"])
+def test_a_padded_window_gives_the_output_of_its_real_rows_alone(name):
+    """Models without positions of their own read a left-padded window exactly as the shorter
+    window of its real rows (attention models with positional encodings see the positions)."""
+    model = build(name, output_size=2, steps=2, known=1).eval()
+    x, mask, future = _padded_batch()
+    out = model(x, future=future, mask=mask)
+    for b in range(len(x)):
+        alone = model(x[b:b + 1, mask[b]], future=future[b:b + 1])
+        torch.testing.assert_close(out[b:b + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_informer_evaluation_is_deterministic_and_leaves_the_random_stream_alone():
+    model = build("informer", factor=1).eval()  # few sampled keys: a random sample would show
+    x = torch.randn(4, 32, 3)
+    state = torch.get_rng_state()
+    first = model(x)
+    torch.testing.assert_close(model(x), first, rtol=0, atol=0)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_probsparse_samples_factor_times_ceil_ln_l_keys_and_queries():
+    kernel = ProbSparseAttention(factor=2)
+    assert [kernel._budget(n) for n in (1, 2, 8, 32, 100)] == [1, 2, 2 * 3, 2 * 4, 2 * 5]

@@ -1,0 +1,83 @@
+"""Leakage audit: an input whose value at a window's last row all but decides the label.
+
+Honest inputs predict the future partly; one that predicts it almost perfectly is, in practice,
+the future itself (a label or return shifted by hand into the table). On training windows, each
+input column's value at the last row ``t`` is scored against the label at ``t + h``:
+
+- classification: the single-column AUROC of each class against the rest (the larger of AUROC
+  and 1 - AUROC);
+- regression: the single-column AUROC of the move's direction (label above or below the
+  target's value at ``t``), and the partial correlation of column and label given the target's
+  value at ``t`` (so that a column tracking a persistent level, like the target's own history,
+  is not mistaken for a leak, while a shifted copy of the target is caught).
+
+Every statistic here is invariant to the per-column scaling, so scaled inputs can be audited.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _auroc(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """AUROC of each column (``ranks``: average ranks, ties shared) for a boolean label."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return np.full(ranks.shape[1], 0.5)
+    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _separation(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    auc = _auroc(ranks, positive)
+    return np.maximum(auc, 1 - auc)
+
+
+def _residual(values: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """``values`` (columns) minus their least-squares fit on ``given`` and a constant."""
+    design = np.column_stack([np.ones(len(given)), given])
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return values - design @ coef
+
+
+def _abs_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|correlation| of each column of ``a`` with the vector ``b`` (0 for a constant)."""
+    a = a - a.mean(0)
+    b = b - b.mean()
+    scale = np.sqrt((a**2).sum(0) * (b**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(np.abs(a.T @ b) / scale)
+
+
+def leakage_scores(last_rows: np.ndarray, labels: np.ndarray, task: str,
+                   label_now: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Each column's score in [0.5, 1] or [0, 1] (higher: closer to deciding the label) and the
+    name of the statistic. ``last_rows`` ``(n, F)`` inputs at the windows' last rows; ``labels``
+    ``(n,)`` class ids or (first-step) regression labels; ``label_now`` ``(n,)`` the target at the
+    last row (regression with a horizon; None when the label is that row's own value)."""
+    x = np.asarray(last_rows, np.float64)
+    if task == "classification":
+        ranks = pd.DataFrame(x).rank().to_numpy()
+        classes = np.unique(labels)
+        scores = np.max([_separation(ranks, labels == c) for c in classes], axis=0)
+        return scores, "AUROC"
+    labels = np.asarray(labels, np.float64)
+    if label_now is None:
+        return _abs_corr(x, labels), "|corr|"
+    move = labels - label_now
+    moved = move != 0  # ties say nothing about the direction
+    direction = _separation(pd.DataFrame(x[moved]).rank().to_numpy(), move[moved] > 0)
+    partial = _abs_corr(_residual(x, label_now), _residual(labels[:, None], label_now)[:, 0])
+    return np.maximum(direction, partial), "AUROC of the move or partial |corr|"
+
+
+def audit(last_rows: np.ndarray, labels: np.ndarray, names: list[str], task: str, threshold: float,
+          label_now: np.ndarray | None = None, skip: tuple[str, ...] = ()) -> dict:
+    """The audit's record for metrics.json: each column's score, and those at or above
+    ``threshold`` as ``flagged``."""
+    scores, statistic = leakage_scores(last_rows, labels, task, label_now)
+    scored = {name: round(float(s), 4) for name, s in zip(names, scores, strict=True) if name not in skip}
+    flagged = [name for name, s in scored.items() if s >= threshold]
+    return {"statistic": statistic, "threshold": threshold, "windows": int(len(labels)),
+            "flagged": flagged, "scores": scored}
