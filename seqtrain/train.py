@@ -127,7 +127,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     # the best epoch is the one best.ckpt holds, and its row of metrics.csv
     best_row = epochs.row(checkpoints.best_epoch) if checkpoints.best_epoch is not None else None
     if best_row is None:  # stopped (max_steps) before any validation: validate what we have
-        trainer.save_checkpoint(checkpoints.last_path)
+        if trainer_args.get("enable_checkpointing", True):
+            trainer.save_checkpoint(checkpoints.last_path)
         trainer.validate(module, datamodule=datamodule, verbose=False)
         best_row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
         best_row["epoch"] = trainer.current_epoch
