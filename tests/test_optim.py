@@ -1,11 +1,14 @@
 """Optimizers and schedules: what is decayed, and the shape of each learning-rate curve."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from seqtrain import cli
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import build_model
 from seqtrain.optim import build_optimizer, build_scheduler, parameter_groups
@@ -169,3 +172,6 @@ def test_learning_rate_finder_picks_the_rate_and_draws_its_curve(run_cli):
     assert (result.run_dir / "plots" / "lr_find.png").stat().st_size > 0
     first_step_lr = pd.read_csv(result.run_dir / "steps.csv")["lr"].iloc[0]
     assert first_step_lr == pytest.approx(found["lr"] / 25)  # onecycle starts at max_lr / 25
+    (result.run_dir / "metrics.json").unlink()  # as if killed before the end: resume keeps the rate
+    cli.resume(str(result.run_dir), ["trainer.max_epochs=3"])
+    assert json.loads((result.run_dir / "metrics.json").read_text())["lr_find"] == found

@@ -10,11 +10,25 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from seqtrain.precision import PRECISIONS
+
 
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _precision(summary: dict) -> str:
+    used, asked = summary["precision"], summary.get("precision_requested")
+    return used if PRECISIONS.get(str(asked), used) == used else f"{used} (asked {asked})"
+
+
+def _audit(result: dict) -> str:
+    if result["flagged"]:
+        return "[bold red]flagged: " + ", ".join(result["flagged"]) + "[/]"
+    top = max(result["scores"].values(), default=0.0)
+    return f"clear (highest {result['statistic']} {top:.3f} < {result['threshold']})"
 
 
 def print_summary(summary: dict, console: Console | None = None) -> None:
@@ -33,7 +47,9 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),
         *((k, _fmt(v)) for k, v in summary["test"].items()),
         *((f"baseline {k}", _fmt(v)) for k, v in summary["baseline_test"].items()),
-        ("precision", summary["precision"]),
+        ("precision", _precision(summary)),
+        *((("leakage audit", _audit(summary["leakage_audit"])),) if summary.get("leakage_audit") else ()),
+        *((("learning rate (found)", _fmt(summary["lr_find"]["lr"])),) if summary.get("lr_find") else ()),
         ("train samples/s", _fmt(summary["train_samples_per_s"])),
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
         ("run folder", summary["run_dir"]),
