@@ -27,11 +27,12 @@ test: $(STAMP)   ## run the whole test suite
 lint: $(STAMP)   ## ruff
 	$(BIN)/ruff check .
 
-bench: $(STAMP)  ## throughput and memory benchmarks (results go in BENCHMARKS.md by hand)
+bench: $(STAMP)  ## throughput, memory and learning benchmarks (results go in BENCHMARKS.md by hand)
 	$(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/streaming_memory.py
 	$(BIN)/python benchmarks/precision.py
+	$(BIN)/python benchmarks/planted_signal.py
 
 clean:           ## remove run folders and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache .hypothesis

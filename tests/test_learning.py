@@ -6,8 +6,8 @@ its next value is far better predicted than by persistence; margins below leave 
 
 import pytest
 
+from seqtrain.data.synthetic import planted_signal_table
 from seqtrain.models.registry import MODELS
-from tests.helpers import planted_signal_table
 
 BUDGET = ["progress_bar=false", "trainer.max_epochs=6", "optim.lr=0.005"]
 SIZES = {

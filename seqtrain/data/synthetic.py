@@ -48,6 +48,18 @@ def make_table(n_series: int = 3, length: int = 2000, seed: int = 0, freq: str =
     return pd.concat(frames, ignore_index=True)
 
 
+def planted_signal_table(n_rows: int = 6000, n_noise: int = 4, seed: int = 0) -> pd.DataFrame:
+    """A signal no single column shows: the label at t+1 is the sign of x1[t]·sign(x2[t-3]),
+    among noise columns. Nothing beats chance (0.5) without reading x1 now and x2 three rows
+    back together; a check that a model learns at all."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n_rows), rng.normal(size=n_rows)
+    label = np.zeros(n_rows, np.int64)
+    label[4:] = x1[3:-1] * np.sign(x2[:-4]) > 0
+    noise = {f"noise{i}": rng.normal(size=n_rows) for i in range(n_noise)}
+    return pd.DataFrame({"time": np.arange(n_rows), "x1": x1, "x2": x2, **noise, "label": label})
+
+
 def write_parquet(path: str | Path, **params) -> Path:
     """Write the demo table to ``path`` (atomically: a killed run leaves no half file)."""
     path = Path(path)

@@ -30,12 +30,13 @@ class TemporalBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``keep`` ``(B, 1, L)``: 0 on padded rows, which every convolution then reads as the
         zeros of its own causal padding."""
-        h = self.dropout(torch.relu(self.conv1(x))) * keep
-        h = self.dropout(torch.relu(self.conv2(h)))
-        return torch.relu(h + self.skip(x)) * keep
+        h = self.dropout(torch.relu(self.conv1(x)))
+        h = self.dropout(torch.relu(self.conv2(h if keep is None else h * keep)))
+        out = torch.relu(h + self.skip(x))
+        return out if keep is None else out * keep
 
 
 class TCN(SequenceModel):
@@ -59,8 +60,9 @@ class TCN(SequenceModel):
         """Per-step features ``(B, L, C)``; step t depends on inputs <= t only, and never on
         left-padded rows (``mask`` False): they are zero at every layer, like causal padding."""
         h = x.transpose(1, 2)
-        keep = 1.0 if mask is None else mask.unsqueeze(1).to(h.dtype)
-        h = h * keep
+        keep = None if mask is None else mask.unsqueeze(1).to(h.dtype)
+        if keep is not None:
+            h = h * keep
         for block in self.blocks:
             h = block(h, keep)
         return h.transpose(1, 2)
