@@ -34,7 +34,7 @@ from seqtrain.data.loading import load_data
 from seqtrain.data.prepare import split_by_series
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.errors import SeqtrainError
-from seqtrain.models.registry import build_model, check_model_args, model_class
+from seqtrain.models.registry import MODELS, build_model, check_model_args, model_class
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.optim import check_optim, check_scheduler
 from seqtrain.precision import PRECISIONS, resolve_precision
@@ -254,7 +254,15 @@ def check_config(cfg: DictConfig) -> None:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     _monitor(cfg)
     _loss(cfg)
-    check_model_args(cfg.model.name, _model_args(cfg))
+    model = check_model_args(cfg.model.name, _model_args(cfg))
+    if cfg.data.known_future and not model.reads_future:
+        readers = ", ".join(name for name in MODELS if model_class(name).reads_future)
+        log.warning("data.known_future: model=%s reads no values beyond a window's end, so %s are "
+                    "ordinary inputs up to it; the models that read them at the label rows: %s",
+                    cfg.model.name, ", ".join(cfg.data.known_future), readers)
+    if cfg.data.pad_short and not model.respects_mask:
+        raise SeqtrainError(f"data.pad_short: model={cfg.model.name} does not honour the padding mask; "
+                            "set data.pad_short=false or choose another model")
     check_optim(OmegaConf.to_container(cfg.optim, resolve=True))
     check_scheduler(OmegaConf.to_container(cfg.scheduler, resolve=True))
     Augmenter(OmegaConf.to_container(cfg.augment, resolve=True))

@@ -137,6 +137,10 @@ def test_multi_step_with_known_future_and_calendar_columns(run_cli, model):
     assert state["known_future"] == ["cycle_quad", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
                                      "monthday_sin", "monthday_cos"]
     assert set(state["known_future"]) <= set(state["inputs"])
+    said = " ".join((result.out + result.err).split())
+    readers = {"seq2seq_attention", "tft", "informer"}
+    # a model that cannot read known-future values says so, once, instead of silently ignoring them
+    assert said.count("reads no values beyond a window's end") == (model not in readers)
 
 
 def test_tcn_warns_when_its_receptive_field_is_shorter_than_the_window(run_cli):

@@ -10,8 +10,11 @@ A model is a plain ``nn.Module``:
   row first and ending at row t, to ``(B, k, O)``. ``future`` ``(B, k, K)`` holds the
   known-in-advance columns at the label rows (only decoders read it); ``target`` ``(B, k)`` holds
   the scaled true labels, passed only while training (for teacher forcing); ``mask`` ``(B, L)``,
-  when windows are left-padded, is False on padded (zero) rows: recurrent models skip them,
-  convolutional and attention models read them as zeros;
+  when windows are left-padded, is False on padded (zero) rows, which must never change the
+  output: recurrent models skip them, convolutions read them as zeros at every layer, attention
+  gives them no weight;
+- it declares what it reads: ``reads_future`` and ``respects_mask`` (class attributes), so the
+  training code can say when a setting would do nothing for it;
 - a model with attention stores its weights over the input steps in ``self.attention``,
   ``(B, Q, L)`` (Q query rows, e.g. decoder steps), at every forward; a model that weighs its
   input columns stores ``self.variable_importance`` ``(B, F)``;
@@ -29,6 +32,11 @@ class SequenceModel(nn.Module):
 
     #: regression loss this architecture is meant for, when the config says ``loss=auto``
     default_regression_loss = "mse"
+    #: reads ``future`` (known-in-advance columns at the label rows); others see those columns
+    #: only as ordinary inputs up to the window's end
+    reads_future = False
+    #: honours ``mask``: padded rows never change the output (tested for every registered model)
+    respects_mask = True
 
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0):
         super().__init__()

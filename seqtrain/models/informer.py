@@ -111,6 +111,8 @@ class DecoderLayer(nn.Module):
 
 
 class Informer(SequenceModel):
+    reads_future = True
+
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0,
                  d_model: int = 64, n_heads: int = 4, d_ff: int = 128, e_layers: int = 2,
                  d_layers: int = 1, factor: int = 5, attention: str = "prob", distil: bool = True,

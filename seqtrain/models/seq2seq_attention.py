@@ -28,6 +28,8 @@ ATTENTIONS = {"additive": AdditiveAttention, "dot": DotAttention}
 
 
 class Seq2SeqAttention(SequenceModel):
+    reads_future = True
+
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0,
                  cell: str = "lstm", hidden_size: int = 64, num_layers: int = 1,
                  attention: str = "additive", teacher_forcing: float = 0.5, dropout: float = 0.1):

@@ -40,6 +40,7 @@ def _identity_rescale(data: dict) -> torch.Tensor:
 
 class TFT(SequenceModel):
     default_regression_loss = "quantile"
+    reads_future = True
 
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0,
                  hidden_size: int = 64, lstm_layers: int = 1, attention_head_size: int = 4,

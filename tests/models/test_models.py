@@ -229,3 +229,14 @@ def test_informer_evaluation_is_deterministic_and_leaves_the_random_stream_alone
 def test_probsparse_samples_factor_times_ceil_ln_l_keys_and_queries():
     kernel = ProbSparseAttention(factor=2)
     assert [kernel._budget(n) for n in (1, 2, 8, 32, 100)] == [1, 2, 2 * 3, 2 * 4, 2 * 5]
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_models_read_what_they_declare(name):
+    """``reads_future``: known-in-advance values at the label rows change the output exactly for
+    the models that say they read them; ``respects_mask`` is checked by the padding tests."""
+    model = build(name, output_size=2, steps=2, known=1).eval()
+    x, future = torch.randn(4, 12, 3), torch.randn(4, 2, 1)
+    changed = not torch.allclose(model(x, future=future), model(x, future=future + 5))
+    assert changed == model_class(name).reads_future
+    assert model_class(name).respects_mask
