@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -54,24 +55,57 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     started = time.perf_counter()
     run_dir = Path(run_dir)
     check_config(cfg)
-    if resume_from is None:
+    open_run_dir(run_dir, resumed=resume_from is not None)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = load_run_data(cfg, run_dir)
+    module = build_module(cfg, data)
+    fitted = fit(cfg, module, data, run_dir, resume_from)
+    best = best_epoch(fitted, module)
+    tested = test(fitted, module, run_dir)
+    report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started)
+    return float(best.get(module.monitor, float("nan")))
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` leaves for testing and reporting."""
+
+    trainer: L.Trainer
+    datamodule: SeqDataModule
+    epochs: EpochMetrics
+    throughput: Throughput
+    checkpoints: RunCheckpoints
+    checkpointing: bool
+    precision: str
+    leakage: dict | None
+    lr_find: dict | None
+
+
+def open_run_dir(run_dir: Path, resumed: bool) -> None:
+    """The run's folder: new for a new run (an earlier run's folder is never reused)."""
+    if not resumed:
         _refuse_finished_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+
+def load_run_data(cfg: DictConfig, run_dir: Path):
+    """The prepared (or planned, when streamed) data, its state saved as data_state.json."""
     data = load_data(cfg.data, cfg.task, _data_path(cfg, run_dir))
     _write_json(run_dir / "data_state.json", data.state)
+    return data
 
-    model_args = _model_args(cfg)
+
+def build_module(cfg: DictConfig, data) -> SeqModule:
+    """The network for the data's shapes, inside the one LightningModule."""
     loss, quantiles = _loss(cfg)
     classification = cfg.task == "classification"
     output_size = len(data.classes) if classification else len(quantiles) if loss == "quantile" else 1
-    model = build_model(cfg.model.name, model_args, len(data.input_names), output_size,
+    model = build_model(cfg.model.name, _model_args(cfg), len(data.input_names), output_size,
                         data.state["output_steps"], len(data.known_future))
     _warn_short_receptive_field(model, cfg.data.seq_length)
     target_scale = data.target_scaler
     monitor, mode = _monitor(cfg)
-    module = SeqModule(
+    return SeqModule(
         model, cfg.task,
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
@@ -83,23 +117,27 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         monitor=monitor, mode=mode, augment=OmegaConf.to_container(cfg.augment, resolve=True),
     )
 
+
+def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: str | Path | None) -> Fitted:
+    """Loaders, callbacks and Trainer; the leakage audit and (``optim.lr=find``) the learning
+    rate; then training, or one line saying where to resume an interrupted run from."""
     trainer_args = _trainer_args(cfg)
+    checkpointing = trainer_args.get("enable_checkpointing", True)
     epochs = EpochMetrics(run_dir / "metrics.csv")
     throughput = Throughput()
-    checkpoints = RunCheckpoints(run_dir / "checkpoints", monitor, mode)
+    checkpoints = RunCheckpoints(run_dir / "checkpoints", module.monitor, module.mode)
     callbacks = [epochs, throughput, RandomState(), DataEpoch(),
                  NonFiniteGuard(run_dir / "checkpoints" / "last_good.ckpt"),
                  SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt")]
-    if trainer_args.get("enable_checkpointing", True):
+    if checkpointing:
         callbacks.append(checkpoints)
     if cfg.early_stopping.patience is not None:
-        callbacks.append(EarlyStoppingAfterWarmup(monitor=monitor, mode=mode,
-                                       patience=cfg.early_stopping.patience,
-                                       check_on_train_epoch_end=False))
+        callbacks.append(EarlyStoppingAfterWarmup(monitor=module.monitor, mode=module.mode,
+                                                  patience=cfg.early_stopping.patience,
+                                                  check_on_train_epoch_end=False))
     if cfg.progress_bar:
         callbacks.append(ProgressBar(leave=False))
     trainer = _make_trainer(trainer_args, callbacks, run_dir, cfg.progress_bar)
-
     datamodule = SeqDataModule(
         data, cfg.data.batch_size, cfg.data.num_workers,
         pin_memory=_pin_memory(cfg.data.pin_memory, trainer_args["accelerator"]),
@@ -123,59 +161,72 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
             f"interrupted at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} is "
             f"saved: continue with  seqtrain resume={run_dir}"
         )
+    return Fitted(trainer, datamodule, epochs, throughput, checkpoints, checkpointing,
+                  str(trainer_args["precision"]), leakage, lr_find)
 
-    # the best epoch is the one best.ckpt holds, and its row of metrics.csv
-    best_row = epochs.row(checkpoints.best_epoch) if checkpoints.best_epoch is not None else None
-    if best_row is None:  # stopped (max_steps) before any validation: validate what we have
-        if trainer_args.get("enable_checkpointing", True):
-            trainer.save_checkpoint(checkpoints.last_path)
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-        best_row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
-        best_row["epoch"] = trainer.current_epoch
-    ckpt = checkpoints.best_path if checkpoints.best_path and checkpoints.best_path.exists() else None
+
+def best_epoch(fitted: Fitted, module: SeqModule) -> dict:
+    """The metrics row of the epoch best.ckpt holds; a run stopped (max_steps) before any
+    validation is validated as it stands."""
+    checkpoints, trainer = fitted.checkpoints, fitted.trainer
+    if checkpoints.best_epoch is not None and (row := fitted.epochs.row(checkpoints.best_epoch)):
+        return row
+    if fitted.checkpointing:
+        trainer.save_checkpoint(checkpoints.last_path)
+    trainer.validate(module, datamodule=fitted.datamodule, verbose=False)
+    row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    return {**row, "epoch": trainer.current_epoch}
+
+
+def test(fitted: Fitted, module: SeqModule, run_dir: Path) -> dict:
+    """Test metrics of the best checkpoint (or of the weights as they stand, without one)."""
+    best = fitted.checkpoints.best_path
+    ckpt = str(best) if best and best.exists() else None
     try:
-        test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
-                                    verbose=False,
-                                    weights_only=True)[0]
+        return fitted.trainer.test(module, datamodule=fitted.datamodule, ckpt_path=ckpt, verbose=False,
+                                   weights_only=True)[0]
     except (KeyboardInterrupt, SystemExit):
         raise SeqtrainError(
             f"interrupted while testing; training had finished and its checkpoints are in "
             f"{run_dir / 'checkpoints'}"
         ) from None
-    wall = time.perf_counter() - started
 
-    predictions = predictions_frame(data, module.test_outputs, quantiles if loss == "quantile" else None)
+
+def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict, tested: dict,
+           run_dir: Path, wall: float) -> dict:
+    """predictions.parquet, the plots, metrics.json and the summary table."""
+    _, quantiles = _loss(cfg)
+    predictions = predictions_frame(data, module.test_outputs, quantiles)
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
-    main_metric = "acc" if cfg.task == "classification" else "mae"
+    epochs = fitted.epochs
     if epochs.rows:
-        plot_curves(epochs.rows, main_metric, run_dir / "plots" / "curves.png", epochs.steps)
+        plot_curves(epochs.rows, module.main_metric, run_dir / "plots" / "curves.png", epochs.steps)
     plot_predictions(predictions, data.state["group_col"], cfg.task, data.classes,
                      run_dir / "plots" / "predictions.png")
-    plot_interpretation(module, datamodule.sample_batch("test"), data, run_dir / "plots")
-
+    plot_interpretation(module, fitted.datamodule.sample_batch("test"), data, run_dir / "plots")
+    speed = fitted.throughput.samples_per_second
     summary = {
         "task": cfg.task,
-        "model": {"name": cfg.model.name, **model.summary()},
-        "monitor": monitor,
-        "best_epoch": int(best_row["epoch"]),  # 0-based, as in metrics.csv
-        "best_val": {k: v for k, v in best_row.items() if k.startswith("val_")},
-        "test": {k: float(v) for k, v in test_metrics.items()},
+        "model": {"name": cfg.model.name, **module.model.summary()},
+        "monitor": module.monitor,
+        "best_epoch": int(best["epoch"]),  # 0-based, as in metrics.csv
+        "best_val": {k: v for k, v in best.items() if k.startswith("val_")},
+        "test": {k: float(v) for k, v in tested.items()},
         "baseline_test": baseline(data, module.test_outputs),
         "epochs": len(epochs.rows),
-        "steps": trainer.global_step,
+        "steps": fitted.trainer.global_step,
         "windows": data.state["windows"],
         "wall_time_s": round(wall, 3),
-        "train_samples_per_s": round(throughput.samples_per_second, 1)
-        if math.isfinite(throughput.samples_per_second) else None,
-        "leakage_audit": leakage,
-        "lr_find": lr_find,
-        "precision": str(trainer_args["precision"]),  # what ran, on this device
+        "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
+        "leakage_audit": fitted.leakage,
+        "lr_find": fitted.lr_find,
+        "precision": fitted.precision,  # what ran, on this device
         "precision_requested": str(cfg.trainer.precision),
         "run_dir": str(run_dir),
     }
     _write_json(run_dir / "metrics.json", summary)
     print_summary(summary)
-    return float(best_row.get(monitor, float("nan")))
+    return summary
 
 
 AUDIT_MODES = ("warn", "error", "off")
