@@ -26,7 +26,8 @@ import torch
 from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader
 
-from seqtrain.data.datamodule import RowBlock, WindowDataset, batch_as_is
+from seqtrain.data.datamodule import WindowDataset, batch_as_is
+from seqtrain.data.rows import RowBlock
 from seqtrain.data.streaming import StreamingWindows, plan_stream
 
 

@@ -34,7 +34,6 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from seqtrain.data import source, validate
-from seqtrain.data.datamodule import RowBlock, time_as_number
 from seqtrain.data.prepare import (
     check_classes,
     check_known_classes,
@@ -49,6 +48,7 @@ from seqtrain.data.prepare import (
     split_by_series,
     time_values,
 )
+from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.time_features import CALENDAR, calendar_features, cycle_ranges, varying_cycles
 from seqtrain.data.windows import (

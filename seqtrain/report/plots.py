@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from seqtrain.data.datamodule import time_from_number  # noqa: E402
+from seqtrain.data.rows import time_from_number  # noqa: E402
 
 MAX_POINTS = 500  # of the test period drawn per series, so single steps stay readable
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqtrain.data.datamodule import time_from_number
+from seqtrain.data.rows import time_from_number
 
 
 def _cat(outputs: list[dict], key: str) -> np.ndarray:

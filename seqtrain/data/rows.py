@@ -1,0 +1,74 @@
+"""Rows as tensors, and the windows cut from them by index arithmetic: one contiguous tensor
+of inputs, an ``unfold`` view, one vectorised gather per batch. Shared by the in-memory dataset
+and the streamed one, which cuts its chunks with the very same rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def time_as_number(times: np.ndarray) -> np.ndarray:
+    """Times as numbers a tensor can hold: timestamps as int64 nanoseconds, numbers unchanged."""
+    if np.issubdtype(times.dtype, np.datetime64):
+        return times.astype("datetime64[ns]").view(np.int64)
+    return times.astype(np.float64 if times.dtype.kind == "f" else np.int64)
+
+
+def time_from_number(values: np.ndarray, time_dtype: str) -> np.ndarray:
+    """Inverse of ``time_as_number`` for a time column of dtype ``time_dtype``."""
+    if time_dtype.startswith("datetime64"):
+        return values.astype(np.int64).view("datetime64[ns]")
+    return values
+
+
+class RowBlock:
+    """Consecutive rows of one or more series as tensors, and the windows that can be cut from
+    them: the whole table in memory, or one streamed chunk with the rows carried before it.
+
+    ``inputs`` ``(N, F)`` scaled; ``labels`` ``(N,)`` class ids or scaled targets; ``times``
+    ``(N,)`` (see ``time_as_number``); ``series`` and ``row_number`` ``(N,)``: each row's
+    series code and position in its whole series; ``known_columns``: input columns known in
+    advance.
+    """
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, times: torch.Tensor,
+                 series: torch.Tensor, row_number: torch.Tensor, seq_length: int, horizon: int,
+                 output_steps: int, classification: bool, known_columns: list[int] | None = None,
+                 pad_short: bool = False):
+        self.labels, self.times, self.series, self.row_number = labels, times, series, row_number
+        self.inputs, self.pad_short = inputs, pad_short
+        if pad_short:  # where each row's series starts in the block (rows grouped by series code)
+            self.series_start = torch.searchsorted(series, series)
+            self.input_offsets = torch.arange(-seq_length + 1, 1)
+        # Known-in-advance columns, read at the label rows for decoders (only these columns).
+        self.future = inputs[:, known_columns].contiguous() if known_columns else None
+        # (N-L+1, L, F) view: entry s holds rows s .. s+L-1. No data is copied here; a batch of
+        # windows is copied out in one indexing operation.
+        self.windows = inputs.unfold(0, seq_length, 1).transpose(1, 2)
+        self.seq_length, self.classification = seq_length, classification
+        self.label_offsets = torch.arange(horizon, horizon + output_steps)
+
+    def batch(self, ends: torch.Tensor, identify: bool = True) -> dict:
+        """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``);
+        ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
+        rows = ends[:, None] + self.label_offsets
+        y = self.labels[rows]
+        batch = {"y": y[:, 0] if self.classification else y}
+        if self.pad_short:
+            # rows before the series' first row are zeros, flagged False in the mask
+            index = ends[:, None] + self.input_offsets
+            real = index >= self.series_start[ends][:, None]
+            batch["x"] = self.inputs[index.clamp(min=0)] * real.unsqueeze(-1)
+            batch["mask"] = real
+        else:
+            batch["x"] = self.windows[ends - (self.seq_length - 1)].contiguous()
+        if identify:
+            batch["y_last"] = self.labels[ends]
+            batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)
+            batch["end_time"] = self.times[ends]
+            batch["label_time"] = self.times[rows]
+        if self.future is not None:
+            batch["future"] = self.future[rows]
+        return batch
