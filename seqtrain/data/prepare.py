@@ -19,9 +19,7 @@ from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.time_features import calendar_features, cycle_ranges, varying_cycles
 from seqtrain.data.windows import (
     SPLIT_NAMES,
-    TEST,
     TRAIN,
-    VAL,
     assign_splits,
     assign_splits_by_row,
     fraction_boundaries,
@@ -55,136 +53,161 @@ class PreparedData:
     state: dict = field(default_factory=dict)  # JSON-able record of every fitted statistic
 
 
+@dataclass
+class TableRows:
+    """The needed columns of a table as arrays, rows grouped by series in time order."""
+
+    times: np.ndarray
+    series: np.ndarray  # int series code per row
+    series_names: list
+    x: np.ndarray  # (N, F) float32 feature columns, unscaled
+    features: list[str]
+    target_kind: str  # numeric | categorical
+    target_values: np.ndarray
+    file_rows: np.ndarray  # each row's position in the file, for error messages
+
+    def take(self, index: np.ndarray) -> None:
+        for name in ("times", "series", "x", "target_values", "file_rows"):
+            setattr(self, name, getattr(self, name)[index])
+
+
 def prepare(cfg, task: str, path: str) -> PreparedData:
-    """Read, validate, split, fit statistics on training rows and index the windows."""
+    """Read, validate, split, fit statistics on training rows and index the windows: the steps
+    below, in this order (the split comes first, so that every statistic sees training rows only)."""
     validate.check_window_settings(cfg)
-    if task == "classification" and cfg.output_steps != 1:
-        raise SeqtrainError("data.output_steps: multi-step output is for task=regression; set it to 1")
-    schema = source.read_schema(path)
-    time_col, group_col, target, features = validate.resolve_columns(schema, cfg, path)
-    columns = list(dict.fromkeys([time_col, *( [group_col] if group_col else []), target, *features]))
-    table = source.read_columns(path, columns)
-    if table.num_rows == 0:
-        raise SeqtrainError(f"data.path: {path} has no rows")
-
-    file_rows = np.arange(table.num_rows)
-    times = time_values(table.column(time_col), time_col)
-    series, series_names = _series_codes(table, group_col)
-    x = np.column_stack([float_column(table, c) for c in features]) if features else np.zeros(
-        (table.num_rows, 0), np.float32
-    )
-    target_kind, target_values = read_target(table.column(target), target, task)
-
-    # Group rows by series (stable: keeps the file's time order inside each series).
-    order = np.lexsort((times, series)) if cfg.sort else np.argsort(series, kind="stable")
-    times, series, x, target_values, file_rows = (
-        a[order] for a in (times, series, x, target_values, file_rows)
-    )
-    validate.check_time_order(times, series, series_names, file_rows, time_col)
-
-    keep = _apply_nan_policy(cfg.nan_policy, x, features, target_values, target, target_kind,
-                             series, file_rows)
-    if keep is not None:
-        times, series, x, target_values, file_rows = (
-            a[keep] for a in (times, series, x, target_values, file_rows)
-        )
-        if len(times) == 0:
-            raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
-
-    if split_by_series(cfg):
-        bounds = series_bounds(series)
-        row_split = assign_splits_by_row(row_numbers(bounds), series,
-                                         series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test))
-        val_start = test_start = "per series"
-    else:
-        val_start, test_start = split_boundaries(cfg.split, times, time_col)
-        row_split = assign_splits(times, val_start, test_start)
+    time_col, group_col, target, features = validate.resolve_columns(source.read_schema(path), cfg, path)
+    rows = read_rows(cfg, task, path, time_col, group_col, target, features)
+    row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col)
     train_rows = row_split == TRAIN
-
-    if cfg.time_features:
-        if not np.issubdtype(times.dtype, np.datetime64):
-            raise SeqtrainError(
-                f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
-                "set data.time_features=false"
-            )
-        # which calendar cycles vary is decided on training rows, like every other statistic
-        cycles = varying_cycles(cycle_ranges(times[train_rows]))
-        calendar, calendar_names = calendar_features(times, cycles)
-        x = np.column_stack([x, calendar])
-        features = [*features, *calendar_names]
-    else:
-        calendar_names = []
-    known_future = known_future_columns(cfg, features, target, calendar_names)
-
-    # Target: class ids from the training rows' classes, or a train-fitted scaler.
-    classes = target_scaler = None
+    calendar_names = add_calendar_columns(cfg, rows, train_rows, time_col)
+    known_future = known_future_columns(cfg, rows.features, target, calendar_names)
+    classes, labels, target_scaler = fit_target(task, rows.target_values, train_rows, target)
+    inputs, input_names, scaler = fit_inputs(cfg, rows, train_rows, target)
+    ends = cut_windows(cfg, rows, row_split)
+    class_counts = class_weights = None
     if task == "classification":
-        classes, labels = _encode_classes(target_values, train_rows, target)
-    else:
-        target_scaler = StandardScaler.fit(target_values[train_rows])
-        labels = target_scaler.transform(target_values)
-
-    input_names = list(features)
-    listed_as_feature = cfg.features is not None and target in cfg.features
-    if (cfg.target_as_input or listed_as_feature) and cfg.horizon > 0:
-        if target_kind == "numeric":
-            x = np.column_stack([x, target_values.astype(np.float32)])
-            input_names.append(target)
-        else:
-            log.info("target %r is not numeric: its history is not used as an input", target)
-
-    scaler = (StandardScaler.fit(x[train_rows]) if cfg.scaler == "standard"
-              else StandardScaler.identity(x.shape[1]))
-    inputs = np.ascontiguousarray(scaler.transform(x))
-
-    bounds = series_bounds(series)
-    _warn_short_series(bounds, series_names, cfg)
-    ends = {}
-    for split in (TRAIN, VAL, TEST):
-        stride = cfg.stride if split == TRAIN else cfg.eval_stride
-        ends[SPLIT_NAMES[split]] = window_ends(
-            bounds, row_split, split, min_history(cfg), cfg.horizon, cfg.output_steps, stride,
-            cfg.embargo,
-        )
-        if len(ends[SPLIT_NAMES[split]]) == 0:
-            raise SeqtrainError(_empty_split_message(SPLIT_NAMES[split], cfg, row_split == split))
-
-    class_weights = class_counts = None
-    if task == "classification":
-        for name in ("val", "test"):
-            rows = ends[name] + cfg.horizon
-            check_known_classes(labels[rows], target_values[rows], name, classes, target)
-        class_counts = np.bincount(labels[ends["train"] + cfg.horizon], minlength=len(classes))
-        class_counts, class_weights = class_balance(class_counts)
-
+        class_counts, class_weights = _window_classes(cfg, labels, rows.target_values, ends, classes, target)
     state = {
-        "task": task,
-        "target": target,
-        "time_col": time_col,
-        "group_col": group_col,
-        "inputs": input_names,
-        "known_future": known_future,
-        "seq_length": cfg.seq_length,
-        "horizon": cfg.horizon,
-        "output_steps": cfg.output_steps,
+        "task": task, "target": target, "time_col": time_col, "group_col": group_col,
+        "inputs": input_names, "known_future": known_future,
+        "seq_length": cfg.seq_length, "horizon": cfg.horizon, "output_steps": cfg.output_steps,
         "pad_short": bool(cfg.pad_short),
         "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
         "target_scaler": target_scaler.to_dict() if target_scaler else None,
-        "classes": classes,
-        "class_weights": class_weights,
-        "class_counts": class_counts,
-        "time_dtype": str(times.dtype),
+        "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
+        "time_dtype": str(rows.times.dtype),
         "split": {"by": cfg.split.get("by", "time"), "val_start": str(val_start),
                   "test_start": str(test_start)},
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
-        "series": len(series_names),
+        "series": len(rows.series_names),
     }
     return PreparedData(
-        inputs=inputs, labels=labels, times=times, series=series, series_names=series_names,
-        ends=ends, input_names=input_names, known_future=known_future, target=target, task=task,
-        classes=classes, class_weights=class_weights, target_scaler=target_scaler, state=state,
+        inputs=inputs, labels=labels, times=rows.times, series=rows.series,
+        series_names=rows.series_names, ends=ends, input_names=input_names, known_future=known_future,
+        target=target, task=task, classes=classes, class_weights=class_weights,
+        target_scaler=target_scaler, state=state,
     )
+
+
+def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,
+              features: list[str]) -> TableRows:
+    """Only the needed columns, decoded and checked; rows grouped by series (stable: the file's
+    time order inside each series is kept, or sorted with ``data.sort``), in time order, with
+    the NaN policy applied."""
+    columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target, *features]))
+    table = source.read_columns(path, columns)
+    if table.num_rows == 0:
+        raise SeqtrainError(f"data.path: {path} has no rows")
+    series, series_names = _series_codes(table, group_col)
+    x = (np.column_stack([float_column(table, c) for c in features]) if features
+         else np.zeros((table.num_rows, 0), np.float32))
+    target_kind, target_values = read_target(table.column(target), target, task)
+    rows = TableRows(time_values(table.column(time_col), time_col), series, series_names, x,
+                     list(features), target_kind, target_values, np.arange(table.num_rows))
+    rows.take(np.lexsort((rows.times, series)) if cfg.sort else np.argsort(series, kind="stable"))
+    validate.check_time_order(rows.times, rows.series, series_names, rows.file_rows, time_col)
+    keep = _apply_nan_policy(cfg.nan_policy, rows.x, features, rows.target_values, target, target_kind,
+                             rows.series, rows.file_rows)
+    if keep is not None:
+        rows.take(keep)
+        if len(rows.times) == 0:
+            raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
+    return rows
+
+
+def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str):
+    """Split id per row (chronological, on one time axis or per series) and the boundaries."""
+    if split_by_series(cfg):
+        bounds = series_bounds(series)
+        cuts = series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test)
+        return assign_splits_by_row(row_numbers(bounds), series, cuts), "per series", "per series"
+    val_start, test_start = split_boundaries(cfg.split, times, time_col)
+    return assign_splits(times, val_start, test_start), val_start, test_start
+
+
+def add_calendar_columns(cfg, rows: TableRows, train_rows: np.ndarray, time_col: str) -> list[str]:
+    """``data.time_features``: calendar columns appended to the features (those whose cycle
+    varies over training rows: a statistic like any other); their names."""
+    if not cfg.time_features:
+        return []
+    if not np.issubdtype(rows.times.dtype, np.datetime64):
+        raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
+                            "set data.time_features=false")
+    calendar, names = calendar_features(rows.times, varying_cycles(cycle_ranges(rows.times[train_rows])))
+    rows.x = np.column_stack([rows.x, calendar])
+    rows.features = [*rows.features, *names]
+    return names
+
+
+def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: str):
+    """Class ids from the training rows' classes, or the target scaled by a train-fitted
+    scaler: ``(classes, labels, target_scaler)``."""
+    if task == "classification":
+        classes, labels = _encode_classes(values, train_rows, target)
+        return classes, labels, None
+    target_scaler = StandardScaler.fit(values[train_rows])
+    return None, target_scaler.transform(values), target_scaler
+
+
+def fit_inputs(cfg, rows: TableRows, train_rows: np.ndarray, target: str):
+    """The scaled input matrix (features, then the target's own history when it is an input),
+    its column names and the train-fitted scaler."""
+    x, input_names = rows.x, list(rows.features)
+    listed_as_feature = cfg.features is not None and target in cfg.features
+    if (cfg.target_as_input or listed_as_feature) and cfg.horizon > 0:
+        if rows.target_kind == "numeric":
+            x = np.column_stack([x, rows.target_values.astype(np.float32)])
+            input_names.append(target)
+        else:
+            log.info("target %r is not numeric: its history is not used as an input", target)
+    scaler = (StandardScaler.fit(x[train_rows]) if cfg.scaler == "standard"
+              else StandardScaler.identity(x.shape[1]))
+    return np.ascontiguousarray(scaler.transform(x)), input_names, scaler
+
+
+def cut_windows(cfg, rows: TableRows, row_split: np.ndarray) -> dict[str, np.ndarray]:
+    """Split name -> global end rows of its windows (``windows.window_ends``); an empty split
+    is an error."""
+    bounds = series_bounds(rows.series)
+    _warn_short_series(bounds, rows.series_names, cfg)
+    ends = {}
+    for split, name in enumerate(SPLIT_NAMES):
+        stride = cfg.stride if split == TRAIN else cfg.eval_stride
+        ends[name] = window_ends(bounds, row_split, split, min_history(cfg), cfg.horizon, cfg.output_steps,
+                                 stride, cfg.embargo)
+        if len(ends[name]) == 0:
+            raise SeqtrainError(_empty_split_message(name, cfg, row_split == split))
+    return ends
+
+
+def _window_classes(cfg, labels, values, ends, classes, target):
+    """Class counts and weights from the training windows' labels; refuse validation or test
+    windows whose class training never saw."""
+    for name in ("val", "test"):
+        rows = ends[name] + cfg.horizon
+        check_known_classes(labels[rows], values[rows], name, classes, target)
+    return class_balance(np.bincount(labels[ends["train"] + cfg.horizon], minlength=len(classes)))
 
 
 def known_future_columns(cfg, features: list[str], target: str, calendar_names: list[str]) -> list[str]:
