@@ -118,8 +118,53 @@ class StreamData:
     state: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Source:
+    """Where the rows come from and which columns matter."""
+
+    dataset: object
+    groups: list
+    time_col: str
+    group_col: str | None
+    target: str
+    features: list[str]
+
+    def read(self, group, columns: list[str]) -> pa.Table:
+        return source.read_row_group(group, self.dataset.schema, columns)
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [self.time_col, *([self.group_col] if self.group_col else [])]
+
+
+@dataclass
+class _Scan:
+    """Pass 1: the series, the rows of each in each row group, halos and the time axis."""
+
+    names: dict  # series name -> provisional code (first appearance)
+    remap: np.ndarray  # provisional code -> code in sorted name order, as in memory
+    series_names: list
+    group_series: list[np.ndarray]
+    group_counts: list[np.ndarray]
+    halo_start: np.ndarray
+    axis: np.ndarray  # distinct times (for split fractions), or the first and last (for dates)
+    time_dtype: np.dtype
+
+
+@dataclass
+class _Fit:
+    """Pass 2: statistics of training rows, and rows per series and split."""
+
+    moments: tuple
+    target_moments: tuple | None
+    label_counts: dict
+    cycles: dict
+    split_rows: np.ndarray
+    target_kind: str
+
+
 def plan_stream(cfg, task: str, path: str) -> StreamData:
-    """The two passes described in the module docstring; raise on bad input."""
+    """The passes described in the module docstring; raise on bad input."""
     validate.check_window_settings(cfg)
     if cfg.nan_policy != "error":
         raise SeqtrainError(
@@ -130,27 +175,107 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         raise SeqtrainError("data.sort=true needs the whole table in memory; sort the files "
                             "or set data.streaming=false")
     dataset = source.open_dataset(path)
-    schema = dataset.schema
-    time_col, group_col, target, features = validate.resolve_columns(schema, cfg, path)
-    groups = source.row_groups(dataset)
-    if not groups:
+    time_col, group_col, target, features = validate.resolve_columns(dataset.schema, cfg, path)
+    src = _Source(dataset, source.row_groups(dataset), time_col, group_col, target, features)
+    if not src.groups:
         raise SeqtrainError(f"data.path: {path} has no rows")
-    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1  # rows one window spans
+    scan = _scan_series(src, cfg, path)
+    by_series = split_by_series(cfg)
+    cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series)
+    time_features = bool(cfg.time_features)
+    if time_features and not np.issubdtype(scan.time_dtype, np.datetime64):
+        raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
+                            "set data.time_features=false")
+    use_target_history = (cfg.target_as_input or (cfg.features is not None and target in cfg.features)) \
+        and cfg.horizon > 0
+    fitted = _fit_statistics(src, cfg, task, scan, cuts, val_start, test_start, use_target_history)
 
-    # pass 1: time and series
+    calendar_cycles = varying_cycles(fitted.cycles) if time_features else []
+    calendar_names = [f"{c}_{f}" for c in calendar_cycles for f in ("sin", "cos")]
+    input_names = [*features, *calendar_names]
+    if use_target_history and fitted.target_kind == "numeric":
+        input_names.append(target)
+    known = known_future_columns(cfg, input_names, target, calendar_names)
+    scaler = _input_scaler(cfg, fitted.moments, features, input_names, calendar_names, time_features)
+    classes = class_weights = target_scaler = class_counts = None
+    segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
+    if task == "classification":
+        classes = sorted(fitted.label_counts)  # from training rows, as in memory
+        check_classes(classes, target)
+        class_counts, class_weights = class_balance(_window_label_counts(
+            src, task, scan, classes, cuts, val_start, test_start, segments, cfg))
+    else:
+        target_scaler = _scaler(fitted.target_moments)
+    group_windows = _count_windows(scan.group_series, scan.group_counts, segments, cfg)
+    windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
+    _refuse_empty_splits(windows, cfg)
+    state = {
+        "task": task, "target": target, "time_col": time_col, "group_col": group_col,
+        "inputs": input_names, "known_future": known,
+        "seq_length": cfg.seq_length, "horizon": cfg.horizon, "output_steps": cfg.output_steps,
+        "pad_short": bool(cfg.pad_short),
+        "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
+        "target_scaler": target_scaler.to_dict() if target_scaler else None,
+        "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
+        "time_dtype": str(scan.time_dtype),
+        "split": {"by": "series" if by_series else "time", "val_start": str(val_start),
+                  "test_start": str(test_start)},
+        "rows": {name: int(fitted.split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
+        "windows": windows, "series": len(scan.series_names), "streaming": True,
+        "row_groups": len(src.groups),
+    }
+    return StreamData(
+        dataset=dataset, groups=src.groups, columns=_columns(src), time_col=time_col, group_col=group_col,
+        target=target, target_kind=fitted.target_kind, features=features, input_names=input_names,
+        known_future=known, task=task, series_names=scan.series_names, group_series=scan.group_series,
+        group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
+        group_windows=group_windows, cuts=cuts, scaler=scaler, val_start=val_start, test_start=test_start,
+        calendar_cycles=calendar_cycles, classes=classes, class_weights=class_weights,
+        target_scaler=target_scaler, state=state,
+    )
+
+
+def _split_plan(cfg, scan: _Scan, time_col: str, by_series: bool):
+    """``(cuts, val_start, test_start)``: per-series row cuts, or the time axis's boundaries."""
+    if not by_series:
+        return None, *split_boundaries(cfg.split, scan.axis, time_col)
+    lengths = np.zeros(len(scan.series_names), np.int64)
+    for present, n_rows in zip(scan.group_series, scan.group_counts, strict=True):
+        lengths[present] += n_rows
+    return series_cuts(lengths, cfg.split.val, cfg.split.test), "per series", "per series"
+
+
+def _refuse_empty_splits(windows: dict[str, int], cfg) -> None:
+    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1
+    for name, n in windows.items():
+        if n == 0:
+            raise SeqtrainError(
+                f"data.split: the {name} split has no complete window (a window needs {need} rows "
+                f"within its split); lower data.seq_length or data.horizon, or give {name} a larger share"
+            )
+
+
+def _columns(src: _Source) -> list[str]:
+    return list(dict.fromkeys([*src.key_columns, src.target, *src.features]))
+
+
+def _scan_series(src: _Source, cfg, path: str) -> _Scan:
+    """Pass 1, time and series only: order checks, rows per series and row group, the first
+    row group each group's windows read from (its halo), and the time axis."""
+    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1  # rows one window spans
     names: dict = {}
     last_time: dict[int, object] = {}
     counts: dict[int, int] = {}
     history: dict[int, tuple[list[int], list[int]]] = {}  # code -> (groups, rows after each)
     group_series, group_counts, halo, distinct, extremes = [], [], [], [], []
-    row0 = 0
-    for g, group in enumerate(groups):
-        table = source.read_row_group(group, schema, [time_col, *([group_col] if group_col else [])])
-        times = time_values(table.column(time_col), time_col)
-        codes = _provisional_codes(table, group_col, names)
+    row0, times = 0, None
+    for g, group in enumerate(src.groups):
+        table = src.read(group, src.key_columns)
+        times = time_values(table.column(src.time_col), src.time_col)
+        codes = _provisional_codes(table, src.group_col, names)
         order = np.argsort(codes, kind="stable")
         times, codes = times[order], codes[order]
-        _check_order(times, codes, last_time, names, time_col, row0 + order)
+        _check_order(times, codes, last_time, names, src.time_col, row0 + order)
         present, n_rows = np.unique(codes, return_counts=True)
         back = g
         for code, n in zip(present.tolist(), n_rows.tolist(), strict=True):
@@ -175,69 +300,42 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         row0 += table.num_rows
     if row0 == 0:
         raise SeqtrainError(f"data.path: {path} has no rows")
-
-    # series codes in sorted name order, as in memory
     provisional = list(names)
     order = sorted(range(len(provisional)), key=lambda i: provisional[i])
     remap = np.empty(len(order), np.int64)
     remap[order] = np.arange(len(order))
-    series_names = [provisional[i] for i in order]
     group_series = [remap[s] for s in group_series]
-    for g in range(len(groups)):
+    for g in range(len(src.groups)):
         sort = np.argsort(group_series[g])
         group_series[g], group_counts[g] = group_series[g][sort], group_counts[g][sort]
-    halo_start = np.asarray(halo, np.int64)
-
-    # the time axis (for fractions), or its first and last time (for dates)
     axis = np.unique(np.concatenate(distinct)) if distinct else np.asarray(extremes, dtype=times.dtype)
-    by_series = split_by_series(cfg)
-    lengths = np.zeros(len(series_names), np.int64)
-    for present, n_rows in zip(group_series, group_counts, strict=True):
-        lengths[present] += n_rows
-    cuts = series_cuts(lengths, cfg.split.val, cfg.split.test) if by_series else None
-    if by_series:
-        val_start = test_start = "per series"
-    else:
-        val_start, test_start = split_boundaries(cfg.split, axis, time_col)
+    return _Scan(names, remap, [provisional[i] for i in order], group_series, group_counts,
+                 np.asarray(halo, np.int64), axis, times.dtype)
 
-    # pass 2: statistics on training rows, checks on all rows
-    time_features = bool(cfg.time_features)
-    if time_features and not np.issubdtype(times.dtype, np.datetime64):
-        raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
-                            "set data.time_features=false")
-    # every calendar cycle is computed in pass 2; those constant over training rows are dropped after
-    all_cycles = list(CALENDAR) if time_features else []
-    cycles: dict[str, tuple[float, float]] = {}
-    columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target, *features]))
-    use_target_history = (cfg.target_as_input or (cfg.features is not None and target in cfg.features)) \
-        and cfg.horizon > 0
-    n_series = len(series_names)
-    split_rows = np.zeros((n_series, 3), np.int64)
-    moments = None
-    target_moments = None
+
+def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, test_start,
+                    use_target_history: bool) -> _Fit:
+    """Pass 2, every needed column: NaN/inf checks on all rows; on training rows the input
+    moments (every calendar cycle: those constant over training rows are dropped after), the
+    calendar ranges, the target's moments or class counts; rows per series and split."""
+    all_cycles = list(CALENDAR) if cfg.time_features else []
+    columns = _columns(src)
+    split_rows = np.zeros((len(scan.series_names), 3), np.int64)
+    moments = target_moments = None
     label_counts: dict = {}
+    cycles: dict[str, tuple[float, float]] = {}
     target_kind = "numeric"
-    counters = np.zeros(n_series, np.int64)
+    counters = np.zeros(len(scan.series_names), np.int64)
     row0 = 0
-    for group in groups:
-        table = source.read_row_group(group, schema, columns)
-        times = time_values(table.column(time_col), time_col)
-        codes = remap[_provisional_codes(table, group_col, names)]
-        x = _features(table, features)
-        target_kind, y = read_target(table.column(target), target, task)
-        file_rows = row0 + np.arange(table.num_rows)
-        for j, name in enumerate(features):
-            validate.check_finite(name, "data.features", x[:, j], file_rows)
-        bad = missing_values(y, target_kind)
-        if bad.any():
-            raise SeqtrainError(
-                f"data.target: column {target!r} has NaN/inf value(s), first at row "
-                f"{file_rows[validate.first_bad(bad)]}; clean the files or set data.streaming=false "
-                "with data.nan_policy=ffill or drop"
-            )
-        if time_features:
-            calendar, _ = calendar_features(times, all_cycles)
-            x = np.column_stack([x, calendar])
+    for group in src.groups:
+        table = src.read(group, columns)
+        times = time_values(table.column(src.time_col), src.time_col)
+        codes = scan.remap[_provisional_codes(table, src.group_col, scan.names)]
+        x = _features(table, src.features)
+        target_kind, y = read_target(table.column(src.target), src.target, task)
+        _check_finite_rows(src, x, y, target_kind, row0 + np.arange(table.num_rows))
+        if all_cycles:
+            x = np.column_stack([x, calendar_features(times, all_cycles)[0]])
         if cuts is None:
             row_split = assign_splits(times, val_start, test_start)
         else:
@@ -248,75 +346,43 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
             x = np.column_stack([x, y.astype(np.float32)])
         if train.any():
             moments = _merge(moments, x[train])
-            for name, (a, b) in (cycle_ranges(times[train]).items() if time_features else ()):
+            for name, (a, b) in (cycle_ranges(times[train]).items() if all_cycles else ()):
                 low, high = cycles.get(name, (a, b))
                 cycles[name] = (min(low, a), max(high, b))
             if task == "regression":
                 target_moments = _merge(target_moments, y[train, None])
             else:
-                values, n = np.unique(label_values(y[train], target), return_counts=True)
+                values, n = np.unique(label_values(y[train], src.target), return_counts=True)
                 for v, c in zip(values.tolist(), n.tolist(), strict=True):
                     label_counts[v] = label_counts.get(v, 0) + c
         row0 += table.num_rows
     if moments is None:
         raise SeqtrainError("data.split: no training rows before the validation period")
+    return _Fit(moments, target_moments, label_counts, cycles, split_rows, target_kind)
 
-    calendar_cycles = varying_cycles(cycles) if time_features else []
-    calendar_names = [f"{c}_{f}" for c in calendar_cycles for f in ("sin", "cos")]
-    input_names = [*features, *calendar_names]
-    if use_target_history and target_kind == "numeric":
-        input_names.append(target)
+
+def _check_finite_rows(src: _Source, x: np.ndarray, y: np.ndarray, target_kind: str,
+                       file_rows: np.ndarray) -> None:
+    for j, name in enumerate(src.features):
+        validate.check_finite(name, "data.features", x[:, j], file_rows)
+    bad = missing_values(y, target_kind)
+    if bad.any():
+        raise SeqtrainError(
+            f"data.target: column {src.target!r} has NaN/inf value(s), first at row "
+            f"{file_rows[validate.first_bad(bad)]}; clean the files or set data.streaming=false "
+            "with data.nan_policy=ffill or drop"
+        )
+
+
+def _input_scaler(cfg, moments, features, input_names, calendar_names, time_features) -> StandardScaler:
+    """The scaler of the kept input columns, from pass 2's moments over every computed column."""
+    if cfg.scaler != "standard":
+        return StandardScaler.identity(len(input_names))
+    all_cycles = list(CALENDAR) if time_features else []
     computed = [*features, *(f"{c}_{f}" for c in all_cycles for f in ("sin", "cos")),
                 *input_names[len(features) + len(calendar_names):]]
     kept = [computed.index(name) for name in input_names]
-    moments = (moments[0], moments[1][kept], moments[2][kept])
-    known = known_future_columns(cfg, input_names, target, calendar_names)
-    scaler = _scaler(moments) if cfg.scaler == "standard" else StandardScaler.identity(len(input_names))
-    classes = class_weights = target_scaler = class_counts = None
-    if task == "classification":
-        classes = sorted(label_counts)  # from training rows, as in memory
-        check_classes(classes, target)
-    else:
-        target_scaler = _scaler(target_moments)
-
-    # rows per series and split give each split's row numbers, and the windows per row group
-    segments = segments_from_counts(split_rows)
-    if task == "classification":  # pass 3: the labels of the windows, target column only
-        class_counts, class_weights = class_balance(_window_label_counts(
-            groups, schema, time_col, group_col, target, task, remap, names, classes, cuts,
-            val_start, test_start, segments, cfg))
-    group_windows = _count_windows(group_series, group_counts, segments, cfg)
-    windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
-    for name, n in windows.items():
-        if n == 0:
-            raise SeqtrainError(
-                f"data.split: the {name} split has no complete window (a window needs {need} rows "
-                f"within its split); lower data.seq_length or data.horizon, or give {name} a larger share"
-            )
-
-    state = {
-        "task": task, "target": target, "time_col": time_col, "group_col": group_col,
-        "inputs": input_names, "known_future": known,
-        "seq_length": cfg.seq_length, "horizon": cfg.horizon, "output_steps": cfg.output_steps,
-        "pad_short": bool(cfg.pad_short),
-        "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
-        "target_scaler": target_scaler.to_dict() if target_scaler else None,
-        "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
-        "time_dtype": str(times.dtype),
-        "split": {"by": "series" if by_series else "time", "val_start": str(val_start),
-                  "test_start": str(test_start)},
-        "rows": {name: int(split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
-        "windows": windows, "series": n_series, "streaming": True, "row_groups": len(groups),
-    }
-    return StreamData(
-        dataset=dataset, groups=groups, columns=columns, time_col=time_col, group_col=group_col,
-        target=target, target_kind=target_kind, features=features, input_names=input_names,
-        known_future=known, task=task, series_names=series_names, group_series=group_series,
-        group_counts=group_counts, halo_start=halo_start, segments=segments,
-        group_windows=group_windows, cuts=cuts, scaler=scaler, val_start=val_start, test_start=test_start,
-        calendar_cycles=calendar_cycles, classes=classes, class_weights=class_weights,
-        target_scaler=target_scaler, state=state,
-    )
+    return _scaler((moments[0], moments[1][kept], moments[2][kept]))
 
 
 def shard_ranges(weights: np.ndarray, n_shards: int) -> list[tuple[int, int]]:
@@ -589,24 +655,24 @@ def _scaler(moments) -> StandardScaler:
     return StandardScaler(mean=mean, std=np.where(std > 1e-12, std, 1.0))
 
 
-def _window_label_counts(groups, schema, time_col, group_col, target, task, remap, names, classes, cuts,
-                         val_start, test_start, segments, cfg) -> np.ndarray:
-    """Class counts among the labels of the training windows, refusing a validation or test
-    window whose label class never occurs in training rows: the in-memory rule, row group by
-    row group (``last_label_rows``)."""
+def _window_label_counts(src: _Source, task: str, scan: _Scan, classes: list, cuts, val_start,
+                         test_start, segments: np.ndarray, cfg) -> np.ndarray:
+    """Pass 3 (classification), the target column only: class counts among the labels of the
+    training windows, refusing a validation or test window whose label class never occurs in
+    training rows: the in-memory rule, row group by row group (``last_label_rows``)."""
     counts = np.zeros(len(classes), np.int64)
     counters = np.zeros(len(segments), np.int64)
     index = pd.Index(classes)
-    columns = [time_col, *([group_col] if group_col else []), target]
-    for group in groups:
-        table = source.read_row_group(group, schema, columns)
-        codes = remap[_provisional_codes(table, group_col, names)]
+    for group in src.groups:
+        table = src.read(group, [*src.key_columns, src.target])
+        codes = scan.remap[_provisional_codes(table, src.group_col, scan.names)]
         row_number = _row_numbers(codes, counters)
         if cuts is None:
-            row_split = assign_splits(time_values(table.column(time_col), time_col), val_start, test_start)
+            times = time_values(table.column(src.time_col), src.time_col)
+            row_split = assign_splits(times, val_start, test_start)
         else:
             row_split = assign_splits_by_row(row_number, codes, cuts)
-        values = label_values(read_target(table.column(target), target, task)[1], target)
+        values = label_values(read_target(table.column(src.target), src.target, task)[1], src.target)
         ids = index.get_indexer(values)
         for split, name in enumerate(SPLIT_NAMES):
             rows = last_label_rows(row_number, row_split, codes, segments, split, min_history(cfg),
@@ -615,7 +681,7 @@ def _window_label_counts(groups, schema, time_col, group_col, target, task, rema
             if split == TRAIN:
                 counts += np.bincount(ids[rows], minlength=len(classes))
             else:
-                check_known_classes(ids[rows], values[rows], name, classes, target)
+                check_known_classes(ids[rows], values[rows], name, classes, src.target)
     return counts
 
 
