@@ -207,6 +207,38 @@ class DataEpoch(L.Callback):
             loader.set_epoch(trainer.current_epoch)
 
 
+class CollectPredictions(L.Callback):
+    """Gathers what the test pass produced, batch by batch, for the report to format: the
+    module's prediction records, the attention maps of the first window of each batch (up to
+    ``attention_windows``) and the mean variable importance over every test window."""
+
+    def __init__(self, attention_windows: int = 256):
+        self.attention_windows = attention_windows
+        self.on_test_epoch_start()
+
+    def on_test_epoch_start(self, trainer=None, module=None) -> None:
+        self.records: list[dict] = []
+        self.attention: list[dict] = []
+        self.importance_sum, self.importance_count = None, 0
+
+    def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.records.append(outputs)
+        model = module.model
+        if model.attention is not None and len(self.attention) < self.attention_windows:
+            self.attention.append({"weights": model.attention[:1].float().cpu(),
+                                   "window": batch["window"][:1].cpu(),
+                                   "end_time": batch["end_time"][:1].cpu()})
+        if model.variable_importance is not None:
+            total = model.variable_importance.float().sum(0).cpu()
+            self.importance_sum = total if self.importance_sum is None else self.importance_sum + total
+            self.importance_count += len(model.variable_importance)
+
+    @property
+    def importance(self) -> torch.Tensor | None:
+        """Mean variable-selection weight per input column over the test windows."""
+        return None if self.importance_sum is None else self.importance_sum / self.importance_count
+
+
 class Throughput(L.Callback):
     """Training samples per second over the time spent training: the clock runs from the start
     of each training epoch and stops when validation (with its checkpointing and early-stopping

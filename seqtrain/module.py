@@ -98,7 +98,6 @@ class SeqModule(L.LightningModule):
             {self.main_metric: make_metrics()[self.main_metric]}).clone(prefix="train_")
         self.val_metrics = make_metrics().clone(prefix="val_")
         self.test_metrics = make_metrics().clone(prefix="test_")
-        self.test_outputs: list[dict] = []
         self.warmup_steps = 0
 
     @property
@@ -171,11 +170,14 @@ class SeqModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def on_test_epoch_start(self) -> None:
-        self.test_outputs = []
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        """Metrics, and the batch's predictions as a record (gathered by ``CollectPredictions``)."""
         _, out = self._step(batch, "test")
+        return self.prediction_record(batch, out)
+
+    def prediction_record(self, batch: dict, out: torch.Tensor) -> dict:
+        """The outputs of a batch of windows, with their identity and truth, on the CPU:
+        class probabilities, or point forecasts (and quantiles) in the target's units."""
         out = out.detach().float()
         record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y", "y_last")}
         if self.task == "classification":
@@ -184,7 +186,7 @@ class SeqModule(L.LightningModule):
             record["pred"] = self._to_units(out[..., self.median]).cpu()  # (B, k)
             if self.loss_name == "quantile":
                 record["quantiles"] = self._to_units(out).cpu()  # (B, k, Q)
-        self.test_outputs.append(record)
+        return record
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optim)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.callbacks import (
     AtomicCheckpointIO,
+    CollectPredictions,
     DataEpoch,
     EarlyStoppingAfterWarmup,
     EpochMetrics,
@@ -75,6 +76,7 @@ class Fitted:
     epochs: EpochMetrics
     throughput: Throughput
     checkpoints: RunCheckpoints
+    predictions: CollectPredictions
     checkpointing: bool
     precision: str
     leakage: dict | None
@@ -126,7 +128,8 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
     epochs = EpochMetrics(run_dir / "metrics.csv")
     throughput = Throughput()
     checkpoints = RunCheckpoints(run_dir / "checkpoints", module.monitor, module.mode)
-    callbacks = [epochs, throughput, RandomState(), DataEpoch(),
+    predictions = CollectPredictions()
+    callbacks = [epochs, throughput, predictions, RandomState(), DataEpoch(),
                  NonFiniteGuard(run_dir / "checkpoints" / "last_good.ckpt"),
                  SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt")]
     if checkpointing:
@@ -161,7 +164,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
             f"interrupted at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} is "
             f"saved: continue with  seqtrain resume={run_dir}"
         )
-    return Fitted(trainer, datamodule, epochs, throughput, checkpoints, checkpointing,
+    return Fitted(trainer, datamodule, epochs, throughput, checkpoints, predictions, checkpointing,
                   str(trainer_args["precision"]), leakage, lr_find)
 
 
@@ -196,14 +199,16 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
            run_dir: Path, wall: float) -> dict:
     """predictions.parquet, the plots, metrics.json and the summary table."""
     _, quantiles = _loss(cfg)
-    predictions = predictions_frame(data, module.test_outputs, quantiles)
+    gathered = fitted.predictions
+    predictions = predictions_frame(data, gathered.records, quantiles)
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
     epochs = fitted.epochs
     if epochs.rows:
         plot_curves(epochs.rows, module.main_metric, run_dir / "plots" / "curves.png", epochs.steps)
     plot_predictions(predictions, data.state["group_col"], cfg.task, data.classes,
                      run_dir / "plots" / "predictions.png")
-    plot_interpretation(module, fitted.datamodule.sample_batch("test"), data, run_dir / "plots")
+    plot_interpretation(gathered.attention, gathered.importance, module.model.output_steps, data,
+                        run_dir / "plots")
     speed = fitted.throughput.samples_per_second
     summary = {
         "task": cfg.task,
@@ -212,7 +217,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "best_epoch": int(best["epoch"]),  # 0-based, as in metrics.csv
         "best_val": {k: v for k, v in best.items() if k.startswith("val_")},
         "test": {k: float(v) for k, v in tested.items()},
-        "baseline_test": baseline(data, module.test_outputs),
+        "baseline_test": baseline(data, gathered.records),
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
         "windows": data.state["windows"],

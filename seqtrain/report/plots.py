@@ -112,31 +112,25 @@ def _confusion(ax, y_true, y_pred, classes) -> None:
                 color="white" if n > counts.max() / 2 else "black")
 
 
-def plot_interpretation(module, batch: dict, data, folder: Path, n_windows: int = 4) -> list[Path]:
-    """``attention.png`` and ``variable_importance.png`` for models that expose them.
-
-    Reads ``model.attention`` ``(B, Q, L)`` and ``model.variable_importance`` ``(B, F)`` after a
-    forward pass over ``batch`` (test windows); attention is drawn for ``n_windows`` of them.
-    """
-    batch = {k: v.to(module.device) for k, v in batch.items()}
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
-        module(batch)
-    module.train(was_training)
-    model, written = module.model, []
-    count = len(batch["x"])
-    if model.attention is not None:
-        shown = np.linspace(0, count - 1, min(n_windows, count)).round().astype(int)
-        window = batch["window"][shown].cpu().numpy()
-        end_time = time_from_number(batch["end_time"][shown].cpu().numpy(), data.state["time_dtype"])
+def plot_interpretation(attention: list[dict], importance, output_steps: int, data, folder: Path,
+                        n_windows: int = 4) -> list[Path]:
+    """``attention.png`` and ``variable_importance.png`` for models that expose them, from what
+    the test pass gathered (``callbacks.CollectPredictions``): attention maps ``(1, Q, L)`` of
+    some test windows, drawn for ``n_windows`` of them spread over the split, and the mean
+    variable importance ``(F,)``."""
+    written = []
+    if attention:
+        shown = np.linspace(0, len(attention) - 1, min(n_windows, len(attention))).round().astype(int)
+        picked = [attention[i] for i in shown]
+        window = torch.cat([p["window"] for p in picked]).numpy()
+        end_time = time_from_number(torch.cat([p["end_time"] for p in picked]).numpy(),
+                                    data.state["time_dtype"])
         titles = [f"{data.series_names[s]} · window ending {str(t)[:16]}"
                   for s, t in zip(window[:, 0], end_time, strict=True)]
-        written.append(_attention(model.attention[shown].float().cpu().numpy(), titles,
-                                  model.output_steps, folder / "attention.png"))
-    if model.variable_importance is not None:
-        importance = model.variable_importance.float().mean(0).cpu().numpy()
-        written.append(_importance(importance, data.input_names, folder / "variable_importance.png"))
+        weights = torch.cat([p["weights"] for p in picked]).numpy()
+        written.append(_attention(weights, titles, output_steps, folder / "attention.png"))
+    if importance is not None:
+        written.append(_importance(importance.numpy(), data.input_names, folder / "variable_importance.png"))
     return written
 
 
