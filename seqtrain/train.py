@@ -178,7 +178,9 @@ def best_epoch(fitted: Fitted, module: SeqModule) -> dict:
         trainer.save_checkpoint(checkpoints.last_path)
     trainer.validate(module, datamodule=fitted.datamodule, verbose=False)
     row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
-    return {**row, "epoch": trainer.current_epoch}
+    last = fitted.epochs.rows[-1] if fitted.epochs.rows else None  # weights as of its end, or later
+    epoch = last["epoch"] if last and last["step"] == trainer.global_step else trainer.current_epoch
+    return {**row, "epoch": epoch}
 
 
 def test(fitted: Fitted, module: SeqModule, run_dir: Path) -> dict:

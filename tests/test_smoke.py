@@ -155,3 +155,11 @@ def test_quantile_loss_for_any_model(run_cli):
     assert result.code == 0, result.err
     predictions = pd.read_parquet(result.run_dir / "predictions.parquet")
     assert {"q0.05", "q0.5", "q0.95"} <= set(predictions.columns)
+
+
+def test_without_checkpoints_the_best_epoch_is_the_last_one_run(run_cli):
+    result = run_cli("trainer.enable_checkpointing=false", *TINY)
+    assert result.code == 0, result.err
+    metrics = result.metrics()
+    assert metrics["best_epoch"] == metrics["epochs"] - 1  # the weights tested are the last ones
+    assert not (result.run_dir / "checkpoints").exists()
