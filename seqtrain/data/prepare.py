@@ -20,13 +20,13 @@ from seqtrain.data.time_features import calendar_features, cycle_ranges, varying
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
+    WindowSpec,
     assign_splits,
     assign_splits_by_row,
     fraction_boundaries,
     row_numbers,
     series_bounds,
     series_cuts,
-    window_ends,
 )
 from seqtrain.errors import SeqtrainError
 
@@ -190,12 +190,11 @@ def cut_windows(cfg, rows: TableRows, row_split: np.ndarray) -> dict[str, np.nda
     """Split name -> global end rows of its windows (``windows.window_ends``); an empty split
     is an error."""
     bounds = series_bounds(rows.series)
-    _warn_short_series(bounds, rows.series_names, cfg)
+    spec = WindowSpec.from_config(cfg)
+    _warn_short_series(bounds, rows.series_names, spec)
     ends = {}
     for split, name in enumerate(SPLIT_NAMES):
-        stride = cfg.stride if split == TRAIN else cfg.eval_stride
-        ends[name] = window_ends(bounds, row_split, split, min_history(cfg), cfg.horizon, cfg.output_steps,
-                                 stride, cfg.embargo)
+        ends[name] = spec.ends(bounds, row_split, split)
         if len(ends[name]) == 0:
             raise SeqtrainError(_empty_split_message(name, cfg, row_split == split))
     return ends
@@ -421,14 +420,8 @@ def class_balance(counts: np.ndarray) -> tuple[list[int], list[float]]:
     return counts.tolist(), weights.tolist()
 
 
-def min_history(cfg) -> int:
-    """Rows of a series a window needs before its labels: all L, or 1 when short histories are
-    left-padded (``data.pad_short``)."""
-    return 1 if cfg.pad_short else cfg.seq_length
-
-
-def _warn_short_series(bounds, series_names, cfg) -> None:
-    need = min_history(cfg) + cfg.horizon + cfg.output_steps - 1
+def _warn_short_series(bounds, series_names, spec: WindowSpec) -> None:
+    need = spec.history + spec.span
     short = np.flatnonzero(np.diff(bounds) < need)
     if len(short) == len(series_names):
         longest = int(np.diff(bounds).max())
@@ -439,11 +432,11 @@ def _warn_short_series(bounds, series_names, cfg) -> None:
     if len(short):
         log.warning("%d of %d series are shorter than one window (%d rows) and give no windows%s",
                     len(short), len(series_names), need,
-                    "" if cfg.pad_short else "; data.pad_short=true keeps them, left-padded")
+                    "" if spec.pad_short else "; data.pad_short=true keeps them, left-padded")
 
 
 def _empty_split_message(name: str, cfg, rows_in_split: np.ndarray) -> str:
-    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1
+    need = WindowSpec.from_config(cfg).rows
     return (
         f"data.split: the {name} split has no complete window ({int(rows_in_split.sum())} rows; a "
         f"window needs {need} rows of history and labels within its split); lower data.seq_length "

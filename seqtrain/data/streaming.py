@@ -41,7 +41,6 @@ from seqtrain.data.prepare import (
     float_column,
     known_future_columns,
     label_values,
-    min_history,
     missing_values,
     read_target,
     split_boundaries,
@@ -54,10 +53,10 @@ from seqtrain.data.time_features import CALENDAR, calendar_features, cycle_range
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
+    WindowSpec,
     assign_splits,
     assign_splits_by_row,
     block_window_ends,
-    last_label_rows,
     segments_from_counts,
     series_bounds,
     series_cuts,
@@ -246,7 +245,7 @@ def _split_plan(cfg, scan: _Scan, time_col: str, by_series: bool):
 
 
 def _refuse_empty_splits(windows: dict[str, int], cfg) -> None:
-    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1
+    need = WindowSpec.from_config(cfg).rows
     for name, n in windows.items():
         if n == 0:
             raise SeqtrainError(
@@ -262,7 +261,7 @@ def _columns(src: _Source) -> list[str]:
 def _scan_series(src: _Source, cfg, path: str) -> _Scan:
     """Pass 1, time and series only: order checks, rows per series and row group, the first
     row group each group's windows read from (its halo), and the time axis."""
-    need = cfg.seq_length + cfg.horizon + cfg.output_steps - 1  # rows one window spans
+    need = WindowSpec.from_config(cfg).rows  # rows one window spans
     names: dict = {}
     last_time: dict[int, object] = {}
     counts: dict[int, int] = {}
@@ -662,7 +661,7 @@ def _window_label_counts(src: _Source, task: str, scan: _Scan, classes: list, cu
     training rows: the in-memory rule, row group by row group (``last_label_rows``)."""
     counts = np.zeros(len(classes), np.int64)
     counters = np.zeros(len(segments), np.int64)
-    index = pd.Index(classes)
+    index, spec = pd.Index(classes), WindowSpec.from_config(cfg)
     for group in src.groups:
         table = src.read(group, [*src.key_columns, src.target])
         codes = scan.remap[_provisional_codes(table, src.group_col, scan.names)]
@@ -675,9 +674,7 @@ def _window_label_counts(src: _Source, task: str, scan: _Scan, classes: list, cu
         values = label_values(read_target(table.column(src.target), src.target, task)[1], src.target)
         ids = index.get_indexer(values)
         for split, name in enumerate(SPLIT_NAMES):
-            rows = last_label_rows(row_number, row_split, codes, segments, split, min_history(cfg),
-                                   cfg.horizon, 1, cfg.stride if split == TRAIN else cfg.eval_stride,
-                                   cfg.embargo)
+            rows = spec.label_rows(row_number, row_split, codes, segments, split)
             if split == TRAIN:
                 counts += np.bincount(ids[rows], minlength=len(classes))
             else:
@@ -688,7 +685,8 @@ def _window_label_counts(src: _Source, task: str, scan: _Scan, classes: list, cu
 def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.ndarray]:
     """Windows per row group and split, from row numbers alone (the rule of
     ``block_window_ends``, counted instead of listed)."""
-    span = cfg.horizon + cfg.output_steps - 1  # last label row = end row + span
+    spec = WindowSpec.from_config(cfg)
+    span = spec.span  # last label row = end row + span
     out = {name: np.zeros(len(group_series), np.int64) for name in SPLIT_NAMES}
     seen = np.zeros(len(segments), np.int64)
     for g, (series, counts) in enumerate(zip(group_series, group_counts, strict=True)):
@@ -696,9 +694,8 @@ def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.nd
         seen[series] += counts
         for split, name in enumerate(SPLIT_NAMES):
             seg_first, seg_last = segments[series, split, 0], segments[series, split, 1]
-            stride = cfg.stride if split == TRAIN else cfg.eval_stride
-            embargo = cfg.embargo if split != TRAIN else 0
-            low = np.maximum.reduce([first_row, np.full_like(first_row, min_history(cfg) - 1 + span),
+            stride, embargo = spec.stride_of(split), spec.embargo_of(split)
+            low = np.maximum.reduce([first_row, np.full_like(first_row, spec.history - 1 + span),
                                      seg_first + span + embargo])
             high = np.minimum(last_row, seg_last)
             valid = (seg_first >= 0) & (high >= low)

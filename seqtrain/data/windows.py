@@ -7,10 +7,64 @@ its labels rows ``t+h .. t+h+k-1`` (``L`` = seq_length, ``h`` = horizon, ``k`` =
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How windows are cut, read once from the ``data`` settings: ``seq_length`` input rows
+    ending at row t, labels at ``t+horizon .. t+horizon+output_steps-1``, every ``stride``-th
+    training window (``eval_stride`` for validation and test), ``embargo`` windows dropped after
+    each boundary, short histories left-padded when ``pad_short``."""
+
+    seq_length: int
+    horizon: int = 1
+    output_steps: int = 1
+    stride: int = 1
+    eval_stride: int = 1
+    embargo: int = 0
+    pad_short: bool = False
+
+    @classmethod
+    def from_config(cls, data) -> WindowSpec:
+        return cls(data.seq_length, data.horizon, data.output_steps, data.stride, data.eval_stride,
+                   data.embargo, bool(data.pad_short))
+
+    @property
+    def history(self) -> int:
+        """Rows of a series a window needs up to its end: all L, or 1 when left-padded."""
+        return 1 if self.pad_short else self.seq_length
+
+    @property
+    def span(self) -> int:
+        """Rows from a window's end to its last label row."""
+        return self.horizon + self.output_steps - 1
+
+    @property
+    def rows(self) -> int:
+        """Rows one whole window spans, inputs to last label."""
+        return self.seq_length + self.span
+
+    def stride_of(self, split: int) -> int:
+        return self.stride if split == TRAIN else self.eval_stride
+
+    def embargo_of(self, split: int) -> int:
+        return 0 if split == TRAIN else self.embargo
+
+    def ends(self, bounds: np.ndarray, row_split: np.ndarray, split: int) -> np.ndarray:
+        """``window_ends`` of ``split`` under this spec."""
+        return window_ends(bounds, row_split, split, self.history, self.horizon, self.output_steps,
+                           self.stride_of(split), self.embargo)
+
+    def label_rows(self, row_number, row_split, series, segments, split: int) -> np.ndarray:
+        """``last_label_rows`` of ``split`` under this spec."""
+        return last_label_rows(row_number, row_split, series, segments, split, self.history, self.horizon,
+                               self.output_steps, self.stride_of(split), self.embargo)
 
 
 def series_bounds(series_codes: np.ndarray) -> np.ndarray:
