@@ -101,6 +101,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
         "series": len(rows.series_names),
+        "series_names": [str(name) for name in rows.series_names],  # the series the model knows
     }
     return PreparedData(
         inputs=inputs, labels=labels, times=rows.times, series=rows.series,

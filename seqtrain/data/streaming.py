@@ -220,7 +220,8 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         "split": {"by": "series" if by_series else "time", "val_start": str(val_start),
                   "test_start": str(test_start)},
         "rows": {name: int(fitted.split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
-        "windows": windows, "series": len(scan.series_names), "streaming": True,
+        "windows": windows, "series": len(scan.series_names),
+        "series_names": [str(name) for name in scan.series_names], "streaming": True,
         "row_groups": len(src.groups),
     }
     return StreamData(

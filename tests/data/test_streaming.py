@@ -93,7 +93,7 @@ def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task
     np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
     np.testing.assert_allclose(stream.state["scaler"]["std"], memory.state["scaler"]["std"], rtol=1e-9)
     assert stream.series_names == memory.series_names
-    for key in ("classes", "class_counts", "class_weights"):  # one definition: training windows' labels
+    for key in ("classes", "class_counts", "class_weights", "series_names", "inputs", "known_future"):
         assert stream.state[key] == memory.state[key], key
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])
