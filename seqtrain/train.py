@@ -31,9 +31,9 @@ from seqtrain.callbacks import (
 from seqtrain.data import synthetic, validate
 from seqtrain.data.audit import audit
 from seqtrain.data.augment import Augmenter
+from seqtrain.data.columns import split_by_series
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
-from seqtrain.data.prepare import split_by_series
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import MODELS, build_model, check_model_args, model_class

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from seqtrain.data import source, validate
-from seqtrain.data.prepare import (
+from seqtrain.data.columns import (
     check_classes,
     check_known_classes,
     class_balance,
