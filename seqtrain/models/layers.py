@@ -124,15 +124,18 @@ class ProbSparseAttention(nn.Module):
         sample = self._sample(L_Q, L_K, n_sample, q.device)
         k_sample = k[:, :, sample, :]  # (B, H, L_Q, n_sample, E)
         qk_sample = (q.unsqueeze(-2) @ k_sample.transpose(-2, -1)).squeeze(-2)
-        usable = torch.ones_like(qk_sample, dtype=torch.bool)
+        usable = None  # (B, H, L_Q, n_sample) or broadcastable; None: every sampled key
         if self.causal:  # a query must not judge itself on keys it will never see
-            usable = usable & (sample <= torch.arange(L_Q, device=q.device)[:, None])
+            usable = sample <= torch.arange(L_Q, device=q.device)[:, None]
         if key_mask is not None:
-            usable = usable & key_mask[:, sample].unsqueeze(1)
-        seen = usable.sum(-1).clamp(min=1)
-        mean = qk_sample.masked_fill(~usable, 0).sum(-1) / seen
-        sparsity = qk_sample.masked_fill(~usable, float("-inf")).max(-1).values - mean
-        sparsity = sparsity.nan_to_num(float("-inf"), float("-inf"), float("-inf"))
+            padded = key_mask[:, sample].unsqueeze(1)
+            usable = padded if usable is None else usable & padded
+        if usable is None:
+            sparsity = qk_sample.max(-1).values - qk_sample.mean(-1)
+        else:
+            mean = qk_sample.masked_fill(~usable, 0).sum(-1) / usable.sum(-1).clamp(min=1)
+            sparsity = qk_sample.masked_fill(~usable, float("-inf")).max(-1).values - mean
+            sparsity = sparsity.nan_to_num(float("-inf"), float("-inf"), float("-inf"))
         if key_mask is not None:  # padded queries are never active
             sparsity = sparsity.masked_fill(~key_mask[:, None, :L_Q], float("-inf"))
         top = sparsity.topk(n_top, dim=-1, sorted=False).indices  # (B, H, n_top)
