@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import logging
@@ -324,6 +325,10 @@ def check_config(cfg: DictConfig) -> None:
     check_optim(OmegaConf.to_container(cfg.optim, resolve=True))
     check_scheduler(OmegaConf.to_container(cfg.scheduler, resolve=True))
     Augmenter(OmegaConf.to_container(cfg.augment, resolve=True))
+    _check_trainer_keys(cfg)
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise SeqtrainError(
+            "trainer.accelerator: gpu requested but no CUDA GPU is visible; use trainer=default (CPU)")
     if str(cfg.trainer.precision) not in PRECISIONS:
         raise SeqtrainError(f"trainer.precision: {cfg.trainer.precision!r}; choose one of "
                             f"{', '.join(PRECISIONS)}")
@@ -342,6 +347,15 @@ def check_config(cfg: DictConfig) -> None:
         raise SeqtrainError(f"data.leakage_threshold: {data.leakage_threshold!r}; choose a value in (0.5, 1]")
     if cfg.task == "classification" and data.output_steps != 1:
         raise SeqtrainError("data.output_steps: multi-step output is for task=regression; set it to 1")
+
+
+def _check_trainer_keys(cfg: DictConfig) -> None:
+    """Keys of the trainer group are Lightning Trainer arguments: refuse any other."""
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks"}
+    unknown = sorted(set(cfg.trainer) - accepted)
+    if unknown:
+        raise SeqtrainError(f"trainer.{unknown[0]}: not an argument of lightning's Trainer "
+                            "(keys of the trainer group go to it unchanged)")
 
 
 def _model_args(cfg: DictConfig) -> dict:
