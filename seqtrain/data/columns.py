@@ -158,3 +158,11 @@ def class_balance(counts: np.ndarray) -> tuple[list[int], list[float]]:
     counts = np.asarray(counts, np.int64)
     weights = counts.sum() / (len(counts) * np.maximum(counts, 1))
     return counts.tolist(), weights.tolist()
+
+
+def target_history_is_input(cfg, target: str) -> bool:
+    """The target's own history (rows <= t) is an input: by default (``data.target_as_input``)
+    or when listed among the features, and never when the target already looks ahead
+    (``horizon=0``)."""
+    listed = cfg.features is not None and target in cfg.features
+    return bool((cfg.target_as_input or listed) and cfg.horizon > 0)

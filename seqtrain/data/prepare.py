@@ -26,6 +26,7 @@ from seqtrain.data.columns import (
     read_target,
     split_boundaries,
     split_by_series,
+    target_history_is_input,
     time_values,
 )
 from seqtrain.data.scaling import StandardScaler
@@ -102,8 +103,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     state = {
         "task": task, "target": target, "time_col": time_col, "group_col": group_col,
         "inputs": input_names, "known_future": known_future,
-        "seq_length": cfg.seq_length, "horizon": cfg.horizon, "output_steps": cfg.output_steps,
-        "pad_short": bool(cfg.pad_short),
+        **WindowSpec.from_config(cfg).state(),
         "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
         "target_scaler": target_scaler.to_dict() if target_scaler else None,
         "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
@@ -187,8 +187,7 @@ def fit_inputs(cfg, rows: TableRows, train_rows: np.ndarray, target: str):
     """The scaled input matrix (features, then the target's own history when it is an input),
     its column names and the train-fitted scaler."""
     x, input_names = rows.x, list(rows.features)
-    listed_as_feature = cfg.features is not None and target in cfg.features
-    if (cfg.target_as_input or listed_as_feature) and cfg.horizon > 0:
+    if target_history_is_input(cfg, target):
         if rows.target_kind == "numeric":
             x = np.column_stack([x, rows.target_values.astype(np.float32)])
             input_names.append(target)

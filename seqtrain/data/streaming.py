@@ -45,6 +45,7 @@ from seqtrain.data.columns import (
     read_target,
     split_boundaries,
     split_by_series,
+    target_history_is_input,
     time_values,
 )
 from seqtrain.data.rows import RowBlock, time_as_number
@@ -185,8 +186,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if time_features and not np.issubdtype(scan.time_dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
-    use_target_history = (cfg.target_as_input or (cfg.features is not None and target in cfg.features)) \
-        and cfg.horizon > 0
+    use_target_history = target_history_is_input(cfg, target)
     fitted = _fit_statistics(src, cfg, task, scan, cuts, val_start, test_start, use_target_history)
 
     calendar_cycles = varying_cycles(fitted.cycles) if time_features else []
@@ -211,8 +211,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     state = {
         "task": task, "target": target, "time_col": time_col, "group_col": group_col,
         "inputs": input_names, "known_future": known,
-        "seq_length": cfg.seq_length, "horizon": cfg.horizon, "output_steps": cfg.output_steps,
-        "pad_short": bool(cfg.pad_short),
+        **WindowSpec.from_config(cfg).state(),
         "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
         "target_scaler": target_scaler.to_dict() if target_scaler else None,
         "classes": classes, "class_weights": class_weights, "class_counts": class_counts,

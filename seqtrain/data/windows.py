@@ -35,6 +35,11 @@ class WindowSpec:
         return cls(data.seq_length, data.horizon, data.output_steps, data.stride, data.eval_stride,
                    data.embargo, bool(data.pad_short))
 
+    def state(self) -> dict:
+        """What data_state.json records of the windows (all a model needs to be fed)."""
+        return {"seq_length": self.seq_length, "horizon": self.horizon,
+                "output_steps": self.output_steps, "pad_short": self.pad_short}
+
     @property
     def history(self) -> int:
         """Rows of a series a window needs up to its end: all L, or 1 when left-padded."""
