@@ -158,7 +158,8 @@ class RunCheckpoints(Checkpoint):
 
 
 def _saved_step(path: Path) -> int | None:
-    return torch.load(path, map_location="cpu", weights_only=True).get("global_step")
+    # memory-mapped: only the step is read, not the weights
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
 
 
 def _copy_atomic(source: Path, target: Path) -> None:

@@ -130,6 +130,9 @@ RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "data.num_workers"
                "data.persistent_workers", "data.shuffle_buffer", "data.streaming", "data.memory_budget")
 
 
+_MISSING = object()
+
+
 def resume_overrides(cfg, overrides: list[str]):
     """``cfg`` (a run's saved config) with ``key=value`` ``overrides`` applied, refusing with one
     line a key that does not exist or that would change what the checkpoint holds."""
@@ -161,9 +164,6 @@ def resume_overrides(cfg, overrides: list[str]):
                 "data.memory_budget); start a new run to change the rest")
         OmegaConf.update(cfg, key, override.value(), merge=False, force_add=adding)
     return cfg
-
-
-_MISSING = object()
 
 
 def resume(target: str, overrides: list[str]) -> None:

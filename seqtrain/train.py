@@ -246,12 +246,12 @@ def _leakage_audit(cfg: DictConfig, data, datamodule: SeqDataModule) -> dict | N
     it (see ``seqtrain.data.audit``)."""
     if cfg.data.leakage_audit == "off":
         return None
-    batch = datamodule.sample_batch("train", size=20_000, identify=True)
+    batch = datamodule.last_rows("train", size=20_000)
     classification = cfg.task == "classification"
     labels = batch["y"] if classification else batch["y"][:, 0]
     label_now = None if classification or data.state["horizon"] == 0 else batch["y_last"].numpy()
     own_history = (data.target,) if data.target in data.input_names else ()
-    result = audit(batch["x"][:, -1].float().numpy(), labels.numpy(), data.input_names, cfg.task,
+    result = audit(batch["x_last"].float().numpy(), labels.numpy(), data.input_names, cfg.task,
                    float(cfg.data.leakage_threshold), label_now, skip=own_history)
     if result["flagged"]:
         scores = ", ".join(f"{c!r} {result['scores'][c]:.3f}" for c in result["flagged"])
@@ -302,7 +302,7 @@ def _choose_learning_rate(cfg: DictConfig, trainer: L.Trainer, module: SeqModule
 
 def _next_epoch(checkpoint: str | Path) -> int:
     """The epoch a run resumed from ``checkpoint`` trains first (as Lightning counts it)."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)  # no weights read
     return int(saved["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
 
 
@@ -312,6 +312,10 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     _monitor(cfg)
+    patience = cfg.early_stopping.patience
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
+        raise SeqtrainError(
+            f"early_stopping.patience: {patience!r}; an integer >= 0, or null never to stop early")
     _loss(cfg)
     model = check_model_args(cfg.model.name, _model_args(cfg))
     if cfg.data.known_future and not model.reads_future:

@@ -139,6 +139,14 @@ def test_cpu_precision_follows_the_cpu_capability(monkeypatch, native, requested
     assert (note is None) == (used == PRECISIONS[requested])
 
 
+@pytest.mark.parametrize("has_bf16,used", [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_gpu_bf16_falls_back_to_fp16_where_the_gpu_has_no_bf16(monkeypatch, has_bf16, used):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: has_bf16)
+    precision, note = resolve_precision("bf16", on_gpu=True)
+    assert precision == used and (note is None) == has_bf16
+    assert resolve_precision("16", on_gpu=True) == ("16-mixed", None)  # fp16 with a loss scaler
+
+
 def test_precision_spelling_reaches_the_trainer(run_cli, monkeypatch):
     monkeypatch.setenv("SEQTRAIN_CPU_BF16", "1")
     result = run_cli("trainer.precision=bf16", "model=tcn", "model.num_channels=[8,8]", *TINY_RUN)

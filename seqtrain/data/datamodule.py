@@ -112,26 +112,40 @@ class SeqDataModule(L.LightningDataModule):
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
                           drop_last=False, **common)
 
-    def sample_batch(self, split: str, size: int = 512, identify: bool | None = None) -> dict:
+    def sample_batch(self, split: str, size: int = 512) -> dict:
         """Up to ``size`` windows of ``split`` (spread evenly over it in memory; the first ones
-        when streaming), for interpretation plots and the leakage audit; ``identify=True`` adds
-        what evaluation batches carry (the last label, identity, times)."""
+        when streaming)."""
         dataset = self.datasets[split]
-        was = dataset.identify
-        dataset.identify = was if identify is None else identify
-        try:
-            if self.streaming:
-                batches, count = [], 0
-                for batch in dataset:
-                    batches.append(batch)
-                    count += len(batch["y"])
-                    if count >= size:
-                        break
-                return {k: torch.cat([b[k] for b in batches])[:size] for k in batches[0]}
+        if self.streaming:
+            batches, count = [], 0
+            for batch in dataset:
+                batches.append(batch)
+                count += len(batch["y"])
+                if count >= size:
+                    break
+            return {k: torch.cat([b[k] for b in batches])[:size] for k in batches[0]}
+        picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
+        return dataset.__getitems__(picks.tolist())
+
+    def last_rows(self, split: str, size: int) -> dict:
+        """Up to ``size`` windows of ``split`` (spread over it in memory; the first ones when
+        streaming), each only as its last input row, label and last label (``RowBlock.last_rows``):
+        no whole window is copied."""
+        dataset = self.datasets[split]
+        if not self.streaming:
             picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
-            return dataset.__getitems__(picks.tolist())
+            return dataset.block.last_rows(dataset.ends[torch.as_tensor(picks)])
+        parts, count, was = [], 0, dataset.identify
+        dataset.identify = True
+        try:
+            for batch in dataset:
+                parts.append({"x_last": batch["x"][:, -1], "y": batch["y"], "y_last": batch["y_last"]})
+                count += len(batch["y"])
+                if count >= size:
+                    break
         finally:
             dataset.identify = was
+        return {k: torch.cat([p[k] for p in parts])[:size] for k in parts[0]}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -50,12 +50,21 @@ class RowBlock:
         self.seq_length, self.classification = seq_length, classification
         self.label_offsets = torch.arange(horizon, horizon + output_steps)
 
+    def _labels(self, rows: torch.Tensor) -> torch.Tensor:
+        y = self.labels[rows]
+        return y[:, 0] if self.classification else y
+
+    def last_rows(self, ends: torch.Tensor) -> dict:
+        """The windows ending at ``ends`` reduced to what the leakage audit scores: inputs at the
+        last row ``x_last`` ``(B, F)``, labels ``y`` and the label column at the last row."""
+        return {"x_last": self.inputs[ends], "y": self._labels(ends[:, None] + self.label_offsets),
+                "y_last": self.labels[ends]}
+
     def batch(self, ends: torch.Tensor, identify: bool = True) -> dict:
         """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``);
         ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
         rows = ends[:, None] + self.label_offsets
-        y = self.labels[rows]
-        batch = {"y": y[:, 0] if self.classification else y}
+        batch = {"y": self._labels(rows)}
         if self.pad_short:
             # rows before the series' first row are zeros, flagged False in the mask
             index = ends[:, None] + self.input_offsets

@@ -64,4 +64,5 @@ def test_non_numeric_columns_left_out_are_named_once(run_cli, tmp_path):
                      "task=regression", "data.group_col=null", "data.leakage_audit=off")
     assert result.code == 0, result.err
     said = " ".join((result.out + result.err).split())
+    assert result.metrics()["leakage_audit"] is None  # data.leakage_audit=off skips it
     assert said.count("not used, not numeric") == 1 and "sector (large_string)" in said and "note" in said

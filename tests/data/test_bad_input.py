@@ -257,6 +257,7 @@ def test_an_error_from_a_dataloader_worker_is_still_one_line():
     ("data.split.by=symbol", "data.split.by"),
     ("+augment.jiter={p:0.5}", "augment.jiter"),
     ("+trainer.max_epoch=3", "trainer.max_epoch"),
+    ("early_stopping.patience=soon", "early_stopping.patience"),
 ])
 def test_every_setting_is_checked_before_any_data_is_read(run_cli, tmp_path, override, key):
     # the table does not exist: an error naming the setting proves the data was never opened
