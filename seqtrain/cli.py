@@ -200,8 +200,30 @@ def resume(target: str, overrides: list[str]) -> None:
         raise SystemExit(2) from None
 
 
+def subcommand(name: str, argv: list[str]) -> None:
+    """``seqtrain predict ...`` and ``seqtrain export ...``: one line for bad input, exit 2."""
+    from seqtrain.errors import SeqtrainError
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        if name == "predict":
+            from seqtrain.predict import predict_command
+
+            predict_command(argv)
+        else:
+            from seqtrain.export import export_command
+
+            export_command(argv)
+    except SeqtrainError as exc:
+        _error(str(exc))
+        raise SystemExit(2) from None
+
+
 def main() -> None:
     _quiet_libraries()
+    if len(sys.argv) > 1 and sys.argv[1] in ("predict", "export"):
+        subcommand(sys.argv[1], sys.argv[2:])
+        return
     targets = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("resume=")]
     if targets:
         resume(targets[0], [a for a in sys.argv[1:] if not a.startswith("resume=")])

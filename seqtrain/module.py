@@ -178,14 +178,19 @@ class SeqModule(L.LightningModule):
     def prediction_record(self, batch: dict, out: torch.Tensor) -> dict:
         """The outputs of a batch of windows, with their identity and truth, on the CPU:
         class probabilities, or point forecasts (and quantiles) in the target's units."""
-        out = out.detach().float()
         record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y", "y_last")}
+        return {**record, **self.readout(out)}
+
+    def readout(self, out: torch.Tensor) -> dict:
+        """Model outputs ``(B, k, O)`` as what a user reads, on the CPU: class probabilities
+        ``probs`` ``(B, C)``, or point forecasts ``pred`` ``(B, k)`` (and ``quantiles``
+        ``(B, k, Q)``) in the target's units."""
+        out = out.detach().float()
         if self.task == "classification":
-            record["probs"] = out[:, 0].softmax(-1).cpu()
-        else:
-            record["pred"] = self._to_units(out[..., self.median]).cpu()  # (B, k)
-            if self.loss_name == "quantile":
-                record["quantiles"] = self._to_units(out).cpu()  # (B, k, Q)
+            return {"probs": out[:, 0].softmax(-1).cpu()}
+        record = {"pred": self._to_units(out[..., self.median]).cpu()}
+        if self.loss_name == "quantile":
+            record["quantiles"] = self._to_units(out).cpu()
         return record
 
     def configure_optimizers(self):

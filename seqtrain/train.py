@@ -94,7 +94,7 @@ def open_run_dir(run_dir: Path, resumed: bool) -> None:
 def load_run_data(cfg: DictConfig, run_dir: Path):
     """The prepared (or planned, when streamed) data, its state saved as data_state.json."""
     data = load_data(cfg.data, cfg.task, _data_path(cfg, run_dir))
-    _write_json(run_dir / "data_state.json", data.state)
+    data.contract.save(run_dir / "data_state.json")
     return data
 
 
@@ -104,7 +104,7 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
     classification = cfg.task == "classification"
     output_size = len(data.classes) if classification else len(quantiles) if loss == "quantile" else 1
     model = build_model(cfg.model.name, _model_args(cfg), len(data.input_names), output_size,
-                        data.state["output_steps"], len(data.known_future))
+                        data.contract.window.output_steps, len(data.known_future))
     _warn_short_receptive_field(model, cfg.data.seq_length)
     target_scale = data.target_scaler
     monitor, mode = _monitor(cfg)
@@ -203,12 +203,12 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     """predictions.parquet, the plots, metrics.json and the summary table."""
     _, quantiles = _loss(cfg)
     gathered = fitted.predictions
-    predictions = predictions_frame(data, gathered.records, quantiles)
+    predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
     epochs = fitted.epochs
     if epochs.rows:
         plot_curves(epochs.rows, module.main_metric, run_dir / "plots" / "curves.png", epochs.steps)
-    plot_predictions(predictions, data.state["group_col"], cfg.task, data.classes,
+    plot_predictions(predictions, data.group_col, cfg.task, data.classes,
                      run_dir / "plots" / "predictions.png")
     plot_interpretation(gathered.attention, gathered.importance, module.model.output_steps, data,
                         run_dir / "plots")
@@ -223,7 +223,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "baseline_test": baseline(data, gathered.records),
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
-        "windows": data.state["windows"],
+        "windows": data.contract.record["windows"],
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
         "leakage_audit": fitted.leakage,
@@ -249,7 +249,7 @@ def _leakage_audit(cfg: DictConfig, data, datamodule: SeqDataModule) -> dict | N
     batch = datamodule.last_rows("train", size=20_000)
     classification = cfg.task == "classification"
     labels = batch["y"] if classification else batch["y"][:, 0]
-    label_now = None if classification or data.state["horizon"] == 0 else batch["y_last"].numpy()
+    label_now = None if classification or data.contract.window.horizon == 0 else batch["y_last"].numpy()
     own_history = (data.target,) if data.target in data.input_names else ()
     result = audit(batch["x_last"].float().numpy(), labels.numpy(), data.input_names, cfg.task,
                    float(cfg.data.leakage_threshold), label_now, skip=own_history)

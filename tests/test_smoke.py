@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from tests.conftest import TINY, TINY_MODELS, TINY_RUN
+from tests.test_predict import assert_predict_reproduces_the_run
 
 RUN_FILES = [
     ".hydra/config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv",
@@ -20,7 +21,7 @@ WITH_ATTENTION = {"seq2seq_attention", "tft", "informer"}
 
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
 @pytest.mark.parametrize("task", ["classification", "regression"])
-def test_each_model_and_task_writes_the_run_folder(run_cli, model, task):
+def test_each_model_and_task_writes_the_run_folder(run_cli, model, task, tmp_path):
     result = run_cli(f"model={model}", f"task={task}", *TINY_RUN, *TINY_MODELS[model])
     assert result.code == 0, result.err
     for name in RUN_FILES:
@@ -55,6 +56,7 @@ def test_each_model_and_task_writes_the_run_folder(run_cli, model, task):
     state = json.loads((result.run_dir / "data_state.json").read_text())
     assert state["inputs"] and len(state["scaler"]["mean"]) == len(state["inputs"])
     assert "seqtrain ·" in result.out  # the summary table
+    assert_predict_reproduces_the_run(result.run_dir, tmp_path)
 
 
 def test_multi_step_regression_writes_one_row_per_step(run_cli):
@@ -128,7 +130,7 @@ def test_metrics_csv_keeps_columns_that_appear_after_the_first_epoch(run_cli):
 
 
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
-def test_multi_step_with_known_future_and_calendar_columns(run_cli, model):
+def test_multi_step_with_known_future_and_calendar_columns(run_cli, model, tmp_path):
     result = run_cli(f"model={model}", "task=regression", "data.output_steps=3", "data.time_features=true",
                      "data.known_future=[cycle_quad]", *TINY_RUN, *TINY_MODELS[model])
     assert result.code == 0, result.err
@@ -141,6 +143,7 @@ def test_multi_step_with_known_future_and_calendar_columns(run_cli, model):
     readers = {"seq2seq_attention", "tft", "informer"}
     # a model that cannot read known-future values says so, once, instead of silently ignoring them
     assert said.count("reads no values beyond a window's end") == (model not in readers)
+    assert_predict_reproduces_the_run(result.run_dir, tmp_path)
 
 
 def test_tcn_warns_when_its_receptive_field_is_shorter_than_the_window(run_cli):

@@ -166,3 +166,13 @@ def target_history_is_input(cfg, target: str) -> bool:
     (``horizon=0``)."""
     listed = cfg.features is not None and target in cfg.features
     return bool((cfg.target_as_input or listed) and cfg.horizon > 0)
+
+
+def forward_fill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: np.ndarray):
+    """Forward-fill within each series: a row takes the last good value at or before it."""
+    source_row = np.maximum.accumulate(np.where(bad, -1, rows))
+    from_same_series = source_row >= starts
+    out = values.copy()
+    out[bad & from_same_series] = values[source_row[bad & from_same_series]]
+    out[bad & ~from_same_series] = np.nan
+    return out

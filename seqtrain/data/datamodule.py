@@ -80,7 +80,7 @@ class SeqDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.streaming = bool(data.state.get("streaming"))
+        self.streaming = bool(data.contract.record.get("streaming"))
         if self.streaming:
             self.datasets = {
                 split: StreamingWindows(data, split, batch_size, shuffle=split == "train",
@@ -91,13 +91,13 @@ class SeqDataModule(L.LightningDataModule):
             }
             return
         row_number = row_numbers(series_bounds(data.series))
-        state = data.state
+        spec = data.contract.window
         block = RowBlock(
             torch.from_numpy(data.inputs), torch.from_numpy(data.labels),
             torch.from_numpy(time_as_number(data.times)), torch.from_numpy(data.series),
-            torch.from_numpy(row_number), state["seq_length"], state["horizon"],
-            state["output_steps"], data.task == "classification",
-            [data.input_names.index(c) for c in data.known_future], state["pad_short"],
+            torch.from_numpy(row_number), spec.seq_length, spec.horizon, spec.output_steps,
+            data.task == "classification", [data.input_names.index(c) for c in data.known_future],
+            spec.pad_short,
         )
         # training batches need no identity or times: only evaluation maps outputs back to rows
         self.datasets = {name: WindowDataset(block, ends, identify=name != "train")

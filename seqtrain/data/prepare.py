@@ -8,7 +8,7 @@ and applied to all rows.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from seqtrain.data.columns import (
     check_known_classes,
     class_balance,
     float_column,
+    forward_fill,
     known_future_columns,
     label_values,
     missing_values,
@@ -30,7 +31,8 @@ from seqtrain.data.columns import (
     time_values,
 )
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.time_features import calendar_features, cycle_ranges, varying_cycles
+from seqtrain.data.state import DataState, HasDataState, input_matrix
+from seqtrain.data.time_features import calendar_names, cycle_ranges, varying_cycles
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
@@ -47,23 +49,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PreparedData:
+class PreparedData(HasDataState):
     """Everything the loaders and the report need; rows grouped by series, sorted by time."""
 
     inputs: np.ndarray  # (N, F) float32, scaled
     labels: np.ndarray  # (N,) int64 class ids, or float32 scaled regression target
     times: np.ndarray  # (N,)
     series: np.ndarray  # (N,) int series code
-    series_names: list
     ends: dict[str, np.ndarray]  # split name -> global end rows of its windows
-    input_names: list[str]
-    known_future: list[str]  # inputs whose values at label rows may be read (decoders only)
-    target: str
-    task: str
-    classes: list | None = None
-    class_weights: list[float] | None = None
-    target_scaler: StandardScaler | None = None
-    state: dict = field(default_factory=dict)  # JSON-able record of every fitted statistic
+    contract: DataState  # every fitted statistic, saved as data_state.json
 
 
 @dataclass
@@ -92,35 +86,22 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     rows = read_rows(cfg, task, path, time_col, group_col, target, features)
     row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col)
     train_rows = row_split == TRAIN
-    calendar_names = add_calendar_columns(cfg, rows, train_rows, time_col)
-    known_future = known_future_columns(cfg, rows.features, target, calendar_names)
+    cycles = calendar_cycles(cfg, rows.times, train_rows, time_col)
     classes, labels, target_scaler = fit_target(task, rows.target_values, train_rows, target)
-    inputs, input_names, scaler = fit_inputs(cfg, rows, train_rows, target)
+    contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
+    contract.target_scaler, contract.classes = target_scaler, classes
     ends = cut_windows(cfg, rows, row_split)
-    class_counts = class_weights = None
     if task == "classification":
-        class_counts, class_weights = _window_classes(cfg, labels, rows.target_values, ends, classes, target)
-    state = {
-        "task": task, "target": target, "time_col": time_col, "group_col": group_col,
-        "inputs": input_names, "known_future": known_future,
-        **WindowSpec.from_config(cfg).state(),
-        "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
-        "target_scaler": target_scaler.to_dict() if target_scaler else None,
-        "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
-        "time_dtype": str(rows.times.dtype),
+        contract.class_counts, contract.class_weights = _window_classes(
+            cfg, labels, rows.target_values, ends, classes, target)
+    contract.record = {
         "split": {"by": cfg.split.get("by", "time"), "val_start": str(val_start),
                   "test_start": str(test_start)},
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
-        "series": len(rows.series_names),
-        "series_names": [str(name) for name in rows.series_names],  # the series the model knows
     }
-    return PreparedData(
-        inputs=inputs, labels=labels, times=rows.times, series=rows.series,
-        series_names=rows.series_names, ends=ends, input_names=input_names, known_future=known_future,
-        target=target, task=task, classes=classes, class_weights=class_weights,
-        target_scaler=target_scaler, state=state,
-    )
+    return PreparedData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
+                        contract=contract)
 
 
 def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,
@@ -159,18 +140,15 @@ def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str):
     return assign_splits(times, val_start, test_start), val_start, test_start
 
 
-def add_calendar_columns(cfg, rows: TableRows, train_rows: np.ndarray, time_col: str) -> list[str]:
-    """``data.time_features``: calendar columns appended to the features (those whose cycle
-    varies over training rows: a statistic like any other); their names."""
+def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: str) -> list[str]:
+    """``data.time_features``: the calendar cycles that vary over training rows (a statistic
+    like any other); their sine/cosine columns follow the features."""
     if not cfg.time_features:
         return []
-    if not np.issubdtype(rows.times.dtype, np.datetime64):
+    if not np.issubdtype(times.dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
-    calendar, names = calendar_features(rows.times, varying_cycles(cycle_ranges(rows.times[train_rows])))
-    rows.x = np.column_stack([rows.x, calendar])
-    rows.features = [*rows.features, *names]
-    return names
+    return varying_cycles(cycle_ranges(times[train_rows]))
 
 
 def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: str):
@@ -183,19 +161,29 @@ def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: st
     return None, target_scaler.transform(values), target_scaler
 
 
-def fit_inputs(cfg, rows: TableRows, train_rows: np.ndarray, target: str):
-    """The scaled input matrix (features, then the target's own history when it is an input),
-    its column names and the train-fitted scaler."""
-    x, input_names = rows.x, list(rows.features)
-    if target_history_is_input(cfg, target):
-        if rows.target_kind == "numeric":
-            x = np.column_stack([x, rows.target_values.astype(np.float32)])
-            input_names.append(target)
-        else:
-            log.info("target %r is not numeric: its history is not used as an input", target)
+def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: str, time_col: str,
+               group_col: str | None, cycles: list[str]) -> tuple[DataState, np.ndarray]:
+    """The data state of the inputs (their columns: features, calendar columns, then the
+    target's own history when it is an input; the scaler fit on training rows) and the scaled
+    input matrix."""
+    history = target_history_is_input(cfg, target)
+    if history and rows.target_kind != "numeric":
+        log.info("target %r is not numeric: its history is not used as an input", target)
+        history = False
+    calendar = calendar_names(cycles)
+    input_names = [*rows.features, *calendar, *([target] if history else [])]
+    known_future = known_future_columns(cfg, input_names, target, calendar)
+    x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None)
     scaler = (StandardScaler.fit(x[train_rows]) if cfg.scaler == "standard"
               else StandardScaler.identity(x.shape[1]))
-    return np.ascontiguousarray(scaler.transform(x)), input_names, scaler
+    contract = DataState(
+        task=task, target=target, time_col=time_col, group_col=group_col, features=list(rows.features),
+        calendar_cycles=cycles, target_history=history, inputs=input_names, known_future=known_future,
+        window=WindowSpec.from_config(cfg), scaler=scaler, scaler_kind=cfg.scaler,
+        time_dtype=str(rows.times.dtype), series_names=list(rows.series_names),
+        nan_policy=cfg.nan_policy, sort=bool(cfg.sort), target_kind=rows.target_kind,
+    )
+    return contract, np.ascontiguousarray(scaler.transform(x))
 
 
 def cut_windows(cfg, rows: TableRows, row_split: np.ndarray) -> dict[str, np.ndarray]:
@@ -251,8 +239,8 @@ def _apply_nan_policy(policy, x, features, target_values, target, target_kind, s
         starts = np.repeat(*_starts_and_lengths(series))
         rows = np.arange(len(series))
         for j in range(x.shape[1]):
-            x[:, j] = _ffill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
-        target_values[:] = _ffill(target_values, target_bad, starts, rows)
+            x[:, j] = forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
+        target_values[:] = forward_fill(target_values, target_bad, starts, rows)
         target_bad = missing_values(target_values, target_kind)
     bad = target_bad | ~np.isfinite(x).all(axis=1)
     if bad.any():
@@ -264,16 +252,6 @@ def _apply_nan_policy(policy, x, features, target_values, target, target_kind, s
 def _starts_and_lengths(series: np.ndarray):
     bounds = series_bounds(series)
     return bounds[:-1], np.diff(bounds)
-
-
-def _ffill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: np.ndarray):
-    """Forward-fill within each series: a row takes the last good value at or before it."""
-    source_row = np.maximum.accumulate(np.where(bad, -1, rows))
-    from_same_series = source_row >= starts
-    out = values.copy()
-    out[bad & from_same_series] = values[source_row[bad & from_same_series]]
-    out[bad & ~from_same_series] = np.nan
-    return out
 
 
 def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):

@@ -60,19 +60,20 @@ class RowBlock:
         return {"x_last": self.inputs[ends], "y": self._labels(ends[:, None] + self.label_offsets),
                 "y_last": self.labels[ends]}
 
+    def inputs_of(self, ends: torch.Tensor) -> dict:
+        """The input rows of the windows ending at ``ends``: ``x`` ``(B, L, F)``, and with
+        ``pad_short`` the ``mask`` (rows before the series' first row are zeros, flagged False)."""
+        if not self.pad_short:
+            return {"x": self.windows[ends - (self.seq_length - 1)].contiguous()}
+        index = ends[:, None] + self.input_offsets
+        real = index >= self.series_start[ends][:, None]
+        return {"x": self.inputs[index.clamp(min=0)] * real.unsqueeze(-1), "mask": real}
+
     def batch(self, ends: torch.Tensor, identify: bool = True) -> dict:
         """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``);
         ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
         rows = ends[:, None] + self.label_offsets
-        batch = {"y": self._labels(rows)}
-        if self.pad_short:
-            # rows before the series' first row are zeros, flagged False in the mask
-            index = ends[:, None] + self.input_offsets
-            real = index >= self.series_start[ends][:, None]
-            batch["x"] = self.inputs[index.clamp(min=0)] * real.unsqueeze(-1)
-            batch["mask"] = real
-        else:
-            batch["x"] = self.windows[ends - (self.seq_length - 1)].contiguous()
+        batch = {"y": self._labels(rows), **self.inputs_of(ends)}
         if identify:
             batch["y_last"] = self.labels[ends]
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)

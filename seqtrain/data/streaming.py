@@ -25,7 +25,7 @@ import bisect
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,13 @@ from seqtrain.data.columns import (
 )
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.time_features import CALENDAR, calendar_features, cycle_ranges, varying_cycles
+from seqtrain.data.state import DataState, HasDataState, input_matrix
+from seqtrain.data.time_features import (
+    CALENDAR,
+    calendar_names,
+    cycle_ranges,
+    varying_cycles,
+)
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
@@ -58,6 +64,7 @@ from seqtrain.data.windows import (
     assign_splits,
     assign_splits_by_row,
     block_window_ends,
+    chunk_row_numbers,
     segments_from_counts,
     series_bounds,
     series_cuts,
@@ -87,35 +94,21 @@ def in_memory_bytes(n_rows: int, n_inputs: int) -> int:
 
 
 @dataclass
-class StreamData:
+class StreamData(HasDataState):
     """What the streaming loaders and the report need; the rows themselves stay on disk."""
 
     dataset: object
     groups: list  # row-group fragments, in stream order
     columns: list[str]  # columns read from each row group
-    time_col: str
-    group_col: str | None
-    target: str
-    target_kind: str
-    features: list[str]  # file columns used as inputs (calendar columns are derived)
-    input_names: list[str]
-    known_future: list[str]
-    task: str
-    series_names: list
     group_series: list[np.ndarray]  # per row group: series codes present (sorted)
     group_counts: list[np.ndarray]  # per row group: rows of each of those series
     halo_start: np.ndarray  # per row group: first row group its windows read from
     segments: np.ndarray  # (n_series, 3, 2) first/last row number of each split per series
     cuts: np.ndarray | None  # data.split.by=series: per series, first val and test row number
     group_windows: dict[str, np.ndarray]  # split -> windows whose last label row is in each group
-    scaler: StandardScaler
     val_start: object
     test_start: object
-    calendar_cycles: list[str]  # calendar features derived from the time column
-    classes: list | None = None
-    class_weights: list[float] | None = None
-    target_scaler: StandardScaler | None = None
-    state: dict = field(default_factory=dict)
+    contract: DataState  # every fitted statistic, saved as data_state.json
 
 
 @dataclass
@@ -189,48 +182,41 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     use_target_history = target_history_is_input(cfg, target)
     fitted = _fit_statistics(src, cfg, task, scan, cuts, val_start, test_start, use_target_history)
 
-    calendar_cycles = varying_cycles(fitted.cycles) if time_features else []
-    calendar_names = [f"{c}_{f}" for c in calendar_cycles for f in ("sin", "cos")]
-    input_names = [*features, *calendar_names]
-    if use_target_history and fitted.target_kind == "numeric":
-        input_names.append(target)
-    known = known_future_columns(cfg, input_names, target, calendar_names)
-    scaler = _input_scaler(cfg, fitted.moments, features, input_names, calendar_names, time_features)
-    classes = class_weights = target_scaler = class_counts = None
+    cycles = varying_cycles(fitted.cycles) if time_features else []
+    history = use_target_history and fitted.target_kind == "numeric"
+    calendar = calendar_names(cycles)
+    input_names = [*features, *calendar, *([target] if history else [])]
+    contract = DataState(
+        task=task, target=target, time_col=time_col, group_col=group_col, features=list(features),
+        calendar_cycles=cycles, target_history=history, inputs=input_names,
+        known_future=known_future_columns(cfg, input_names, target, calendar),
+        window=WindowSpec.from_config(cfg), scaler_kind=cfg.scaler,
+        scaler=_input_scaler(cfg, fitted.moments, features, input_names, calendar, time_features),
+        time_dtype=str(scan.time_dtype), series_names=scan.series_names, nan_policy=cfg.nan_policy,
+        sort=bool(cfg.sort), target_kind=fitted.target_kind,
+    )
     segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
     if task == "classification":
-        classes = sorted(fitted.label_counts)  # from training rows, as in memory
-        check_classes(classes, target)
-        class_counts, class_weights = class_balance(_window_label_counts(
-            src, task, scan, classes, cuts, val_start, test_start, segments, cfg))
+        contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
+        check_classes(contract.classes, target)
+        contract.class_counts, contract.class_weights = class_balance(_window_label_counts(
+            src, task, scan, contract.classes, cuts, val_start, test_start, segments, cfg))
     else:
-        target_scaler = _scaler(fitted.target_moments)
+        contract.target_scaler = _scaler(fitted.target_moments)
     group_windows = _count_windows(scan.group_series, scan.group_counts, segments, cfg)
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
     _refuse_empty_splits(windows, cfg)
-    state = {
-        "task": task, "target": target, "time_col": time_col, "group_col": group_col,
-        "inputs": input_names, "known_future": known,
-        **WindowSpec.from_config(cfg).state(),
-        "scaler": {"kind": cfg.scaler, **scaler.to_dict()},
-        "target_scaler": target_scaler.to_dict() if target_scaler else None,
-        "classes": classes, "class_weights": class_weights, "class_counts": class_counts,
-        "time_dtype": str(scan.time_dtype),
+    contract.record = {
         "split": {"by": "series" if by_series else "time", "val_start": str(val_start),
                   "test_start": str(test_start)},
         "rows": {name: int(fitted.split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
-        "windows": windows, "series": len(scan.series_names),
-        "series_names": [str(name) for name in scan.series_names], "streaming": True,
-        "row_groups": len(src.groups),
+        "windows": windows, "streaming": True, "row_groups": len(src.groups),
     }
     return StreamData(
-        dataset=dataset, groups=src.groups, columns=_columns(src), time_col=time_col, group_col=group_col,
-        target=target, target_kind=fitted.target_kind, features=features, input_names=input_names,
-        known_future=known, task=task, series_names=scan.series_names, group_series=scan.group_series,
+        dataset=dataset, groups=src.groups, columns=_columns(src), group_series=scan.group_series,
         group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
-        group_windows=group_windows, cuts=cuts, scaler=scaler, val_start=val_start, test_start=test_start,
-        calendar_cycles=calendar_cycles, classes=classes, class_weights=class_weights,
-        target_scaler=target_scaler, state=state,
+        cuts=cuts, group_windows=group_windows, val_start=val_start, test_start=test_start,
+        contract=contract,
     )
 
 
@@ -333,16 +319,14 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
         x = _features(table, src.features)
         target_kind, y = read_target(table.column(src.target), src.target, task)
         _check_finite_rows(src, x, y, target_kind, row0 + np.arange(table.num_rows))
-        if all_cycles:
-            x = np.column_stack([x, calendar_features(times, all_cycles)[0]])
+        history = use_target_history and target_kind == "numeric"
+        x = input_matrix(x, times, all_cycles, y if history else None)
         if cuts is None:
             row_split = assign_splits(times, val_start, test_start)
         else:
-            row_split = assign_splits_by_row(_row_numbers(codes, counters), codes, cuts)
+            row_split = assign_splits_by_row(chunk_row_numbers(codes, counters), codes, cuts)
         np.add.at(split_rows, (codes, row_split), 1)
         train = row_split == TRAIN
-        if use_target_history and target_kind == "numeric":
-            x = np.column_stack([x, y.astype(np.float32)])
         if train.any():
             moments = _merge(moments, x[train])
             for name, (a, b) in (cycle_ranges(times[train]).items() if all_cycles else ()):
@@ -418,11 +402,10 @@ class StreamingWindows(IterableDataset):
         self.batch_size, self.shuffle, self.shuffle_buffer = batch_size, shuffle, shuffle_buffer
         self.stride, self.embargo = stride, embargo
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
-        state = data.state
-        self.seq_length, self.horizon = state["seq_length"], state["horizon"]
-        self.steps = state["output_steps"]
-        self.need = self.seq_length + self.horizon + self.steps - 1
-        self.history = 1 if state["pad_short"] else self.seq_length
+        spec = data.contract.window
+        self.seq_length, self.horizon, self.steps = spec.seq_length, spec.horizon, spec.output_steps
+        self.need = spec.rows
+        self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
@@ -486,18 +469,13 @@ class StreamingWindows(IterableDataset):
         table = source.read_row_group(data.groups[g], data.dataset.schema, data.columns)
         times = time_values(table.column(data.time_col), data.time_col)
         codes = _codes(table, data.group_col, self.series_index)
-        x = _features(table, data.features)
-        if data.calendar_cycles:
-            x = np.column_stack([x, calendar_features(times, data.calendar_cycles)[0]])
         _, y = read_target(table.column(data.target), data.target, data.task)
-        if data.target in data.input_names:
-            x = np.column_stack([x, y.astype(np.float32)])
-        x = data.scaler.transform(x)
+        x = data.contract.model_inputs(data.contract.raw_inputs(table), times, y)
         labels = (data.target_scaler.transform(y) if data.task == "regression"
                   else np.asarray(_class_ids(y, data.classes, data.target)))
         order = np.argsort(codes, kind="stable")
         codes, times, x, labels = codes[order], times[order], x[order], labels[order]
-        row_number = _row_numbers(codes, counters)
+        row_number = chunk_row_numbers(codes, counters)
         new = {"x": x, "labels": labels, "times": time_as_number(times), "series": codes,
                "row_number": row_number}
         if carry is not None:
@@ -512,14 +490,14 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(np.ascontiguousarray(block["x"])), torch.from_numpy(block["labels"]),
             torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
-            self.data.task == "classification", self.known_columns, self.data.state["pad_short"],
+            self.data.task == "classification", self.known_columns, self.data.contract.window.pad_short,
         )
         return rows.batch(torch.from_numpy(ends), identify=self.identify)
 
     def _ends(self, block: dict, is_new: np.ndarray) -> np.ndarray:
         bounds = series_bounds(block["series"])
         times = block["times"]
-        if self.data.state["time_dtype"].startswith("datetime64"):
+        if self.data.contract.time_dtype.startswith("datetime64"):
             times = times.view("datetime64[ns]")
         if self.data.cuts is None:
             row_split = assign_splits(times, self.data.val_start, self.data.test_start)
@@ -550,18 +528,6 @@ class StreamingWindows(IterableDataset):
         for i in range(0, full, self.batch_size):
             yield {k: v[i: i + self.batch_size] for k, v in batch.items()}
         return [{k: v[full:] for k, v in batch.items()}] if full < n else []
-
-
-def _row_numbers(codes: np.ndarray, counters: np.ndarray) -> np.ndarray:
-    """Each row's position in its whole series, for a chunk in file order within each series;
-    ``counters`` (rows seen so far per series) is advanced past the chunk."""
-    order = np.argsort(codes, kind="stable")
-    ranked = np.empty(len(codes), np.int64)
-    sorted_codes = codes[order]
-    ranked[order] = np.arange(len(codes)) - np.searchsorted(sorted_codes, sorted_codes, side="left")
-    row_number = counters[codes] + ranked
-    np.add.at(counters, codes, 1)
-    return row_number
 
 
 def _provisional_codes(table: pa.Table, group_col: str | None, names: dict) -> np.ndarray:
@@ -665,7 +631,7 @@ def _window_label_counts(src: _Source, task: str, scan: _Scan, classes: list, cu
     for group in src.groups:
         table = src.read(group, [*src.key_columns, src.target])
         codes = scan.remap[_provisional_codes(table, src.group_col, scan.names)]
-        row_number = _row_numbers(codes, counters)
+        row_number = chunk_row_numbers(codes, counters)
         if cuts is None:
             times = time_values(table.column(src.time_col), src.time_col)
             row_split = assign_splits(times, val_start, test_start)

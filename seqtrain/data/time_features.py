@@ -26,6 +26,11 @@ def varying_cycles(ranges: dict[str, tuple[float, float]]) -> list[str]:
     return [name for name in CALENDAR if ranges[name][0] != ranges[name][1]]
 
 
+def calendar_names(cycles: list[str]) -> list[str]:
+    """The input columns of ``cycles``: the sine and cosine of each."""
+    return [f"{name}_{f}" for name in cycles for f in ("sin", "cos")]
+
+
 def calendar_features(times: np.ndarray, cycles: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Sine/cosine of calendar cycles: ``(N, 2c)`` and their names.
 

@@ -121,6 +121,18 @@ def row_numbers(bounds: np.ndarray) -> np.ndarray:
     return np.arange(int(bounds[-1])) - np.repeat(bounds[:-1], np.diff(bounds))
 
 
+def chunk_row_numbers(codes: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Each row's position in its whole series, for a chunk in file order within each series;
+    ``counters`` (rows seen so far per series) is advanced past the chunk."""
+    order = np.argsort(codes, kind="stable")
+    ranked = np.empty(len(codes), np.int64)
+    sorted_codes = codes[order]
+    ranked[order] = np.arange(len(codes)) - np.searchsorted(sorted_codes, sorted_codes, side="left")
+    row_number = counters[codes] + ranked
+    np.add.at(counters, codes, 1)
+    return row_number
+
+
 def segments_from_counts(split_rows: np.ndarray) -> np.ndarray:
     """First and last row number of each split per series, ``(n_series, 3, 2)`` (-1 where a
     series has no row in a split), from the rows per series and split ``(n_series, 3)``: within a
@@ -214,6 +226,30 @@ def last_label_rows(
     if stride > 1:
         ok &= (last - row_number) % stride == 0
     return ok
+
+
+def forecast_ends(bounds: np.ndarray, row_number: np.ndarray, is_new: np.ndarray, history: int,
+                  span: int, final: bool, need_label_rows: bool) -> np.ndarray:
+    """End rows (block indices) of the windows to forecast in a block of rows (``bounds``: where
+    each series starts; ``row_number``: each row's position in its whole series; ``is_new``:
+    rows not seen in an earlier block), with no split and no label needed.
+
+    A window whose last label row is in the table is forecast in the block where that row is
+    new, so a stream of blocks forecasts each window once. Windows whose label rows lie beyond
+    the end of their series are forecast by the ``final`` block (the rows carried after the
+    last one), unless the model reads the label rows' known-future columns
+    (``need_label_rows``): then there is nothing to feed it.
+    """
+    lengths = np.diff(bounds)
+    end_of_series = np.repeat(bounds[1:], lengths)  # exclusive
+    t = np.arange(int(bounds[-1]), dtype=np.int64)
+    has_history = row_number >= history - 1
+    labelled = t + span < end_of_series
+    ok = has_history & labelled
+    ok[ok] &= is_new[t[ok] + span]
+    if final and not need_label_rows:
+        ok |= has_history & ~labelled
+    return t[ok]
 
 
 def window_ends(

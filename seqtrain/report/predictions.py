@@ -16,43 +16,70 @@ def _cat(outputs: list[dict], key: str) -> np.ndarray:
     return torch.cat([o[key] for o in outputs]).numpy()
 
 
-def predictions_frame(data, outputs: list[dict], quantiles: list[float] | None = None) -> pd.DataFrame:
-    """The module's test outputs as rows: time, series, truth and prediction.
+def predictions_frame(state, series_names: list, outputs: list[dict],
+                      quantiles: list[float] | None = None) -> pd.DataFrame:
+    """Predictions of windows as rows, one per window and forecast step.
 
-    ``data`` gives the metadata (state, series names, classes, target scaler). Columns: ``time``
-    (the label row's time), ``window_end`` (time of the window's last input row), ``step``
-    (1..output_steps), the group column if any, ``y_true``, ``y_pred``, and ``prob_<class>`` per
-    class (classification) or ``q<quantile>`` per quantile (quantile loss).
+    ``state`` is the run's ``DataState``; ``series_names`` names the series codes of
+    ``outputs[i]["window"][:, 0]``. Columns: ``time`` (the label row's time), ``window_end``
+    (time of the window's last input row), ``step`` (1..output_steps), the group column if any,
+    ``y_true`` (when the outputs hold the truth), ``y_pred``, and ``prob_<class>`` per class
+    (classification) or ``q<quantile>`` per quantile (quantile loss). Where a label row lies
+    beyond the end of the table (``label_known`` False), its time and truth are missing.
     """
-    state = data.state
-    steps, time_dtype = state["output_steps"], state["time_dtype"]
+    steps, time_dtype = state.window.output_steps, state.time_dtype
     window = _cat(outputs, "window")
+    known = _cat(outputs, "label_known").reshape(-1) if "label_known" in outputs[0] else None
+    label_time = time_from_number(_cat(outputs, "label_time").reshape(-1), time_dtype)
     frame = {
-        "time": time_from_number(_cat(outputs, "label_time").reshape(-1), time_dtype),
+        "time": _missing_where(label_time, known),
         "window_end": time_from_number(np.repeat(_cat(outputs, "end_time"), steps), time_dtype),
         "step": np.tile(np.arange(1, steps + 1), len(window)),
     }
-    if state["group_col"]:
-        names = np.asarray(data.series_names, dtype=object)
-        frame[state["group_col"]] = names[window[:, 0]].repeat(steps)
-    if data.task == "classification":
+    if state.group_col:
+        names = np.asarray(series_names, dtype=object)
+        frame[state.group_col] = names[window[:, 0]].repeat(steps)
+    truth = "y" in outputs[0]
+    if state.task == "classification":
         probs = _cat(outputs, "probs")
-        classes = np.asarray(data.classes, dtype=object)
-        frame["y_true"] = classes[_cat(outputs, "y")]
+        classes = np.asarray(state.classes, dtype=object)
+        integer_classes = all(isinstance(c, (int, np.integer)) for c in state.classes)
+        if truth:
+            ids = _cat(outputs, "y")
+            frame["y_true"] = _missing_where(classes[ids], known if known is None else known & (ids >= 0),
+                                             integer_classes)
         frame["y_pred"] = classes[probs.argmax(1)]
-        for j, c in enumerate(data.classes):
+        for j, c in enumerate(state.classes):
             frame[f"prob_{c}"] = probs[:, j]
         out = pd.DataFrame(frame)
-        if all(isinstance(c, (int, np.integer)) for c in data.classes):
-            out[["y_true", "y_pred"]] = out[["y_true", "y_pred"]].astype(np.int64)
+        if integer_classes:
+            out["y_pred"] = out["y_pred"].astype(np.int64)
+            if truth and known is None:
+                out["y_true"] = out["y_true"].astype(np.int64)
         return out
-    frame["y_true"] = data.target_scaler.inverse(_cat(outputs, "y")).reshape(-1)
+    if truth:
+        frame["y_true"] = _missing_where(state.target_scaler.inverse(_cat(outputs, "y")).reshape(-1), known)
     frame["y_pred"] = _cat(outputs, "pred").reshape(-1).astype(np.float64)  # (windows * steps,)
     if quantiles:
         values = _cat(outputs, "quantiles").reshape(-1, len(quantiles))
         for j, q in enumerate(quantiles):
             frame[f"q{q:g}"] = values[:, j].astype(np.float64)
     return pd.DataFrame(frame)
+
+
+def _missing_where(values: np.ndarray, known: np.ndarray | None, integers: bool = False):
+    """``values`` with the entries not ``known`` missing (NaT, NaN or <NA>)."""
+    if known is None or known.all():
+        return values
+    if np.issubdtype(values.dtype, np.datetime64):
+        return np.where(known, values, np.datetime64("NaT"))
+    if integers or values.dtype.kind in "iu":
+        out = pd.array(np.where(known, values, 0).astype(np.int64), dtype="Int64")
+        out[~known] = pd.NA
+        return out
+    if values.dtype.kind == "f":
+        return np.where(known, values, np.nan)
+    return np.where(known, values, None)
 
 
 def baseline(data, outputs: list[dict]) -> dict:
@@ -64,10 +91,10 @@ def baseline(data, outputs: list[dict]) -> dict:
     """
     y = _cat(outputs, "y")
     if data.task == "classification":
-        majority = int(np.argmax(data.state["class_counts"]))
+        majority = int(np.argmax(data.contract.class_counts))
         return {"majority_acc": float((y == majority).mean())}
     truth = data.target_scaler.inverse(y)
-    if data.state["horizon"] > 0:
+    if data.contract.window.horizon > 0:
         name, guess = "persistence", data.target_scaler.inverse(_cat(outputs, "y_last"))[:, None]
     else:
         name, guess = "train_mean", data.target_scaler.mean[0]

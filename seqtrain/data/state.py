@@ -1,0 +1,203 @@
+"""The data contract: what a run learned from its training rows, and how any table becomes
+model inputs with it.
+
+Both readers (in memory, ``prepare``; streamed, ``plan_stream``) *fit* a ``DataState`` on the
+training rows of the training table; the run saves it as ``data_state.json``; prediction loads
+it back and *applies* it, unchanged, to a new table: the same columns decoded the same way, the
+same calendar columns, the same scaler, the same classes and the same window rule. Nothing is
+ever refit on the table being predicted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from seqtrain.data import validate
+from seqtrain.data.columns import float_column
+from seqtrain.data.scaling import StandardScaler
+from seqtrain.data.time_features import calendar_features
+from seqtrain.data.windows import WindowSpec
+from seqtrain.errors import SeqtrainError
+
+
+def input_matrix(features: np.ndarray, times: np.ndarray, cycles: list[str],
+                 target_values: np.ndarray | None) -> np.ndarray:
+    """Unscaled inputs in their one order: feature columns, calendar columns of ``cycles``, then
+    the target's own history (when given)."""
+    x = features
+    if cycles:
+        x = np.column_stack([x, calendar_features(times, cycles)[0]])
+    if target_values is not None:
+        x = np.column_stack([x, np.asarray(target_values, np.float32)])
+    return x
+
+
+@dataclass
+class DataState:
+    """Everything fit on training rows that turns rows into model inputs and outputs back into
+    labels. ``inputs`` = ``features`` (file columns), then the calendar columns of
+    ``calendar_cycles``, then the target's own history when ``target_history``."""
+
+    task: str
+    target: str
+    time_col: str
+    group_col: str | None
+    features: list[str]
+    calendar_cycles: list[str]
+    target_history: bool
+    inputs: list[str]
+    known_future: list[str]
+    window: WindowSpec
+    scaler: StandardScaler
+    scaler_kind: str
+    time_dtype: str
+    series_names: list
+    nan_policy: str = "error"
+    sort: bool = False
+    target_kind: str = "numeric"
+    target_scaler: StandardScaler | None = None
+    classes: list | None = None
+    class_weights: list[float] | None = None
+    class_counts: list[int] | None = None
+    record: dict = field(default_factory=dict)  # what the fit saw: split bounds, rows, windows ...
+
+    # -- applying the state to rows ------------------------------------------------------------
+
+    @property
+    def needed_columns(self) -> list[str]:
+        """The columns a table must have to be windowed and fed to the model."""
+        target = [self.target] if self.target_history else []
+        return list(dict.fromkeys([self.time_col, *([self.group_col] if self.group_col else []),
+                                   *self.features, *target]))
+
+    def raw_inputs(self, table: pa.Table) -> np.ndarray:
+        """The feature columns of ``table``, unscaled ``(N, len(features))`` float32."""
+        if not self.features:
+            return np.zeros((table.num_rows, 0), np.float32)
+        return np.column_stack([float_column(table, c) for c in self.features])
+
+    def model_inputs(self, features: np.ndarray, times: np.ndarray, target_values: np.ndarray | None):
+        """Scaled inputs ``(N, len(inputs))`` from the feature columns, the times (calendar
+        columns) and the target's values (its own history), by the training rules."""
+        x = input_matrix(features, times, self.calendar_cycles,
+                         target_values if self.target_history else None)
+        return np.ascontiguousarray(self.scaler.transform(x))
+
+    def check_schema(self, schema: pa.Schema, path: str) -> None:
+        """One line for a table that cannot be fed as the training table was: a missing column,
+        a feature that is not numeric, a time column of another kind."""
+        for column in self.needed_columns:
+            if column not in schema.names:
+                why = ("the target's history is an input" if column == self.target else "used in training")
+                raise SeqtrainError(
+                    f"data.path: column {column!r} is missing from {path} ({why}); the table needs "
+                    f"{', '.join(self.needed_columns)}"
+                )
+        numeric = [*self.features, *([self.target] if self.target_history else [])]
+        for column in numeric:
+            kind = schema.field(column).type
+            if not validate.is_numeric(kind):
+                raise SeqtrainError(
+                    f"data.path: column {column!r} of {path} is {kind}; the model was trained on it "
+                    "as a number"
+                )
+        kind = schema.field(self.time_col).type
+        as_timestamps = pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_string(kind)
+        if as_timestamps != self.time_dtype.startswith("datetime64"):
+            trained = "timestamps" if self.time_dtype.startswith("datetime64") else "numbers"
+            raise SeqtrainError(
+                f"data.path: time column {self.time_col!r} of {path} is {kind}; the model was trained "
+                f"on {trained}"
+            )
+
+    # -- saving and loading --------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """The JSON record (``data_state.json``)."""
+        return {
+            "task": self.task, "target": self.target, "time_col": self.time_col,
+            "group_col": self.group_col, "features": list(self.features),
+            "calendar_cycles": list(self.calendar_cycles), "target_history": self.target_history,
+            "inputs": list(self.inputs), "known_future": list(self.known_future),
+            **self.window.state(), "stride": self.window.stride, "eval_stride": self.window.eval_stride,
+            "embargo": self.window.embargo,
+            "scaler": {"kind": self.scaler_kind, **self.scaler.to_dict()},
+            "target_scaler": self.target_scaler.to_dict() if self.target_scaler else None,
+            "target_kind": self.target_kind,
+            "classes": self.classes, "class_weights": self.class_weights, "class_counts": self.class_counts,
+            "time_dtype": self.time_dtype, "nan_policy": self.nan_policy, "sort": self.sort,
+            **self.record,
+            "series": len(self.series_names),
+            "series_names": [str(name) for name in self.series_names],  # the series the model knows
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> DataState:
+        known = {"task", "target", "time_col", "group_col", "features", "calendar_cycles",
+                 "target_history", "inputs", "known_future", "seq_length", "horizon", "output_steps",
+                 "pad_short", "stride", "eval_stride", "embargo", "scaler", "target_scaler",
+                 "target_kind", "classes", "class_weights", "class_counts", "time_dtype", "nan_policy",
+                 "sort", "series", "series_names"}
+        window = WindowSpec(state["seq_length"], state["horizon"], state["output_steps"],
+                            state.get("stride", 1), state.get("eval_stride", 1), state.get("embargo", 0),
+                            bool(state["pad_short"]))
+        target_scaler = state.get("target_scaler")
+        return cls(
+            task=state["task"], target=state["target"], time_col=state["time_col"],
+            group_col=state["group_col"], features=list(state["features"]),
+            calendar_cycles=list(state["calendar_cycles"]), target_history=bool(state["target_history"]),
+            inputs=list(state["inputs"]), known_future=list(state["known_future"]), window=window,
+            scaler=StandardScaler.from_dict(state["scaler"]), scaler_kind=state["scaler"]["kind"],
+            time_dtype=state["time_dtype"], series_names=list(state["series_names"]),
+            nan_policy=state.get("nan_policy", "error"), sort=bool(state.get("sort", False)),
+            target_kind=state.get("target_kind", "numeric"),
+            target_scaler=StandardScaler.from_dict(target_scaler) if target_scaler else None,
+            classes=state.get("classes"), class_weights=state.get("class_weights"),
+            class_counts=state.get("class_counts"),
+            record={k: v for k, v in state.items() if k not in known},
+        )
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DataState:
+        path = Path(path)
+        if not path.exists():
+            raise SeqtrainError(f"{path} not found: the run folder has no data state (is it a seqtrain run?)")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SeqtrainError(
+                f"{path}: not a data state this version of seqtrain can read ({exc!r})") from None
+
+
+class HasDataState:
+    """For the prepared (in-memory) and planned (streamed) data alike: the data state's facts
+    as attributes, and ``state``, its JSON record."""
+
+    contract: DataState
+
+    @property
+    def state(self) -> dict:
+        return self.contract.to_dict()
+
+    task = property(lambda self: self.contract.task)
+    target = property(lambda self: self.contract.target)
+    time_col = property(lambda self: self.contract.time_col)
+    group_col = property(lambda self: self.contract.group_col)
+    features = property(lambda self: self.contract.features)
+    input_names = property(lambda self: self.contract.inputs)
+    known_future = property(lambda self: self.contract.known_future)
+    series_names = property(lambda self: self.contract.series_names)
+    classes = property(lambda self: self.contract.classes)
+    class_weights = property(lambda self: self.contract.class_weights)
+    target_scaler = property(lambda self: self.contract.target_scaler)

@@ -1,0 +1,432 @@
+"""Predictions of a trained run on any table: the run's data state applied unchanged (no
+statistic is refit), the same window rule, the best (or last) checkpoint.
+
+A table is read in chunks: the whole table at once in memory, or one row group at a time when
+streamed. Each chunk is put after the rows carried from earlier ones (the last
+``seq_length + horizon + output_steps - 2`` rows of each series), and every window is predicted
+exactly once (``windows.forecast_ends``), so both give the same predictions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from seqtrain.data import source, validate
+from seqtrain.data.columns import forward_fill, label_values, missing_values, read_target, time_values
+from seqtrain.data.rows import RowBlock, time_as_number
+from seqtrain.data.state import DataState, HasDataState
+from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
+from seqtrain.errors import SeqtrainError
+from seqtrain.module import SeqModule
+from seqtrain.report.predictions import predictions_frame
+
+log = logging.getLogger("seqtrain")
+
+
+@dataclass
+class _Contract(HasDataState):
+    """A saved data state, standing in for the training data when the network is rebuilt."""
+
+    contract: DataState
+
+
+def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> SeqModule:
+    """The run's LightningModule with the weights of ``checkpoint`` (read with
+    ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode."""
+    from seqtrain.train import build_module
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise SeqtrainError(f"ckpt: {checkpoint} not found")
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        module = build_module(cfg, _Contract(state))
+        module.load_state_dict(saved["state_dict"])
+    except (RuntimeError, KeyError, OSError, EOFError) as exc:
+        raise SeqtrainError(f"ckpt: cannot load {checkpoint}: {str(exc).splitlines()[0]}") from None
+    return module.eval()
+
+
+def checkpoint_path(run_dir: Path, ckpt: str) -> Path:
+    """``best`` or ``last`` of the run's checkpoints, or a path."""
+    if ckpt in ("best", "last"):
+        path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
+        if not path.exists():
+            raise SeqtrainError(f"ckpt={ckpt}: {path} not found (was the run trained with checkpointing?)")
+        return path
+    return Path(ckpt).expanduser()
+
+
+class Predictor:
+    """A trained network and its data state: windows a table by the training rules and
+    predicts each window (or, with ``last``, the newest of each series)."""
+
+    def __init__(self, cfg: DictConfig, state: DataState, module: SeqModule, batch_size: int = 1024,
+                 device: str = "cpu"):
+        self.cfg, self.state, self.module = cfg, state, module.to(device)
+        self.device, self.batch_size = torch.device(device), batch_size
+        self.quantiles = sorted(float(q) for q in cfg.quantiles) if module.loss_name == "quantile" else None
+        self.needs_label_rows = bool(state.known_future) and module.model.reads_future
+        self.known_columns = [state.inputs.index(c) for c in state.known_future]
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, ckpt: str = "best", batch_size: int = 1024,
+                 device: str = "auto") -> Predictor:
+        """The predictor of the run in folder ``run_dir`` (config, data_state.json, checkpoint)."""
+        run_dir = Path(run_dir).expanduser()
+        config = run_dir / ".hydra" / "config.yaml"
+        if not config.exists():
+            raise SeqtrainError(f"run: {run_dir} is not a seqtrain run folder (no .hydra/config.yaml)")
+        cfg = OmegaConf.load(config)
+        state = DataState.load(run_dir / "data_state.json")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        module = load_network(cfg, state, checkpoint_path(run_dir, ckpt))
+        return cls(cfg, state, module, batch_size, device)
+
+    # -- tables in, predictions out --------------------------------------------------------------
+
+    def predict_frame(self, frame: pd.DataFrame, last: bool = False, allow_new_series: bool = False,
+                      name: str = "the table") -> pd.DataFrame:
+        """Predictions of every window of a DataFrame (columns as in the training table; a time
+        index is used as the time column when the column itself is absent)."""
+        if any(name in self.state.needed_columns for name in frame.index.names):
+            frame = frame.reset_index()  # time (and series) as the index
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        self.state.check_schema(table.schema, name)
+        parts = list(self.predict_chunks([table], last, allow_new_series, in_memory=True))
+        if not parts:
+            raise SeqtrainError(self._no_window_message(name))
+        return pd.concat(parts, ignore_index=True)
+
+    def predict_path(self, path: str, output: str | Path, last: bool = False, allow_new_series: bool = False,
+                     streaming: bool = False) -> int:
+        """Predictions of every window of the Parquet table at ``path``, written to ``output``
+        (Parquet, atomically: a failure leaves no half file); the number of rows written."""
+        dataset = source.open_dataset(path)
+        self.state.check_schema(dataset.schema, path)
+        columns = list(self.state.needed_columns)
+        if self.state.target in dataset.schema.names and self.state.target not in columns:
+            columns.append(self.state.target)  # the truth, where known, beside the predictions
+        if streaming:
+            if self.state.sort:
+                raise SeqtrainError("streaming: the run sorted its rows (data.sort=true), which needs the "
+                                    "whole table in memory; sort the files or set streaming=false")
+            groups = source.row_groups(dataset)
+            chunks = (source.read_row_group(g, dataset.schema, columns) for g in groups)
+        else:
+            chunks = iter([source.read_columns(path, columns)])
+        output = Path(output).expanduser()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
+        written, writer = 0, None
+        try:
+            for part in self.predict_chunks(chunks, last, allow_new_series, in_memory=not streaming):
+                table = pa.Table.from_pandas(part, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                written += len(part)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        if writer is not None:
+            writer.close()
+        if written == 0:
+            tmp.unlink(missing_ok=True)
+            raise SeqtrainError(self._no_window_message(path))
+        tmp.replace(output)
+        return written
+
+    def _no_window_message(self, name: str) -> str:
+        spec = self.state.window
+        need = spec.rows if self.needs_label_rows else spec.history
+        what = ("rows up to its last label row (the model reads known-future columns there)"
+                if self.needs_label_rows else "rows of history")
+        return (f"data.path: no series in {name} has a complete window ({need} {what}); give each "
+                "series more rows")
+
+    def predict_chunks(self, chunks: Iterable[pa.Table], last: bool = False, allow_new_series: bool = False,
+                       in_memory: bool = False) -> Iterator[pd.DataFrame]:
+        """Prediction frames, chunk by chunk (see the module docstring)."""
+        stream = _Stream(self.state, allow_new_series, sort=in_memory and self.state.sort)
+        newest: dict[int, pd.DataFrame] = {}
+        for table in itertools.chain(chunks, [None]):  # None: the rows carried after the last chunk
+            block = stream.block(table)
+            if block is None:
+                continue
+            ends = forecast_ends(block.bounds, block.row_number, block.is_new, self.state.window.history,
+                                 self.state.window.span, table is None, self.needs_label_rows)
+            if last:
+                ends = _newest_per_series(ends, block.series)
+            if len(ends):
+                frame, codes = self._predict(block, ends, stream.names_by_code)
+                if not last:
+                    yield frame
+                for code in np.unique(codes) if last else ():
+                    newest[int(code)] = frame[codes == code]
+            stream.carry(block)
+        if newest:
+            yield pd.concat([newest[c] for c in sorted(newest)], ignore_index=True)
+
+    @torch.inference_mode()
+    def _predict(self, block: _Block, ends: np.ndarray,
+                 series_names: list) -> tuple[pd.DataFrame, np.ndarray]:
+        """The predictions of the windows ending at ``ends``, and each row's series code."""
+        state, spec = self.state, self.state.window
+        rows = RowBlock(torch.from_numpy(block.x), torch.from_numpy(block.labels),
+                        torch.from_numpy(block.times), torch.from_numpy(block.series),
+                        torch.from_numpy(block.row_number), spec.seq_length, spec.horizon,
+                        spec.output_steps, state.task == "classification",
+                        self.known_columns if self.needs_label_rows else None, spec.pad_short)
+        end_of_series = np.repeat(block.bounds[1:], np.diff(block.bounds))
+        records = []
+        for i in range(0, len(ends), self.batch_size):
+            part = torch.from_numpy(ends[i: i + self.batch_size])
+            label_rows = part[:, None] + rows.label_offsets
+            known = label_rows < torch.from_numpy(end_of_series[part.numpy()])[:, None]
+            safe = torch.where(known, label_rows, part[:, None])  # a row that exists, for missing ones
+            batch = rows.inputs_of(part)
+            if self.needs_label_rows:
+                batch["future"] = rows.future[label_rows]
+            out = self.module({k: v.to(self.device) for k, v in batch.items()})
+            record = {"window": torch.stack([rows.series[part], rows.row_number[part]], 1),
+                      "end_time": rows.times[part], "label_time": rows.times[safe], "label_known": known,
+                      **self.module.readout(out)}
+            if block.has_truth:
+                record["y"] = rows._labels(safe)
+            records.append(record)
+        codes = np.repeat(torch.cat([r["window"][:, 0] for r in records]).numpy(), spec.output_steps)
+        return predictions_frame(state, series_names, records, self.quantiles), codes
+
+
+def _newest_per_series(ends: np.ndarray, series: np.ndarray) -> np.ndarray:
+    """Of the window ends (sorted, rows grouped by series), the last one of each series."""
+    if len(ends) == 0:
+        return ends
+    codes = series[ends]
+    return ends[np.append(codes[1:] != codes[:-1], True)]
+
+
+@dataclass
+class _Block:
+    """Rows of one or more series grouped by series: those carried from earlier chunks first."""
+
+    x: np.ndarray  # scaled inputs
+    raw: np.ndarray  # unscaled feature columns, carried for the next chunk's fills
+    target: np.ndarray | None  # the target's values as read (None: not in the table)
+    labels: np.ndarray  # class ids or scaled targets (zeros without the target)
+    times: np.ndarray  # time_as_number
+    time_values: np.ndarray
+    series: np.ndarray
+    row_number: np.ndarray
+    file_rows: np.ndarray
+    is_new: np.ndarray
+    bounds: np.ndarray
+    has_truth: bool
+
+
+class _Stream:
+    """What links one chunk to the next: series codes, rows per series so far, carried rows."""
+
+    def __init__(self, state: DataState, allow_new_series: bool, sort: bool):
+        self.state, self.allow_new_series, self.sort = state, allow_new_series, sort
+        self.codes: dict = {}
+        self.names_by_code: list = []
+        self.known = {str(n) for n in state.series_names}
+        self.counters = np.zeros(0, np.int64)
+        self.kept: _Block | None = None
+        self.file_row = 0
+
+    def _series_codes(self, table: pa.Table) -> np.ndarray:
+        group_col = self.state.group_col
+        if group_col is None:
+            names, index = ["all"], np.zeros(table.num_rows, np.int64)
+        else:
+            column = table.column(group_col)
+            if column.null_count:
+                raise SeqtrainError(f"data.group_col: column {group_col!r} has missing values; "
+                                    "give every row a series")
+            encoded = column.dictionary_encode().combine_chunks()
+            names = [v.item() if hasattr(v, "item") else v for v in encoded.dictionary.to_pylist()]
+            index = encoded.indices.to_numpy(zero_copy_only=False)
+        unknown = [n for n in names if n not in self.codes and str(n) not in self.known]
+        if unknown and not self.allow_new_series:
+            raise SeqtrainError(
+                f"data.group_col: series {', '.join(map(repr, unknown[:5]))} never occurred in training; "
+                "allow_new_series=true predicts them anyway (every model here shares its weights "
+                "across series)")
+        lookup = np.asarray([self.codes.setdefault(n, len(self.codes)) for n in names], np.int64)
+        self.names_by_code = list(self.codes)
+        if len(self.codes) > len(self.counters):
+            self.counters = np.concatenate([self.counters, np.zeros(len(self.codes) - len(self.counters),
+                                                                    np.int64)])
+        return lookup[index]
+
+    def block(self, table: pa.Table | None) -> _Block | None:
+        """The chunk after the carried rows (None: the carried rows alone, after the last chunk)."""
+        if table is None:
+            return self.kept
+        state = self.state
+        times = time_values(table.column(state.time_col), state.time_col)
+        codes = self._series_codes(table)
+        raw = state.raw_inputs(table)
+        has_truth = state.target in table.column_names
+        target = read_target(table.column(state.target), state.target, state.task)[1] if has_truth else None
+        file_rows = self.file_row + np.arange(table.num_rows)
+        self.file_row += table.num_rows
+        order = np.lexsort((times, codes)) if self.sort else np.argsort(codes, kind="stable")
+        new = {"raw": raw[order], "time_values": times[order], "series": codes[order],
+               "file_rows": file_rows[order], "target": target[order] if has_truth else None,
+               "row_number": np.full(len(order), -1, np.int64)}
+        return self._join(new, has_truth)
+
+    def _join(self, new: dict, has_truth: bool) -> _Block | None:
+        state, kept = self.state, self.kept
+        n_kept = 0 if kept is None else len(kept.series)
+        if kept is not None:
+            if kept.has_truth != has_truth:
+                raise SeqtrainError(f"data.path: column {state.target!r} is in some files and not others")
+            new = {k: (np.concatenate([getattr(kept, k), v]) if v is not None else None)
+                   for k, v in new.items()}
+        is_new = np.arange(len(new["series"])) >= n_kept
+        order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
+        new = {k: (v[order] if v is not None else None) for k, v in new.items()}
+        is_new = is_new[order]
+        validate.check_time_order(new["time_values"], new["series"], self.names_by_code, new["file_rows"],
+                                  state.time_col)
+        keep = self._nan_policy(new, is_new)
+        if keep is not None:
+            new = {k: (v[keep] if v is not None else None) for k, v in new.items()}
+            is_new = is_new[keep]
+        if len(new["series"]) == 0:
+            return None
+        row_number = new["row_number"]
+        row_number[is_new] = chunk_row_numbers(new["series"][is_new], self.counters)
+        target = new["target"]
+        x = state.model_inputs(new["raw"], new["time_values"], target)
+        return _Block(x=x, raw=new["raw"], target=target, labels=self._labels(target, len(is_new)),
+                      times=time_as_number(new["time_values"]), time_values=new["time_values"],
+                      series=new["series"], row_number=row_number, file_rows=new["file_rows"],
+                      is_new=is_new, bounds=series_bounds(new["series"]), has_truth=has_truth)
+
+    def _labels(self, target: np.ndarray | None, n: int) -> np.ndarray:
+        state = self.state
+        if target is None:
+            return np.zeros(n, np.int64 if state.task == "classification" else np.float32)
+        if state.task == "regression":
+            return state.target_scaler.transform(target)  # NaN where the truth is missing
+        bad = missing_values(target, state.target_kind)
+        ids = pd.Index(state.classes).get_indexer(label_values(target, state.target)).astype(np.int64)
+        ids[bad] = -1  # a missing or unseen class: no truth
+        return ids
+
+    def _nan_policy(self, rows: dict, is_new: np.ndarray) -> np.ndarray | None:
+        """The run's ``data.nan_policy`` on the inputs read (carried rows are already clean)."""
+        state = self.state
+        x = rows["raw"]
+        history = rows["target"] if state.target_history else None
+        if state.nan_policy == "error":
+            for j, name in enumerate(state.features):
+                validate.check_finite(name, "data.features", x[:, j], rows["file_rows"])
+            if history is not None:
+                validate.check_finite(state.target, "data.target", history, rows["file_rows"])
+            return None
+        if state.nan_policy == "ffill":
+            bounds = series_bounds(rows["series"])
+            starts = np.repeat(bounds[:-1], np.diff(bounds))
+            index = np.arange(len(is_new))
+            rows["raw"] = x = np.column_stack(
+                [forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, index) for j in range(x.shape[1])]
+            ) if x.shape[1] else x
+            if history is not None:
+                rows["target"] = history = forward_fill(history, ~np.isfinite(history), starts, index)
+        bad = ~np.isfinite(x).all(axis=1)
+        if history is not None:
+            bad |= ~np.isfinite(history)
+        return ~bad if bad.any() else None
+
+    def carry(self, block: _Block) -> None:
+        """Keep the last ``seq_length + horizon + output_steps - 2`` rows of each series: all a
+        later window can read."""
+        series = block.series
+        after = np.searchsorted(series, series, side="right") - np.arange(len(series))
+        keep = after <= self.state.window.rows - 1
+        self.kept = _Block(
+            x=block.x[keep], raw=block.raw[keep], target=block.target[keep] if block.has_truth else None,
+            labels=block.labels[keep], times=block.times[keep], time_values=block.time_values[keep],
+            series=series[keep], row_number=block.row_number[keep], file_rows=block.file_rows[keep],
+            is_new=np.zeros(int(keep.sum()), bool), bounds=series_bounds(series[keep]),
+            has_truth=block.has_truth)
+
+
+PREDICT_KEYS = {"run": None, "data.path": None, "ckpt": "best", "output": None, "last": False,
+                "allow_new_series": False, "streaming": "auto", "batch_size": 1024, "device": "auto"}
+
+
+def parse_arguments(argv: list[str], keys: dict, command: str) -> dict:
+    """``key=value`` arguments of a subcommand over ``keys``' defaults; one line for anything else."""
+    import yaml
+
+    settings = dict(keys)
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq or key not in keys:
+            usage = " ".join(f"{k}=..." for k in keys)
+            raise SeqtrainError(f"{command}: {arg!r} is not a setting; use {usage}")
+        settings[key] = yaml.safe_load(value) if value else None
+    return settings
+
+
+def predict_command(argv: list[str]) -> None:
+    """``seqtrain predict run=RUN data.path=TABLE [last=true] [ckpt=best|last|PATH] [output=FILE]
+    [allow_new_series=true] [streaming=auto|true|false] [batch_size=N] [device=auto|cpu|cuda]``."""
+    from rich.console import Console
+
+    from seqtrain.data.streaming import in_memory_bytes, parse_bytes
+
+    settings = parse_arguments(argv, PREDICT_KEYS, "predict")
+    for key in ("run", "data.path"):
+        if settings[key] is None:
+            raise SeqtrainError(f"predict: {key}= is required, e.g. seqtrain predict run=outputs/DATE/TIME "
+                                "data.path=new.parquet")
+    if not isinstance(settings["batch_size"], int) or settings["batch_size"] < 1:
+        raise SeqtrainError(f"predict: batch_size must be an integer >= 1, got {settings['batch_size']!r}")
+    predictor = Predictor.from_run(str(settings["run"]), str(settings["ckpt"]), settings["batch_size"],
+                                   str(settings["device"]))
+    path = str(Path(str(settings["data.path"])).expanduser())
+    streaming = str(settings["streaming"]).lower()
+    if streaming not in ("auto", "true", "false"):
+        raise SeqtrainError(f"predict: streaming={settings['streaming']!r}; choose auto, true or false")
+    if streaming == "auto":
+        rows = source.open_dataset(path).count_rows()
+        needed = in_memory_bytes(rows, len(predictor.state.inputs) + 1)
+        streaming = "true" if needed > parse_bytes(predictor.cfg.data.memory_budget) else "false"
+    output = settings["output"] or _default_output(Path(str(settings["run"])).expanduser(), path)
+    written = predictor.predict_path(path, output, bool(settings["last"]), bool(settings["allow_new_series"]),
+                                     streaming=streaming == "true")
+    Console(highlight=False).print(f"{written} prediction rows -> {output}", soft_wrap=True)
+
+
+def _default_output(run_dir: Path, path: str) -> Path:
+    """``RUN/predictions/<table>.parquet``, numbered so that an earlier file is never replaced."""
+    stem = Path(path).stem or "table"
+    folder = run_dir / "predictions"
+    candidate, n = folder / f"{stem}.parquet", 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem}-{n}.parquet"
+    return candidate

@@ -1,0 +1,204 @@
+"""``seqtrain predict``: a trained run applied to any table, by the training rules, with nothing
+refit; the run's own test windows come back exactly as the run reported them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from seqtrain import cli
+from seqtrain.predict import Predictor
+from tests.conftest import TINY
+
+KEYS = ["symbol", "window_end", "step"]
+
+
+def run_predict(monkeypatch, capsys, *args: str):
+    monkeypatch.setattr(sys, "argv", ["seqtrain", "predict", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def assert_predict_reproduces_the_run(run_dir: Path, tmp_path: Path) -> pd.DataFrame:
+    """Predicting on the run's own table reproduces predictions.parquet for every test window,
+    in memory and streamed (from a copy cut into small row groups), and gives every window with
+    enough history a forecast, the newest ones included."""
+    predictor = Predictor.from_run(run_dir, device="cpu")
+    table_path = run_dir / "data" / "synthetic.parquet"
+    in_memory = tmp_path / "in_memory.parquet"
+    predictor.predict_path(str(table_path), in_memory)
+    predicted = pd.read_parquet(in_memory)
+
+    reported = pd.read_parquet(run_dir / "predictions.parquet")
+    joined = reported.merge(predicted, on=KEYS, how="left", suffixes=("", "_new"), indicator=True)
+    assert (joined["_merge"] == "both").all()
+    assert (joined["time"] == joined["time_new"]).all()
+    assert (joined["y_true"] == joined["y_true_new"]).all()
+    outputs = [c for c in reported.columns if c.startswith(("prob_", "q")) or c == "y_pred"]
+    for column in outputs:
+        if reported[column].dtype.kind in "iu":
+            assert (joined[column] == joined[f"{column}_new"]).all(), column
+        else:
+            np.testing.assert_allclose(joined[f"{column}_new"], joined[column], rtol=1e-5, atol=1e-6)
+
+    streamed_table = tmp_path / "row_groups.parquet"
+    pq.write_table(pq.read_table(table_path), streamed_table, row_group_size=97)
+    streamed = tmp_path / "streamed.parquet"
+    predictor.predict_path(str(streamed_table), streamed, streaming=True)
+    streamed = pd.read_parquet(streamed).sort_values(KEYS, ignore_index=True)
+    in_order = predicted.sort_values(KEYS, ignore_index=True)
+    pd.testing.assert_frame_equal(streamed, in_order, rtol=1e-5, atol=1e-6)
+
+    rows = pd.read_parquet(table_path)
+    spec = predictor.state.window
+    per_series = rows.groupby("symbol").size()
+    newest_needs = spec.span if predictor.needs_label_rows else 0
+    expected = int((per_series - (spec.history - 1) - newest_needs).clip(lower=0).sum())
+    assert len(predicted) == expected * spec.output_steps
+    return predicted
+
+
+def test_predict_cli_round_trip_and_newest_window(run_cli, tmp_path, monkeypatch, capsys):
+    trained = run_cli(*TINY)
+    assert trained.code == 0, trained.err
+    predicted = assert_predict_reproduces_the_run(trained.run_dir, tmp_path)
+
+    table = trained.run_dir / "data" / "synthetic.parquet"
+    code, said = run_predict(monkeypatch, capsys, f"run={trained.run_dir}", f"data.path={table}")
+    assert code == 0, said
+    written = trained.run_dir / "predictions" / "synthetic.parquet"
+    assert f"{len(predicted)} prediction rows -> {written}" in " ".join(said.split())
+    # a second call never replaces the first file
+    code, said = run_predict(monkeypatch, capsys, f"run={trained.run_dir}", f"data.path={table}",
+                             "ckpt=last", "last=true")
+    assert code == 0, said
+    assert written.exists() and (trained.run_dir / "predictions" / "synthetic-2.parquet").exists()
+    newest = pd.read_parquet(trained.run_dir / "predictions" / "synthetic-2.parquet")
+    rows = pd.read_parquet(table)
+    assert len(newest) == rows["symbol"].nunique()
+    last_times = rows.groupby("symbol")["time"].max()
+    assert (newest.set_index("symbol")["window_end"] == last_times).all()
+    assert newest["time"].isna().all()  # the label row of the newest window is still in the future
+
+
+def test_rows_with_too_little_history_get_no_prediction_and_nothing_is_refit(run_cli, tmp_path):
+    trained = run_cli(*TINY)
+    assert trained.code == 0, trained.err
+    predictor = Predictor.from_run(trained.run_dir, device="cpu")
+    rows = pd.read_parquet(trained.run_dir / "data" / "synthetic.parquet")
+    full = predictor.predict_frame(rows)
+    # the newest 40 rows of each series alone: 16-row windows only from their 16th row on, and the
+    # same numbers as with the whole table (a scaler refit on the new rows would change them)
+    tail = rows.groupby("symbol").tail(40)
+    part = predictor.predict_frame(tail)
+    assert len(part) == 3 * (40 - 15)
+    first_end = tail.groupby("symbol")["time"].nth(15).to_numpy()
+    assert np.array_equal(np.sort(part.groupby("symbol")["window_end"].min().to_numpy()), np.sort(first_end))
+    joined = part.merge(full, on=KEYS, suffixes=("", "_full"))
+    assert len(joined) == len(part)
+    np.testing.assert_allclose(joined["prob_1"], joined["prob_1_full"], rtol=1e-6)
+
+
+def test_predict_on_a_dataframe_indexed_by_time_and_series(run_cli):
+    trained = run_cli(*TINY)
+    predictor = Predictor.from_run(trained.run_dir, device="cpu")
+    rows = pd.read_parquet(trained.run_dir / "data" / "synthetic.parquet")
+    plain = predictor.predict_frame(rows)
+    indexed = predictor.predict_frame(rows.set_index(["time", "symbol"]))
+    pd.testing.assert_frame_equal(plain, indexed)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny run shared by the schema checks (they never change it)."""
+    import subprocess
+
+    run_dir = tmp_path_factory.mktemp("predict") / "run"
+    done = subprocess.run([sys.executable, "-m", "seqtrain.cli", *TINY, f"hydra.run.dir={run_dir}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
+def _table(trained_run: Path) -> pd.DataFrame:
+    return pd.read_parquet(trained_run / "data" / "synthetic.parquet")
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda t: t.drop(columns=["cycle_obs"]), "column 'cycle_obs' is missing from"),
+    (lambda t: t.assign(driver=t["driver"].astype(str)), "column 'driver' of"),
+    (lambda t: t.assign(symbol=t["symbol"].str.replace("S2", "S9")),
+     "series 'S9' never occurred in training"),
+    (lambda t: t.assign(time=np.arange(len(t), dtype=np.int64)), "the model was trained on timestamps"),
+    (lambda t: t.assign(cycle_obs=t["cycle_obs"].where(t.index != 7)),
+     "column 'cycle_obs' has 1 NaN/inf value(s), first at row 7"),
+    (lambda t: t.groupby("symbol").head(10), "no series in"),
+    (lambda t: t.iloc[::-1], "is not sorted in series"),
+])
+def test_bad_tables_are_one_line_naming_the_problem(trained_run, tmp_path, monkeypatch, capsys, change,
+                                                    expected):
+    table = change(_table(trained_run))
+    path = tmp_path / "new.parquet"
+    table.to_parquet(path, index=False)
+    output = tmp_path / "out.parquet"
+    output.write_bytes(b"earlier file")
+    code, said = run_predict(monkeypatch, capsys, f"run={trained_run}", f"data.path={path}",
+                             f"output={output}")
+    assert code == 2
+    assert "Traceback" not in said and len(said.strip().splitlines()) == 1, said
+    assert expected in " ".join(said.split())
+    assert output.read_bytes() == b"earlier file"  # nothing already written is touched
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_new_series_only_when_allowed(trained_run, tmp_path, monkeypatch, capsys):
+    table = _table(trained_run)
+    table["symbol"] = table["symbol"].str.replace("S2", "NEW")
+    path = tmp_path / "new.parquet"
+    table.to_parquet(path, index=False)
+    code, said = run_predict(monkeypatch, capsys, f"run={trained_run}", f"data.path={path}",
+                             f"output={tmp_path / 'out.parquet'}", "allow_new_series=true")
+    assert code == 0, said
+    assert set(pd.read_parquet(tmp_path / "out.parquet")["symbol"]) == {"S0", "S1", "NEW"}
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["data.path=x.parquet"], "predict: run= is required"),
+    (["run=/nonexistent", "data.path=x.parquet"], "/nonexistent is not a seqtrain run folder"),
+    (["run=RUN", "data.path=x.parquet", "lastt=true"], "'lastt=true' is not a setting"),
+    (["run=RUN", "data.path=x.parquet", "ckpt=nope.ckpt"], "ckpt: nope.ckpt not found"),
+    (["run=RUN", "data.path=missing.parquet"], "file not found: missing.parquet"),
+])
+def test_bad_arguments_are_one_line(trained_run, monkeypatch, capsys, args, expected):
+    args = [a.replace("RUN", str(trained_run)) for a in args]
+    code, said = run_predict(monkeypatch, capsys, *args)
+    assert code == 2 and "Traceback" not in said
+    assert expected in " ".join(said.split())
+
+
+def test_streamed_table_in_several_files_equals_one_file(trained_run, tmp_path):
+    predictor = Predictor.from_run(trained_run, device="cpu")
+    table = pa.Table.from_pandas(_table(trained_run), preserve_index=False)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    half = table.num_rows // 2  # rows are in time order: the second file continues the first
+    pq.write_table(table.slice(0, half), folder / "part-0.parquet", row_group_size=50)
+    pq.write_table(table.slice(half), folder / "part-1.parquet", row_group_size=50)
+    one, many = tmp_path / "one.parquet", tmp_path / "many.parquet"
+    predictor.predict_path(str(trained_run / "data" / "synthetic.parquet"), one)
+    predictor.predict_path(str(folder), many, streaming=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(many).sort_values(KEYS, ignore_index=True),
+                                  pd.read_parquet(one).sort_values(KEYS, ignore_index=True),
+                                  rtol=1e-5, atol=1e-6)
