@@ -29,7 +29,7 @@ from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.data.synthetic import write_parquet
 from seqtrain.models.registry import build_model
-from seqtrain.train import train
+from seqtrain.training import train
 
 
 def config(model: str, epochs: int, folder: str):

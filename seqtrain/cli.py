@@ -111,7 +111,7 @@ def _hydra_main():
     @hydra.main(version_base="1.3", config_path="conf", config_name="config")
     def run(cfg):
         from seqtrain.errors import SeqtrainError
-        from seqtrain.train import train
+        from seqtrain.training import train
 
         _quiet_libraries()
         try:
@@ -174,7 +174,7 @@ def resume(target: str, overrides: list[str]) -> None:
     from rich.logging import RichHandler
 
     from seqtrain.errors import SeqtrainError
-    from seqtrain.train import train
+    from seqtrain.training import train
 
     path = Path(target).expanduser()
     if path.is_file():  # a checkpoint inside RUN_FOLDER/checkpoints/

@@ -44,7 +44,7 @@ class _Contract(HasDataState):
 def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> SeqModule:
     """The run's LightningModule with the weights of ``checkpoint`` (read with
     ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode."""
-    from seqtrain.train import build_module
+    from seqtrain.training import build_module
 
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
@@ -73,8 +73,8 @@ class Predictor:
     predicts each window (or, with ``last``, the newest of each series)."""
 
     def __init__(self, cfg: DictConfig, state: DataState, module: SeqModule, batch_size: int = 1024,
-                 device: str = "cpu"):
-        self.cfg, self.state, self.module = cfg, state, module.to(device)
+                 device: str = "cpu", run_dir: Path | None = None):
+        self.cfg, self.state, self.module, self.run_dir = cfg, state, module.to(device), run_dir
         self.device, self.batch_size = torch.device(device), batch_size
         self.quantiles = sorted(float(q) for q in cfg.quantiles) if module.loss_name == "quantile" else None
         self.needs_label_rows = bool(state.known_future) and module.model.reads_future
@@ -93,7 +93,7 @@ class Predictor:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         module = load_network(cfg, state, checkpoint_path(run_dir, ckpt))
-        return cls(cfg, state, module, batch_size, device)
+        return cls(cfg, state, module, batch_size, device, run_dir)
 
     # -- tables in, predictions out --------------------------------------------------------------
 

@@ -14,7 +14,8 @@ A model is a plain ``nn.Module``:
   output: recurrent models skip them, convolutions read them as zeros at every layer, attention
   gives them no weight;
 - it declares what it reads: ``reads_future`` and ``respects_mask`` (class attributes), so the
-  training code can say when a setting would do nothing for it;
+  training code can say when a setting would do nothing for it, and ``not_exportable`` when
+  neither TorchScript nor ONNX can express it;
 - a model with attention stores its weights over the input steps in ``self.attention``,
   ``(B, Q, L)`` (Q query rows, e.g. decoder steps), at every forward; a model that weighs its
   input columns stores ``self.variable_importance`` ``(B, F)``;
@@ -37,6 +38,8 @@ class SequenceModel(nn.Module):
     reads_future = False
     #: honours ``mask``: padded rows never change the output (tested for every registered model)
     respects_mask = True
+    #: why ``seqtrain export`` cannot write this model (None: it can, in every format)
+    not_exportable: str | None = None
 
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0):
         super().__init__()

@@ -156,7 +156,7 @@ class Informer(SequenceModel):
 
     def decoder_input(self, x, future):
         """Start token rows (inputs, no known columns) then placeholder rows (known columns only)."""
-        B, k = len(x), self.output_steps
+        B, k = x.size(0), self.output_steps
         start = x[:, -min(self.label_len, x.size(1)):]
         start = torch.cat([start, start.new_zeros(B, start.size(1), self.known_size)], -1)
         placeholder = x.new_zeros(B, k, self.input_size + self.known_size)
@@ -171,7 +171,7 @@ class Informer(SequenceModel):
         decoder_mask = None
         if mask is not None:  # the start token's padded rows, then the placeholders (all real)
             start = mask[:, -min(self.label_len, x.size(1)):]
-            decoder_mask = torch.cat([start, start.new_ones(len(x), self.output_steps)], 1)
+            decoder_mask = torch.cat([start, start.new_ones(x.size(0), self.output_steps)], 1)
         h = self.dec_embedding(self.decoder_input(x, future))
         for layer in self.decoder:
             h = layer(h, memory, decoder_mask, memory_mask)

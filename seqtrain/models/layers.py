@@ -19,7 +19,7 @@ class StepsHead(nn.Module):
         self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, output_steps * output_size))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h).view(len(h), self.output_steps, self.output_size)
+        return self.net(h).view(-1, self.output_steps, self.output_size)
 
 
 class CausalConv1d(nn.Module):
@@ -86,6 +86,9 @@ class FullAttention(nn.Module):
         return self.dropout(weights) @ v, weights
 
 
+_EVAL_SAMPLES: dict[tuple[int, int, int], torch.Tensor] = {}
+
+
 class ProbSparseAttention(nn.Module):
     """ProbSparse self-attention (Zhou et al., 2021, "Informer", AAAI), over ``(B, H, L, E)``.
 
@@ -111,8 +114,11 @@ class ProbSparseAttention(nn.Module):
     def _sample(self, L_Q: int, L_K: int, n_sample: int, device) -> torch.Tensor:
         if self.training:
             return torch.randint(L_K, (L_Q, n_sample), device=device)
-        generator = torch.Generator().manual_seed(0)  # evaluation: the same keys every time
-        return torch.randint(L_K, (L_Q, n_sample), generator=generator).to(device)
+        key = (L_Q, L_K, n_sample)
+        if key not in _EVAL_SAMPLES:  # evaluation: the same keys every time (and a constant to exporters)
+            generator = torch.Generator().manual_seed(0)
+            _EVAL_SAMPLES[key] = torch.randint(L_K, (L_Q, n_sample), generator=generator)
+        return _EVAL_SAMPLES[key].to(device)
 
     def forward(self, q, k, v, key_mask=None):
         B, H, L_Q, E = q.shape

@@ -50,7 +50,7 @@ class Seq2SeqAttention(SequenceModel):
 
     def forward(self, x, future=None, target=None, mask=None):
         keys, _, state = self.encoder(x, mask)
-        previous = self.start.expand(len(x), -1)
+        previous = self.start.expand(x.size(0), -1)
         outputs, weights = [], []
         for step in range(self.output_steps):
             query = (state[0] if isinstance(state, tuple) else state)[-1]

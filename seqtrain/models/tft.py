@@ -41,6 +41,8 @@ def _identity_rescale(data: dict) -> torch.Tensor:
 class TFT(SequenceModel):
     default_regression_loss = "quantile"
     reads_future = True
+    not_exportable = ("pytorch-forecasting's network sizes its tensors from the data (encoder lengths) "
+                      "and is a LightningModule that needs a Trainer, which neither exporter can trace")
 
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0,
                  hidden_size: int = 64, lstm_layers: int = 1, attention_head_size: int = 4,
