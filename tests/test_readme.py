@@ -18,7 +18,11 @@ SHRINK = ["progress_bar=false", "trainer.max_epochs=1", "trainer.limit_train_bat
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line.startswith("seqtrain")]
+    return [line for line in lines if line.startswith("seqtrain") and not _uses_a_run(line)]
+
+
+def _uses_a_run(line: str) -> bool:
+    return line.split()[1:2] in (["predict"], ["export"])
 
 
 def test_readme_starts_with_the_two_setup_commands():
@@ -48,3 +52,36 @@ def test_readme_command_runs(command, run_cli, tmp_path, monkeypatch):
         assert "model=gru" in result.out and f"sweep · {expected} runs" in result.out
     else:
         assert (result.run_dir / "metrics.json").is_file()
+
+
+def test_readme_use_a_trained_model_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The Python examples, then the predict/export commands on the run they trained, then the
+    example that runs the exported file without seqtrain: it gives seqtrain's probabilities."""
+    import sys
+
+    import numpy as np
+
+    from seqtrain import cli
+
+    monkeypatch.chdir(tmp_path)
+    make_table(400, n_series=1).to_parquet(tmp_path / "bars.parquet", index=False)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    exec(blocks[0], namespace)  # noqa: S102  (the README's own code)
+    run = namespace["run"]
+    assert np.allclose(namespace["same"].dropna(), namespace["forecast"].dropna())
+    commands = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```",
+                                                                      README.read_text(), flags=re.S)
+                for line in block.splitlines() if line.startswith("seqtrain") and _uses_a_run(line)]
+    assert len(commands) == 5
+    for command in commands:
+        monkeypatch.setattr(sys, "argv", shlex.split(command.replace("RUN", str(run.path))))
+        try:
+            cli.main()
+        except SystemExit as exc:
+            raise AssertionError(f"{command}: {capsys.readouterr().err}") from exc
+    exec(blocks[1], namespace)  # noqa: S102
+    newest = run.predict(pd.read_parquet("bars.parquet"), last=True)
+    expected = newest[[f"prob_{c}" for c in run.data_state.classes]].to_numpy()
+    np.testing.assert_allclose(namespace["probabilities"], expected, rtol=1e-4, atol=1e-5)
