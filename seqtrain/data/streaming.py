@@ -175,26 +175,13 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     scan = _scan_series(src, cfg, path)
     by_series = split_by_series(cfg)
     cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series)
-    time_features = bool(cfg.time_features)
-    if time_features and not np.issubdtype(scan.time_dtype, np.datetime64):
+    if cfg.time_features and not np.issubdtype(scan.time_dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
     use_target_history = target_history_is_input(cfg, target)
     fitted = _fit_statistics(src, cfg, task, scan, cuts, val_start, test_start, use_target_history)
 
-    cycles = varying_cycles(fitted.cycles) if time_features else []
-    history = use_target_history and fitted.target_kind == "numeric"
-    calendar = calendar_names(cycles)
-    input_names = [*features, *calendar, *([target] if history else [])]
-    contract = DataState(
-        task=task, target=target, time_col=time_col, group_col=group_col, features=list(features),
-        calendar_cycles=cycles, target_history=history, inputs=input_names,
-        known_future=known_future_columns(cfg, input_names, target, calendar),
-        window=WindowSpec.from_config(cfg), scaler_kind=cfg.scaler,
-        scaler=_input_scaler(cfg, fitted.moments, features, input_names, calendar, time_features),
-        time_dtype=str(scan.time_dtype), series_names=scan.series_names, nan_policy=cfg.nan_policy,
-        sort=bool(cfg.sort), target_kind=fitted.target_kind,
-    )
+    contract = _input_contract(cfg, task, src, scan, fitted, use_target_history)
     segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
     if task == "classification":
         contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
@@ -217,6 +204,25 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
         cuts=cuts, group_windows=group_windows, val_start=val_start, test_start=test_start,
         contract=contract,
+    )
+
+
+def _input_contract(cfg, task: str, src: _Source, scan: _Scan, fitted: _Fit, use_target_history: bool):
+    """The data state of the inputs from pass 2's statistics: the columns (features, the
+    calendar columns that vary over training rows, the target's history) and their scaler."""
+    target, features = src.target, src.features
+    cycles = varying_cycles(fitted.cycles) if cfg.time_features else []
+    history = use_target_history and fitted.target_kind == "numeric"
+    calendar = calendar_names(cycles)
+    input_names = [*features, *calendar, *([target] if history else [])]
+    return DataState(
+        task=task, target=target, time_col=src.time_col, group_col=src.group_col, features=list(features),
+        calendar_cycles=cycles, target_history=history, inputs=input_names,
+        known_future=known_future_columns(cfg, input_names, target, calendar),
+        window=WindowSpec.from_config(cfg), scaler_kind=cfg.scaler,
+        scaler=_input_scaler(cfg, fitted.moments, features, input_names, calendar, bool(cfg.time_features)),
+        time_dtype=str(scan.time_dtype), series_names=scan.series_names, nan_policy=cfg.nan_policy,
+        sort=bool(cfg.sort), target_kind=fitted.target_kind,
     )
 
 
