@@ -105,7 +105,8 @@ class Predictor:
             frame = frame.reset_index()  # time (and series) as the index
         table = pa.Table.from_pandas(frame, preserve_index=False)
         self.state.check_schema(table.schema, name)
-        parts = list(self.predict_chunks([table], last, allow_new_series, in_memory=True))
+        parts = list(self.predict_chunks(_slices(table, whole=self.state.sort), last, allow_new_series,
+                                         in_memory=True))
         if not parts:
             raise SeqtrainError(self._no_window_message(name))
         return pd.concat(parts, ignore_index=True)
@@ -126,7 +127,7 @@ class Predictor:
             groups = source.row_groups(dataset)
             chunks = (source.read_row_group(g, dataset.schema, columns) for g in groups)
         else:
-            chunks = iter([source.read_columns(path, columns)])
+            chunks = _slices(source.read_columns(path, columns), whole=self.state.sort)
         output = Path(output).expanduser()
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(output.name + ".tmp")
@@ -211,6 +212,19 @@ class Predictor:
             records.append(record)
         codes = np.repeat(torch.cat([r["window"][:, 0] for r in records]).numpy(), spec.output_steps)
         return predictions_frame(state, series_names, records, self.quantiles), codes
+
+
+SLICE_ROWS = 65_536
+
+
+def _slices(table: pa.Table, whole: bool) -> Iterator[pa.Table]:
+    """A table in memory fed as slices of ``SLICE_ROWS`` rows (smaller temporaries, the
+    streamed path's speed), or ``whole`` when its rows must be sorted first (``data.sort``)."""
+    if whole or table.num_rows <= SLICE_ROWS:
+        yield table
+        return
+    for start in range(0, table.num_rows, SLICE_ROWS):
+        yield table.slice(start, SLICE_ROWS)
 
 
 def _newest_per_series(ends: np.ndarray, series: np.ndarray) -> np.ndarray:

@@ -202,3 +202,15 @@ def test_streamed_table_in_several_files_equals_one_file(trained_run, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(many).sort_values(KEYS, ignore_index=True),
                                   pd.read_parquet(one).sort_values(KEYS, ignore_index=True),
                                   rtol=1e-5, atol=1e-6)
+
+
+def test_a_table_in_memory_is_fed_in_slices_with_the_same_predictions(trained_run, monkeypatch):
+    import seqtrain.predict
+
+    predictor = Predictor.from_run(trained_run, device="cpu")
+    table = _table(trained_run)
+    whole = predictor.predict_frame(table)
+    monkeypatch.setattr(seqtrain.predict, "SLICE_ROWS", 97)
+    sliced = predictor.predict_frame(table)
+    pd.testing.assert_frame_equal(sliced.sort_values(KEYS, ignore_index=True),
+                                  whole.sort_values(KEYS, ignore_index=True), rtol=1e-5, atol=1e-6)
