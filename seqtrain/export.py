@@ -167,7 +167,9 @@ def check_export(network: nn.Module, path: Path, fmt: str, predictor: Predictor)
         expected = network(*inputs)
     expected = expected if isinstance(expected, tuple) else (expected,)
     if fmt == "torchscript":
-        loaded = torch.jit.load(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.x
+            loaded = torch.jit.load(str(path))
         with torch.inference_mode():
             got = loaded(*inputs)
         got = got if isinstance(got, tuple) else (got,)

@@ -90,8 +90,7 @@ class Predictor:
             raise SeqtrainError(f"run: {run_dir} is not a seqtrain run folder (no .hydra/config.yaml)")
         cfg = OmegaConf.load(config)
         state = DataState.load(run_dir / "data_state.json")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = _device(device)
         module = load_network(cfg, state, checkpoint_path(run_dir, ckpt))
         return cls(cfg, state, module, batch_size, device, run_dir)
 
@@ -101,7 +100,7 @@ class Predictor:
                       name: str = "the table") -> pd.DataFrame:
         """Predictions of every window of a DataFrame (columns as in the training table; a time
         index is used as the time column when the column itself is absent)."""
-        if any(name in self.state.needed_columns for name in frame.index.names):
+        if any(level in self.state.needed_columns for level in frame.index.names):
             frame = frame.reset_index()  # time (and series) as the index
         table = pa.Table.from_pandas(frame, preserve_index=False)
         self.state.check_schema(table.schema, name)
@@ -208,10 +207,21 @@ class Predictor:
                       "end_time": rows.times[part], "label_time": rows.times[safe], "label_known": known,
                       **self.module.readout(out)}
             if block.has_truth:
-                record["y"] = rows._labels(safe)
+                record["y"] = rows.labels_at(safe)
             records.append(record)
         codes = np.repeat(torch.cat([r["window"][:, 0] for r in records]).numpy(), spec.output_steps)
         return predictions_frame(state, series_names, records, self.quantiles), codes
+
+
+def _device(name: str) -> str:
+    """``auto`` (a CUDA GPU when one is visible), ``cpu`` or ``cuda[:N]``; one line otherwise."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not name.startswith("cuda"):
+        raise SeqtrainError(f"device={name!r}; choose auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SeqtrainError(f"device={name}: no CUDA GPU is visible; use device=cpu")
+    return name
 
 
 SLICE_ROWS = 65_536

@@ -16,6 +16,8 @@ from seqtrain.predict import Predictor
 from tests.conftest import TINY_MODELS, TINY_RUN
 
 EXPORTABLE = sorted(set(TINY_MODELS) - {"tft"})
+# what a user of the .pt file sees; seqtrain's own check keeps it quiet
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 
 
 def run_export(monkeypatch, capsys, *args: str):

@@ -180,6 +180,7 @@ def test_new_series_only_when_allowed(trained_run, tmp_path, monkeypatch, capsys
     (["run=RUN", "data.path=x.parquet", "lastt=true"], "'lastt=true' is not a setting"),
     (["run=RUN", "data.path=x.parquet", "ckpt=nope.ckpt"], "ckpt: nope.ckpt not found"),
     (["run=RUN", "data.path=missing.parquet"], "file not found: missing.parquet"),
+    (["run=RUN", "data.path=x.parquet", "device=tpu"], "device='tpu'; choose auto, cpu or cuda"),
 ])
 def test_bad_arguments_are_one_line(trained_run, monkeypatch, capsys, args, expected):
     args = [a.replace("RUN", str(trained_run)) for a in args]
@@ -214,3 +215,24 @@ def test_a_table_in_memory_is_fed_in_slices_with_the_same_predictions(trained_ru
     sliced = predictor.predict_frame(table)
     pd.testing.assert_frame_equal(sliced.sort_values(KEYS, ignore_index=True),
                                   whole.sort_values(KEYS, ignore_index=True), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["ffill", "drop"])
+def test_missing_values_follow_the_runs_nan_policy(run_cli, policy):
+    trained = run_cli(*TINY, f"data.nan_policy={policy}")
+    assert trained.code == 0, trained.err
+    predictor = Predictor.from_run(trained.run_dir, device="cpu")
+    table = pd.read_parquet(trained.run_dir / "data" / "synthetic.parquet")
+    row = table.index[(table["symbol"] == "S1")][100]
+    holed = table.copy()
+    holed.loc[row, "driver"] = np.nan
+    got = predictor.predict_frame(holed).sort_values(KEYS, ignore_index=True)
+    if policy == "ffill":  # the hole takes the series' previous value, as in training
+        filled = table.copy()
+        filled.loc[row, "driver"] = table.loc[row - 1, "driver"]
+        expected = predictor.predict_frame(filled).sort_values(KEYS, ignore_index=True)
+        pd.testing.assert_frame_equal(got, expected)
+    else:  # the row is dropped: one window fewer, none ending at it
+        full = predictor.predict_frame(table)
+        assert len(got) == len(full) - 1
+        assert table.loc[row, "time"] not in set(got.loc[got["symbol"] == "S1", "window_end"])

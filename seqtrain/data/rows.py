@@ -50,14 +50,15 @@ class RowBlock:
         self.seq_length, self.classification = seq_length, classification
         self.label_offsets = torch.arange(horizon, horizon + output_steps)
 
-    def _labels(self, rows: torch.Tensor) -> torch.Tensor:
+    def labels_at(self, rows: torch.Tensor) -> torch.Tensor:
+        """The labels at ``rows`` ``(B, k)``: class ids ``(B,)``, or scaled targets ``(B, k)``."""
         y = self.labels[rows]
         return y[:, 0] if self.classification else y
 
     def last_rows(self, ends: torch.Tensor) -> dict:
         """The windows ending at ``ends`` reduced to what the leakage audit scores: inputs at the
         last row ``x_last`` ``(B, F)``, labels ``y`` and the label column at the last row."""
-        return {"x_last": self.inputs[ends], "y": self._labels(ends[:, None] + self.label_offsets),
+        return {"x_last": self.inputs[ends], "y": self.labels_at(ends[:, None] + self.label_offsets),
                 "y_last": self.labels[ends]}
 
     def inputs_of(self, ends: torch.Tensor) -> dict:
@@ -73,7 +74,7 @@ class RowBlock:
         """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``);
         ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
         rows = ends[:, None] + self.label_offsets
-        batch = {"y": self._labels(rows), **self.inputs_of(ends)}
+        batch = {"y": self.labels_at(rows), **self.inputs_of(ends)}
         if identify:
             batch["y_last"] = self.labels[ends]
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)
