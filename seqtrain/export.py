@@ -126,7 +126,9 @@ def export(predictor: Predictor, fmt: str, folder: Path) -> dict:
                else ["pred"])
     record = {"format": fmt, "file": path.name, "model": model_name, "inputs": names, "outputs": outputs,
               "max_abs_difference": difference}
-    (folder / "export.json").write_text(json.dumps(record, indent=2))
+    index = folder / "export.json"  # one entry per format exported into the folder
+    exported = json.loads(index.read_text()) if index.exists() else {}
+    index.write_text(json.dumps({**exported, fmt: record}, indent=2))
     return record
 
 

@@ -54,7 +54,7 @@ def test_exports_reproduce_pytorch_and_seqtrain_predict(run_cli, monkeypatch, ca
         code, said = run_export(monkeypatch, capsys, f"run={trained.run_dir}", f"format={fmt}")
         assert code == 0, said
         folder = trained.run_dir / "export"
-        record = json.loads((folder / "export.json").read_text())
+        record = json.loads((folder / "export.json").read_text())[fmt]
         assert record["file"] == file and record["max_abs_difference"] < 1e-4
         assert (folder / "data_state.json").read_text() == (trained.run_dir / "data_state.json").read_text()
 
@@ -86,7 +86,7 @@ def test_models_reading_future_and_mask_export_with_those_inputs(run_cli, monkey
     assert trained.code == 0, trained.err
     code, said = run_export(monkeypatch, capsys, f"run={trained.run_dir}", "format=onnx")
     assert code == 0, said
-    record = json.loads((trained.run_dir / "export" / "export.json").read_text())
+    record = json.loads((trained.run_dir / "export" / "export.json").read_text())["onnx"]
     reads_future = model != "tcn"
     assert record["inputs"] == ["x", *(["future"] if reads_future else []), "mask"]
     assert record["outputs"] == ["probs"] and record["max_abs_difference"] < 1e-4
