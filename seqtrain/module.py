@@ -179,6 +179,7 @@ class SeqModule(L.LightningModule):
         """The outputs of a batch of windows, with their identity and truth, on the CPU:
         class probabilities, or point forecasts (and quantiles) in the target's units."""
         record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y", "y_last")}
+        record["x_last"] = batch["x"][:, -1].float().cpu()  # for the baselines read from the last row
         return {**record, **self.readout(out)}
 
     def readout(self, out: torch.Tensor) -> dict:

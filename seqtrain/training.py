@@ -41,8 +41,9 @@ from seqtrain.models.registry import MODELS, build_model, check_model_args, mode
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.optim import check_optim, check_scheduler
 from seqtrain.precision import PRECISIONS, resolve_precision
+from seqtrain.report.baselines import compare_with_baselines
 from seqtrain.report.plots import plot_curves, plot_interpretation, plot_lr_find, plot_predictions
-from seqtrain.report.predictions import baseline, predictions_frame, write_parquet_atomic
+from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
 
 log = logging.getLogger("seqtrain")
@@ -203,6 +204,8 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     """predictions.parquet, the plots, metrics.json and the summary table."""
     _, quantiles = _loss(cfg)
     gathered = fitted.predictions
+    baseline_test, skill = compare_with_baselines(data.contract, gathered.records,
+                                                  fitted.datamodule.last_rows("train", size=20_000), cfg.seed)
     predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
     epochs = fitted.epochs
@@ -220,7 +223,8 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "best_epoch": int(best["epoch"]),  # 0-based, as in metrics.csv
         "best_val": {k: v for k, v in best.items() if k.startswith("val_")},
         "test": {k: float(v) for k, v in tested.items()},
-        "baseline_test": baseline(data, gathered.records),
+        "baseline_test": baseline_test,
+        "skill": skill,
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
         "windows": data.contract.record["windows"],

@@ -28,6 +28,8 @@ def test_beats_the_majority_class_on_the_next_move(run_cli, model):
     assert result.code == 0, result.err
     metrics = result.metrics()
     assert metrics["test"]["test_acc"] > metrics["baseline_test"]["majority_acc"] + 0.2, metrics
+    # and every baseline, the last-row logistic regression included, beyond the 95% interval
+    assert metrics["skill"]["beats_best_baseline"], metrics["skill"]
 
 
 @pytest.mark.parametrize("model,extra", [
@@ -41,6 +43,7 @@ def test_beats_persistence_on_the_next_values(run_cli, model, extra):
     assert result.code == 0, result.err
     metrics = result.metrics()
     assert metrics["test"]["test_mae"] < 0.8 * metrics["baseline_test"]["persistence_mae"], metrics
+    assert metrics["skill"]["beats_best_baseline"], metrics["skill"]
 
 
 @pytest.fixture(scope="module")
@@ -60,4 +63,7 @@ def test_every_model_learns_a_planted_signal_at_its_defaults(run_cli, planted, m
     assert result.code == 0, result.err
     metrics = result.metrics()
     assert metrics["test"]["test_acc"] > 0.8, metrics
+    # no single row shows the signal: a model of the last row stays near chance
+    assert metrics["baseline_test"]["last_row_logistic_acc"] < 0.6, metrics
+    assert metrics["skill"]["beats_best_baseline"], metrics["skill"]
     assert metrics["leakage_audit"]["flagged"] == []  # honest data: the audit stays quiet

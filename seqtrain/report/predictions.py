@@ -1,5 +1,4 @@
-"""Test-split predictions as a table (one row per window and forecast step), and the naive
-baselines on the same windows."""
+"""Predictions as a table: one row per window and forecast step."""
 
 from __future__ import annotations
 
@@ -80,26 +79,6 @@ def _missing_where(values: np.ndarray, known: np.ndarray | None, integers: bool 
     if values.dtype.kind == "f":
         return np.where(known, values, np.nan)
     return np.where(known, values, None)
-
-
-def baseline(data, outputs: list[dict]) -> dict:
-    """The naive forecast on the test windows, for an honest comparison.
-
-    Classification: the majority class of the training labels. Regression: persistence (the
-    target at the window's last row, for every step); with horizon 0, whose label is that row's
-    own value, the training mean.
-    """
-    y = _cat(outputs, "y")
-    if data.task == "classification":
-        majority = int(np.argmax(data.contract.class_counts))
-        return {"majority_acc": float((y == majority).mean())}
-    truth = data.target_scaler.inverse(y)
-    if data.contract.window.horizon > 0:
-        name, guess = "persistence", data.target_scaler.inverse(_cat(outputs, "y_last"))[:, None]
-    else:
-        name, guess = "train_mean", data.target_scaler.mean[0]
-    err = truth - guess
-    return {f"{name}_mae": float(np.abs(err).mean()), f"{name}_rmse": float((err**2).mean() ** 0.5)}
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:

@@ -31,6 +31,20 @@ def _audit(result: dict) -> str:
     return f"clear (highest {result['statistic']} {top:.3f} < {result['threshold']})"
 
 
+def _skill_rows(skill: dict) -> list[tuple[str, str]]:
+    low, high = skill["interval"]
+    d_low, d_high = skill["improvement_interval"]
+    if skill["beats_best_baseline"]:
+        verdict = "[bold green]beats it[/]"
+    else:
+        verdict = "[bold red]worse than it[/]" if d_high < 0 else "[yellow]no better beyond the interval[/]"
+    return [
+        (f"{skill['metric']} {skill['level']:.0%} interval", f"{low:.4g} – {high:.4g} (block bootstrap)"),
+        (f"skill vs {skill['best_baseline']}",
+         f"{_fmt(skill['skill'])}; error gap {d_low:.3g} – {d_high:.3g}: {verdict}"),
+    ]
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"seqtrain · {summary['model']['name']} · {summary['task']}",
@@ -47,6 +61,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),
         *((k, _fmt(v)) for k, v in summary["test"].items()),
         *((f"baseline {k}", _fmt(v)) for k, v in summary["baseline_test"].items()),
+        *(_skill_rows(summary["skill"]) if summary.get("skill") else ()),
         ("precision", _precision(summary)),
         *((("leakage audit", _audit(summary["leakage_audit"])),) if summary.get("leakage_audit") else ()),
         *((("learning rate (found)", _fmt(summary["lr_find"]["lr"])),) if summary.get("lr_find") else ()),

@@ -1,0 +1,170 @@
+"""Naive baselines on the model's own test windows, skill against the best of them, and a 95%
+interval from a block bootstrap (blocks of consecutive windows, so that the overlap of
+neighbouring windows does not shrink it).
+
+Baselines, each read only from what is known at a window's end:
+- classification: the majority class of the training labels; persistence, the label known at
+  the window's last row (the class of the latest move; only when ``horizon >= 1``: with
+  ``horizon=0`` the label column looks ahead); a logistic regression on the window's last row
+  (a model that ignores the sequence: if it ties the network, the sequence adds nothing);
+- regression: persistence (the target at the window's last row, for every step; the training
+  mean with ``horizon=0``, whose label is that row's own value); the training mean; a linear
+  regression on the window's last row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+RESAMPLES = 1000
+LEVEL = 0.95
+
+
+def fit_last_row_model(task: str, x_last: np.ndarray, y: np.ndarray, n_classes: int = 0):
+    """A model of the label from a window's last input row, fit on training windows: weights of
+    a multinomial logistic regression (L2, by L-BFGS) or of a ridge regression, per step."""
+    x = np.column_stack([np.asarray(x_last, np.float64), np.ones(len(x_last))])
+    if task == "regression":
+        y = np.asarray(y, np.float64).reshape(len(x), -1)
+        ridge = 1e-3 * len(x) * np.eye(x.shape[1])
+        ridge[-1, -1] = 0.0  # the intercept is not shrunk
+        return np.linalg.solve(x.T @ x + ridge, x.T @ y)  # (F + 1, k)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(np.asarray(y, np.int64))
+    weights = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ weights, yt) + 1e-3 * (weights[:-1] ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weights.detach().numpy()
+
+
+def last_row_predictions(task: str, weights: np.ndarray, x_last: np.ndarray) -> np.ndarray:
+    """Class ids ``(B,)``, or scaled forecasts ``(B, k)``, of a ``fit_last_row_model``."""
+    out = np.column_stack([np.asarray(x_last, np.float64), np.ones(len(x_last))]) @ weights
+    return out.argmax(1) if task == "classification" else out
+
+
+def baseline_predictions(task: str, horizon: int, y_last: np.ndarray, train_mean: float | np.ndarray,
+                         majority: int | None, last_row: np.ndarray) -> dict[str, np.ndarray]:
+    """Each baseline's predictions on the test windows, in the units of the truth: class ids,
+    or forecasts ``(B, k)`` in target units (``y_last``, ``train_mean`` and ``last_row`` given in
+    those units)."""
+    n = len(y_last)
+    if task == "classification":
+        out = {"majority": np.full(n, majority)}
+        if horizon >= 1:
+            out["persistence"] = np.asarray(y_last)
+        out["last_row_logistic"] = last_row
+        return out
+    steps = last_row.shape[1]
+    mean = np.full((n, steps), train_mean, np.float64)
+    out = {"persistence": np.repeat(np.asarray(y_last, np.float64)[:, None], steps, 1) if horizon >= 1
+           else mean}
+    if horizon >= 1:
+        out["train_mean"] = mean
+    out["last_row_linear"] = last_row
+    return out
+
+
+def window_losses(task: str, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Per-window loss whose mean is the error: 1 - correct (classification), or the absolute
+    error averaged over the forecast steps (regression: the mean is the MAE)."""
+    if task == "classification":
+        return (np.asarray(predicted) != np.asarray(truth)).astype(np.float64)
+    error = np.asarray(predicted, np.float64) - np.asarray(truth, np.float64)
+    return np.abs(error).reshape(len(truth), -1).mean(1)
+
+
+def block_bootstrap(losses: dict[str, np.ndarray], block: int, seed: int = 0,
+                    resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
+    """Resampled means of each loss series (all resampled with the same blocks, so differences
+    are paired): moving blocks of ``block`` consecutive windows, ``resamples`` times."""
+    n = len(next(iter(losses.values())))
+    block = max(1, min(block, n))
+    rng = np.random.default_rng(seed)
+    n_blocks = math.ceil(n / block)
+    starts = rng.integers(0, n - block + 1, size=(resamples, n_blocks))
+    index = (starts[:, :, None] + np.arange(block)).reshape(resamples, -1)[:, :n]
+    return {name: values[index].mean(1) for name, values in losses.items()}
+
+
+def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses: dict[str, np.ndarray],
+                 seed: int = 0) -> dict:
+    """The main metric's 95% interval, each baseline's value, the skill against the best baseline
+    (1 - model error / baseline error) and whether the model beats it beyond the interval of
+    their paired difference."""
+    n = len(model_loss)
+    block = max(1, math.ceil(math.sqrt(n)))
+    draws = block_bootstrap({"model": model_loss, **baseline_losses}, block, seed)
+    tail = (1 - LEVEL) / 2 * 100
+    to_metric = (lambda loss: 1 - loss) if task == "classification" else (lambda loss: loss)
+    low, high = np.percentile(to_metric(draws["model"]), [tail, 100 - tail])
+    errors = {name: float(losses.mean()) for name, losses in baseline_losses.items()}
+    best = min(errors, key=errors.get)
+    model_error = float(model_loss.mean())
+    difference = draws[best] - draws["model"]  # > 0: the model errs less than the best baseline
+    d_low, d_high = np.percentile(difference, [tail, 100 - tail])
+    return {
+        "metric": metric,
+        "value": float(to_metric(model_error)),
+        "interval": [float(low), float(high)],
+        "level": LEVEL,
+        "block": block,
+        "resamples": RESAMPLES,
+        "baselines": {name: float(to_metric(error)) for name, error in errors.items()},
+        "best_baseline": best,
+        "skill": float(1 - model_error / errors[best]) if errors[best] > 0 else None,
+        "improvement_interval": [float(d_low), float(d_high)],  # best baseline's error - model's
+        "beats_best_baseline": bool(d_low > 0),
+    }
+
+
+def _cat(records: list[dict], key: str) -> np.ndarray:
+    return torch.cat([r[key] for r in records]).numpy()
+
+
+def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
+                           seed: int = 0) -> tuple[dict, dict]:
+    """``(baseline_test, skill)`` for metrics.json: each baseline's test metrics (accuracy, or MAE
+    and RMSE) on the model's test windows, and ``skill_report`` of the main metric.
+
+    ``state`` is the run's ``DataState``; ``records`` the test records (``probs`` or ``pred``,
+    ``y``, ``y_last``, ``x_last``); ``train_last_rows`` up to 20,000 training windows as their
+    last input row and labels (``SeqDataModule.last_rows``)."""
+    task, horizon = state.task, state.window.horizon
+    x_train, y_train = train_last_rows["x_last"].double().numpy(), train_last_rows["y"].numpy()
+    x_test, y_last = _cat(records, "x_last"), _cat(records, "y_last")
+    truth = _cat(records, "y")
+    if task == "classification":
+        weights = fit_last_row_model(task, x_train, y_train, len(state.classes))
+        predicted = _cat(records, "probs").argmax(1)
+        majority = int(np.argmax(state.class_counts))
+        guesses = baseline_predictions(task, horizon, y_last, 0.0, majority,
+                                       last_row_predictions(task, weights, x_test))
+        baseline_test = {f"{name}_acc": float((guess == truth).mean()) for name, guess in guesses.items()}
+        metric = "test_acc"
+    else:
+        scaler = state.target_scaler
+        weights = fit_last_row_model(task, x_train, y_train)
+        units = lambda values: scaler.inverse(values)  # noqa: E731  (scaled -> target units)
+        truth = units(truth).reshape(len(truth), -1)
+        predicted = _cat(records, "pred").astype(np.float64).reshape(len(truth), -1)
+        guesses = baseline_predictions(task, horizon, units(y_last).reshape(-1), float(scaler.mean[0]), None,
+                                       units(last_row_predictions(task, weights, x_test)))
+        baseline_test = {}
+        for name, guess in guesses.items():
+            error = guess - truth
+            baseline_test[f"{name}_mae"] = float(np.abs(error).mean())
+            baseline_test[f"{name}_rmse"] = float((error**2).mean() ** 0.5)
+        metric = "test_mae"
+    losses = {name: window_losses(task, truth, guess) for name, guess in guesses.items()}
+    skill = skill_report(task, metric, window_losses(task, truth, predicted), losses, seed)
+    return baseline_test, skill
