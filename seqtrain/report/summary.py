@@ -89,6 +89,11 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
             row["monitor"] = metrics["monitor"]
             row["best_val"] = metrics["best_val"].get(metrics["monitor"])
             row.update(metrics["test"])
+            if metrics.get("skill"):
+                low, high = metrics["skill"]["interval"]
+                row["interval"] = f"{low:.3g}–{high:.3g}"
+                row["skill"] = metrics["skill"]["skill"]
+                row["beats_baselines"] = metrics["skill"]["beats_best_baseline"]
             row["wall_time_s"] = metrics["wall_time_s"]
         rows.append(row)
     return rows
@@ -107,7 +112,8 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> None
     columns = [c for c in frame.columns if c not in ("job", "overrides", "monitor", "test_loss")]
     monitor = next((r["monitor"] for r in rows if "monitor" in r), "best_val")
     table = Table(title=f"sweep · {len(rows)} runs · {sweep_dir}", header_style="bold",
-                  caption="validation: best epoch; acc/f1/... : test split; full table in summary.csv")
+                  caption="validation: best epoch; acc/f1/... : test split, with the main metric's 95% "
+                          "interval and skill vs the best baseline; full table in summary.csv")
     table.add_column("job")
     table.add_column("overrides", min_width=20)
     for column in columns:
