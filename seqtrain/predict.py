@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data import source, validate
-from seqtrain.data.columns import forward_fill, label_values, missing_values, read_target, time_values
+from seqtrain.data.columns import forward_fill, read_target, time_values
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.state import DataState, HasDataState
 from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
@@ -342,21 +342,21 @@ class _Stream:
         row_number[is_new] = chunk_row_numbers(new["series"][is_new], self.counters)
         target = new["target"]
         x = state.model_inputs(new["raw"], new["time_values"], target)
-        return _Block(x=x, raw=new["raw"], target=target, labels=self._labels(target, len(is_new)),
+        return _Block(x=x, raw=new["raw"], target=target, labels=self._labels(target, new["series"]),
                       times=time_as_number(new["time_values"]), time_values=new["time_values"],
                       series=new["series"], row_number=row_number, file_rows=new["file_rows"],
                       is_new=is_new, bounds=series_bounds(new["series"]), has_truth=has_truth)
 
-    def _labels(self, target: np.ndarray | None, n: int) -> np.ndarray:
+    def _labels(self, target: np.ndarray | None, series: np.ndarray) -> np.ndarray:
+        """The truth where the table holds the target: class ids (-1: missing or unseen) or
+        scaled values (NaN: missing); a built label (a move) reads only rows of the block."""
         state = self.state
         if target is None:
-            return np.zeros(n, np.int64 if state.task == "classification" else np.float32)
-        if state.task == "regression":
-            return state.target_scaler.transform(target)  # NaN where the truth is missing
-        bad = missing_values(target, state.target_kind)
-        ids = pd.Index(state.classes).get_indexer(label_values(target, state.target)).astype(np.int64)
-        ids[bad] = -1  # a missing or unseen class: no truth
-        return ids
+            return np.zeros(len(series), np.int64 if state.task == "classification" else np.float32)
+        if state.label != "value":  # no move from a level that cannot make one: no truth there
+            floor = 0 if state.label_target_kind == "price" else -1
+            target = np.where(np.asarray(target, np.float64) > floor, target, np.nan)
+        return state.encode_labels(target, series_bounds(series))
 
     def _nan_policy(self, rows: dict, is_new: np.ndarray) -> np.ndarray | None:
         """The run's ``data.nan_policy`` on the inputs read (carried rows are already clean)."""

@@ -30,6 +30,7 @@ from seqtrain.data.columns import (
     target_history_is_input,
     time_values,
 )
+from seqtrain.data.labels import LabelSpec, check_levels, fit_dead_zone, moves
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.time_features import calendar_names, cycle_ranges, varying_cycles
@@ -87,18 +88,21 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col)
     train_rows = row_split == TRAIN
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col)
-    classes, labels, target_scaler = fit_target(task, rows.target_values, train_rows, target)
     contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
-    contract.target_scaler, contract.classes = target_scaler, classes
+    values = fit_labels(cfg, contract, rows, train_rows)
+    defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
+    contract.classes, labels, contract.target_scaler = fit_target(task, values, train_rows & defined, target)
     ends = cut_windows(cfg, rows, row_split)
+    by_split = None
     if task == "classification":
-        contract.class_counts, contract.class_weights = _window_classes(
-            cfg, labels, rows.target_values, ends, classes, target)
+        by_split = _window_classes(cfg, labels, values, ends, contract.classes, target)
+        contract.class_counts, contract.class_weights = class_balance(by_split[0])
     contract.record = {
         "split": {"by": cfg.split.get("by", "time"), "val_start": str(val_start),
                   "test_start": str(test_start)},
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
+        **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
     }
     return PreparedData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
                         contract=contract)
@@ -151,6 +155,23 @@ def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: st
     return varying_cycles(cycle_ranges(times[train_rows]))
 
 
+def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray) -> np.ndarray:
+    """The label of every row (``data.label``: the target, or its move over the horizon, with a
+    dead zone fit on training rows when given as a quantile), recorded in the data state."""
+    spec = LabelSpec.from_config(cfg, contract.task)
+    contract.label, contract.label_target_kind = spec.kind, spec.target_kind
+    if not spec.builds:
+        return rows.target_values
+    if rows.target_kind != "numeric":
+        raise SeqtrainError(f"data.label={spec.kind}: the target {contract.target!r} must hold numbers "
+                            "(prices, or returns with data.target_kind=return)")
+    check_levels(rows.target_values, spec.target_kind, contract.target, rows.file_rows)
+    bounds = series_bounds(rows.series)
+    log_moves = moves(rows.target_values, bounds, spec.horizon, spec.target_kind)
+    contract.dead_zone = fit_dead_zone(spec, log_moves[train_rows])
+    return contract.label_values(rows.target_values, bounds)
+
+
 def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: str):
     """Class ids from the training rows' classes, or the target scaled by a train-fitted
     scaler: ``(classes, labels, target_scaler)``."""
@@ -200,13 +221,16 @@ def cut_windows(cfg, rows: TableRows, row_split: np.ndarray) -> dict[str, np.nda
     return ends
 
 
-def _window_classes(cfg, labels, values, ends, classes, target):
-    """Class counts and weights from the training windows' labels; refuse validation or test
-    windows whose class training never saw."""
-    for name in ("val", "test"):
+def _window_classes(cfg, labels, values, ends, classes, target) -> list[list[int]]:
+    """Class counts among each split's window labels (train, val, test); refuse validation or
+    test windows whose class training never saw."""
+    counts = []
+    for name in SPLIT_NAMES:
         rows = ends[name] + cfg.horizon
-        check_known_classes(labels[rows], values[rows], name, classes, target)
-    return class_balance(np.bincount(labels[ends["train"] + cfg.horizon], minlength=len(classes)))
+        if name != "train":
+            check_known_classes(labels[rows], values[rows], name, classes, target)
+        counts.append(np.bincount(labels[rows], minlength=len(classes)).tolist())
+    return counts
 
 
 def _series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarray, list]:

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from seqtrain.data import validate
-from seqtrain.data.columns import float_column
+from seqtrain.data.columns import float_column, label_values
+from seqtrain.data.labels import labels_from_moves, moves
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.time_features import calendar_features
 from seqtrain.data.windows import WindowSpec
@@ -64,7 +66,32 @@ class DataState:
     classes: list | None = None
     class_weights: list[float] | None = None
     class_counts: list[int] | None = None
+    label: str = "value"  # data.label: the target itself, or a move built from it (labels.py)
+    label_target_kind: str = "price"
+    dead_zone: float = 0.0  # fitted on training rows when given as a quantile
     record: dict = field(default_factory=dict)  # what the fit saw: split bounds, rows, windows ...
+
+    # -- labels ------------------------------------------------------------------------------------
+
+    def label_values(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """The label of each row as the user reads it (a class, or a value in target units),
+        from the target's values of rows grouped by series (``bounds``); missing where a row
+        has too few rows before it in its series for its move."""
+        if self.label == "value":
+            return target_values
+        log_moves = moves(target_values, bounds, self.window.horizon, self.label_target_kind)
+        return labels_from_moves(self.label, log_moves, self.dead_zone)
+
+    def encode_labels(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """Labels as the model trains on them: class ids (-1 for a missing or unseen class), or
+        the scaled target (NaN where missing)."""
+        values = self.label_values(target_values, bounds)
+        if self.task == "regression":
+            return self.target_scaler.transform(np.asarray(values, np.float64))
+        bad = pd.isna(values) if values.dtype == object else ~np.isfinite(values)
+        ids = pd.Index(self.classes).get_indexer(label_values(values, self.target)).astype(np.int64)
+        ids[bad] = -1
+        return ids
 
     # -- applying the state to rows ------------------------------------------------------------
 
@@ -131,6 +158,7 @@ class DataState:
             "target_kind": self.target_kind,
             "classes": self.classes, "class_weights": self.class_weights, "class_counts": self.class_counts,
             "time_dtype": self.time_dtype, "nan_policy": self.nan_policy, "sort": self.sort,
+            "label": {"kind": self.label, "target_kind": self.label_target_kind, "dead_zone": self.dead_zone},
             **self.record,
             "series": len(self.series_names),
             "series_names": [str(name) for name in self.series_names],  # the series the model knows
@@ -142,7 +170,8 @@ class DataState:
                  "target_history", "inputs", "known_future", "seq_length", "horizon", "output_steps",
                  "pad_short", "stride", "eval_stride", "embargo", "scaler", "target_scaler",
                  "target_kind", "classes", "class_weights", "class_counts", "time_dtype", "nan_policy",
-                 "sort", "series", "series_names"}
+                 "sort", "series", "series_names", "label"}
+        label = state.get("label") or {"kind": "value", "target_kind": "price", "dead_zone": 0.0}
         window = WindowSpec(state["seq_length"], state["horizon"], state["output_steps"],
                             state.get("stride", 1), state.get("eval_stride", 1), state.get("embargo", 0),
                             bool(state["pad_short"]))
@@ -158,7 +187,8 @@ class DataState:
             target_kind=state.get("target_kind", "numeric"),
             target_scaler=StandardScaler.from_dict(target_scaler) if target_scaler else None,
             classes=state.get("classes"), class_weights=state.get("class_weights"),
-            class_counts=state.get("class_counts"),
+            class_counts=state.get("class_counts"), label=label["kind"],
+            label_target_kind=label["target_kind"], dead_zone=float(label["dead_zone"]),
             record={k: v for k, v in state.items() if k not in known},
         )
 

@@ -48,6 +48,7 @@ from seqtrain.data.columns import (
     target_history_is_input,
     time_values,
 )
+from seqtrain.data.labels import LabelSpec, MoveStream, check_levels, fit_dead_zone, labels_from_moves
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
@@ -154,6 +155,7 @@ class _Fit:
     cycles: dict
     split_rows: np.ndarray
     target_kind: str
+    train_moves: np.ndarray | None = None  # data.label=direction: log moves of training rows
 
 
 def plan_stream(cfg, task: str, path: str) -> StreamData:
@@ -179,15 +181,19 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
     use_target_history = target_history_is_input(cfg, target)
-    fitted = _fit_statistics(src, cfg, task, scan, cuts, val_start, test_start, use_target_history)
+    spec = LabelSpec.from_config(cfg, task)
+    fitted = _fit_statistics(src, cfg, task, scan, cuts, val_start, test_start, use_target_history, spec)
 
     contract = _input_contract(cfg, task, src, scan, fitted, use_target_history)
+    contract.label, contract.label_target_kind = spec.kind, spec.target_kind
+    if spec.kind == "direction":
+        contract.dead_zone, fitted.label_counts = _direction_classes(spec, fitted)
     segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
     if task == "classification":
         contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
         check_classes(contract.classes, target)
-        contract.class_counts, contract.class_weights = class_balance(_window_label_counts(
-            src, task, scan, contract.classes, cuts, val_start, test_start, segments, cfg))
+        by_split = _window_label_counts(src, contract, scan, cuts, val_start, test_start, segments, cfg)
+        contract.class_counts, contract.class_weights = class_balance(by_split[TRAIN])
     else:
         contract.target_scaler = _scaler(fitted.target_moments)
     group_windows = _count_windows(scan.group_series, scan.group_counts, segments, cfg)
@@ -198,6 +204,8 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
                   "test_start": str(test_start)},
         "rows": {name: int(fitted.split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": windows, "streaming": True, "row_groups": len(src.groups),
+        **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split.tolist(), strict=True))}
+           if task == "classification" else {}),
     }
     return StreamData(
         dataset=dataset, groups=src.groups, columns=_columns(src), group_series=scan.group_series,
@@ -305,7 +313,7 @@ def _scan_series(src: _Source, cfg, path: str) -> _Scan:
 
 
 def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, test_start,
-                    use_target_history: bool) -> _Fit:
+                    use_target_history: bool, spec: LabelSpec) -> _Fit:
     """Pass 2, every needed column: NaN/inf checks on all rows; on training rows the input
     moments (every calendar cycle: those constant over training rows are dropped after), the
     calendar ranges, the target's moments or class counts; rows per series and split."""
@@ -318,6 +326,7 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
     target_kind = "numeric"
     counters = np.zeros(len(scan.series_names), np.int64)
     row0 = 0
+    stream, train_moves = MoveStream(spec.horizon, spec.target_kind), []
     for group in src.groups:
         table = src.read(group, columns)
         times = time_values(table.column(src.time_col), src.time_col)
@@ -325,6 +334,12 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
         x = _features(table, src.features)
         target_kind, y = read_target(table.column(src.target), src.target, task)
         _check_finite_rows(src, x, y, target_kind, row0 + np.arange(table.num_rows))
+        labels = y
+        if spec.builds:  # the move over the horizon ending at each row (carried across row groups)
+            _check_label_target(spec, target_kind, src.target)
+            check_levels(y, spec.target_kind, src.target, row0 + np.arange(table.num_rows))
+            log_moves = stream.moves(codes, y)
+            labels = labels_from_moves(spec.kind, log_moves, 0.0) if task == "regression" else log_moves
         history = use_target_history and target_kind == "numeric"
         x = input_matrix(x, times, all_cycles, y if history else None)
         if cuts is None:
@@ -338,8 +353,12 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
             for name, (a, b) in (cycle_ranges(times[train]).items() if all_cycles else ()):
                 low, high = cycles.get(name, (a, b))
                 cycles[name] = (min(low, a), max(high, b))
-            if task == "regression":
-                target_moments = _merge(target_moments, y[train, None])
+            if spec.kind == "direction":  # classes once the dead zone is known (after the pass)
+                train_moves.append(labels[train & np.isfinite(labels)])
+            elif task == "regression":
+                defined = train & np.isfinite(labels)
+                if defined.any():
+                    target_moments = _merge(target_moments, labels[defined, None])
             else:
                 values, n = np.unique(label_values(y[train], src.target), return_counts=True)
                 for v, c in zip(values.tolist(), n.tolist(), strict=True):
@@ -347,7 +366,22 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
         row0 += table.num_rows
     if moments is None:
         raise SeqtrainError("data.split: no training rows before the validation period")
-    return _Fit(moments, target_moments, label_counts, cycles, split_rows, target_kind)
+    moves_seen = np.concatenate(train_moves) if train_moves else None
+    return _Fit(moments, target_moments, label_counts, cycles, split_rows, target_kind, moves_seen)
+
+
+def _check_label_target(spec: LabelSpec, target_kind: str, target: str) -> None:
+    if target_kind != "numeric":
+        raise SeqtrainError(f"data.label={spec.kind}: the target {target!r} must hold numbers "
+                            "(prices, or returns with data.target_kind=return)")
+
+
+def _direction_classes(spec: LabelSpec, fitted: _Fit) -> tuple[float, dict]:
+    """The dead zone (fit on training moves when a quantile) and the classes of training rows."""
+    dead_zone = fit_dead_zone(spec, fitted.train_moves)
+    classes = labels_from_moves("direction", fitted.train_moves, dead_zone)
+    values, counts = np.unique(classes.astype(str), return_counts=True)
+    return dead_zone, dict(zip(values.tolist(), counts.tolist(), strict=True))
 
 
 def _check_finite_rows(src: _Source, x: np.ndarray, y: np.ndarray, target_kind: str,
@@ -476,20 +510,26 @@ class StreamingWindows(IterableDataset):
         times = time_values(table.column(data.time_col), data.time_col)
         codes = _codes(table, data.group_col, self.series_index)
         _, y = read_target(table.column(data.target), data.target, data.task)
-        x = data.contract.model_inputs(data.contract.raw_inputs(table), times, y)
-        labels = (data.target_scaler.transform(y) if data.task == "regression"
-                  else np.asarray(_class_ids(y, data.classes, data.target)))
+        contract = data.contract
+        x = contract.model_inputs(contract.raw_inputs(table), times, y)
+        built = contract.label != "value"  # moves read earlier rows: labelled after joining the carry
+        labels = (np.zeros(len(y), np.float32 if data.task == "regression" else np.int64) if built
+                  else contract.encode_labels(y, np.array([0, len(y)])))
         order = np.argsort(codes, kind="stable")
-        codes, times, x, labels = codes[order], times[order], x[order], labels[order]
+        codes, times, x, labels, y = codes[order], times[order], x[order], labels[order], y[order]
         row_number = chunk_row_numbers(codes, counters)
         new = {"x": x, "labels": labels, "times": time_as_number(times), "series": codes,
-               "row_number": row_number}
+               "row_number": row_number, "target": y}
         if carry is not None:
             new = {k: np.concatenate([carry[k], v]) for k, v in new.items()}
         is_new = np.concatenate([np.zeros(len(carry["series"]) if carry else 0, bool),
                                  np.ones(len(codes), bool)])
         order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
-        return {k: v[order] for k, v in new.items()}, is_new[order]
+        block, is_new = {k: v[order] for k, v in new.items()}, is_new[order]
+        if built:  # each row labelled once, when new, with the rows before it in the block
+            fresh = contract.encode_labels(block["target"], series_bounds(block["series"]))
+            block["labels"][is_new] = fresh[is_new]
+        return block, is_new
 
     def _windows(self, block: dict, ends: np.ndarray) -> dict:
         rows = RowBlock(
@@ -602,11 +642,6 @@ def _features(table: pa.Table, features: list[str]) -> np.ndarray:
     return np.column_stack([float_column(table, c) for c in features])
 
 
-def _class_ids(y: np.ndarray, classes: list, target: str) -> np.ndarray:
-    # every value was checked against the training classes while planning
-    return pd.Index(classes).get_indexer(label_values(y, target)).astype(np.int64)
-
-
 def _merge(moments, values: np.ndarray):
     """Chan et al.'s parallel update of (count, mean, M2) with a new batch of rows."""
     values = values.astype(np.float64)
@@ -626,14 +661,17 @@ def _scaler(moments) -> StandardScaler:
     return StandardScaler(mean=mean, std=np.where(std > 1e-12, std, 1.0))
 
 
-def _window_label_counts(src: _Source, task: str, scan: _Scan, classes: list, cuts, val_start,
-                         test_start, segments: np.ndarray, cfg) -> np.ndarray:
-    """Pass 3 (classification), the target column only: class counts among the labels of the
-    training windows, refusing a validation or test window whose label class never occurs in
-    training rows: the in-memory rule, row group by row group (``last_label_rows``)."""
-    counts = np.zeros(len(classes), np.int64)
+def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, cuts, val_start, test_start,
+                         segments: np.ndarray, cfg) -> np.ndarray:
+    """Pass 3 (classification), the target column only: class counts among the labels of each
+    split's windows ``(3, classes)``, refusing a validation or test window whose label class
+    never occurs in training rows: the in-memory rule, row group by row group
+    (``last_label_rows``); built labels from the moves carried across row groups."""
+    classes = contract.classes
+    counts = np.zeros((3, len(classes)), np.int64)
     counters = np.zeros(len(segments), np.int64)
     index, spec = pd.Index(classes), WindowSpec.from_config(cfg)
+    stream = MoveStream(spec.horizon, contract.label_target_kind)
     for group in src.groups:
         table = src.read(group, [*src.key_columns, src.target])
         codes = scan.remap[_provisional_codes(table, src.group_col, scan.names)]
@@ -643,14 +681,17 @@ def _window_label_counts(src: _Source, task: str, scan: _Scan, classes: list, cu
             row_split = assign_splits(times, val_start, test_start)
         else:
             row_split = assign_splits_by_row(row_number, codes, cuts)
-        values = label_values(read_target(table.column(src.target), src.target, task)[1], src.target)
+        values = read_target(table.column(src.target), src.target, contract.task)[1]
+        if contract.label == "value":
+            values = label_values(values, src.target)
+        else:
+            values = labels_from_moves(contract.label, stream.moves(codes, values), contract.dead_zone)
         ids = index.get_indexer(values)
         for split, name in enumerate(SPLIT_NAMES):
             rows = spec.label_rows(row_number, row_split, codes, segments, split)
-            if split == TRAIN:
-                counts += np.bincount(ids[rows], minlength=len(classes))
-            else:
+            if split != TRAIN:
                 check_known_classes(ids[rows], values[rows], name, classes, src.target)
+            counts[split] += np.bincount(ids[rows], minlength=len(classes))
     return counts
 
 

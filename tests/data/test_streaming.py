@@ -70,12 +70,18 @@ def assert_same_windows(a: dict, b: dict):
 
 
 @pytest.mark.parametrize("layout", ["interleaved", "by_series", "hive", "one_row_group_per_row"])
-@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("task", ["regression", "classification", "direction", "log_return"])
 def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task):
     frame = unequal_series()
     overrides = [*SETTINGS, "data.known_future=[rsi]", "data.time_features=true"]
     if task == "classification":
         overrides = [*overrides, "data.target=up", "data.horizon=0", "data.output_steps=1"]
+    elif task == "direction":  # built from close's moves, carried across row groups
+        overrides = [*overrides, "data.label=direction", "data.dead_zone=q0.33", "data.output_steps=1"]
+        task = "classification"
+    elif task == "log_return":
+        overrides = [*overrides, "data.label=log_return"]
+        task = "regression"
     if layout == "hive":
         path = tmp_path / "table"
         for symbol, part in frame.groupby("symbol"):
@@ -93,8 +99,15 @@ def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task
     np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
     np.testing.assert_allclose(stream.state["scaler"]["std"], memory.state["scaler"]["std"], rtol=1e-9)
     assert stream.series_names == memory.series_names
-    for key in ("classes", "class_counts", "class_weights", "series_names", "inputs", "known_future"):
-        assert stream.state[key] == memory.state[key], key
+    for key in ("classes", "class_counts", "class_weights", "series_names", "inputs", "known_future",
+                "class_counts_by_split"):
+        assert stream.state.get(key) == memory.state.get(key), key
+    label, expected_label = stream.state["label"], memory.state["label"]
+    assert label["kind"] == expected_label["kind"]
+    assert label["dead_zone"] == pytest.approx(expected_label["dead_zone"], rel=1e-12)
+    if task == "regression":
+        scaler, expected_scaler = stream.state["target_scaler"], memory.state["target_scaler"]
+        np.testing.assert_allclose(scaler["mean"], expected_scaler["mean"], rtol=1e-9)
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])
 
