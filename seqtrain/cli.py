@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment")
+GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment", "eval")
 
 
 def _quiet_libraries() -> None:
@@ -126,7 +126,7 @@ def _hydra_main():
 
 # what may change when a run resumes: how it trains from here and how data is loaded, never what
 # the checkpoint holds (model, data columns and windows, task, loss, optimizer, schedule, seed)
-RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "data.num_workers", "data.pin_memory",
+RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "eval.", "data.num_workers", "data.pin_memory",
                "data.persistent_workers", "data.shuffle_buffer", "data.streaming", "data.memory_budget")
 
 

@@ -180,6 +180,8 @@ class SeqModule(L.LightningModule):
         class probabilities, or point forecasts (and quantiles) in the target's units."""
         record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y", "y_last")}
         record["x_last"] = batch["x"][:, -1].float().cpu()  # for the baselines read from the last row
+        if "y_season" in batch:
+            record["y_season"] = batch["y_season"].cpu()
         return {**record, **self.readout(out)}
 
     def readout(self, out: torch.Tensor) -> dict:

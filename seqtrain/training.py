@@ -148,7 +148,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
         pin_memory=_pin_memory(cfg.data.pin_memory, trainer_args["accelerator"]),
         persistent_workers=cfg.data.persistent_workers, stride=cfg.data.stride,
         eval_stride=cfg.data.eval_stride, embargo=cfg.data.embargo,
-        shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
+        shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed, season=cfg.eval.season or 0,
         first_epoch=_next_epoch(resume_from) if resume_from else 0,
     )
     leakage = _leakage_audit(cfg, data, datamodule)
@@ -321,6 +321,10 @@ def check_config(cfg: DictConfig) -> None:
         raise SeqtrainError(
             f"early_stopping.patience: {patience!r}; an integer >= 0, or null never to stop early")
     _loss(cfg)
+    season = cfg.eval.season
+    if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
+        raise SeqtrainError(f"eval.season: {season!r}; a period in rows >= 1 (e.g. 24 for hourly data), "
+                            "or null")
     model = check_model_args(cfg.model.name, _model_args(cfg))
     if cfg.data.known_future and not model.reads_future:
         readers = ", ".join(name for name in MODELS if model_class(name).reads_future)

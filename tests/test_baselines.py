@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from seqtrain.report.baselines import (
@@ -87,3 +88,27 @@ def test_on_a_random_walk_no_model_beats_the_baselines(run_cli, random_walk, mod
     assert set(skill["baselines"]) == {"majority", "last_row_logistic"}  # horizon 0: no persistence
     assert metrics["baseline_test"]["majority_acc"] == pytest.approx(skill["baselines"]["majority"])
     assert "skill vs" in result.out and "95% interval" in result.out
+
+
+def test_seasonal_naive_baseline_with_eval_season(run_cli, tmp_path):
+    hours = np.arange(1200)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=len(hours), freq="h"),
+                          "load": 10 + 3 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.1, len(hours)),
+                          "noise": rng.normal(size=len(hours))})
+    path = tmp_path / "load.parquet"
+    table.to_parquet(path, index=False)
+    result = run_cli("data=parquet", f"data.path={path}", "data.target=load", "task=regression",
+                     "data.output_steps=3", "data.seq_length=12", "eval.season=24", "model.hidden_size=8",
+                     "trainer.max_epochs=1", "progress_bar=false")
+    assert result.code == 0, result.err
+    baselines = result.metrics()["baseline_test"]
+    # yesterday's value at the same hour is off by the noise alone; persistence by the cycle
+    assert baselines["seasonal_naive_mae"] < 0.2 < baselines["persistence_mae"]
+    assert result.metrics()["skill"]["baselines"]["seasonal_naive"] == pytest.approx(
+        baselines["seasonal_naive_mae"])
+
+
+def test_eval_season_must_be_a_period(run_cli):
+    result = run_cli("eval.season=0", "progress_bar=false")
+    assert result.code == 2 and "eval.season: 0" in result.err

@@ -73,7 +73,8 @@ class SeqDataModule(L.LightningDataModule):
 
     def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = True, stride: int = 1, eval_stride: int = 1,
-                 embargo: int = 0, shuffle_buffer: int = 8192, seed: int = 0, first_epoch: int = 0):
+                 embargo: int = 0, shuffle_buffer: int = 8192, seed: int = 0, first_epoch: int = 0,
+                 season: int = 0):
         super().__init__()
         self.first_epoch = first_epoch  # a resumed run continues the epochs' shuffles
         self.data = data
@@ -86,7 +87,7 @@ class SeqDataModule(L.LightningDataModule):
                 split: StreamingWindows(data, split, batch_size, shuffle=split == "train",
                                         stride=stride if split == "train" else eval_stride,
                                         embargo=embargo, shuffle_buffer=shuffle_buffer,
-                                        num_workers=num_workers, seed=seed)
+                                        num_workers=num_workers, seed=seed, season=season)
                 for split in ("train", "val", "test")
             }
             return
@@ -97,7 +98,7 @@ class SeqDataModule(L.LightningDataModule):
             torch.from_numpy(time_as_number(data.times)), torch.from_numpy(data.series),
             torch.from_numpy(row_number), spec.seq_length, spec.horizon, spec.output_steps,
             data.task == "classification", [data.input_names.index(c) for c in data.known_future],
-            spec.pad_short,
+            spec.pad_short, season,
         )
         # training batches need no identity or times: only evaluation maps outputs back to rows
         self.datasets = {name: WindowDataset(block, ends, identify=name != "train")

@@ -36,10 +36,10 @@ class RowBlock:
     def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, times: torch.Tensor,
                  series: torch.Tensor, row_number: torch.Tensor, seq_length: int, horizon: int,
                  output_steps: int, classification: bool, known_columns: list[int] | None = None,
-                 pad_short: bool = False):
+                 pad_short: bool = False, season: int = 0):
         self.labels, self.times, self.series, self.row_number = labels, times, series, row_number
         self.inputs, self.pad_short = inputs, pad_short
-        if pad_short:  # where each row's series starts in the block (rows grouped by series code)
+        if pad_short or season:  # where each row's series starts in the block (rows grouped by series)
             self.series_start = torch.searchsorted(series, series)
             self.input_offsets = torch.arange(-seq_length + 1, 1)
         # Known-in-advance columns, read at the label rows for decoders (only these columns).
@@ -49,6 +49,9 @@ class RowBlock:
         self.windows = inputs.unfold(0, seq_length, 1).transpose(1, 2)
         self.seq_length, self.classification = seq_length, classification
         self.label_offsets = torch.arange(horizon, horizon + output_steps)
+        # seasonal naive: each label row's value whole seasons earlier, at or before the window's end
+        self.season_offsets = (self.label_offsets - season * torch.clamp(
+            (self.label_offsets + season - 1) // season, min=1)) if season and not classification else None
 
     def labels_at(self, rows: torch.Tensor) -> torch.Tensor:
         """The labels at ``rows`` ``(B, k)``: class ids ``(B,)``, or scaled targets ``(B, k)``."""
@@ -75,6 +78,10 @@ class RowBlock:
         ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
         rows = ends[:, None] + self.label_offsets
         batch = {"y": self.labels_at(rows), **self.inputs_of(ends)}
+        if identify and self.season_offsets is not None:
+            rows_back = ends[:, None] + self.season_offsets
+            known = rows_back >= self.series_start[ends][:, None]
+            batch["y_season"] = torch.where(known, self.labels[rows_back.clamp(min=0)], float("nan"))
         if identify:
             batch["y_last"] = self.labels[ends]
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)

@@ -429,7 +429,7 @@ class StreamingWindows(IterableDataset):
     def __init__(self, data: StreamData, split: str, batch_size: int, shuffle: bool,
                  stride: int, embargo: int, shuffle_buffer: int = 8192, num_workers: int = 0,
                  rank: int | None = None, world_size: int | None = None, identify: bool | None = None,
-                 seed: int = 0):
+                 seed: int = 0, season: int = 0):
         super().__init__()
         # the shuffle of each pass comes from (seed, epoch, rank, worker): reproducible, new every
         # epoch, and independent of when a loader creates its workers; the epoch lives in shared
@@ -445,6 +445,13 @@ class StreamingWindows(IterableDataset):
         spec = data.contract.window
         self.seq_length, self.horizon, self.steps = spec.seq_length, spec.horizon, spec.output_steps
         self.need = spec.rows
+        self.season = season
+        # rows kept per series for the next chunk: a window's history, and its seasonal-naive rows
+        back = 0
+        if season:
+            offsets = np.arange(spec.horizon, spec.horizon + spec.output_steps)
+            back = int((season * np.maximum((offsets + season - 1) // season, 1) - offsets).max())
+        self.keep = max(self.need - 1, spec.span + back)
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
@@ -537,6 +544,7 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
             self.data.task == "classification", self.known_columns, self.data.contract.window.pad_short,
+            self.season,
         )
         return rows.batch(torch.from_numpy(ends), identify=self.identify)
 
@@ -558,7 +566,7 @@ class StreamingWindows(IterableDataset):
         """The last ``need - 1`` rows of each series: all the history a later window can read."""
         series = block["series"]
         after = np.searchsorted(series, series, side="right") - np.arange(len(series))
-        keep = after <= self.need - 1
+        keep = after <= self.keep
         return {k: v[keep] for k, v in block.items()}
 
     def _emit(self, pending: list[dict], rng, final: bool):

@@ -9,7 +9,9 @@ Baselines, each read only from what is known at a window's end:
   (a model that ignores the sequence: if it ties the network, the sequence adds nothing);
 - regression: persistence (the target at the window's last row, for every step; the training
   mean with ``horizon=0``, whose label is that row's own value); the training mean; a linear
-  regression on the window's last row.
+  regression on the window's last row; with ``eval.season`` the seasonal naive forecast (each
+  label row's value whole seasons earlier, at or before the window's end; persistence where the
+  series, or a streamed chunk with its carried rows, does not reach back that far).
 """
 
 from __future__ import annotations
@@ -159,6 +161,9 @@ def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
         predicted = _cat(records, "pred").astype(np.float64).reshape(len(truth), -1)
         guesses = baseline_predictions(task, horizon, units(y_last).reshape(-1), float(scaler.mean[0]), None,
                                        units(last_row_predictions(task, weights, x_test)))
+        if "y_season" in records[0]:  # where a series is too short for it: persistence
+            seasonal = units(_cat(records, "y_season")).reshape(len(truth), -1)
+            guesses["seasonal_naive"] = np.where(np.isfinite(seasonal), seasonal, guesses["persistence"])
         baseline_test = {}
         for name, guess in guesses.items():
             error = guess - truth

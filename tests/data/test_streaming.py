@@ -44,9 +44,10 @@ def collect(batches) -> dict:
     return {k: torch.cat([b[k] for b in batches]) for k in batches[0]} if batches else {}
 
 
-def in_memory(cfg, task, path):
+def in_memory(cfg, task, path, season=0):
     data = prepare(cfg, task, str(path))
-    module = SeqDataModule(data, 64, stride=cfg.stride, eval_stride=cfg.eval_stride, embargo=cfg.embargo)
+    module = SeqDataModule(data, 64, stride=cfg.stride, eval_stride=cfg.eval_stride, embargo=cfg.embargo,
+                           season=season)
     module.datasets["train"].identify = True  # to compare windows one by one
     return data, {s: d.__getitems__(list(range(len(d)))) for s, d in module.datasets.items()}
 
@@ -66,7 +67,7 @@ def assert_same_windows(a: dict, b: dict):
     assert keys_a.keys() == keys_b.keys()
     order = [keys_b[w] for w in keys_a]
     for key in a:
-        torch.testing.assert_close(b[key][order], a[key], rtol=1e-5, atol=1e-5, msg=key)
+        torch.testing.assert_close(b[key][order], a[key], rtol=1e-5, atol=1e-5, equal_nan=True, msg=key)
 
 
 @pytest.mark.parametrize("layout", ["interleaved", "by_series", "hive", "one_row_group_per_row"])
@@ -341,3 +342,24 @@ def test_a_class_no_window_uses_as_a_label_is_accepted_by_both_paths(tmp_path, s
     write(frame, path, 50)
     with pytest.raises(SeqtrainError, match="rare"):
         (plan_stream if streaming else prepare)(cfg, "classification", str(path))
+
+
+def test_streaming_carries_the_rows_of_the_seasonal_naive_baseline(tmp_path):
+    """A season longer than a window: each chunk keeps enough rows of each series before it."""
+    path = write(unequal_series(), tmp_path / "t.parquet", 61)
+    cfg = data_cfg(path, "data.seq_length=6", "data.horizon=1", "data.output_steps=3")
+    memory, expected = in_memory(cfg, "regression", path, season=24)
+    stream, got = streamed(cfg, "regression", path, season=24)
+    for split in ("train", "val", "test"):
+        assert "y_season" in expected[split]
+        assert_same_windows(expected[split], got[split])
+    # the seasonal value of step j is the label 24 rows before its label row (known at the end)
+    block = SeqDataModule(memory, 64, season=24).datasets["test"].block
+    ends = torch.as_tensor(memory.ends["test"][:50])
+    batch = block.batch(ends)
+    labels = torch.from_numpy(memory.labels)
+    start = block.series_start[ends]
+    for step, offset in enumerate(range(1, 4)):
+        rows = ends + offset - 24
+        want = torch.where(rows >= start, labels[rows.clamp(min=0)], float("nan"))
+        torch.testing.assert_close(batch["y_season"][:, step], want, equal_nan=True)
