@@ -31,6 +31,17 @@ def _audit(result: dict) -> str:
     return f"clear (highest {result['statistic']} {top:.3f} < {result['threshold']})"
 
 
+def _balance(summary: dict) -> str:
+    """Each split's class shares, e.g. ``down 33% flat 34% up 33%``: a split that differs much
+    from training makes accuracy hard to compare."""
+    parts = []
+    for counts in summary["class_counts_by_split"].values():
+        total = max(sum(counts), 1)
+        shares = zip(summary["classes"], counts, strict=True)
+        parts.append(" ".join(f"{c} {n / total:.0%}" for c, n in shares))
+    return " · ".join(parts)
+
+
 def _skill_rows(skill: dict) -> list[tuple[str, str]]:
     low, high = skill["interval"]
     d_low, d_high = skill["improvement_interval"]
@@ -57,6 +68,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         *((k.replace("_", " "), _fmt(v)) for k, v in summary["model"].items()
           if k not in ("name", "parameters", "parameter_mb")),
         ("windows train/val/test", f"{windows['train']:,} / {windows['val']:,} / {windows['test']:,}"),
+        *((("classes train · val · test", _balance(summary)),)
+          if summary.get("class_counts_by_split") else ()),
         ("epochs run (best)", f"{summary['epochs']} (epoch {summary['best_epoch']})"),
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),
         *((k, _fmt(v)) for k, v in summary["test"].items()),
