@@ -204,9 +204,11 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     """predictions.parquet, the plots, metrics.json and the summary table."""
     _, quantiles = _loss(cfg)
     gathered = fitted.predictions
-    baseline_test, skill = compare_with_baselines(data.contract, gathered.records,
-                                                  fitted.datamodule.last_rows("train", size=20_000), cfg.seed)
+    train_rows = fitted.datamodule.last_rows("train", size=20_000)
+    baseline_test, skill, baseline_columns = compare_with_baselines(
+        data.contract, gathered.records, train_rows, cfg.seed)
     predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
+    predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
     epochs = fitted.epochs
     if epochs.rows:

@@ -134,9 +134,11 @@ def _cat(records: list[dict], key: str) -> np.ndarray:
 
 
 def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
-                           seed: int = 0) -> tuple[dict, dict]:
-    """``(baseline_test, skill)`` for metrics.json: each baseline's test metrics (accuracy, or MAE
-    and RMSE) on the model's test windows, and ``skill_report`` of the main metric.
+                           seed: int = 0) -> tuple[dict, dict, dict]:
+    """``(baseline_test, skill, columns)``: for metrics.json each baseline's test metrics
+    (accuracy, or MAE and RMSE) on the model's test windows and ``skill_report`` of the main
+    metric; for predictions.parquet each baseline's prediction per row (``baseline_<name>``:
+    a class, or a value per window and step).
 
     ``state`` is the run's ``DataState``; ``records`` the test records (``probs`` or ``pred``,
     ``y``, ``y_last``, ``x_last``); ``train_last_rows`` up to 20,000 training windows as their
@@ -172,4 +174,9 @@ def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
         metric = "test_mae"
     losses = {name: window_losses(task, truth, guess) for name, guess in guesses.items()}
     skill = skill_report(task, metric, window_losses(task, truth, predicted), losses, seed)
-    return baseline_test, skill
+    if task == "classification":
+        classes = np.asarray(state.classes, dtype=object)
+        columns = {f"baseline_{name}": classes[guess] for name, guess in guesses.items()}
+    else:
+        columns = {f"baseline_{name}": guess.reshape(-1) for name, guess in guesses.items()}
+    return baseline_test, skill, columns
