@@ -37,6 +37,7 @@ from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.errors import SeqtrainError
+from seqtrain.evaluate import check_walk_forward, walk_forward
 from seqtrain.models.registry import MODELS, build_model, check_model_args, model_class
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.optim import check_optim, check_scheduler
@@ -52,20 +53,28 @@ TASKS = ("classification", "regression")
 HIGHER_IS_BETTER = ("acc", "f1", "auroc")
 
 
-def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None = None) -> float:
-    """Train, test and report one run (or continue one from its checkpoint ``resume_from``).
-    Returns the best monitored validation value."""
+def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None = None,
+          quiet: bool = False) -> float:
+    """Train, test and report one run (or continue one from its checkpoint ``resume_from``;
+    ``quiet``: no summary table), or, with ``eval=walk_forward``, one run per fold
+    (``seqtrain.evaluate``). Returns the best monitored validation value (walk-forward: the
+    folds' mean)."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     check_config(cfg)
     open_run_dir(run_dir, resumed=resume_from is not None)
+    if cfg.eval.get("name", "single") == "walk_forward":
+        if resume_from is not None:
+            raise SeqtrainError("resume: a walk-forward run is not resumed; start it again")
+        return walk_forward(cfg, run_dir, _data_path(cfg, run_dir),
+                            lambda fold_cfg, folder: train(fold_cfg, folder, quiet=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_run_data(cfg, run_dir)
     module = build_module(cfg, data)
     fitted = fit(cfg, module, data, run_dir, resume_from)
     best = best_epoch(fitted, module)
     tested = test(fitted, module, run_dir)
-    report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started)
+    report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started, quiet)
     return float(best.get(module.monitor, float("nan")))
 
 
@@ -200,7 +209,7 @@ def test(fitted: Fitted, module: SeqModule, run_dir: Path) -> dict:
 
 
 def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict, tested: dict,
-           run_dir: Path, wall: float) -> dict:
+           run_dir: Path, wall: float, quiet: bool = False) -> dict:
     """predictions.parquet, the plots, metrics.json and the summary table."""
     _, quantiles = _loss(cfg)
     gathered = fitted.predictions
@@ -242,7 +251,8 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "run_dir": str(run_dir),
     }
     _write_json(run_dir / "metrics.json", summary)
-    print_summary(summary)
+    if not quiet:
+        print_summary(summary)
     return summary
 
 
@@ -326,6 +336,10 @@ def check_config(cfg: DictConfig) -> None:
         raise SeqtrainError(
             f"early_stopping.patience: {patience!r}; an integer >= 0, or null never to stop early")
     _loss(cfg)
+    if cfg.eval.get("name", "single") == "walk_forward":
+        check_walk_forward(cfg.eval)
+    elif cfg.eval.get("name", "single") != "single":
+        raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default or eval=walk_forward")
     season = cfg.eval.season
     if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
         raise SeqtrainError(f"eval.season: {season!r}; a period in rows >= 1 (e.g. 24 for hourly data), "

@@ -91,8 +91,8 @@ def split_by_series(cfg) -> bool:
 
 def split_boundaries(split, times: np.ndarray, time_col: str):
     if split.val_start is not None and split.test_start is not None:
-        val_start = _as_time(split.val_start, times, "data.split.val_start")
-        test_start = _as_time(split.test_start, times, "data.split.test_start")
+        val_start = as_time(split.val_start, times, "data.split.val_start")
+        test_start = as_time(split.test_start, times, "data.split.test_start")
         if not times.min() < val_start < test_start <= times.max():
             raise SeqtrainError(
                 f"data.split: need {time_col} min < val_start < test_start <= max, got "
@@ -110,7 +110,8 @@ def split_boundaries(split, times: np.ndarray, time_col: str):
     return bounds
 
 
-def _as_time(value, times: np.ndarray, key: str):
+def as_time(value, times: np.ndarray, key: str):
+    """``value`` (a config setting) as a value of the time column ``times``."""
     try:
         if np.issubdtype(times.dtype, np.datetime64):
             return np.datetime64(pd.Timestamp(str(value)).tz_localize(None), "ns")

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
+    as_time,
     check_classes,
     check_known_classes,
     class_balance,
@@ -85,6 +86,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     validate.check_window_settings(cfg)
     time_col, group_col, target, features = validate.resolve_columns(source.read_schema(path), cfg, path)
     rows = read_rows(cfg, task, path, time_col, group_col, target, features)
+    keep_period(cfg.split, rows)
     row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col)
     train_rows = row_split == TRAIN
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col)
@@ -132,6 +134,22 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
         if len(rows.times) == 0:
             raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
     return rows
+
+
+def keep_period(split, rows: TableRows) -> None:
+    """``data.split.train_start`` / ``test_end`` (a walk-forward fold's period): rows outside
+    ``[train_start, test_end)`` are left out before anything is split or fit."""
+    start, end = split.get("train_start"), split.get("test_end")
+    if start is None and end is None:
+        return
+    keep = np.ones(len(rows.times), bool)
+    if start is not None:
+        keep &= rows.times >= as_time(start, rows.times, "data.split.train_start")
+    if end is not None:
+        keep &= rows.times < as_time(end, rows.times, "data.split.test_end")
+    rows.take(np.flatnonzero(keep))
+    if not keep.any():
+        raise SeqtrainError(f"data.split: no rows between train_start={start} and test_end={end}")
 
 
 def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str):

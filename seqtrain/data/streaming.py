@@ -169,6 +169,9 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if cfg.sort:
         raise SeqtrainError("data.sort=true needs the whole table in memory; sort the files "
                             "or set data.streaming=false")
+    if cfg.split.get("train_start") is not None or cfg.split.get("test_end") is not None:
+        raise SeqtrainError("data.split.train_start/test_end (walk-forward folds) need the table in "
+                            "memory for now; set data.streaming=false")
     dataset = source.open_dataset(path)
     time_col, group_col, target, features = validate.resolve_columns(dataset.schema, cfg, path)
     src = _Source(dataset, source.row_groups(dataset), time_col, group_col, target, features)

@@ -95,6 +95,39 @@ def fraction_boundaries(times: np.ndarray, val_fraction: float, test_fraction: f
     return unique[n_train], unique[n_train + n_val]
 
 
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward fold as positions on the sorted distinct timestamps: training from
+    ``train_start`` (0: the beginning), validation from ``val_start``, test from ``test_start``
+    up to ``test_end`` (exclusive; None: the end of the data)."""
+
+    train_start: int
+    val_start: int
+    test_start: int
+    test_end: int | None
+
+
+def walk_forward_folds(n_times: int, folds: int, test_size: float, val_size: float,
+                       scheme: str = "expanding", train_size: float | None = None) -> list[Fold]:
+    """``folds`` consecutive test blocks of ``test_size`` of the ``n_times`` distinct timestamps
+    each, ending with the data; before each, a validation block of ``val_size``; before that,
+    training from the start (``expanding``) or the last ``train_size`` (``sliding``). Returns an
+    empty list when the timestamps are too few for that."""
+    n_test, n_val = round(n_times * test_size), round(n_times * val_size)
+    first_test = n_times - folds * n_test
+    if n_test < 1 or n_val < 1:
+        return []
+    out = []
+    for i in range(folds):
+        test_start = first_test + i * n_test
+        val_start = test_start - n_val
+        train_start = 0 if scheme == "expanding" else val_start - round(n_times * (train_size or 0))
+        if val_start < 1 or train_start < 0 or train_start >= val_start:
+            return []
+        out.append(Fold(train_start, val_start, test_start, test_start + n_test if i < folds - 1 else None))
+    return out
+
+
 def assign_splits(times: np.ndarray, val_start, test_start) -> np.ndarray:
     """Split id per row from its timestamp: train before ``val_start``, test from ``test_start``."""
     cuts = np.array([val_start, test_start], dtype=times.dtype)

@@ -162,3 +162,25 @@ def _importance(importance: np.ndarray, names: list[str], path: Path) -> Path:
     ax.set_title("variable importance")
     _save(fig, path)
     return path
+
+
+def plot_folds(folds: pd.DataFrame, pooled: dict, path: Path) -> None:
+    """Walk-forward: the main metric per fold with its 95% interval, beside each baseline, and
+    the pooled value."""
+    metric = pooled["metric"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    x = folds["fold"].to_numpy()
+    values = folds[metric].to_numpy()
+    ax.errorbar(x, values, yerr=[values - folds["interval_low"], folds["interval_high"] - values],
+                fmt="o-", color="black", capsize=3, label="model (95% interval)")
+    for name in pooled["baselines"]:
+        column = f"baseline_{name}"
+        if column in folds:
+            ax.plot(x, folds[column], ".--", alpha=0.8, label=name)
+    ax.axhline(pooled["value"], color="black", alpha=0.3, label=f"pooled {pooled['value']:.3g}")
+    ax.set_xlabel("fold (test blocks in time order)")
+    ax.set_ylabel(metric.removeprefix("test_"))
+    ax.set_xticks(x)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"walk-forward: {metric} per fold beside the baselines")
+    _save(fig, path)

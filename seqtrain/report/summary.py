@@ -87,6 +87,34 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     console.print(table)
 
 
+def print_walk_forward(summary: dict, console: Console | None = None) -> None:
+    """One row per fold (test period start, windows, the main metric with its interval, the
+    pooled best baseline on the same windows, skill against the fold's best baseline, whether it
+    beats it beyond the interval) and the pooled result."""
+    pooled = summary["pooled"]
+    metric, best = pooled["metric"], pooled["best_baseline"]
+    table = Table(title=f"seqtrain · {summary['model']} · {summary['task']} · walk-forward "
+                        f"({len(summary['folds'])} folds, {summary['scheme']})", header_style="bold",
+                  caption=f"skill: against each fold's best baseline; {best}: the pooled best")
+    for column in ("fold", "test from", "windows", metric.removeprefix("test_"), "95% interval", best,
+                   "skill", "beats"):
+        table.add_column(column, justify="left" if column == "test from" else "right")
+    for row in summary["folds"]:
+        table.add_row(str(row["fold"]), str(row["test_start"])[:10], f"{row['windows_test']:,}",
+                      f"{row[metric]:.3f}", f"{row['interval_low']:.3f}–{row['interval_high']:.3f}",
+                      f"{row.get(f'baseline_{best}', float('nan')):.3f}", f"{row['skill']:.2f}",
+                      "yes" if row["beats_best_baseline"] else "no")
+    low, high = pooled["interval"]
+    table.add_row("pooled", "", f"{summary['windows_tested']:,}", f"{pooled['value']:.3f}",
+                  f"{low:.3f}–{high:.3f}", f"{pooled['baselines'][best]:.3f}", f"{pooled['skill']:.2f}",
+                  "[bold green]yes[/]" if pooled["beats_best_baseline"] else "[yellow]no[/]", style="bold")
+    if console is None:  # the table needs about 100 columns; logs default to 80
+        width = Console().width
+        console = Console(width=max(width, 100))
+    console.print(table)
+    console.print(f"run folder: {summary['run_dir']}", soft_wrap=True, highlight=False)
+
+
 def sweep_table(sweep_dir: Path) -> list[dict]:
     """One row per job of a multirun folder: its overrides, best validation and test metrics."""
     rows = []

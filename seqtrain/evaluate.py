@@ -1,0 +1,150 @@
+"""Walk-forward evaluation (``eval=walk_forward``) around the training run's steps.
+
+Test blocks move forward in time over the distinct timestamps of the table (``windows.
+walk_forward_folds``). Each fold is a whole training run in ``RUN/fold_NN/``: a fresh model,
+statistics fit on that fold's training rows only, validation on the block before its test block,
+rows after its test block left out, purge and ``data.embargo`` at every boundary. The folds'
+test predictions together cover the evaluated period once; the run folder gets them pooled
+(``predictions.parquet`` with a ``fold`` column), ``folds.csv``, ``metrics.json`` (per fold and
+pooled, with baselines, the 95% interval and the skill) and ``plots/folds.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from seqtrain.data import source
+from seqtrain.data.columns import time_values
+from seqtrain.data.windows import walk_forward_folds
+from seqtrain.errors import SeqtrainError
+from seqtrain.report.baselines import skill_report
+from seqtrain.report.predictions import write_parquet_atomic
+
+log = logging.getLogger("seqtrain")
+
+SCHEMES = ("expanding", "sliding")
+
+
+def check_walk_forward(settings) -> None:
+    """The ``eval`` keys of a walk-forward run, before any data is read."""
+    folds = settings.folds
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+        raise SeqtrainError(f"eval.folds: {folds!r}; an integer >= 1")
+    if settings.scheme not in SCHEMES:
+        raise SeqtrainError(f"eval.scheme: {settings.scheme!r}; choose expanding or sliding")
+    for key in ("test_size", "val_size", "train_size"):
+        value = settings.get(key)
+        if value is None and key != "test_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise SeqtrainError(f"eval.{key}: {value!r}; a share of the timestamps in (0, 1)")
+    if settings.scheme == "sliding" and settings.get("train_size") is None:
+        raise SeqtrainError("eval.scheme=sliding: set eval.train_size, the share each fold trains on")
+
+
+def fold_configs(cfg: DictConfig, data_path: str) -> list[tuple[dict, DictConfig]]:
+    """Each fold's boundaries (as times) and the config of its run: this run's config with the
+    fold's split and period, evaluated as a single split."""
+    settings = cfg.eval
+    if cfg.data.split.get("by", "time") != "time":
+        raise SeqtrainError("eval=walk_forward: folds cut one time axis; set data.split.by=time")
+    table = source.read_columns(data_path, [cfg.data.time_col])
+    axis = np.unique(time_values(table.column(cfg.data.time_col), cfg.data.time_col))
+    folds = walk_forward_folds(len(axis), settings.folds, settings.test_size,
+                               settings.val_size or settings.test_size, settings.scheme, settings.train_size)
+    if not folds:
+        raise SeqtrainError(
+            f"eval: {len(axis)} distinct timestamps are too few for {settings.folds} folds of test_size "
+            f"{settings.test_size} with a validation block and training rows before each; lower eval.folds "
+            "or eval.test_size")
+    out = []
+    for fold in folds:
+        bounds = {"train_start": _text(axis[fold.train_start]) if fold.train_start else None,
+                  "val_start": _text(axis[fold.val_start]), "test_start": _text(axis[fold.test_start]),
+                  "test_end": _text(axis[fold.test_end]) if fold.test_end is not None else None}
+        fold_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        fold_cfg.eval.name = "single"
+        fold_cfg.data.kind, fold_cfg.data.path = "parquet", data_path
+        fold_cfg.data.streaming = False
+        for key, value in bounds.items():
+            fold_cfg.data.split[key] = value
+        out.append((bounds, fold_cfg))
+    return out
+
+
+def _text(value) -> str | float | int:
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value).isoformat())
+    return value.item() if hasattr(value, "item") else value
+
+
+def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> float:
+    """Train and test every fold (``train_fold(cfg, folder)`` runs one), then pool; the mean of
+    the folds' best monitored validation values (what a sweep optimises)."""
+    started = time.perf_counter()
+    rows, frames, best = [], [], []
+    folds = fold_configs(cfg, data_path)
+    for i, (bounds, fold_cfg) in enumerate(folds):
+        folder = run_dir / f"fold_{i:02d}"
+        log.info("walk-forward fold %d/%d: test %s .. %s", i + 1, len(folds), bounds["test_start"],
+                 bounds["test_end"] or "end")
+        fold_started = time.perf_counter()
+        best.append(train_fold(fold_cfg, folder))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        frames.append(pd.read_parquet(folder / "predictions.parquet").assign(fold=i))
+        rows.append(_fold_row(i, bounds, metrics, time.perf_counter() - fold_started))
+    predictions = pd.concat(frames, ignore_index=True)
+    write_parquet_atomic(predictions, run_dir / "predictions.parquet")
+    folds_table = pd.DataFrame(rows)
+    folds_table.to_csv(run_dir / "folds.csv", index=False)
+    task = cfg.task
+    pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
+    summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
+               "scheme": cfg.eval.scheme, "folds": rows, "pooled": pooled,
+               "windows_tested": int((predictions["step"] == 1).sum()),
+               "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    from seqtrain.report.plots import plot_folds
+    from seqtrain.report.summary import print_walk_forward
+
+    plot_folds(folds_table, pooled, run_dir / "plots" / "folds.png")
+    print_walk_forward(summary)
+    return float(np.mean(best))
+
+
+def _fold_row(i: int, bounds: dict, metrics: dict, wall: float) -> dict:
+    skill = metrics["skill"]
+    low, high = skill["interval"]
+    return {"fold": i, **bounds, "windows_train": metrics["windows"]["train"],
+            "windows_val": metrics["windows"]["val"], "windows_test": metrics["windows"]["test"],
+            "best_epoch": metrics["best_epoch"], skill["metric"]: skill["value"], "interval_low": low,
+            "interval_high": high, **{f"baseline_{k}": v for k, v in skill["baselines"].items()},
+            "skill": skill["skill"], "beats_best_baseline": skill["beats_best_baseline"],
+            "wall_time_s": round(wall, 3)}
+
+
+def pooled_skill(task: str, predictions: pd.DataFrame, group_col: str | None, seed: int = 0) -> dict:
+    """``skill_report`` over every fold's test windows together, in time order within each
+    series (so the bootstrap's blocks are stretches of consecutive windows); a window's loss is
+    its error averaged over its forecast steps, as in a single run."""
+    keys = [*([group_col] if group_col else []), "window_end"]
+    order = predictions.sort_values([*keys, "step"], kind="stable")
+    groups = [order[k] for k in keys]
+    names = [c.removeprefix("baseline_") for c in predictions.columns if c.startswith("baseline_")]
+
+    def losses(column: str) -> np.ndarray:
+        if task == "classification":
+            error = (order[column] != order["y_true"]).astype(float)
+        else:
+            error = (order[column] - order["y_true"]).abs()
+        return error.groupby(groups, sort=False).mean().to_numpy()
+
+    metric = "test_acc" if task == "classification" else "test_mae"
+    return skill_report(task, metric, losses("y_pred"), {n: losses(f"baseline_{n}") for n in names}, seed)

@@ -1,0 +1,124 @@
+"""Walk-forward evaluation: folds forward in time, each trained on its own past only, purged
+at every boundary, its test predictions pooled to cover the evaluated period once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqtrain.data.prepare import prepare
+from seqtrain.data.windows import walk_forward_folds
+from seqtrain.evaluate import fold_configs
+from tests.conftest import TINY
+from tests.helpers import make_table
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(20, 3000), st.integers(1, 8), st.floats(0.01, 0.2), st.floats(0.01, 0.2),
+       st.sampled_from(["expanding", "sliding"]), st.floats(0.05, 0.5))
+def test_folds_tile_the_end_of_the_time_axis(n, folds, test_size, val_size, scheme, train_size):
+    found = walk_forward_folds(n, folds, test_size, val_size, scheme, train_size)
+    if not found:
+        return
+    n_test = round(n * test_size)
+    assert len(found) == folds
+    tested = []
+    for i, fold in enumerate(found):
+        end = fold.test_end if fold.test_end is not None else n
+        assert 0 <= fold.train_start < fold.val_start < fold.test_start < end <= n
+        assert fold.test_start - fold.val_start == round(n * val_size)  # validation right before test
+        assert end - fold.test_start == n_test or i == folds - 1
+        if scheme == "expanding":
+            assert fold.train_start == 0
+        tested.extend(range(fold.test_start, end))
+    # every evaluated timestamp is tested exactly once, and the last fold ends with the data
+    assert tested == list(range(n - folds * n_test, n))
+
+
+def _cfg(path, *overrides):
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        return compose("config", overrides=["data=parquet", f"data.path={path}", "data.target=close",
+                                            "data.group_col=symbol", "data.features=[ret,vol,rsi]",
+                                            "eval=walk_forward", "eval.folds=3", "eval.test_size=0.1",
+                                            "data.horizon=2", "data.embargo=2", "data.seq_length=8",
+                                            *overrides])
+
+
+def test_every_fold_is_purged_and_fit_on_its_own_training_rows(tmp_path):
+    table = make_table(500, n_series=2)
+    path = tmp_path / "bars.parquet"
+    table.to_parquet(path, index=False)
+    cfg = _cfg(path)
+    for bounds, fold_cfg in fold_configs(cfg, str(path)):
+        data = prepare(fold_cfg.data, "regression", str(path))
+        label_time = lambda ends, d=data: d.times[ends + 2]  # noqa: E731
+        val_start = np.datetime64(bounds["val_start"])
+        test_start = np.datetime64(bounds["test_start"])
+        assert (label_time(data.ends["train"]) < val_start).all()  # purge
+        assert (label_time(data.ends["val"]) < test_start).all()
+        assert (data.times[data.ends["val"]] >= val_start).all()
+        if bounds["test_end"] is not None:  # nothing after the fold's test block is read
+            assert data.times.max() < np.datetime64(bounds["test_end"])
+        # the fold's statistics: change every value from its validation start on, nothing moves
+        later = table.assign(ret=np.where(table["time"] >= pd.Timestamp(val_start), 1e6, table["ret"]))
+        moved = tmp_path / "later.parquet"
+        later.to_parquet(moved, index=False)
+        again = prepare(fold_cfg.data, "regression", str(moved))
+        assert again.state["scaler"] == data.state["scaler"]
+        assert again.state["target_scaler"] == data.state["target_scaler"]
+
+
+def test_walk_forward_run_pools_the_folds(run_cli):
+    result = run_cli(*TINY, "eval=walk_forward", "eval.folds=3", "eval.test_size=0.1", "data.embargo=1")
+    assert result.code == 0, result.err
+    run = result.run_dir
+    folds = pd.read_csv(run / "folds.csv")
+    assert folds["fold"].tolist() == [0, 1, 2]
+    assert (pd.to_datetime(folds["test_start"]).diff().dropna() > pd.Timedelta(0)).all()
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    assert sorted(predictions["fold"].unique()) == [0, 1, 2]
+    keys = predictions[["symbol", "window_end", "step"]]
+    assert not keys.duplicated().any()  # each evaluated window once
+    for i in range(3):  # each fold's windows lie in its own test block
+        part = predictions[predictions["fold"] == i]
+        row = folds.iloc[i]
+        assert (part["window_end"] >= pd.Timestamp(row["test_start"])).all()
+        if isinstance(row["test_end"], str):
+            assert (part["time"] < pd.Timestamp(row["test_end"])).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["eval"] == "walk_forward" and len(metrics["folds"]) == 3
+    pooled = metrics["pooled"]
+    assert pooled["metric"] == "test_acc"
+    assert pooled["value"] == pytest.approx((predictions["y_pred"] == predictions["y_true"]).mean())
+    assert pooled["interval"][0] <= pooled["value"] <= pooled["interval"][1]
+    assert (run / "plots" / "folds.png").is_file()
+    assert (run / "fold_02" / "checkpoints" / "best.ckpt").exists()  # each fold a whole run
+    assert "walk-forward (3 folds, expanding)" in " ".join(result.out.split())
+
+
+def test_sliding_regression_walk_forward(run_cli):
+    result = run_cli(*TINY, "task=regression", "eval=walk_forward", "eval.folds=2", "eval.test_size=0.1",
+                     "eval.scheme=sliding", "eval.train_size=0.4")
+    assert result.code == 0, result.err
+    folds = pd.read_csv(result.run_dir / "folds.csv")
+    assert folds["train_start"].notna().all() and "test_mae" in folds
+    assert json.loads((result.run_dir / "metrics.json").read_text())["pooled"]["metric"] == "test_mae"
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["eval.folds=0"], "eval.folds: 0"),
+    (["eval.scheme=rolling"], "eval.scheme: 'rolling'"),
+    (["eval.scheme=sliding"], "set eval.train_size"),
+    (["eval.folds=40", "eval.test_size=0.1"], "too few for 40 folds"),
+    (["eval.test_size=2"], "eval.test_size: 2"),
+])
+def test_bad_walk_forward_settings_are_one_line(run_cli, overrides, expected):
+    result = run_cli(*TINY, "eval=walk_forward", *overrides)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert expected in " ".join(result.err.split())
