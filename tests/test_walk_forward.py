@@ -122,3 +122,11 @@ def test_bad_walk_forward_settings_are_one_line(run_cli, overrides, expected):
     result = run_cli(*TINY, "eval=walk_forward", *overrides)
     assert result.code == 2 and "Traceback" not in result.err
     assert expected in " ".join(result.err.split())
+
+
+def test_a_sweep_of_walk_forward_runs_compares_their_pooled_results(run_cli):
+    result = run_cli("-m", *TINY, "eval=walk_forward", "eval.folds=2", "eval.test_size=0.1",
+                     "model.hidden_size=8,16")
+    assert result.code == 0, result.err
+    summary = pd.read_csv(result.run_dir / "summary.csv")
+    assert len(summary) == 2 and summary["test_acc"].notna().all() and "skill" in summary

@@ -125,7 +125,12 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
         overrides = " ".join(yaml.safe_load(overrides_file.read_text()) or [])
         row = {"job": job.name, "overrides": overrides}
         metrics_file = job / "metrics.json"
-        if metrics_file.exists():
+        if metrics_file.exists() and json.loads(metrics_file.read_text()).get("eval") == "walk_forward":
+            pooled = json.loads(metrics_file.read_text())["pooled"]  # the folds pooled: no single best epoch
+            low, high = pooled["interval"]
+            row.update({pooled["metric"]: pooled["value"], "interval": f"{low:.3g}–{high:.3g}",
+                        "skill": pooled["skill"], "beats_baselines": pooled["beats_best_baseline"]})
+        elif metrics_file.exists():
             metrics = json.loads(metrics_file.read_text())
             row["monitor"] = metrics["monitor"]
             row["best_val"] = metrics["best_val"].get(metrics["monitor"])
