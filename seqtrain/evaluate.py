@@ -26,6 +26,7 @@ from seqtrain.data.windows import walk_forward_folds
 from seqtrain.errors import SeqtrainError
 from seqtrain.report.baselines import skill_report
 from seqtrain.report.predictions import write_parquet_atomic
+from seqtrain.report.trading import trading_report
 
 log = logging.getLogger("seqtrain")
 
@@ -106,15 +107,19 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     folds_table.to_csv(run_dir / "folds.csv", index=False)
     task = cfg.task
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
+    trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps)
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
                "scheme": cfg.eval.scheme, "folds": rows, "pooled": pooled,
+               "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-    from seqtrain.report.plots import plot_folds
+    from seqtrain.report.plots import plot_equity, plot_folds
     from seqtrain.report.summary import print_walk_forward
 
     plot_folds(folds_table, pooled, run_dir / "plots" / "folds.png")
+    if trading:
+        plot_equity(trading, run_dir / "plots" / "equity.png")
     print_walk_forward(summary)
     return float(np.mean(best))
 

@@ -180,8 +180,9 @@ class SeqModule(L.LightningModule):
         class probabilities, or point forecasts (and quantiles) in the target's units."""
         record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y", "y_last")}
         record["x_last"] = batch["x"][:, -1].float().cpu()  # for the baselines read from the last row
-        if "y_season" in batch:
-            record["y_season"] = batch["y_season"].cpu()
+        for key in ("y_season", "move"):  # what some baselines and the trading view read
+            if key in batch:
+                record[key] = batch[key].cpu()
         return {**record, **self.readout(out)}
 
     def readout(self, out: torch.Tensor) -> dict:

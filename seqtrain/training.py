@@ -43,9 +43,16 @@ from seqtrain.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.optim import check_optim, check_scheduler
 from seqtrain.precision import PRECISIONS, resolve_precision
 from seqtrain.report.baselines import compare_with_baselines
-from seqtrain.report.plots import plot_curves, plot_interpretation, plot_lr_find, plot_predictions
+from seqtrain.report.plots import (
+    plot_curves,
+    plot_equity,
+    plot_interpretation,
+    plot_lr_find,
+    plot_predictions,
+)
 from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
+from seqtrain.report.trading import trading_report
 
 log = logging.getLogger("seqtrain")
 
@@ -219,6 +226,9 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
+    trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps)
+    if trading:
+        plot_equity(trading, run_dir / "plots" / "equity.png")
     epochs = fitted.epochs
     if epochs.rows:
         plot_curves(epochs.rows, module.main_metric, run_dir / "plots" / "curves.png", epochs.steps)
@@ -236,6 +246,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "test": {k: float(v) for k, v in tested.items()},
         "baseline_test": baseline_test,
         "skill": skill,
+        "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
         "windows": data.contract.record["windows"],
@@ -340,6 +351,9 @@ def check_config(cfg: DictConfig) -> None:
         check_walk_forward(cfg.eval)
     elif cfg.eval.get("name", "single") != "single":
         raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default or eval=walk_forward")
+    cost = cfg.eval.get("cost_bps", 0.0)
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:
+        raise SeqtrainError(f"eval.cost_bps: {cost!r}; a cost in basis points >= 0")
     season = cfg.eval.season
     if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
         raise SeqtrainError(f"eval.season: {season!r}; a period in rows >= 1 (e.g. 24 for hourly data), "

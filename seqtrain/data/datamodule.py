@@ -98,7 +98,7 @@ class SeqDataModule(L.LightningDataModule):
             torch.from_numpy(time_as_number(data.times)), torch.from_numpy(data.series),
             torch.from_numpy(row_number), spec.seq_length, spec.horizon, spec.output_steps,
             data.task == "classification", [data.input_names.index(c) for c in data.known_future],
-            spec.pad_short, season,
+            spec.pad_short, season, torch.from_numpy(data.moves) if data.moves is not None else None,
         )
         # training batches need no identity or times: only evaluation maps outputs back to rows
         self.datasets = {name: WindowDataset(block, ends, identify=name != "train")

@@ -60,6 +60,7 @@ class PreparedData(HasDataState):
     series: np.ndarray  # (N,) int series code
     ends: dict[str, np.ndarray]  # split name -> global end rows of its windows
     contract: DataState  # every fitted statistic, saved as data_state.json
+    moves: np.ndarray | None = None  # direction labels: the realised return of each label row
 
 
 @dataclass
@@ -107,7 +108,8 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
     }
     return PreparedData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
-                        contract=contract)
+                        contract=contract,
+                        moves=contract.realised_moves(rows.target_values, series_bounds(rows.series)))
 
 
 def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,

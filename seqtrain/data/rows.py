@@ -36,8 +36,9 @@ class RowBlock:
     def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, times: torch.Tensor,
                  series: torch.Tensor, row_number: torch.Tensor, seq_length: int, horizon: int,
                  output_steps: int, classification: bool, known_columns: list[int] | None = None,
-                 pad_short: bool = False, season: int = 0):
+                 pad_short: bool = False, season: int = 0, moves: torch.Tensor | None = None):
         self.labels, self.times, self.series, self.row_number = labels, times, series, row_number
+        self.moves = moves  # direction labels: realised return at each label row (evaluation only)
         self.inputs, self.pad_short = inputs, pad_short
         if pad_short or season:  # where each row's series starts in the block (rows grouped by series)
             self.series_start = torch.searchsorted(series, series)
@@ -82,6 +83,8 @@ class RowBlock:
             rows_back = ends[:, None] + self.season_offsets
             known = rows_back >= self.series_start[ends][:, None]
             batch["y_season"] = torch.where(known, self.labels[rows_back.clamp(min=0)], float("nan"))
+        if identify and self.moves is not None:
+            batch["move"] = self.moves[rows[:, 0]]
         if identify:
             batch["y_last"] = self.labels[ends]
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)

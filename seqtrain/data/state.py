@@ -82,6 +82,14 @@ class DataState:
         log_moves = moves(target_values, bounds, self.window.horizon, self.label_target_kind)
         return labels_from_moves(self.label, log_moves, self.dead_zone)
 
+    def realised_moves(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray | None:
+        """With direction labels, the simple return over the horizon ending at each row (what
+        trading the predicted direction would have earned); None for other labels."""
+        if self.label != "direction":
+            return None
+        log_moves = moves(target_values, bounds, self.window.horizon, self.label_target_kind)
+        return np.expm1(log_moves).astype(np.float32)
+
     def encode_labels(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         """Labels as the model trains on them: class ids (-1 for a missing or unseen class), or
         the scaled target (NaN where missing)."""

@@ -537,8 +537,12 @@ class StreamingWindows(IterableDataset):
         order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
         block, is_new = {k: v[order] for k, v in new.items()}, is_new[order]
         if built:  # each row labelled once, when new, with the rows before it in the block
-            fresh = contract.encode_labels(block["target"], series_bounds(block["series"]))
+            bounds = series_bounds(block["series"])
+            fresh = contract.encode_labels(block["target"], bounds)
             block["labels"][is_new] = fresh[is_new]
+            moves = contract.realised_moves(block["target"], bounds)
+            if moves is not None:  # read at label rows only, whose h rows before are in the block
+                block["moves"] = moves
         return block, is_new
 
     def _windows(self, block: dict, ends: np.ndarray) -> dict:
@@ -547,7 +551,7 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
             self.data.task == "classification", self.known_columns, self.data.contract.window.pad_short,
-            self.season,
+            self.season, torch.from_numpy(block["moves"]) if "moves" in block else None,
         )
         return rows.batch(torch.from_numpy(ends), identify=self.identify)
 

@@ -184,3 +184,18 @@ def plot_folds(folds: pd.DataFrame, pooled: dict, path: Path) -> None:
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"walk-forward: {metric} per fold beside the baselines")
     _save(fig, path)
+
+
+def plot_equity(trading: dict, path: Path) -> None:
+    """Growth of 1 trading the predicted direction (after costs) beside buy-and-hold."""
+    equity = trading["equity"]
+    times = pd.to_datetime(pd.Series(equity["time"]), errors="coerce")
+    x = times if times.notna().all() else np.arange(len(equity["time"]))
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot(x, equity["model"], label=f"model (cost {trading['cost_bps']:g} bp per unit traded)")
+    ax.plot(x, equity["buy_and_hold"], label="buy and hold", alpha=0.7)
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_ylabel("growth of 1")
+    ax.set_title("trading the predicted direction (a signal view, not a backtest)")
+    ax.legend(fontsize=8)
+    _save(fig, path)

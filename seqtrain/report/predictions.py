@@ -48,6 +48,8 @@ def predictions_frame(state, series_names: list, outputs: list[dict],
             frame["y_true"] = _missing_where(classes[ids], known if known is None else known & (ids >= 0),
                                              integer_classes)
         frame["y_pred"] = classes[probs.argmax(1)]
+        if "move" in outputs[0]:  # direction labels: the realised return from window end to label row
+            frame["move"] = _cat(outputs, "move").astype(np.float64)
         for j, c in enumerate(state.classes):
             frame[f"prob_{c}"] = probs[:, j]
         out = pd.DataFrame(frame)

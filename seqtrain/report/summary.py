@@ -42,6 +42,17 @@ def _balance(summary: dict) -> str:
     return " · ".join(parts)
 
 
+def _trading_rows(trading: dict) -> list[tuple[str, str]]:
+    def line(stats: dict) -> str:
+        sharpe = "n/a" if stats["sharpe_annualised"] is None else _fmt(stats["sharpe_annualised"])
+        return (f"mean {stats['mean_return']:.2e}/period · Sharpe {sharpe}"
+                f" · max drawdown {stats['max_drawdown']:.1%}")
+    model = trading["model"]
+    return [(f"trading (cost {trading['cost_bps']:g} bp)",
+             f"{line(model)} · hit {_fmt(model['hit_rate'])} · turnover {model['turnover']:.2f}"),
+            ("buy and hold", line(trading["buy_and_hold"]))]
+
+
 def _skill_rows(skill: dict) -> list[tuple[str, str]]:
     low, high = skill["interval"]
     d_low, d_high = skill["improvement_interval"]
@@ -75,6 +86,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         *((k, _fmt(v)) for k, v in summary["test"].items()),
         *((f"baseline {k}", _fmt(v)) for k, v in summary["baseline_test"].items()),
         *(_skill_rows(summary["skill"]) if summary.get("skill") else ()),
+        *(_trading_rows(summary["trading"]) if summary.get("trading") else ()),
         ("precision", _precision(summary)),
         *((("leakage audit", _audit(summary["leakage_audit"])),) if summary.get("leakage_audit") else ()),
         *((("learning rate (found)", _fmt(summary["lr_find"]["lr"])),) if summary.get("lr_find") else ()),
@@ -112,6 +124,8 @@ def print_walk_forward(summary: dict, console: Console | None = None) -> None:
         width = Console().width
         console = Console(width=max(width, 100))
     console.print(table)
+    for name, value in _trading_rows(summary["trading"]) if summary.get("trading") else ():
+        console.print(f"{name}: {value}", soft_wrap=True, highlight=False)
     console.print(f"run folder: {summary['run_dir']}", soft_wrap=True, highlight=False)
 
 
