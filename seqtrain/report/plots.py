@@ -197,5 +197,6 @@ def plot_equity(trading: dict, path: Path) -> None:
     ax.axhline(1.0, color="grey", lw=0.5)
     ax.set_ylabel("growth of 1")
     ax.set_title("trading the predicted direction (a signal view, not a backtest)")
+    fig.autofmt_xdate()
     ax.legend(fontsize=8)
     _save(fig, path)
