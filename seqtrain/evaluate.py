@@ -114,10 +114,14 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-    from seqtrain.report.plots import plot_equity, plot_folds
+    from seqtrain.report.plots import plot_equity, plot_folds, plot_predictions
     from seqtrain.report.summary import print_walk_forward
 
     plot_folds(folds_table, pooled, run_dir / "plots" / "folds.png")
+    classes = json.loads((run_dir / "fold_00" / "metrics.json").read_text()).get("classes")
+    starts = [pd.Timestamp(b) if isinstance(b, str) else b for b in folds_table["test_start"]]
+    plot_predictions(predictions, cfg.data.group_col, task, classes, run_dir / "plots" / "predictions.png",
+                     boundaries=starts)
     if trading:
         plot_equity(trading, run_dir / "plots" / "equity.png")
     print_walk_forward(summary)

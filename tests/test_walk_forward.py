@@ -97,7 +97,7 @@ def test_walk_forward_run_pools_the_folds(run_cli):
     assert pooled["metric"] == "test_acc"
     assert pooled["value"] == pytest.approx((predictions["y_pred"] == predictions["y_true"]).mean())
     assert pooled["interval"][0] <= pooled["value"] <= pooled["interval"][1]
-    assert (run / "plots" / "folds.png").is_file()
+    assert (run / "plots" / "folds.png").is_file() and (run / "plots" / "predictions.png").is_file()
     assert (run / "fold_02" / "checkpoints" / "best.ckpt").exists()  # each fold a whole run
     assert "walk-forward (3 folds, expanding)" in " ".join(result.out.split())
 

@@ -60,9 +60,10 @@ def plot_curves(rows: list[dict], main_metric: str, path: Path, steps: list[dict
 
 
 def plot_predictions(pred: pd.DataFrame, group_col: str | None, task: str, classes,
-                     path: Path) -> None:
+                     path: Path, boundaries: list | None = None) -> None:
     """Prediction vs truth over time for up to three series (first forecast step), beside a
-    confusion matrix when classifying."""
+    confusion matrix when classifying. With ``boundaries`` (walk-forward: each fold's test
+    start), the whole out-of-sample period, thinned evenly, with the fold boundaries marked."""
     first = pred[pred["step"] == 1]
     groups = list(first.groupby(group_col, sort=True)) if group_col else [("all", first)]
     groups = groups[:3]
@@ -74,7 +75,8 @@ def plot_predictions(pred: pd.DataFrame, group_col: str | None, task: str, class
                                    width_ratios=[3, 1] if classify else None)
     points = MAX_POINTS // 3 if classify else MAX_POINTS
     for name, (series, frame) in zip(names, groups, strict=True):
-        ax, frame = axes[name], frame.tail(points)
+        ax = axes[name]
+        frame = frame.iloc[::max(1, len(frame) // points)] if boundaries else frame.tail(points)
         if classify and len(classes) == 2:
             ax.step(frame["time"], frame["y_true"] == classes[1], where="mid", lw=0.8,
                     label=f"true = {classes[1]}", color="black")
@@ -85,7 +87,13 @@ def plot_predictions(pred: pd.DataFrame, group_col: str | None, task: str, class
             ax.plot(frame["time"], frame["y_true"], lw=1, label="truth", color="black")
             ax.plot(frame["time"], frame["y_pred"], lw=1, label="prediction", color="tab:orange")
             ax.set_ylabel("value" if task == "regression" else "class")
-        ax.set_title(f"test split · series {series} · last {len(frame)} windows", fontsize=10)
+        if boundaries:
+            for start in boundaries:
+                ax.axvline(start, color="grey", lw=0.8, ls="--")
+            ax.set_title(f"out of sample, walk-forward folds (dashed: fold starts) · series {series}",
+                         fontsize=10)
+        else:
+            ax.set_title(f"test split · series {series} · last {len(frame)} windows", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
         if np.issubdtype(frame["time"].dtype, np.datetime64):
