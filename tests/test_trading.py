@@ -62,3 +62,12 @@ def test_a_direction_run_reports_its_trading_view(run_cli, tmp_path):
     expected = close[(row["symbol"], row["time"])] / close[(row["symbol"], row["window_end"])] - 1
     assert row["move"] == pytest.approx(expected, rel=1e-5)
     assert "trading (cost 5 bp)" in result.out
+
+
+def test_the_sharpe_ratio_comes_with_an_interval_that_shows_noise():
+    rng = np.random.default_rng(5)
+    moves = rng.normal(0, 0.01, 150)  # a random walk: nothing to predict
+    calls = np.where(rng.random(150) > 0.5, "up", "down")
+    model = trading_report(_frame(moves, calls), "symbol", horizon=1)["model"]
+    low, high = model["sharpe_interval"]
+    assert low < model["sharpe_annualised"] < high and low < 0 < high

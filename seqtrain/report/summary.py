@@ -45,6 +45,8 @@ def _balance(summary: dict) -> str:
 def _trading_rows(trading: dict) -> list[tuple[str, str]]:
     def line(stats: dict) -> str:
         sharpe = "n/a" if stats["sharpe_annualised"] is None else _fmt(stats["sharpe_annualised"])
+        if stats.get("sharpe_interval"):
+            sharpe += " ({:.2g} – {:.2g})".format(*stats["sharpe_interval"])
         return (f"mean {stats['mean_return']:.2e}/period · Sharpe {sharpe}"
                 f" · max drawdown {stats['max_drawdown']:.1%}")
     model = trading["model"]

@@ -10,8 +10,12 @@ at each time. Buy-and-hold (+1 throughout, one entry) on the same periods is bes
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+
+from seqtrain.report.baselines import RESAMPLES
 
 POSITIONS = {"up": 1.0, "down": -1.0, "flat": 0.0}
 
@@ -36,10 +40,12 @@ def _stats(periods: pd.DataFrame, per_year: float | None) -> tuple[dict, pd.Seri
     drawdown = 1 - equity / np.maximum.accumulate(equity)
     std = returns.std(ddof=1)
     sharpe = returns.mean() / std * np.sqrt(per_year) if per_year and std > 0 else None
+    interval = _sharpe_interval(returns.to_numpy(), per_year) if sharpe is not None else None
     active = periods["held"] != 0
     hits = np.sign(periods["move"][active]) == periods["held"][active]
     return {"mean_return": float(returns.mean()), "total_return": float(equity[-1] - 1),
             "sharpe_annualised": float(sharpe) if sharpe is not None else None,
+            "sharpe_interval": interval,
             "max_drawdown": float(drawdown.max()), "hit_rate": float(hits.mean()) if len(hits) else None,
             "time_in_market": float(active.mean()), "turnover": float(periods["change"].mean()),
             "periods": len(returns)}, returns
@@ -61,6 +67,24 @@ def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: in
             "equity": {"time": [str(t) for t in model_returns.index],
                        "model": np.cumprod(1 + model_returns.to_numpy()).tolist(),
                        "buy_and_hold": np.cumprod(1 + hold_returns.to_numpy()).tolist()}}
+
+
+def _sharpe_interval(returns: np.ndarray, per_year: float, seed: int = 0) -> list[float] | None:
+    """95% interval of the annualised Sharpe ratio from a moving-block bootstrap of the period
+    returns (blocks of √n periods): a short record's Sharpe is mostly noise, and this says how
+    much."""
+    n = len(returns)
+    if n < 4:
+        return None
+    block = max(1, math.ceil(math.sqrt(n)))
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - block + 1, size=(RESAMPLES, math.ceil(n / block)))
+    index = (starts[:, :, None] + np.arange(block)).reshape(RESAMPLES, -1)[:, :n]
+    sample = returns[index]
+    mean, std = sample.mean(axis=1), sample.std(axis=1, ddof=1)
+    sharpe = np.where(std > 0, mean / np.where(std > 0, std, 1) * math.sqrt(per_year), 0.0)
+    low, high = np.percentile(sharpe, [2.5, 97.5])
+    return [float(low), float(high)]
 
 
 def _periods_per_year(starts: np.ndarray) -> float | None:
