@@ -34,6 +34,7 @@ from seqtrain.data.audit import audit
 from seqtrain.data.augment import Augmenter
 from seqtrain.data.columns import split_by_series
 from seqtrain.data.datamodule import SeqDataModule
+from seqtrain.data.labels import LabelSpec
 from seqtrain.data.loading import load_data
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.errors import SeqtrainError
@@ -351,6 +352,7 @@ def check_config(cfg: DictConfig) -> None:
         check_walk_forward(cfg.eval)
     elif cfg.eval.get("name", "single") != "single":
         raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default or eval=walk_forward")
+    LabelSpec.from_config(cfg.data, cfg.task)  # data.label, target_kind, dead_zone
     cost = cfg.eval.get("cost_bps", 0.0)
     if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:
         raise SeqtrainError(f"eval.cost_bps: {cost!r}; a cost in basis points >= 0")
