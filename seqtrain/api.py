@@ -98,7 +98,10 @@ class Run:
             raise SeqtrainError(f"run: {self.path} has not finished (no metrics.json); "
                                 f"continue it with  seqtrain resume={self.path}")
         self.metrics: dict = json.loads(metrics.read_text())
-        self.data_state = DataState.load(self.path / "data_state.json")
+        # a walk-forward run holds one model per fold (``folds``), each a run of its own
+        self.walk_forward = self.metrics.get("eval") == "walk_forward"
+        self.folds = [Run(p) for p in sorted(self.path.glob("fold_*"))] if self.walk_forward else []
+        self.data_state = None if self.walk_forward else DataState.load(self.path / "data_state.json")
         self._predictors: dict = {}
 
     def __repr__(self) -> str:
@@ -120,6 +123,9 @@ class Run:
         ``predictions.parquet``: ``time`` (the label row's, missing beyond the table),
         ``window_end``, ``step``, the series, ``y_pred``, ``prob_<class>`` or quantiles, and
         ``y_true`` where the table holds it."""
+        if self.walk_forward:
+            raise SeqtrainError(f"predict: {self.path} is a walk-forward run with one model per fold; "
+                                "predict with one of run.folds (the last fold saw the most data)")
         predictor = self.predictor(ckpt, device)
         if isinstance(data, (str, Path)):
             from seqtrain.data import source

@@ -97,6 +97,8 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
         log.info("walk-forward fold %d/%d: test %s .. %s", i + 1, len(folds), bounds["test_start"],
                  bounds["test_end"] or "end")
         fold_started = time.perf_counter()
+        (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
+        OmegaConf.save(fold_cfg, folder / ".hydra" / "config.yaml")
         best.append(train_fold(fold_cfg, folder))
         metrics = json.loads((folder / "metrics.json").read_text())
         frames.append(pd.read_parquet(folder / "predictions.parquet").assign(fold=i))

@@ -130,3 +130,17 @@ def test_a_sweep_of_walk_forward_runs_compares_their_pooled_results(run_cli):
     assert result.code == 0, result.err
     summary = pd.read_csv(result.run_dir / "summary.csv")
     assert len(summary) == 2 and summary["test_acc"].notna().all() and "skill" in summary
+
+
+def test_the_python_api_opens_a_walk_forward_run_and_its_folds(tmp_path):
+    import seqtrain
+    from seqtrain import SeqtrainError
+
+    run = seqtrain.train([*TINY, "eval=walk_forward", "eval.folds=2", "eval.test_size=0.1"],
+                         run_dir=tmp_path / "wf")
+    assert run.walk_forward and len(run.folds) == 2
+    assert run.metrics["pooled"]["metric"] == "test_acc"
+    table = pd.read_parquet(run.path / "data" / "synthetic.parquet")
+    with pytest.raises(SeqtrainError, match="one model per fold"):
+        run.predict(table)
+    assert len(run.folds[-1].predict(table, last=True)) == 3
