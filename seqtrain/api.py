@@ -178,6 +178,8 @@ class SequenceModel:
     def fit(self, X: pd.DataFrame, y: pd.Series, X_val: pd.DataFrame | None = None,
             y_val: pd.Series | None = None) -> SequenceModel:
         time_col, group_col = _index_columns(X)
+        if not isinstance(y, pd.Series):
+            raise SeqtrainError(f"y: a pandas Series on X's index is needed, got {type(y).__name__}")
         target = str(y.name) if y.name is not None else "target"
         if target in X.columns:
             raise SeqtrainError(f"y: its name {target!r} is also a column of X; rename one of them")
@@ -288,6 +290,8 @@ class SequenceModel:
 def _index_columns(X: pd.DataFrame) -> tuple[str, str | None]:
     """(time column, series column or None) from ``X``'s index: time, or (time, series) in
     either order; the time level is the one holding timestamps or, failing that, the first."""
+    if not isinstance(X, pd.DataFrame):
+        raise SeqtrainError(f"X: a pandas DataFrame of feature columns is needed, got {type(X).__name__}")
     names = list(X.index.names)
     if len(names) > 2 or any(n is None for n in names):
         raise SeqtrainError("X: index it by time, or by (time, series), with named levels "

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data import source, validate
-from seqtrain.data.columns import forward_fill, read_target, time_values
+from seqtrain.data.columns import forward_fill, read_target, series_dictionary, time_values
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.state import DataState, HasDataState
 from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
@@ -102,7 +102,11 @@ class Predictor:
         index is used as the time column when the column itself is absent)."""
         if any(level in self.state.needed_columns for level in frame.index.names):
             frame = frame.reset_index()  # time (and series) as the index
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        try:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SeqtrainError(f"{name}: a column mixes types ({str(exc).splitlines()[0]}); give each "
+                                "column one type") from None
         self.state.check_schema(table.schema, name)
         parts = list(self.predict_chunks(_slices(table, whole=self.state.sort), last, allow_new_series,
                                          in_memory=True))
@@ -276,17 +280,7 @@ class _Stream:
         self.file_row = 0
 
     def _series_codes(self, table: pa.Table) -> np.ndarray:
-        group_col = self.state.group_col
-        if group_col is None:
-            names, index = ["all"], np.zeros(table.num_rows, np.int64)
-        else:
-            column = table.column(group_col)
-            if column.null_count:
-                raise SeqtrainError(f"data.group_col: column {group_col!r} has missing values; "
-                                    "give every row a series")
-            encoded = column.dictionary_encode().combine_chunks()
-            names = [v.item() if hasattr(v, "item") else v for v in encoded.dictionary.to_pylist()]
-            index = encoded.indices.to_numpy(zero_copy_only=False)
+        names, index = series_dictionary(table, self.state.group_col)
         unknown = [n for n in names if n not in self.codes and str(n) not in self.known]
         if unknown and not self.allow_new_series:
             raise SeqtrainError(

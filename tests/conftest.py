@@ -77,6 +77,19 @@ def run_cli(tmp_path, capsys, monkeypatch):
     return run
 
 
+def run_seqtrain(monkeypatch, capsys, *argv: str) -> tuple[int, str]:
+    """``seqtrain ARGV`` (e.g. ``predict run=...``) through ``cli.main``: exit code and output."""
+    monkeypatch.setattr(sys, "argv", ["seqtrain", *argv])
+    capsys.readouterr()
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
 @pytest.fixture
 def bars(tmp_path) -> Path:
     """A two-series Parquet file like a user's bar table."""

@@ -94,3 +94,7 @@ def test_sequence_model_with_validation_rows_and_one_line_errors(tmp_path):
         SequenceModel("lstm", hidden_sise=3, max_epochs=1, run_dir=tmp_path / "r3").fit(X[train], y[train])
     with pytest.raises(SeqtrainError, match="not fitted"):
         SequenceModel("lstm").predict(X)
+    with pytest.raises(SeqtrainError, match="y: a pandas Series"):
+        SequenceModel("lstm").fit(X, y.to_numpy())
+    with pytest.raises(SeqtrainError, match="X: a pandas DataFrame"):
+        SequenceModel("lstm").fit(X.to_numpy(), y)

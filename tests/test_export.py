@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from seqtrain import cli
 from seqtrain.predict import Predictor
-from tests.conftest import TINY_MODELS, TINY_RUN
+from tests.conftest import TINY_MODELS, TINY_RUN, run_seqtrain
 
 EXPORTABLE = sorted(set(TINY_MODELS) - {"tft"})
 # what a user of the .pt file sees; seqtrain's own check keeps it quiet
@@ -21,15 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:D
 
 
 def run_export(monkeypatch, capsys, *args: str):
-    monkeypatch.setattr(sys, "argv", ["seqtrain", "export", *args])
-    capsys.readouterr()
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return run_seqtrain(monkeypatch, capsys, "export", *args)
 
 
 def windows_without_seqtrain(table: pd.DataFrame, state: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -12,23 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from seqtrain import cli
 from seqtrain.predict import Predictor
-from tests.conftest import TINY
+from tests.conftest import TINY, run_seqtrain
 
 KEYS = ["symbol", "window_end", "step"]
 
 
 def run_predict(monkeypatch, capsys, *args: str):
-    monkeypatch.setattr(sys, "argv", ["seqtrain", "predict", *args])
-    capsys.readouterr()
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return run_seqtrain(monkeypatch, capsys, "predict", *args)
 
 
 def assert_predict_reproduces_the_run(run_dir: Path, tmp_path: Path, table_path: Path | None = None

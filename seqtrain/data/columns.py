@@ -177,3 +177,17 @@ def forward_fill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: 
     out[bad & from_same_series] = values[source_row[bad & from_same_series]]
     out[bad & ~from_same_series] = np.nan
     return out
+
+
+def series_dictionary(table: pa.Table, group_col: str | None) -> tuple[list, np.ndarray]:
+    """The series of a chunk's rows as ``(names, index)``: its distinct series names and each
+    row's position in them (one series ``"all"`` without a group column)."""
+    if group_col is None:
+        return ["all"], np.zeros(table.num_rows, np.int64)
+    column = table.column(group_col)
+    if column.null_count:
+        raise SeqtrainError(f"data.group_col: column {group_col!r} has missing values; "
+                            "give every row a series")
+    encoded = column.dictionary_encode().combine_chunks()
+    names = [v.item() if hasattr(v, "item") else v for v in encoded.dictionary.to_pylist()]
+    return names, encoded.indices.to_numpy(zero_copy_only=False)

@@ -31,7 +31,7 @@ from seqtrain.data.columns import (
     target_history_is_input,
     time_values,
 )
-from seqtrain.data.labels import LabelSpec, check_levels, fit_dead_zone, moves
+from seqtrain.data.labels import LabelSpec, check_levels, fit_dead_zone, labels_from_moves, moves
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.time_features import calendar_names, cycle_ranges, varying_cycles
@@ -92,7 +92,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     train_rows = row_split == TRAIN
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col)
     contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
-    values = fit_labels(cfg, contract, rows, train_rows)
+    values, log_moves = fit_labels(cfg, contract, rows, train_rows)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
     contract.classes, labels, contract.target_scaler = fit_target(task, values, train_rows & defined, target)
     ends = cut_windows(cfg, rows, row_split)
@@ -107,9 +107,9 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "windows": {name: int(len(e)) for name, e in ends.items()},
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
     }
+    realised = np.expm1(log_moves).astype(np.float32) if contract.label == "direction" else None
     return PreparedData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
-                        contract=contract,
-                        moves=contract.realised_moves(rows.target_values, series_bounds(rows.series)))
+                        contract=contract, moves=realised)
 
 
 def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,
@@ -175,13 +175,14 @@ def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: st
     return varying_cycles(cycle_ranges(times[train_rows]))
 
 
-def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray) -> np.ndarray:
+def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray):
     """The label of every row (``data.label``: the target, or its move over the horizon, with a
-    dead zone fit on training rows when given as a quantile), recorded in the data state."""
+    dead zone fit on training rows when given as a quantile), recorded in the data state; and
+    the log moves it was built from (None for ``value``)."""
     spec = LabelSpec.from_config(cfg, contract.task)
     contract.label, contract.label_target_kind = spec.kind, spec.target_kind
     if not spec.builds:
-        return rows.target_values
+        return rows.target_values, None
     if rows.target_kind != "numeric":
         raise SeqtrainError(f"data.label={spec.kind}: the target {contract.target!r} must hold numbers "
                             "(prices, or returns with data.target_kind=return)")
@@ -189,7 +190,7 @@ def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray
     bounds = series_bounds(rows.series)
     log_moves = moves(rows.target_values, bounds, spec.horizon, spec.target_kind)
     contract.dead_zone = fit_dead_zone(spec, log_moves[train_rows])
-    return contract.label_values(rows.target_values, bounds)
+    return labels_from_moves(spec.kind, log_moves, contract.dead_zone), log_moves
 
 
 def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: str):

@@ -43,6 +43,7 @@ from seqtrain.data.columns import (
     label_values,
     missing_values,
     read_target,
+    series_dictionary,
     split_boundaries,
     split_by_series,
     target_history_is_input,
@@ -593,26 +594,17 @@ class StreamingWindows(IterableDataset):
 
 def _provisional_codes(table: pa.Table, group_col: str | None, names: dict) -> np.ndarray:
     """Series codes in order of first appearance (``names`` grows as new series appear)."""
-    if group_col is None:
-        names.setdefault("all", 0)
-        return np.zeros(table.num_rows, np.int64)
-    column = table.column(group_col)
-    if column.null_count:
-        raise SeqtrainError(f"data.group_col: column {group_col!r} has missing values; "
-                            "give every row a series")
-    encoded = column.dictionary_encode().combine_chunks()
-    values = [v.item() if hasattr(v, "item") else v for v in encoded.dictionary.to_pylist()]
+    values, index = series_dictionary(table, group_col)
     lookup = np.asarray([names.setdefault(v, len(names)) for v in values], np.int64)
-    return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+    return lookup[index]
 
 
 def _codes(table: pa.Table, group_col: str | None, series_index: pd.Index) -> np.ndarray:
     """Series codes of a chunk's rows; ``series_index`` holds the sorted series names."""
     if group_col is None:
         return np.zeros(table.num_rows, np.int64)
-    encoded = table.column(group_col).dictionary_encode().combine_chunks()
-    lookup = series_index.get_indexer(pd.Index(encoded.dictionary.to_pylist()))
-    return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+    names, index = series_dictionary(table, group_col)
+    return series_index.get_indexer(pd.Index(names))[index]
 
 
 class _NamesByCode:
