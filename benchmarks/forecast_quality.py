@@ -4,8 +4,10 @@
     python benchmarks/forecast_quality.py --table bars.parquet --target close --group symbol \
         --overrides data.label=direction data.horizon=4 data.dead_zone=q0.33 task=classification
 
-Without ``--table``: the built-in demo data, twice — the next move (classification) and the
-next three values (regression, with the seasonal-naive baseline at the demo's 24-row cycle).
+Without ``--table``: the built-in data, three times — the demo's next move (classification),
+the demo's next three values (regression, with the seasonal-naive baseline at its 24-row cycle)
+and a day-ahead forecast of the load demo (``data.generator.name=load``: a week of hourly history,
+the next 24 hours, calendar features, beside yesterday's values); ``--data`` picks some.
 Each run is ``seqtrain eval=walk_forward`` at the model's defaults but for ``--epochs``; the
 table gives the pooled out-of-sample metric with its 95% block-bootstrap interval, the best
 baseline on the same windows, the skill against it and whether the model beats it beyond the
@@ -29,13 +31,22 @@ import seqtrain
 from seqtrain.models.registry import MODELS
 
 
+BUILT_IN = {
+    "demo-classification": ["task=classification"],
+    "demo-regression": ["task=regression", "data.output_steps=3", "eval.season=24"],
+    # day-ahead: a week of hourly history, the next 24 hours, beside yesterday's values
+    "load-day-ahead": ["task=regression", "data.generator.name=load", "data.generator.length=2688",
+                       "data.seq_length=168", "data.output_steps=24", "data.time_features=true",
+                       "eval.season=24"],
+}
+
+
 def tasks(args) -> list[tuple[str, list[str]]]:
     if args.table:
         table = ["data=parquet", f"data.path={args.table}", f"data.target={args.target}",
                  f"data.group_col={args.group or 'null'}"]
         return [("table", [*table, *args.overrides])]
-    return [("demo classification", ["task=classification"]),
-            ("demo regression", ["task=regression", "data.output_steps=3", "eval.season=24"])]
+    return [(name, [*BUILT_IN[name], *args.overrides]) for name in args.data]
 
 
 def main() -> None:
@@ -47,7 +58,9 @@ def main() -> None:
     parser.add_argument("--table")
     parser.add_argument("--target")
     parser.add_argument("--group")
-    parser.add_argument("--overrides", nargs="*", default=[])
+    parser.add_argument("--data", nargs="+", default=list(BUILT_IN), choices=list(BUILT_IN),
+                        help="built-in tasks to run (without --table)")
+    parser.add_argument("--overrides", nargs="*", default=[], help="added to every run")
     args = parser.parse_args()
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; walk-forward {args.folds} folds x test_size {args.test_size}, "

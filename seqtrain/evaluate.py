@@ -31,6 +31,7 @@ from seqtrain.report.trading import trading_report
 log = logging.getLogger("seqtrain")
 
 SCHEMES = ("expanding", "sliding")
+REFITS = ("fresh", "warm")
 
 
 def check_walk_forward(settings) -> None:
@@ -40,6 +41,9 @@ def check_walk_forward(settings) -> None:
         raise SeqtrainError(f"eval.folds: {folds!r}; an integer >= 1")
     if settings.scheme not in SCHEMES:
         raise SeqtrainError(f"eval.scheme: {settings.scheme!r}; choose expanding or sliding")
+    if settings.get("refit", "fresh") not in REFITS:
+        raise SeqtrainError(f"eval.refit: {settings.refit!r}; choose fresh (a new model per fold) or "
+                            "warm (start from the previous fold's best weights)")
     for key in ("test_size", "val_size", "train_size"):
         value = settings.get(key)
         if value is None and key != "test_size":
@@ -73,7 +77,6 @@ def fold_configs(cfg: DictConfig, data_path: str) -> list[tuple[dict, DictConfig
         fold_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         fold_cfg.eval.name = "single"
         fold_cfg.data.kind, fold_cfg.data.path = "parquet", data_path
-        fold_cfg.data.streaming = False
         for key, value in bounds.items():
             fold_cfg.data.split[key] = value
         out.append((bounds, fold_cfg))
@@ -87,8 +90,9 @@ def _text(value) -> str | float | int:
 
 
 def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> float:
-    """Train and test every fold (``train_fold(cfg, folder)`` runs one), then pool; the mean of
-    the folds' best monitored validation values (what a sweep optimises)."""
+    """Train and test every fold (``train_fold(cfg, folder, warm_from)`` runs one, from the
+    previous fold's best checkpoint with ``eval.refit=warm``), then pool; the mean of the folds'
+    best monitored validation values (what a sweep optimises)."""
     started = time.perf_counter()
     rows, frames, best = [], [], []
     folds = fold_configs(cfg, data_path)
@@ -99,10 +103,13 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
         fold_started = time.perf_counter()
         (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
         OmegaConf.save(fold_cfg, folder / ".hydra" / "config.yaml")
-        best.append(train_fold(fold_cfg, folder))
+        warm = run_dir / f"fold_{i - 1:02d}" / "checkpoints" / "best.ckpt"
+        warm = warm if cfg.eval.get("refit", "fresh") == "warm" and i > 0 and warm.exists() else None
+        best.append(train_fold(fold_cfg, folder, warm))
         metrics = json.loads((folder / "metrics.json").read_text())
         frames.append(pd.read_parquet(folder / "predictions.parquet").assign(fold=i))
-        rows.append(_fold_row(i, bounds, metrics, time.perf_counter() - fold_started))
+        rows.append({**_fold_row(i, bounds, metrics, time.perf_counter() - fold_started),
+                     "warm_from": warm.parent.parent.name if warm else None})
     predictions = pd.concat(frames, ignore_index=True)
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
     folds_table = pd.DataFrame(rows)
@@ -111,7 +118,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
     trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps)
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
-               "scheme": cfg.eval.scheme, "folds": rows, "pooled": pooled,
+               "scheme": cfg.eval.scheme, "refit": cfg.eval.get("refit", "fresh"), "folds": rows, "pooled": pooled,
                "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}

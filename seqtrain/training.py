@@ -39,6 +39,7 @@ from seqtrain.data.loading import load_data
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.errors import SeqtrainError
 from seqtrain.evaluate import check_walk_forward, walk_forward
+from seqtrain.models.instance_norm import InstanceNorm
 from seqtrain.models.registry import MODELS, build_model, check_model_args, model_class
 from seqtrain.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.optim import check_optim, check_scheduler
@@ -62,11 +63,11 @@ HIGHER_IS_BETTER = ("acc", "f1", "auroc")
 
 
 def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None = None,
-          quiet: bool = False) -> float:
+          quiet: bool = False, warm_from: Path | None = None) -> float:
     """Train, test and report one run (or continue one from its checkpoint ``resume_from``;
-    ``quiet``: no summary table), or, with ``eval=walk_forward``, one run per fold
-    (``seqtrain.evaluate``). Returns the best monitored validation value (walk-forward: the
-    folds' mean)."""
+    ``quiet``: no summary table; ``warm_from``: start from that checkpoint's weights), or, with
+    ``eval=walk_forward``, one run per fold (``seqtrain.evaluate``). Returns the best monitored
+    validation value (walk-forward: the folds' mean)."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     check_config(cfg)
@@ -75,10 +76,12 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         if resume_from is not None:
             raise SeqtrainError("resume: a walk-forward run is not resumed; start it again")
         return walk_forward(cfg, run_dir, _data_path(cfg, run_dir),
-                            lambda fold_cfg, folder: train(fold_cfg, folder, quiet=True))
+                            lambda fold_cfg, folder, warm: train(fold_cfg, folder, quiet=True, warm_from=warm))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_run_data(cfg, run_dir)
     module = build_module(cfg, data)
+    if warm_from is not None:
+        warm_start(module, warm_from)
     fitted = fit(cfg, module, data, run_dir, resume_from)
     best = best_epoch(fitted, module)
     tested = test(fitted, module, run_dir)
@@ -122,8 +125,10 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
     classification = cfg.task == "classification"
     output_size = len(data.classes) if classification else len(quantiles) if loss == "quantile" else 1
     model = build_model(cfg.model.name, _model_args(cfg), len(data.input_names), output_size,
-                        data.contract.window.output_steps, len(data.known_future))
+                        data.contract.window.output_steps, len(data.known_future),
+                        seq_length=data.contract.window.seq_length)
     _warn_short_receptive_field(model, cfg.data.seq_length)
+    model = with_instance_norm(model, data.contract, instance_norm(cfg))
     target_scale = data.target_scaler
     monitor, mode = _monitor(cfg)
     return SeqModule(
@@ -185,6 +190,18 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
         )
     return Fitted(trainer, datamodule, epochs, throughput, checkpoints, predictions, checkpointing,
                   str(trainer_args["precision"]), leakage, lr_find)
+
+
+def warm_start(module: SeqModule, checkpoint: Path) -> None:
+    """The network's weights from ``checkpoint`` (the previous walk-forward fold's best), where
+    every shape matches; a fold whose inputs or classes changed starts fresh, and says so."""
+    weights = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    own = module.state_dict()
+    if weights.keys() != own.keys() or any(weights[k].shape != own[k].shape for k in own):
+        log.warning("eval.refit=warm: the inputs or classes of this fold differ from %s's; "
+                    "this fold starts from fresh weights", checkpoint.parent.parent.name)
+        return
+    module.load_state_dict(weights)
 
 
 def best_epoch(fitted: Fitted, module: SeqModule) -> dict:
@@ -360,6 +377,8 @@ def check_config(cfg: DictConfig) -> None:
     if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
         raise SeqtrainError(f"eval.season: {season!r}; a period in rows >= 1 (e.g. 24 for hourly data), "
                             "or null")
+    if cfg.get("instance_norm", "none") not in ("auto", "revin", "none"):
+        raise SeqtrainError(f"instance_norm: {cfg.instance_norm!r}; choose auto, revin or none")
     model = check_model_args(cfg.model.name, _model_args(cfg))
     if cfg.data.known_future and not model.reads_future:
         readers = ", ".join(name for name in MODELS if model_class(name).reads_future)
@@ -429,6 +448,42 @@ def _loss(cfg: DictConfig) -> tuple[str, list[float] | None]:
             f"quantiles: need distinct values in (0, 1) including 0.5 (the point forecast), got {quantiles}"
         )
     return loss, quantiles
+
+
+def instance_norm(cfg: DictConfig) -> str:
+    """``revin`` or ``none``: what the config's ``instance_norm`` means for this run (``auto``:
+    revin where it won on benchmarks/forecast_quality.py, forecasting the target's level).
+    A run saved before the key existed had none."""
+    chosen = cfg.get("instance_norm", "none")
+    if chosen == "auto":
+        level = cfg.task == "regression" and cfg.data.label == "value" and cfg.data.target_as_input
+        return "revin" if level else "none"
+    return chosen
+
+
+def with_instance_norm(model, state, chosen: str):
+    """``model`` inside reversible instance normalisation (``chosen == "revin"``): every input
+    column but calendar and known-future ones scaled per window; outputs de-normalised with the
+    target's window statistics when the label is the target's value and its history an input."""
+    if chosen != "revin":
+        return model
+    known = set(state.known_future)
+    normalised = [i for i, name in enumerate(state.features) if name not in known]
+    target = None
+    if state.target_history:
+        normalised.append(len(state.inputs) - 1)
+        if state.task == "regression" and state.label == "value":
+            target = len(state.inputs) - 1
+    if not normalised:
+        log.warning("instance_norm=revin: no input column to normalise (calendar and known-future "
+                    "columns are left as they are); training without it")
+        return model
+    to_label = (1.0, 0.0)
+    if target is not None and state.target_scaler is not None:
+        a, b = float(state.scaler.mean[target]), float(state.scaler.std[target])
+        c, d = float(state.target_scaler.mean[0]), float(state.target_scaler.std[0])
+        to_label = (b / d, (a - c) / d)
+    return InstanceNorm(model, normalised, target, to_label)
 
 
 def _warn_short_receptive_field(model, seq_length: int) -> None:

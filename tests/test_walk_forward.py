@@ -102,10 +102,13 @@ def test_walk_forward_run_pools_the_folds(run_cli):
     assert "walk-forward (3 folds, expanding)" in " ".join(result.out.split())
 
 
-def test_sliding_regression_walk_forward(run_cli):
+@pytest.mark.parametrize("streaming", [False, True])
+def test_sliding_regression_walk_forward(run_cli, streaming):
     result = run_cli(*TINY, "task=regression", "eval=walk_forward", "eval.folds=2", "eval.test_size=0.1",
-                     "eval.scheme=sliding", "eval.train_size=0.4")
+                     "eval.scheme=sliding", "eval.train_size=0.4", f"data.streaming={streaming}")
     assert result.code == 0, result.err
+    state = json.loads((result.run_dir / "fold_01" / "data_state.json").read_text())
+    assert state.get("streaming", False) is streaming
     folds = pd.read_csv(result.run_dir / "folds.csv")
     assert folds["train_start"].notna().all() and "test_mae" in folds
     assert json.loads((result.run_dir / "metrics.json").read_text())["pooled"]["metric"] == "test_mae"
@@ -117,6 +120,7 @@ def test_sliding_regression_walk_forward(run_cli):
     (["eval.scheme=sliding"], "set eval.train_size"),
     (["eval.folds=40", "eval.test_size=0.1"], "too few for 40 folds"),
     (["eval.test_size=2"], "eval.test_size: 2"),
+    (["eval.refit=cold"], "eval.refit: 'cold'"),
 ])
 def test_bad_walk_forward_settings_are_one_line(run_cli, overrides, expected):
     result = run_cli(*TINY, "eval=walk_forward", *overrides)
@@ -144,3 +148,49 @@ def test_the_python_api_opens_a_walk_forward_run_and_its_folds(tmp_path):
     with pytest.raises(SeqtrainError, match="one model per fold"):
         run.predict(table)
     assert len(run.folds[-1].predict(table, last=True)) == 3
+
+
+def test_warm_refit_starts_each_fold_from_the_previous_folds_best_weights(tmp_path, monkeypatch):
+    import torch
+
+    import seqtrain
+    from seqtrain import training
+
+    started = []
+    real = training.warm_start
+
+    def recorded(module, checkpoint):
+        real(module, checkpoint)
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        same = all(torch.equal(module.state_dict()[k], saved[k]) for k in saved)
+        started.append((checkpoint.parent.parent.name, same))
+
+    monkeypatch.setattr(training, "warm_start", recorded)
+    run = seqtrain.train([*TINY, "task=regression", "eval=walk_forward", "eval.folds=3",
+                          "eval.test_size=0.1", "eval.refit=warm"], run_dir=tmp_path / "wf")
+    assert started == [("fold_00", True), ("fold_01", True)]
+    folds = pd.read_csv(run.path / "folds.csv")
+    assert folds["warm_from"].fillna("").tolist() == ["", "fold_00", "fold_01"]
+    assert run.metrics["refit"] == "warm"
+
+
+def test_a_fold_whose_shapes_changed_starts_fresh_and_says_so(tmp_path, caplog):
+    import torch
+
+    from seqtrain.module import SeqModule
+    from seqtrain.models.registry import build_model
+    from seqtrain.training import warm_start
+
+    def module(inputs):
+        torch.manual_seed(inputs)
+        return SeqModule(build_model("lstm", {"hidden_size": 4}, inputs, 1), "regression",
+                         {"name": "adam", "lr": 1e-3}, {"name": "none"})
+
+    path = tmp_path / "fold_00" / "checkpoints" / "best.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save({"state_dict": module(3).state_dict()}, path)
+    wider = module(4)
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    warm_start(wider, path)
+    assert all(torch.equal(wider.state_dict()[k], v) for k, v in before.items())
+    assert "fold_00" in caplog.text and "fresh weights" in caplog.text

@@ -120,6 +120,20 @@ def as_time(value, times: np.ndarray, key: str):
         raise SeqtrainError(f"{key}: cannot read {value!r} as a value of the time column") from None
 
 
+def in_period(split, times: np.ndarray) -> np.ndarray | None:
+    """Which rows lie in ``[data.split.train_start, data.split.test_end)`` (a walk-forward
+    fold's period); None when neither is set."""
+    start, end = split.get("train_start"), split.get("test_end")
+    if start is None and end is None:
+        return None
+    keep = np.ones(len(times), bool)
+    if start is not None:
+        keep &= times >= as_time(start, times, "data.split.train_start")
+    if end is not None:
+        keep &= times < as_time(end, times, "data.split.test_end")
+    return keep
+
+
 def label_values(values: np.ndarray, target: str) -> np.ndarray:
     """Class labels as given: integers (from an integer-valued float column) or strings."""
     if values.dtype.kind == "f":

@@ -16,12 +16,12 @@ import pyarrow as pa
 
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
-    as_time,
     check_classes,
     check_known_classes,
     class_balance,
     float_column,
     forward_fill,
+    in_period,
     known_future_columns,
     label_values,
     missing_values,
@@ -141,17 +141,15 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
 def keep_period(split, rows: TableRows) -> None:
     """``data.split.train_start`` / ``test_end`` (a walk-forward fold's period): rows outside
     ``[train_start, test_end)`` are left out before anything is split or fit."""
-    start, end = split.get("train_start"), split.get("test_end")
-    if start is None and end is None:
+    keep = in_period(split, rows.times)
+    if keep is None:
         return
-    keep = np.ones(len(rows.times), bool)
-    if start is not None:
-        keep &= rows.times >= as_time(start, rows.times, "data.split.train_start")
-    if end is not None:
-        keep &= rows.times < as_time(end, rows.times, "data.split.test_end")
-    rows.take(np.flatnonzero(keep))
     if not keep.any():
-        raise SeqtrainError(f"data.split: no rows between train_start={start} and test_end={end}")
+        raise SeqtrainError(f"data.split: no rows between train_start={split.get('train_start')} "
+                            f"and test_end={split.get('test_end')}")
+    rows.take(np.flatnonzero(keep))
+    present, rows.series = np.unique(rows.series, return_inverse=True)  # series with rows in it
+    rows.series_names = [rows.series_names[i] for i in present]
 
 
 def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str):

@@ -39,6 +39,7 @@ from seqtrain.data.columns import (
     check_known_classes,
     class_balance,
     float_column,
+    in_period,
     known_future_columns,
     label_values,
     missing_values,
@@ -111,6 +112,7 @@ class StreamData(HasDataState):
     val_start: object
     test_start: object
     contract: DataState  # every fitted statistic, saved as data_state.json
+    period: object = None  # data.split (train_start/test_end): rows outside are never read
 
 
 @dataclass
@@ -123,9 +125,10 @@ class _Source:
     group_col: str | None
     target: str
     features: list[str]
+    period: object = None  # data.split, when it sets train_start/test_end
 
     def read(self, group, columns: list[str]) -> pa.Table:
-        return source.read_row_group(group, self.dataset.schema, columns)
+        return read_in_period(group, self.dataset.schema, columns, self.time_col, self.period)
 
     @property
     def key_columns(self) -> list[str]:
@@ -170,14 +173,17 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if cfg.sort:
         raise SeqtrainError("data.sort=true needs the whole table in memory; sort the files "
                             "or set data.streaming=false")
-    if cfg.split.get("train_start") is not None or cfg.split.get("test_end") is not None:
-        raise SeqtrainError("data.split.train_start/test_end (walk-forward folds) need the table in "
-                            "memory for now; set data.streaming=false")
     dataset = source.open_dataset(path)
     time_col, group_col, target, features = validate.resolve_columns(dataset.schema, cfg, path)
-    src = _Source(dataset, source.row_groups(dataset), time_col, group_col, target, features)
+    fold = cfg.split.get("train_start") is not None or cfg.split.get("test_end") is not None
+    period = cfg.split if fold else None
+    src = _Source(dataset, source.row_groups(dataset), time_col, group_col, target, features, period)
+    if period is not None:  # a walk-forward fold: only the row groups holding rows of its period
+        src.groups = [group for group in src.groups if src.read(group, [time_col]).num_rows]
     if not src.groups:
-        raise SeqtrainError(f"data.path: {path} has no rows")
+        raise SeqtrainError(f"data.path: {path} has no rows" + (
+            f" between data.split.train_start={period.get('train_start')} and test_end="
+            f"{period.get('test_end')}" if period is not None else ""))
     scan = _scan_series(src, cfg, path)
     by_series = split_by_series(cfg)
     cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series)
@@ -215,7 +221,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         dataset=dataset, groups=src.groups, columns=_columns(src), group_series=scan.group_series,
         group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
         cuts=cuts, group_windows=group_windows, val_start=val_start, test_start=test_start,
-        contract=contract,
+        contract=contract, period=period,
     )
 
 
@@ -517,7 +523,8 @@ class StreamingWindows(IterableDataset):
     def _block(self, g: int, carry: dict | None, counters: np.ndarray):
         """Row group ``g`` with the carried rows before it, grouped by series, as tensors."""
         data = self.data
-        table = source.read_row_group(data.groups[g], data.dataset.schema, data.columns)
+        table = read_in_period(data.groups[g], data.dataset.schema, data.columns, data.time_col,
+                               data.period)
         times = time_values(table.column(data.time_col), data.time_col)
         codes = _codes(table, data.group_col, self.series_index)
         _, y = read_target(table.column(data.target), data.target, data.task)
@@ -590,6 +597,17 @@ class StreamingWindows(IterableDataset):
         for i in range(0, full, self.batch_size):
             yield {k: v[i: i + self.batch_size] for k, v in batch.items()}
         return [{k: v[full:] for k, v in batch.items()}] if full < n else []
+
+
+def read_in_period(group, schema: pa.Schema, columns: list[str], time_col: str, period) -> pa.Table:
+    """One row group's ``columns``, only its rows within a walk-forward fold's period
+    (``data.split`` train_start/test_end) when one is set: the passes and every epoch see the
+    same rows as the in-memory path after ``keep_period``."""
+    table = source.read_row_group(group, schema, columns)
+    if period is None:
+        return table
+    keep = in_period(period, time_values(table.column(time_col), time_col))
+    return table if keep.all() else table.filter(pa.array(keep))
 
 
 def _provisional_codes(table: pa.Table, group_col: str | None, names: dict) -> np.ndarray:

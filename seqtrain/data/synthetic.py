@@ -5,6 +5,11 @@ predictable from its last value) and a lagged driver (``driver`` at t-2 moves ``
 noise. Every column of row t is computable at time t, so the demo itself has no look-ahead:
 ``direction`` is the sign of the move *into* row t, and the label of a window ending at t is the
 next move, ``direction[t+1]``.
+
+``make_load_table`` is a harder, forecasting-shaped demo (``data.generator.name=load``): an
+hourly load with a daily profile, quieter weekends, level shifts every few weeks and persistent
+noise, the kind of series on which yesterday's value at the same hour (seasonal naive) is hard to
+beat.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from seqtrain.errors import SeqtrainError
 
 
 def make_table(n_series: int = 3, length: int = 2000, seed: int = 0, freq: str = "h") -> pd.DataFrame:
@@ -48,6 +55,48 @@ def make_table(n_series: int = 3, length: int = 2000, seed: int = 0, freq: str =
     return pd.concat(frames, ignore_index=True)
 
 
+def make_load_table(n_series: int = 3, length: int = 2688, seed: int = 0, freq: str = "h") -> pd.DataFrame:
+    """Hourly loads, deterministic for a given seed: time, symbol, y, direction.
+
+    Each series is ``level × daily profile × weekday factor + AR(1) noise``: a two-peak daily
+    profile of its own, weekends 25% lower, a level that jumps (by -15% to +35%) every two to six
+    weeks (so later periods lie outside the training range) and noise that persists
+    over hours. The label of a day-ahead forecast needs the profile, the weekday and the recent
+    level together; yesterday's value alone gets the weekday and level changes wrong."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    hour, weekday = t % 24, (t // 24) % 7
+    frames = []
+    for s in range(n_series):
+        peaks = rng.uniform([6, 16], [10, 20])
+        profile = (1 + 0.35 * np.exp(-0.5 * ((hour - peaks[0]) / 2.0) ** 2)
+                   + 0.5 * np.exp(-0.5 * ((hour - peaks[1]) / 2.5) ** 2)
+                   - 0.2 * np.exp(-0.5 * ((hour - 3) / 2.0) ** 2))
+        week = np.where(weekday >= 5, 0.75, 1.0)
+        level = np.empty(length)
+        start, value = 0, 100.0 * rng.uniform(0.8, 1.2)
+        while start < length:
+            span = int(rng.integers(24 * 14, 24 * 42))
+            level[start:start + span] = value
+            value *= rng.choice([0.85, 1.15, 1.25, 1.35])  # mostly growth: later levels are new
+            start += span
+        noise = np.zeros(length)
+        shocks = rng.normal(0, 2.0, length)
+        for i in range(1, length):
+            noise[i] = 0.9 * noise[i - 1] + shocks[i]
+        y = level * profile * week + noise + rng.normal(0, 1.0, length)
+        frames.append(pd.DataFrame({
+            "time": pd.date_range("2021-01-04", periods=length, freq=freq),  # a Monday
+            "symbol": f"S{s}",
+            "y": y.astype(np.float32),
+            "direction": np.concatenate([[0], (np.diff(y) > 0)]).astype(np.int8),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+GENERATORS = {"demo": make_table, "load": make_load_table}
+
+
 def planted_signal_table(n_rows: int = 6000, n_noise: int = 4, seed: int = 0) -> pd.DataFrame:
     """A signal no single column shows: the label at t+1 is the sign of x1[t]·sign(x2[t-3]),
     among noise columns. Nothing beats chance (0.5) without reading x1 now and x2 three rows
@@ -60,11 +109,14 @@ def planted_signal_table(n_rows: int = 6000, n_noise: int = 4, seed: int = 0) ->
     return pd.DataFrame({"time": np.arange(n_rows), "x1": x1, "x2": x2, **noise, "label": label})
 
 
-def write_parquet(path: str | Path, **params) -> Path:
-    """Write the demo table to ``path`` (atomically: a killed run leaves no half file)."""
+def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
+    """Write demo table ``name`` (demo | load) to ``path`` (atomically: a killed run leaves no
+    half file)."""
+    if name not in GENERATORS:
+        raise SeqtrainError(f"data.generator.name: unknown {name!r}; choose {' or '.join(GENERATORS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pandas(make_table(**params), preserve_index=False), tmp)
+    pq.write_table(pa.Table.from_pandas(GENERATORS[name](**params), preserve_index=False), tmp)
     tmp.replace(path)
     return path

@@ -18,7 +18,7 @@ MODELS: dict[str, str] = {
     "informer": "seqtrain.models.informer:Informer",
     "cnn_lstm": "seqtrain.models.cnn_lstm:CNNLSTM",
 }
-SHAPES = {"self", "input_size", "output_size", "output_steps", "known_size"}
+SHAPES = {"self", "input_size", "output_size", "output_steps", "known_size", "seq_length"}
 
 
 def model_class(name: str) -> type[SequenceModel]:
@@ -41,11 +41,15 @@ def check_model_args(name: str, args: dict) -> type[SequenceModel]:
 
 
 def build_model(name: str, args: dict, input_size: int, output_size: int, output_steps: int = 1,
-                known_size: int = 0) -> SequenceModel:
-    """Instantiate model ``name`` with its config arguments and the shapes from the data."""
+                known_size: int = 0, seq_length: int | None = None) -> SequenceModel:
+    """Instantiate model ``name`` with its config arguments and the shapes from the data; the
+    window length goes to a model that sizes itself by it (``seq_length`` in its signature)."""
     cls = check_model_args(name, args)
+    shapes = {"input_size": input_size, "output_size": output_size, "output_steps": output_steps,
+              "known_size": known_size}
+    if seq_length is not None and "seq_length" in inspect.signature(cls.__init__).parameters:
+        shapes["seq_length"] = seq_length
     try:
-        return cls(input_size=input_size, output_size=output_size, output_steps=output_steps,
-                   known_size=known_size, **args)
+        return cls(**shapes, **args)
     except (TypeError, ValueError) as exc:
         raise SeqtrainError(f"model: cannot build {name}: {exc}") from None

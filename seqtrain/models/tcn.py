@@ -9,7 +9,9 @@ zero at the input of every convolution, so a padded window gives the output of i
 
 Arguments:
     input_size, output_size, output_steps, known_size: shapes from the data (see base.py).
-    num_channels: channels of each level, e.g. [32, 32, 32] for three levels.
+    num_channels: channels of each level, e.g. [32, 32, 32] for three levels; or one number, the
+        channels of as many levels as make the receptive field cover ``seq_length``.
+    seq_length: rows per window (from the data), for ``num_channels`` given as one number.
     kernel_size: width of every convolution.
     dropout: after each convolution, and before the head.
 """
@@ -19,6 +21,17 @@ from torch import nn
 
 from seqtrain.models.base import SequenceModel
 from seqtrain.models.layers import CausalConv1d, StepsHead
+
+
+def levels_to_cover(seq_length: int, kernel_size: int) -> int:
+    """The fewest levels whose receptive field, 1 + 2 (k - 1) (2^levels - 1), covers a window
+    (at least two, so a short window still gets a residual stack)."""
+    if kernel_size < 2:
+        raise ValueError(f"kernel_size {kernel_size}: needs at least 2 for the field to grow")
+    levels = 2
+    while 1 + 2 * (kernel_size - 1) * (2**levels - 1) < seq_length:
+        levels += 1
+    return levels
 
 
 class TemporalBlock(nn.Module):
@@ -41,9 +54,11 @@ class TemporalBlock(nn.Module):
 
 class TCN(SequenceModel):
     def __init__(self, input_size: int, output_size: int, output_steps: int = 1, known_size: int = 0,
-                 num_channels: tuple[int, ...] = (32, 32, 32, 32), kernel_size: int = 3,
-                 dropout: float = 0.1):
+                 num_channels: int | tuple[int, ...] = 32, kernel_size: int = 3, dropout: float = 0.1,
+                 seq_length: int = 32):
         super().__init__(input_size, output_size, output_steps, known_size)
+        if isinstance(num_channels, int):
+            num_channels = [num_channels] * levels_to_cover(seq_length, kernel_size)
         channels = [input_size, *num_channels]
         self.blocks = nn.ModuleList(
             TemporalBlock(channels[i], channels[i + 1], kernel_size, 2**i, dropout)

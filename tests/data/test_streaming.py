@@ -113,6 +113,35 @@ def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task
         assert_same_windows(expected[split], got[split])
 
 
+@pytest.mark.parametrize("scheme", ["expanding", "sliding"])
+def test_each_walk_forward_fold_streams_the_windows_and_statistics_it_has_in_memory(tmp_path, scheme):
+    """A fold reads only the rows of its period (train_start .. test_end) on both paths; row
+    groups wholly outside it are skipped, and the halo never reaches before train_start."""
+    from seqtrain.evaluate import fold_configs
+
+    path = write(unequal_series(seed=5), tmp_path / "t.parquet", 41)
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "data=parquet", f"data.path={path}", "data.target=close", "data.group_col=symbol",
+            "data.label=direction", "data.dead_zone=q0.33", "task=classification", *SETTINGS[:2],
+            "data.embargo=2", "eval=walk_forward", "eval.folds=3", "eval.test_size=0.1",
+            f"eval.scheme={scheme}", "eval.train_size=0.4"])
+    folds = fold_configs(cfg, str(path))
+    for bounds, fold_cfg in folds:
+        memory, expected = in_memory(fold_cfg.data, "classification", path)
+        stream, got = streamed(fold_cfg.data, "classification", path)
+        assert stream.state["windows"] == memory.state["windows"]
+        assert stream.state["label"]["dead_zone"] == pytest.approx(memory.state["label"]["dead_zone"], rel=1e-12)
+        assert stream.series_names == memory.series_names
+        np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
+        assert stream.state["class_counts_by_split"] == memory.state["class_counts_by_split"]
+        for split in ("train", "val", "test"):
+            assert_same_windows(expected[split], got[split])
+        if scheme == "sliding":
+            assert len(stream.groups) < len(plan_stream(data_cfg(path, *SETTINGS[:2]), "regression",
+                                                        str(path)).groups)
+
+
 def _gather(dataset, workers):
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=batch_as_is)
     batches = list(loader)

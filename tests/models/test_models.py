@@ -82,6 +82,15 @@ def test_tcn_receptive_field_matches_its_formula_and_the_data():
     assert 40 - reached.min().item() == model.receptive_field
 
 
+@pytest.mark.parametrize("seq_length", [5, 61, 62, 168, 500])
+def test_tcn_given_one_width_stacks_the_fewest_levels_that_cover_the_window(seq_length):
+    model = build_model("tcn", {"num_channels": 4}, 3, 1, seq_length=seq_length)
+    assert model.receptive_field >= seq_length
+    fewer = 1 + 2 * (model.kernel_size - 1) * (2 ** (model.levels - 1) - 1)
+    assert model.levels == 2 or fewer < seq_length
+    assert all(block.conv1.conv.out_channels == 4 for block in model.blocks)
+
+
 @pytest.mark.parametrize("name", sorted(DECODERS))
 def test_decoder_step_never_depends_on_later_known_future(name):
     model = build(name, steps=5, known=2, **DECODERS[name]).eval()

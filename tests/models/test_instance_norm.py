@@ -1,0 +1,90 @@
+"""Reversible instance normalisation: windows scaled by their own rows, forecasts mapped back."""
+
+import pytest
+import torch
+
+from seqtrain.models.base import SequenceModel
+from seqtrain.models.instance_norm import InstanceNorm
+from seqtrain.models.registry import MODELS, build_model
+
+SMALL = {"lstm": {"hidden_size": 8}, "gru": {"hidden_size": 8}, "seq2seq_attention": {"hidden_size": 8},
+         "tcn": {"num_channels": [8, 8], "kernel_size": 2},
+         "tft": {"hidden_size": 8, "hidden_continuous_size": 4, "attention_head_size": 2},
+         "informer": {"d_model": 8, "n_heads": 2, "d_ff": 16, "label_len": 4},
+         "cnn_lstm": {"channels": [8], "hidden_size": 8}}
+TO_LABEL = (2.0, -0.5)  # target column's input units -> label units
+
+
+def wrapped(name, steps=3, outputs=1):
+    """``name`` with columns 0 and 2 (the target, last) normalised; column 1 left alone."""
+    torch.manual_seed(0)
+    model = build_model(name, SMALL[name], 3, outputs, steps, 0)
+    return InstanceNorm(model, [0, 2], target=2, to_label=TO_LABEL).eval()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_shifted_and_scaled_history_gives_the_same_forecast_shifted_and_scaled(name):
+    """The network sees each window only as its own shape: move the target's history by c and
+    stretch it by s, and the forecast (label units) moves and stretches by the same, whatever the
+    level — a level never seen in training costs nothing."""
+    model = wrapped(name)
+    x = torch.randn(4, 12, 3)
+    out = model(x)
+    moved = x.clone()
+    moved[..., 2] = x[..., 2] * 3.0 + 40.0
+    moved[..., 0] = x[..., 0] - 7.0  # another normalised column: its level does not matter
+    scale, shift = TO_LABEL
+    # label = scale * column + shift: stretching the column by 3 and moving it by 40 maps
+    # label y to 3 y + scale * 40 - 2 shift ... i.e. (3 (y - shift) / scale + 40) scale + shift
+    expected = (3.0 * (out - shift) / scale + 40.0) * scale + shift
+    torch.testing.assert_close(model(moved), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_columns_left_alone_keep_their_level():
+    model = wrapped("lstm")
+    x = torch.randn(4, 12, 3)
+    moved = x.clone()
+    moved[..., 1] += 5.0
+    assert not torch.allclose(model(moved), model(x))
+
+
+class Echo(SequenceModel):
+    """Returns the teacher-forced target it was given (what the network saw as the truth)."""
+
+    def forward(self, x, future=None, target=None, mask=None):
+        return target.unsqueeze(-1)
+
+
+def test_teacher_forcing_sees_the_truth_in_the_inputs_units_and_comes_back_unchanged():
+    model = InstanceNorm(Echo(3, 1, 4), [0, 2], target=2, to_label=TO_LABEL)
+    x, truth = torch.randn(5, 10, 3) * 4 + 9, torch.randn(5, 4)
+    torch.testing.assert_close(model(x, target=truth), truth.unsqueeze(-1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm", "tcn", "seq2seq_attention", "informer"])
+def test_padded_rows_change_neither_the_statistics_nor_the_output(name):
+    model = wrapped(name, steps=2)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[0, :5], mask[1, :9] = False, False
+    x = torch.randn(3, 12, 3) * mask.unsqueeze(-1)
+    out = model(x, mask=mask)
+    garbage = x + torch.randn_like(x) * 100 * (~mask).unsqueeze(-1)
+    torch.testing.assert_close(model(garbage, mask=mask), out)
+    assert torch.isfinite(out).all()
+
+
+def test_without_a_target_outputs_are_the_models_own():
+    """Classification (or a move label): inputs normalised, outputs untouched."""
+    torch.manual_seed(0)
+    inner = build_model("lstm", SMALL["lstm"], 3, 2, 1, 0)
+    model = InstanceNorm(inner, [0, 2]).eval()
+    x = torch.randn(4, 12, 3)
+    scaled = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-5)
+    scaled[..., 1] = x[..., 1]
+    torch.testing.assert_close(model(x), inner(scaled), rtol=1e-5, atol=1e-5)
+
+
+def test_a_flat_window_gives_finite_outputs():
+    model = wrapped("tcn")
+    x = torch.ones(2, 12, 3) * 5.0
+    assert torch.isfinite(model(x)).all()
