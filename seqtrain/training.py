@@ -451,20 +451,25 @@ def _loss(cfg: DictConfig) -> tuple[str, list[float] | None]:
 
 
 def instance_norm(cfg: DictConfig) -> str:
-    """``revin`` or ``none``: what the config's ``instance_norm`` means for this run (``auto``:
-    revin where it won on benchmarks/forecast_quality.py, forecasting the target's level).
-    A run saved before the key existed had none."""
-    chosen = cfg.get("instance_norm", "none")
-    if chosen == "auto":
-        level = cfg.task == "regression" and cfg.data.label == "value" and cfg.data.target_as_input
-        return "revin" if level else "none"
-    return chosen
+    """The config's ``instance_norm`` (a run saved before the key existed had none)."""
+    return cfg.get("instance_norm", "none")
+
+
+def level_is_input(state) -> bool:
+    """Whether the forecast is of the target's level with its history an input: where
+    ``instance_norm=auto`` turns RevIN on (it won there on benchmarks/forecast_quality.py; on
+    direction labels it lost, as scaling each window by its own spread hides the volatility a
+    dead zone depends on)."""
+    return state.target_history and state.task == "regression" and state.label == "value"
 
 
 def with_instance_norm(model, state, chosen: str):
     """``model`` inside reversible instance normalisation (``chosen == "revin"``): every input
     column but calendar and known-future ones scaled per window; outputs de-normalised with the
-    target's window statistics when the label is the target's value and its history an input."""
+    target's window statistics when the label is the target's value and its history an input;
+    ``auto``: revin where ``level_is_input``."""
+    if chosen == "auto":
+        chosen = "revin" if level_is_input(state) else "none"
     if chosen != "revin":
         return model
     known = set(state.known_future)

@@ -9,7 +9,7 @@ next move, ``direction[t+1]``.
 ``make_load_table`` is a harder, forecasting-shaped demo (``data.generator.name=load``): an
 hourly load with a daily profile, quieter weekends, level shifts every few weeks and persistent
 noise, the kind of series on which yesterday's value at the same hour (seasonal naive) is hard to
-beat.
+beat. ``make_bars_table`` (``bars``) is raw OHLCV bars, the input of a direction model.
 """
 
 from __future__ import annotations
@@ -94,7 +94,42 @@ def make_load_table(n_series: int = 3, length: int = 2688, seed: int = 0, freq: 
     return pd.concat(frames, ignore_index=True)
 
 
-GENERATORS = {"demo": make_table, "load": make_load_table}
+def make_bars_table(n_series: int = 3, length: int = 4000, seed: int = 0, freq: str = "h") -> pd.DataFrame:
+    """Raw hourly OHLCV bars, deterministic for a given seed: time, symbol, open, high, low,
+    close, volume — prices at levels of their own, nothing derived.
+
+    Log returns are noise with slowly changing volatility, except after an "informed" bar (one
+    in seven): its volume is about three times the usual, it closes near its high or its low,
+    and the next four bars drift that way by half the volatility each. Reading it takes the
+    volume and where the close sits in the bar's range together, at the scale of the series'
+    recent moves (a price's level says nothing); every value of row t is known at its close."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for s in range(n_series):
+        vol = np.exp(np.log(0.004) + np.cumsum(rng.normal(0, 0.02, length)).clip(-1, 1))
+        informed = rng.random(length) < 1 / 7
+        side = rng.choice([-1.0, 1.0], length)  # where an informed bar closes, and the drift after
+        drift = np.zeros(length)
+        for t in np.flatnonzero(informed):
+            drift[t + 1:t + 5] += side[t] * vol[t] / 2
+        returns = rng.normal(0, 1, length) * vol + drift
+        close = 100 * rng.uniform(0.5, 2.0) * np.exp(np.cumsum(returns))
+        open_ = np.concatenate([[close[0] / np.exp(returns[0])], close[:-1]])
+        wick = np.abs(rng.normal(0, 0.5, (2, length))) * vol
+        wick[0, informed & (side > 0)] *= 0.1  # closes near the high
+        wick[1, informed & (side < 0)] *= 0.1  # ... or near the low
+        volume = 1e5 * rng.uniform(0.5, 2) * np.exp(rng.normal(0, 0.3, length)) * np.where(informed, 3.0, 1.0)
+        frames.append(pd.DataFrame({
+            "time": pd.date_range("2021-01-04", periods=length, freq=freq),
+            "symbol": f"S{s}",
+            "open": open_, "high": np.maximum(open_, close) * np.exp(wick[0]),
+            "low": np.minimum(open_, close) * np.exp(-wick[1]), "close": close,
+            "volume": volume.round(),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+GENERATORS = {"demo": make_table, "load": make_load_table, "bars": make_bars_table}
 
 
 def planted_signal_table(n_rows: int = 6000, n_noise: int = 4, seed: int = 0) -> pd.DataFrame:
@@ -113,7 +148,7 @@ def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
     """Write demo table ``name`` (demo | load) to ``path`` (atomically: a killed run leaves no
     half file)."""
     if name not in GENERATORS:
-        raise SeqtrainError(f"data.generator.name: unknown {name!r}; choose {' or '.join(GENERATORS)}")
+        raise SeqtrainError(f"data.generator.name: unknown {name!r}; choose {', '.join(GENERATORS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

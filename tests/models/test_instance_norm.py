@@ -1,5 +1,7 @@
 """Reversible instance normalisation: windows scaled by their own rows, forecasts mapped back."""
 
+import json
+
 import pytest
 import torch
 
@@ -34,8 +36,7 @@ def test_a_shifted_and_scaled_history_gives_the_same_forecast_shifted_and_scaled
     moved[..., 2] = x[..., 2] * 3.0 + 40.0
     moved[..., 0] = x[..., 0] - 7.0  # another normalised column: its level does not matter
     scale, shift = TO_LABEL
-    # label = scale * column + shift: stretching the column by 3 and moving it by 40 maps
-    # label y to 3 y + scale * 40 - 2 shift ... i.e. (3 (y - shift) / scale + 40) scale + shift
+    # in the column's units (label = scale * column + shift) the forecast is stretched and moved
     expected = (3.0 * (out - shift) / scale + 40.0) * scale + shift
     torch.testing.assert_close(model(moved), expected, rtol=1e-4, atol=1e-3)
 
@@ -88,3 +89,25 @@ def test_a_flat_window_gives_finite_outputs():
     model = wrapped("tcn")
     x = torch.ones(2, 12, 3) * 5.0
     assert torch.isfinite(model(x)).all()
+
+
+@pytest.mark.parametrize("task, chosen, expected", [
+    ("regression", "auto", "revin"),  # the target's level is forecast from its own history
+    ("classification", "auto", None),
+    ("classification", "revin", "revin"),
+    ("regression", "none", None),
+])
+def test_auto_turns_it_on_where_the_forecast_is_of_the_targets_level(run_cli, task, chosen, expected):
+    from tests.conftest import TINY
+
+    result = run_cli(*TINY, f"task={task}", f"instance_norm={chosen}")
+    assert result.code == 0, result.err
+    model = json.loads((result.run_dir / "metrics.json").read_text())["model"]
+    assert model.get("instance_norm") == expected
+
+
+def test_a_bad_setting_is_one_line(run_cli):
+    from tests.conftest import TINY
+
+    result = run_cli(*TINY, "instance_norm=window")
+    assert result.code == 2 and "instance_norm: 'window'; choose auto, revin or none" in result.err
