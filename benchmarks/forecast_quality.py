@@ -30,7 +30,6 @@ import torch
 import seqtrain
 from seqtrain.models.registry import MODELS
 
-
 BUILT_IN = {
     "demo-classification": ["task=classification"],
     "demo-regression": ["task=regression", "data.output_steps=3", "eval.season=24"],

@@ -118,7 +118,8 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
     trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps)
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
-               "scheme": cfg.eval.scheme, "refit": cfg.eval.get("refit", "fresh"), "folds": rows, "pooled": pooled,
+               "scheme": cfg.eval.scheme, "refit": cfg.eval.get("refit", "fresh"), "folds": rows,
+               "pooled": pooled,
                "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}

@@ -76,7 +76,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         if resume_from is not None:
             raise SeqtrainError("resume: a walk-forward run is not resumed; start it again")
         return walk_forward(cfg, run_dir, _data_path(cfg, run_dir),
-                            lambda fold_cfg, folder, warm: train(fold_cfg, folder, quiet=True, warm_from=warm))
+                            lambda fold_cfg, folder, warm: train(fold_cfg, folder, quiet=True,
+                                                                 warm_from=warm))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_run_data(cfg, run_dir)
     module = build_module(cfg, data)

@@ -177,8 +177,8 @@ def test_warm_refit_starts_each_fold_from_the_previous_folds_best_weights(tmp_pa
 def test_a_fold_whose_shapes_changed_starts_fresh_and_says_so(tmp_path, caplog):
     import torch
 
-    from seqtrain.module import SeqModule
     from seqtrain.models.registry import build_model
+    from seqtrain.module import SeqModule
     from seqtrain.training import warm_start
 
     def module(inputs):

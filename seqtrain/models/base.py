@@ -5,7 +5,8 @@ A model is a plain ``nn.Module``:
 - built as ``Model(input_size=F, output_size=O, output_steps=k, known_size=K, **its arguments)``;
   the four shapes come from the data: ``F`` input columns, ``O`` outputs per step (classes, or
   1 or the number of quantiles for regression), ``k`` forecast steps (1 for classification),
-  ``K`` columns known in advance;
+  ``K`` columns known in advance; a model that sizes itself by the window (the TCN's levels)
+  also takes ``seq_length`` ``L``;
 - ``forward(x, future=None, target=None, mask=None)`` maps windows ``x`` ``(B, L, F)``, oldest
   row first and ending at row t, to ``(B, k, O)``. ``future`` ``(B, k, K)`` holds the
   known-in-advance columns at the label rows (only decoders read it); ``target`` ``(B, k)`` holds
@@ -20,6 +21,9 @@ A model is a plain ``nn.Module``:
   ``(B, Q, L)`` (Q query rows, e.g. decoder steps), at every forward; a model that weighs its
   input columns stores ``self.variable_importance`` ``(B, F)``;
 - it knows nothing of Hydra, Lightning or Parquet.
+
+Per-window (instance) normalisation is not a model's business: ``instance_norm.InstanceNorm``
+wraps any of them.
 """
 
 from __future__ import annotations

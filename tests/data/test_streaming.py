@@ -126,12 +126,12 @@ def test_each_walk_forward_fold_streams_the_windows_and_statistics_it_has_in_mem
             "data.label=direction", "data.dead_zone=q0.33", "task=classification", *SETTINGS[:2],
             "data.embargo=2", "eval=walk_forward", "eval.folds=3", "eval.test_size=0.1",
             f"eval.scheme={scheme}", "eval.train_size=0.4"])
-    folds = fold_configs(cfg, str(path))
-    for bounds, fold_cfg in folds:
+    for _, fold_cfg in fold_configs(cfg, str(path)):
         memory, expected = in_memory(fold_cfg.data, "classification", path)
         stream, got = streamed(fold_cfg.data, "classification", path)
         assert stream.state["windows"] == memory.state["windows"]
-        assert stream.state["label"]["dead_zone"] == pytest.approx(memory.state["label"]["dead_zone"], rel=1e-12)
+        dead_zone = memory.state["label"]["dead_zone"]
+        assert stream.state["label"]["dead_zone"] == pytest.approx(dead_zone, rel=1e-12)
         assert stream.series_names == memory.series_names
         np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
         assert stream.state["class_counts_by_split"] == memory.state["class_counts_by_split"]
