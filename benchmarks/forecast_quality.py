@@ -34,9 +34,8 @@ BUILT_IN = {
     "demo-classification": ["task=classification"],
     "demo-regression": ["task=regression", "data.output_steps=3", "eval.season=24"],
     # day-ahead: a week of hourly history, the next 24 hours, beside yesterday's values
-    "load-day-ahead": ["task=regression", "data.generator.name=load", "data.generator.length=2688",
-                       "data.seq_length=168", "data.output_steps=24", "data.time_features=true",
-                       "eval.season=24"],
+    "load-day-ahead": ["task=regression", "data.generator.name=load", "data.seq_length=168",
+                       "data.output_steps=24", "data.time_features=true", "eval.season=24"],
 }
 
 

@@ -152,6 +152,7 @@ def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pandas(GENERATORS[name](**params), preserve_index=False), tmp)
+    given = {key: value for key, value in params.items() if value is not None}  # None: its default
+    pq.write_table(pa.Table.from_pandas(GENERATORS[name](**given), preserve_index=False), tmp)
     tmp.replace(path)
     return path
