@@ -111,8 +111,9 @@ def test_same_command_twice_gives_identical_results(run_cli):
 
 
 def test_a_loss_that_turns_nan_stops_the_run_with_the_last_good_weights(run_cli):
+    # instance_norm=none: window-scaled outputs stay bounded longer than a diverging net should take
     result = run_cli("task=regression", "optim=sgd", "optim.lr=1e12", "trainer.gradient_clip_val=null",
-                     *TINY)
+                     "instance_norm=none", *TINY)
     assert result.code == 2
     message = " ".join(result.err.split())
     assert "loss became" in message and "at step" in message and "optim.lr" in message
