@@ -79,8 +79,8 @@ class InstanceNorm(SequenceModel):
         if target is not None:  # teacher forcing reads the truth as the model sees its inputs
             target = ((target.float() - level) / spread * g + b).to(target.dtype)
         out = self.model(scaled, future=future, target=target, mask=mask)
-        scale = spread.unsqueeze(-1) / (g + self.eps * self.eps)
-        return ((out.float() - b) * scale + level.unsqueeze(-1)).to(out.dtype)
+        stretch = spread.unsqueeze(-1) / (g + self.eps * self.eps)
+        return ((out.float() - b) * stretch + level.unsqueeze(-1)).to(out.dtype)
 
     def summary(self) -> dict:
         return {**self.model.summary(), **super().summary(), "instance_norm": "revin"}
