@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import warnings
@@ -99,6 +100,12 @@ def one_line(message: str) -> str:
     return last.split("SeqtrainError: ", 1)[-1]
 
 
+def record_failure(run_dir: Path, message: str) -> None:
+    """``failed.json`` in a sweep job's folder: its one-line error, for the sweep summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "failed.json").write_text(json.dumps({"error": message}, indent=2))
+
+
 def _error(message: str) -> None:
     from rich.console import Console
 
@@ -113,15 +120,21 @@ def _hydra_main():
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="config")
     def run(cfg):
+        from hydra.types import RunMode
+
         from seqtrain.errors import SeqtrainError
         from seqtrain.training import train
 
         _quiet_libraries()
+        hydra_cfg = HydraConfig.get()
         try:
-            return train(cfg, HydraConfig.get().runtime.output_dir)
+            return train(cfg, hydra_cfg.runtime.output_dir)
         except SeqtrainError as exc:
             logging.getLogger("seqtrain").debug("failed: %s", exc)
             _error(str(exc))
+            if hydra_cfg.mode == RunMode.MULTIRUN:  # one grid point's bad value or NaN loss: the
+                record_failure(Path(hydra_cfg.runtime.output_dir), one_line(str(exc)))  # sweep goes on
+                return float("nan")  # what sweepers (Optuna) read as a failed trial
             raise SystemExit(2) from None
 
     return run
@@ -259,12 +272,17 @@ class ProtectEarlierRuns(Callback):
 
 
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, one table comparing its runs (and summary.csv)."""
+    """Hydra callback: at the end of a multirun, one table comparing its runs (and summary.csv);
+    exit status 2 when any run failed (each failed run's error is in the table)."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from seqtrain.report.summary import print_sweep_summary
 
-        print_sweep_summary(Path(config.hydra.sweep.dir))
+        rows = print_sweep_summary(Path(config.hydra.sweep.dir))
+        failed = [row for row in rows if row.get("error")]
+        if failed:
+            _error(f"{len(failed)} of {len(rows)} runs failed (their errors are above and in summary.csv)")
+            raise SystemExit(2)
 
 
 if __name__ == "__main__":

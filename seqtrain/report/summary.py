@@ -140,6 +140,8 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
             continue
         overrides = " ".join(yaml.safe_load(overrides_file.read_text()) or [])
         row = {"job": job.name, "overrides": overrides}
+        if (job / "failed.json").exists():  # a run stopped by its one-line error
+            row["error"] = json.loads((job / "failed.json").read_text())["error"]
         metrics_file = job / "metrics.json"
         if metrics_file.exists() and json.loads(metrics_file.read_text()).get("eval") == "walk_forward":
             pooled = json.loads(metrics_file.read_text())["pooled"]  # the folds pooled: no single best epoch
@@ -161,17 +163,18 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> None:
-    """Print the sweep's jobs side by side and save them as ``summary.csv`` in the sweep folder."""
+def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list[dict]:
+    """Print the sweep's jobs side by side and save them as ``summary.csv`` in the sweep folder;
+    a failed job's row says so, with its error under the table. Returns the rows."""
     rows = sweep_table(sweep_dir)
     if not rows:
-        return
+        return rows
     frame = pd.DataFrame(rows)
     frame.to_csv(Path(sweep_dir) / "summary.csv", index=False)
     shared = set.intersection(*(set(r["overrides"].split()) for r in rows))
     for row in rows:  # show what differs between the runs, not what they all share
         row["overrides"] = " ".join(o for o in row["overrides"].split() if o not in shared)
-    columns = [c for c in frame.columns if c not in ("job", "overrides", "monitor", "test_loss")]
+    columns = [c for c in frame.columns if c not in ("job", "overrides", "monitor", "test_loss", "error")]
     monitor = next((r["monitor"] for r in rows if "monitor" in r), "best_val")
     table = Table(title=f"sweep · {len(rows)} runs · {sweep_dir}", header_style="bold",
                   caption="validation: best epoch; acc/f1/... : test split, with the main metric's 95% "
@@ -182,9 +185,16 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> None
         name = monitor if column == "best_val" else column.removeprefix("test_")
         table.add_column(name.replace("wall_time_s", "s"), justify="right")
     for row in rows:
-        cells = [_fmt(row[c]) if c in row else "failed" if c == "best_val" else "" for c in columns]
+        finished = any(key not in ("job", "overrides", "error") for key in row)
+        cells = [_fmt(row[c]) if c in row else "" if finished or i else "failed"
+                 for i, c in enumerate(columns)]
         table.add_row(row["job"], row["overrides"], *cells)
-    (console or Console()).print(table)
+    console = console or Console()
+    console.print(table)
+    for row in rows:
+        if row.get("error"):
+            console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)
+    return rows
 
 
 def _job_number(path: Path):
