@@ -94,7 +94,8 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     previous fold's best checkpoint with ``eval.refit=warm``), then pool; the mean of the folds'
     best monitored validation values (what a sweep optimises)."""
     started = time.perf_counter()
-    rows, frames, best = [], [], []
+    rows, frames, best, classes = [], [], [], None
+    refit = cfg.eval.get("refit", "fresh")
     folds = fold_configs(cfg, data_path)
     for i, (bounds, fold_cfg) in enumerate(folds):
         folder = run_dir / f"fold_{i:02d}"
@@ -104,9 +105,10 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
         (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
         OmegaConf.save(fold_cfg, folder / ".hydra" / "config.yaml")
         warm = run_dir / f"fold_{i - 1:02d}" / "checkpoints" / "best.ckpt"
-        warm = warm if cfg.eval.get("refit", "fresh") == "warm" and i > 0 and warm.exists() else None
+        warm = warm if refit == "warm" and i > 0 and warm.exists() else None
         best.append(train_fold(fold_cfg, folder, warm))
         metrics = json.loads((folder / "metrics.json").read_text())
+        classes = classes or metrics.get("classes")
         frames.append(pd.read_parquet(folder / "predictions.parquet").assign(fold=i))
         rows.append({**_fold_row(i, bounds, metrics, time.perf_counter() - fold_started),
                      "warm_from": warm.parent.parent.name if warm else None})
@@ -118,8 +120,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
     trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps)
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
-               "scheme": cfg.eval.scheme, "refit": cfg.eval.get("refit", "fresh"), "folds": rows,
-               "pooled": pooled,
+               "scheme": cfg.eval.scheme, "refit": refit, "folds": rows, "pooled": pooled,
                "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
@@ -128,7 +129,6 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     from seqtrain.report.summary import print_walk_forward
 
     plot_folds(folds_table, pooled, run_dir / "plots" / "folds.png")
-    classes = json.loads((run_dir / "fold_00" / "metrics.json").read_text()).get("classes")
     starts = [pd.Timestamp(b) if isinstance(b, str) else b for b in folds_table["test_start"]]
     plot_predictions(predictions, cfg.data.group_col, task, classes, run_dir / "plots" / "predictions.png",
                      boundaries=starts)

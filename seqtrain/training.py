@@ -475,11 +475,9 @@ def with_instance_norm(model, state, chosen: str):
         return model
     known = set(state.known_future)
     normalised = [i for i, name in enumerate(state.features) if name not in known]
-    target = None
-    if state.target_history:
+    if state.target_history:  # the last input column
         normalised.append(len(state.inputs) - 1)
-        if state.task == "regression" and state.label == "value":
-            target = len(state.inputs) - 1
+    target = len(state.inputs) - 1 if level_is_input(state) else None
     if not normalised:
         log.warning("instance_norm=revin: no input column to normalise (calendar and known-future "
                     "columns are left as they are); training without it")

@@ -73,27 +73,31 @@ class DataState:
 
     # -- labels ------------------------------------------------------------------------------------
 
-    def label_values(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-        """The label of each row as the user reads it (a class, or a value in target units),
-        from the target's values of rows grouped by series (``bounds``); missing where a row
-        has too few rows before it in its series for its move."""
+    def log_moves(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray | None:
+        """The target's log move over the horizon ending at each row, from its values of rows
+        grouped by series (``bounds``; NaN where a series has too few rows before); None when
+        the label is the target itself."""
         if self.label == "value":
-            return target_values
-        log_moves = moves(target_values, bounds, self.window.horizon, self.label_target_kind)
-        return labels_from_moves(self.label, log_moves, self.dead_zone)
+            return None
+        return moves(target_values, bounds, self.window.horizon, self.label_target_kind)
 
-    def realised_moves(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray | None:
-        """With direction labels, the simple return over the horizon ending at each row (what
-        trading the predicted direction would have earned); None for other labels."""
+    def realised_moves(self, log_moves: np.ndarray | None) -> np.ndarray | None:
+        """With direction labels, the simple return of each ``log_moves`` (what trading the
+        predicted direction would have earned); None for other labels."""
         if self.label != "direction":
             return None
-        log_moves = moves(target_values, bounds, self.window.horizon, self.label_target_kind)
         return np.expm1(log_moves).astype(np.float32)
 
-    def encode_labels(self, target_values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    def encode_labels(self, target_values: np.ndarray, bounds: np.ndarray | None,
+                      log_moves: np.ndarray | None = None) -> np.ndarray:
         """Labels as the model trains on them: class ids (-1 for a missing or unseen class), or
-        the scaled target (NaN where missing)."""
-        values = self.label_values(target_values, bounds)
+        the scaled target (NaN where missing); a move label from ``log_moves`` when given, else
+        from the target's values grouped by series (``bounds``)."""
+        if self.label == "value":
+            values = target_values
+        else:
+            log_moves = self.log_moves(target_values, bounds) if log_moves is None else log_moves
+            values = labels_from_moves(self.label, log_moves, self.dead_zone)
         if self.task == "regression":
             return self.target_scaler.transform(np.asarray(values, np.float64))
         bad = pd.isna(values) if values.dtype == object else ~np.isfinite(values)

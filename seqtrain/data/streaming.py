@@ -147,6 +147,7 @@ class _Scan:
     halo_start: np.ndarray
     axis: np.ndarray  # distinct times (for split fractions), or the first and last (for dates)
     time_dtype: np.dtype
+    groups: list  # the row groups that hold rows (of a walk-forward fold's period, when set)
 
 
 @dataclass
@@ -178,13 +179,8 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     fold = cfg.split.get("train_start") is not None or cfg.split.get("test_end") is not None
     period = cfg.split if fold else None
     src = _Source(dataset, source.row_groups(dataset), time_col, group_col, target, features, period)
-    if period is not None:  # a walk-forward fold: only the row groups holding rows of its period
-        src.groups = [group for group in src.groups if src.read(group, [time_col]).num_rows]
-    if not src.groups:
-        raise SeqtrainError(f"data.path: {path} has no rows" + (
-            f" between data.split.train_start={period.get('train_start')} and test_end="
-            f"{period.get('test_end')}" if period is not None else ""))
     scan = _scan_series(src, cfg, path)
+    src.groups = scan.groups  # later passes and every epoch skip groups without rows of the period
     by_series = split_by_series(cfg)
     cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series)
     if cfg.time_features and not np.issubdtype(scan.time_dtype, np.datetime64):
@@ -270,16 +266,21 @@ def _columns(src: _Source) -> list[str]:
 
 def _scan_series(src: _Source, cfg, path: str) -> _Scan:
     """Pass 1, time and series only: order checks, rows per series and row group, the first
-    row group each group's windows read from (its halo), and the time axis."""
+    row group each group's windows read from (its halo), and the time axis. Row groups without
+    rows (none of a walk-forward fold's period) are left out of everything after."""
     need = WindowSpec.from_config(cfg).rows  # rows one window spans
     names: dict = {}
     last_time: dict[int, object] = {}
     counts: dict[int, int] = {}
     history: dict[int, tuple[list[int], list[int]]] = {}  # code -> (groups, rows after each)
     group_series, group_counts, halo, distinct, extremes = [], [], [], [], []
-    row0, times = 0, None
-    for g, group in enumerate(src.groups):
+    row0, times, kept = 0, None, []
+    for group in src.groups:
         table = src.read(group, src.key_columns)
+        if table.num_rows == 0:
+            continue
+        g = len(kept)  # the group's position among those kept
+        kept.append(group)
         times = time_values(table.column(src.time_col), src.time_col)
         codes = _provisional_codes(table, src.group_col, names)
         order = np.argsort(codes, kind="stable")
@@ -308,18 +309,21 @@ def _scan_series(src: _Source, cfg, path: str) -> _Scan:
                 distinct = [np.unique(np.concatenate(distinct))]
         row0 += table.num_rows
     if row0 == 0:
-        raise SeqtrainError(f"data.path: {path} has no rows")
+        period = src.period
+        raise SeqtrainError(f"data.path: {path} has no rows" + (
+            f" between data.split.train_start={period.get('train_start')} and test_end="
+            f"{period.get('test_end')}" if period is not None else ""))
     provisional = list(names)
     order = sorted(range(len(provisional)), key=lambda i: provisional[i])
     remap = np.empty(len(order), np.int64)
     remap[order] = np.arange(len(order))
     group_series = [remap[s] for s in group_series]
-    for g in range(len(src.groups)):
+    for g in range(len(kept)):
         sort = np.argsort(group_series[g])
         group_series[g], group_counts[g] = group_series[g][sort], group_counts[g][sort]
     axis = np.unique(np.concatenate(distinct)) if distinct else np.asarray(extremes, dtype=times.dtype)
     return _Scan(names, remap, [provisional[i] for i in order], group_series, group_counts,
-                 np.asarray(halo, np.int64), axis, times.dtype)
+                 np.asarray(halo, np.int64), axis, times.dtype, kept)
 
 
 def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, test_start,
@@ -545,10 +549,10 @@ class StreamingWindows(IterableDataset):
         order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
         block, is_new = {k: v[order] for k, v in new.items()}, is_new[order]
         if built:  # each row labelled once, when new, with the rows before it in the block
-            bounds = series_bounds(block["series"])
-            fresh = contract.encode_labels(block["target"], bounds)
+            log_moves = contract.log_moves(block["target"], series_bounds(block["series"]))
+            fresh = contract.encode_labels(block["target"], None, log_moves)
             block["labels"][is_new] = fresh[is_new]
-            moves = contract.realised_moves(block["target"], bounds)
+            moves = contract.realised_moves(log_moves)
             if moves is not None:  # read at label rows only, whose h rows before are in the block
                 block["moves"] = moves
         return block, is_new

@@ -14,6 +14,7 @@ beat. ``make_bars_table`` (``bars``) is raw OHLCV bars, the input of a direction
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -145,14 +146,20 @@ def planted_signal_table(n_rows: int = 6000, n_noise: int = 4, seed: int = 0) ->
 
 
 def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
-    """Write demo table ``name`` (demo | load) to ``path`` (atomically: a killed run leaves no
-    half file)."""
+    """Write built-in table ``name`` (demo | load | bars) to ``path`` (atomically: a killed run
+    leaves no half file); a setting left None takes the table's own default."""
     if name not in GENERATORS:
         raise SeqtrainError(f"data.generator.name: unknown {name!r}; choose {', '.join(GENERATORS)}")
+    make = GENERATORS[name]
+    given = {key: value for key, value in params.items() if value is not None}
+    accepted = set(inspect.signature(make).parameters)
+    for key in given:
+        if key not in accepted:
+            raise SeqtrainError(f"data.generator.{key}: not a setting of the {name} table; "
+                                f"valid: {', '.join(sorted(accepted))}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    given = {key: value for key, value in params.items() if value is not None}  # None: its default
-    pq.write_table(pa.Table.from_pandas(GENERATORS[name](**given), preserve_index=False), tmp)
+    pq.write_table(pa.Table.from_pandas(make(**given), preserve_index=False), tmp)
     tmp.replace(path)
     return path

@@ -21,6 +21,8 @@ import math
 import numpy as np
 import torch
 
+from seqtrain.report.predictions import concat_records as _cat
+
 RESAMPLES = 1000
 LEVEL = 0.95
 
@@ -85,16 +87,20 @@ def window_losses(task: str, truth: np.ndarray, predicted: np.ndarray) -> np.nda
     return np.abs(error).reshape(len(truth), -1).mean(1)
 
 
+def block_resample_index(n: int, block: int, seed: int = 0, resamples: int = RESAMPLES) -> np.ndarray:
+    """``(resamples, n)`` positions of a moving-block bootstrap: each resample strings together
+    blocks of ``block`` consecutive positions from random starts, cut to ``n``."""
+    block = max(1, min(block, n))
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - block + 1, size=(resamples, math.ceil(n / block)))
+    return (starts[:, :, None] + np.arange(block)).reshape(resamples, -1)[:, :n]
+
+
 def block_bootstrap(losses: dict[str, np.ndarray], block: int, seed: int = 0,
                     resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
     """Resampled means of each loss series (all resampled with the same blocks, so differences
     are paired): moving blocks of ``block`` consecutive windows, ``resamples`` times."""
-    n = len(next(iter(losses.values())))
-    block = max(1, min(block, n))
-    rng = np.random.default_rng(seed)
-    n_blocks = math.ceil(n / block)
-    starts = rng.integers(0, n - block + 1, size=(resamples, n_blocks))
-    index = (starts[:, :, None] + np.arange(block)).reshape(resamples, -1)[:, :n]
+    index = block_resample_index(len(next(iter(losses.values()))), block, seed, resamples)
     return {name: values[index].mean(1) for name, values in losses.items()}
 
 
@@ -127,10 +133,6 @@ def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses
         "improvement_interval": [float(d_low), float(d_high)],  # best baseline's error - model's
         "beats_best_baseline": bool(d_low > 0),
     }
-
-
-def _cat(records: list[dict], key: str) -> np.ndarray:
-    return torch.cat([r[key] for r in records]).numpy()
 
 
 def compare_with_baselines(state, records: list[dict], train_last_rows: dict,

@@ -11,7 +11,8 @@ import torch
 from seqtrain.data.rows import time_from_number
 
 
-def _cat(outputs: list[dict], key: str) -> np.ndarray:
+def concat_records(outputs: list[dict], key: str) -> np.ndarray:
+    """One field of every batch's record, concatenated."""
     return torch.cat([o[key] for o in outputs]).numpy()
 
 
@@ -27,12 +28,12 @@ def predictions_frame(state, series_names: list, outputs: list[dict],
     beyond the end of the table (``label_known`` False), its time and truth are missing.
     """
     steps, time_dtype = state.window.output_steps, state.time_dtype
-    window = _cat(outputs, "window")
-    known = _cat(outputs, "label_known").reshape(-1) if "label_known" in outputs[0] else None
-    label_time = time_from_number(_cat(outputs, "label_time").reshape(-1), time_dtype)
+    window = concat_records(outputs, "window")
+    known = concat_records(outputs, "label_known").reshape(-1) if "label_known" in outputs[0] else None
+    label_time = time_from_number(concat_records(outputs, "label_time").reshape(-1), time_dtype)
     frame = {
         "time": _missing_where(label_time, known),
-        "window_end": time_from_number(np.repeat(_cat(outputs, "end_time"), steps), time_dtype),
+        "window_end": time_from_number(np.repeat(concat_records(outputs, "end_time"), steps), time_dtype),
         "step": np.tile(np.arange(1, steps + 1), len(window)),
     }
     if state.group_col:
@@ -40,16 +41,16 @@ def predictions_frame(state, series_names: list, outputs: list[dict],
         frame[state.group_col] = names[window[:, 0]].repeat(steps)
     truth = "y" in outputs[0]
     if state.task == "classification":
-        probs = _cat(outputs, "probs")
+        probs = concat_records(outputs, "probs")
         classes = np.asarray(state.classes, dtype=object)
         integer_classes = all(isinstance(c, (int, np.integer)) for c in state.classes)
         if truth:
-            ids = _cat(outputs, "y")
+            ids = concat_records(outputs, "y")
             frame["y_true"] = _missing_where(classes[ids], known if known is None else known & (ids >= 0),
                                              integer_classes)
         frame["y_pred"] = classes[probs.argmax(1)]
         if "move" in outputs[0]:  # direction labels: the realised return from window end to label row
-            frame["move"] = _cat(outputs, "move").astype(np.float64)
+            frame["move"] = concat_records(outputs, "move").astype(np.float64)
         for j, c in enumerate(state.classes):
             frame[f"prob_{c}"] = probs[:, j]
         out = pd.DataFrame(frame)
@@ -59,10 +60,11 @@ def predictions_frame(state, series_names: list, outputs: list[dict],
                 out["y_true"] = out["y_true"].astype(np.int64)
         return out
     if truth:
-        frame["y_true"] = _missing_where(state.target_scaler.inverse(_cat(outputs, "y")).reshape(-1), known)
-    frame["y_pred"] = _cat(outputs, "pred").reshape(-1).astype(np.float64)  # (windows * steps,)
+        truth_values = state.target_scaler.inverse(concat_records(outputs, "y")).reshape(-1)
+        frame["y_true"] = _missing_where(truth_values, known)
+    frame["y_pred"] = concat_records(outputs, "pred").reshape(-1).astype(np.float64)  # (windows * steps,)
     if quantiles:
-        values = _cat(outputs, "quantiles").reshape(-1, len(quantiles))
+        values = concat_records(outputs, "quantiles").reshape(-1, len(quantiles))
         for j, q in enumerate(quantiles):
             frame[f"q{q:g}"] = values[:, j].astype(np.float64)
     return pd.DataFrame(frame)

@@ -143,22 +143,23 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
         if (job / "failed.json").exists():  # a run stopped by its one-line error
             row["error"] = json.loads((job / "failed.json").read_text())["error"]
         metrics_file = job / "metrics.json"
-        if metrics_file.exists() and json.loads(metrics_file.read_text()).get("eval") == "walk_forward":
-            pooled = json.loads(metrics_file.read_text())["pooled"]  # the folds pooled: no single best epoch
-            low, high = pooled["interval"]
-            row.update({pooled["metric"]: pooled["value"], "interval": f"{low:.3g}–{high:.3g}",
-                        "skill": pooled["skill"], "beats_baselines": pooled["beats_best_baseline"]})
-        elif metrics_file.exists():
+        if metrics_file.exists():
             metrics = json.loads(metrics_file.read_text())
-            row["monitor"] = metrics["monitor"]
-            row["best_val"] = metrics["best_val"].get(metrics["monitor"])
-            row.update(metrics["test"])
-            if metrics.get("skill"):
-                low, high = metrics["skill"]["interval"]
-                row["interval"] = f"{low:.3g}–{high:.3g}"
-                row["skill"] = metrics["skill"]["skill"]
-                row["beats_baselines"] = metrics["skill"]["beats_best_baseline"]
-            row["wall_time_s"] = metrics["wall_time_s"]
+            walk_forward = metrics.get("eval") == "walk_forward"
+            if walk_forward:  # the folds pooled: no single best epoch
+                skill = metrics["pooled"]
+                row[skill["metric"]] = skill["value"]
+            else:
+                skill = metrics.get("skill")
+                row["monitor"] = metrics["monitor"]
+                row["best_val"] = metrics["best_val"].get(metrics["monitor"])
+                row.update(metrics["test"])
+            if skill:
+                low, high = skill["interval"]
+                row.update({"interval": f"{low:.3g}–{high:.3g}", "skill": skill["skill"],
+                            "beats_baselines": skill["beats_best_baseline"]})
+            if not walk_forward:
+                row["wall_time_s"] = metrics["wall_time_s"]
         rows.append(row)
     return rows
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from seqtrain.report.baselines import RESAMPLES
+from seqtrain.report.baselines import block_resample_index
 
 POSITIONS = {"up": 1.0, "down": -1.0, "flat": 0.0}
 
@@ -76,11 +76,7 @@ def _sharpe_interval(returns: np.ndarray, per_year: float, seed: int = 0) -> lis
     n = len(returns)
     if n < 4:
         return None
-    block = max(1, math.ceil(math.sqrt(n)))
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n - block + 1, size=(RESAMPLES, math.ceil(n / block)))
-    index = (starts[:, :, None] + np.arange(block)).reshape(RESAMPLES, -1)[:, :n]
-    sample = returns[index]
+    sample = returns[block_resample_index(n, math.ceil(math.sqrt(n)), seed)]
     mean, std = sample.mean(axis=1), sample.std(axis=1, ddof=1)
     sharpe = np.where(std > 0, mean / np.where(std > 0, std, 1) * math.sqrt(per_year), 0.0)
     low, high = np.percentile(sharpe, [2.5, 97.5])

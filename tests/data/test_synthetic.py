@@ -18,9 +18,11 @@ def test_every_table_is_the_same_for_the_same_seed_and_differs_for_another(name,
     assert (written.groupby("symbol")["time"].diff().dropna() == pd.Timedelta(hours=1)).all()
 
 
-def test_an_unknown_table_is_one_line():
+def test_an_unknown_table_or_setting_is_one_line(tmp_path):
     with pytest.raises(SeqtrainError, match="data.generator.name: unknown 'stocks'; choose demo, load, bars"):
-        write_parquet("unused.parquet", name="stocks")
+        write_parquet(tmp_path / "t.parquet", name="stocks")
+    with pytest.raises(SeqtrainError, match="data.generator.volatility: not a setting of the bars table"):
+        write_parquet(tmp_path / "t.parquet", name="bars", volatility=2)
 
 
 def test_bars_are_consistent_ohlcv_and_open_at_the_previous_close():

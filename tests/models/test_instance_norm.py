@@ -111,3 +111,26 @@ def test_a_bad_setting_is_one_line(run_cli):
 
     result = run_cli(*TINY, "instance_norm=window")
     assert result.code == 2 and "instance_norm: 'window'; choose auto, revin or none" in result.err
+
+
+def test_calendar_and_known_future_columns_keep_their_values():
+    """Their meaning is their absolute value (the hour, a scheduled event): only the other
+    features and the target's history are scaled per window, and the output is mapped back with
+    the target's statistics only for a forecast of its value."""
+    from types import SimpleNamespace
+
+    from seqtrain.data.scaling import StandardScaler
+    from seqtrain.training import with_instance_norm
+
+    inputs = ["ret", "rsi", "hour_sin", "hour_cos", "close"]
+    state = SimpleNamespace(
+        features=["ret", "rsi"], known_future=["rsi", "hour_sin", "hour_cos"], inputs=inputs,
+        target_history=True, task="regression", label="value",
+        scaler=StandardScaler.fit(torch.randn(50, 5).numpy()), target_scaler=StandardScaler.fit(
+            torch.randn(50).numpy()))
+    model = with_instance_norm(build_model("lstm", SMALL["lstm"], 5, 1, 1, 3), state, "auto")
+    assert model.chosen.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0] and model.target == 4
+    direction = with_instance_norm(build_model("lstm", SMALL["lstm"], 5, 3, 1, 3),
+                                   SimpleNamespace(**{**vars(state), "task": "classification",
+                                                      "label": "direction"}), "revin")
+    assert direction.chosen.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0] and direction.target is None
