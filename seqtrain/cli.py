@@ -11,13 +11,16 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment", "eval")
+GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment", "eval", "logger")
 
 
 def _quiet_libraries() -> None:
     """Keep library tips and chatter out of normal output; real problems still show."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning",
+                 "mlflow", "alembic"):  # MLflow's store creation logs every migration
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "Experiment with name ... not found. Creating it.": what a first run of a sweep always does
+    logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)
     for pattern in (
         ".*does not have many workers.*",
         ".*is smaller than the logging interval.*",
@@ -108,9 +111,9 @@ def record_failure(run_dir: Path, message: str) -> None:
 
 def _error(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    message = one_line(message)
-
+    message = escape(one_line(message))  # "seqtrain[mlflow]" is text, not markup
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", soft_wrap=True)
 
 

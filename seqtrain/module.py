@@ -73,7 +73,7 @@ class SeqModule(L.LightningModule):
                  target_mean: float = 0.0, target_std: float = 1.0,
                  monitor: str = "val_loss", mode: str = "min", augment: dict | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model"], logger=False)  # trackers get the whole config
         self.model = model
         self.task = task
         self.optim, self.scheduler = dict(optim), dict(scheduler)

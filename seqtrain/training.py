@@ -55,6 +55,7 @@ from seqtrain.report.plots import (
 from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
 from seqtrain.report.trading import trading_report
+from seqtrain.tracking import check_logger, log_config, log_results, make_logger
 
 log = logging.getLogger("seqtrain")
 
@@ -104,6 +105,7 @@ class Fitted:
     precision: str
     leakage: dict | None
     lr_find: dict | None
+    logger: object | None  # the experiment tracker (``logger=...``), or None
 
 
 def open_run_dir(run_dir: Path, resumed: bool) -> None:
@@ -165,7 +167,14 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
                                                   check_on_train_epoch_end=False))
     if cfg.progress_bar:
         callbacks.append(ProgressBar(leave=False))
+    logger = make_logger(cfg, run_dir, fold=_fold_number(run_dir))
+    if logger is not None:
+        from lightning.pytorch.callbacks import LearningRateMonitor
+
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        trainer_args["logger"] = logger
     trainer = _make_trainer(trainer_args, callbacks, run_dir, cfg.progress_bar)
+    log_config(logger, cfg)
     datamodule = SeqDataModule(
         data, cfg.data.batch_size, cfg.data.num_workers,
         pin_memory=_pin_memory(cfg.data.pin_memory, trainer_args["accelerator"]),
@@ -190,7 +199,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
             f"saved: continue with  seqtrain resume={run_dir}"
         )
     return Fitted(trainer, datamodule, epochs, throughput, checkpoints, predictions, checkpointing,
-                  str(trainer_args["precision"]), leakage, lr_find)
+                  str(trainer_args["precision"]), leakage, lr_find, logger)
 
 
 def warm_start(module: SeqModule, checkpoint: Path) -> None:
@@ -281,6 +290,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "run_dir": str(run_dir),
     }
     _write_json(run_dir / "metrics.json", summary)
+    log_results(fitted.logger, summary, run_dir, fitted.trainer.global_step)
     if not quiet:
         print_summary(summary)
     return summary
@@ -392,6 +402,7 @@ def check_config(cfg: DictConfig) -> None:
     check_optim(OmegaConf.to_container(cfg.optim, resolve=True))
     check_scheduler(OmegaConf.to_container(cfg.scheduler, resolve=True))
     Augmenter(OmegaConf.to_container(cfg.augment, resolve=True))
+    check_logger(cfg)
     _check_trainer_keys(cfg)
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise SeqtrainError(
@@ -499,6 +510,12 @@ def _warn_short_receptive_field(model, seq_length: int) -> None:
         log.warning("receptive field %d < data.seq_length %d: the oldest %d rows of each window "
                     "cannot reach the output; add levels or widen the kernel",
                     field, seq_length, seq_length - field)
+
+
+def _fold_number(run_dir: Path) -> int | None:
+    """The walk-forward fold a run folder holds (``fold_03`` -> 3), else None."""
+    name = run_dir.name
+    return int(name[5:]) if name.startswith("fold_") and name[5:].isdigit() else None
 
 
 def _data_path(cfg: DictConfig, run_dir: Path) -> str:
