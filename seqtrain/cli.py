@@ -11,7 +11,39 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment", "eval", "logger")
+GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment", "eval", "logger", "hparams_search")
+# config groups whose options come from an optional extra: (the option's marker in Hydra's
+# "could not find" message, the extra that provides it)
+PLUGINS = {"hydra/sweeper/optuna": "seqtrain[sweep]", "hydra/launcher/joblib": "seqtrain[sweep]",
+           "hydra/launcher/submitit": "seqtrain[slurm]"}
+SLURM_LAUNCHERS = ("hydra/launcher=slurm", "hydra/launcher=submitit_slurm")
+
+
+def check_launcher(argv: list[str]) -> str | None:
+    """One line for a SLURM launcher on a machine without SLURM (submitit's own error is a
+    traceback from deep inside the sweep)."""
+    import shutil
+
+    if any(a in SLURM_LAUNCHERS for a in argv) and shutil.which("sbatch") is None:
+        return ("hydra/launcher=slurm: no SLURM on this machine (sbatch not found); run the sweep on "
+                "the cluster's login node, or try it here with hydra/launcher=submitit_local")
+    return None
+
+
+def objective_direction(monitor: str, mode: str) -> str:
+    """Optuna's direction for the monitored validation value (``hparams_search=optuna``)."""
+    from seqtrain.training import HIGHER_IS_BETTER
+
+    if mode == "auto":
+        mode = "max" if monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min"
+    return "maximize" if mode == "max" else "minimize"
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("seqtrain.direction"):
+        OmegaConf.register_new_resolver("seqtrain.direction", objective_direction)
 
 
 def _quiet_libraries() -> None:
@@ -33,6 +65,8 @@ def _quiet_libraries() -> None:
         # a small validation block may lack a class: its AUROC/F1 term is 0, said once per batch
         ".*No positive samples in targets.*",
         ".*No negative samples in targets.*",
+        # optuna 2.x's database storage is written for SQLAlchemy 1.4, which the sweep extra pins
+        ".*Deprecated API features detected.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -73,7 +107,9 @@ def check_overrides(argv: list[str]) -> str | None:
         return f"cannot parse the overrides: {str(exc).splitlines()[0]}"
     first_values = []
     for override in parsed:
-        if override.is_sweep_override():
+        if override.is_interval_sweep():  # a search's interval(low, high): check its low end
+            value = str(override.value().start)
+        elif override.is_sweep_override():
             value = next(iter(override.sweep_string_iterator()))
         else:
             value = override.get_value_element_as_str()
@@ -84,6 +120,10 @@ def check_overrides(argv: list[str]) -> str | None:
     except Exception as exc:  # hydra/omegaconf composition errors
         text = " ".join(str(exc).split())
         cause = " ".join(str(exc.__cause__ or "").split())
+        for marker, extra in PLUGINS.items():
+            if f"'{marker}" in text and "not find" in text:
+                option = marker.rsplit("/", 1)[-1]
+                return (f"{option} is a Hydra plugin that is not installed: pip install '{extra}'")
         if "is not in struct" in text + cause:
             key = cause.split("full_key: ")[-1].split()[0] if "full_key: " in cause else text
             return f"{key}: no such config key (to list all keys: seqtrain --cfg job)"
@@ -117,6 +157,21 @@ def _error(message: str) -> None:
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", soft_wrap=True)
 
 
+def share_the_cores(launcher) -> None:
+    """Jobs that run side by side on one machine (``hydra/launcher=joblib``) share its cores:
+    each gets ``cores // jobs`` torch threads, so that they do not oversubscribe them."""
+    import os
+
+    import torch
+
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = int(launcher.get("n_jobs") or -1)
+    jobs = jobs if jobs > 0 else max(1, cores + 1 + jobs)  # joblib: -1 = every core, -2 = all but one
+    torch.set_num_threads(max(1, cores // min(jobs, cores)))
+
+
 def _hydra_main():
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -130,6 +185,7 @@ def _hydra_main():
 
         _quiet_libraries()
         hydra_cfg = HydraConfig.get()
+        share_the_cores(hydra_cfg.launcher)
         try:
             return train(cfg, hydra_cfg.runtime.output_dir)
         except SeqtrainError as exc:
@@ -137,7 +193,7 @@ def _hydra_main():
             _error(str(exc))
             if hydra_cfg.mode == RunMode.MULTIRUN:  # one grid point's bad value or NaN loss: the
                 record_failure(Path(hydra_cfg.runtime.output_dir), one_line(str(exc)))  # sweep goes on
-                return float("nan")  # what sweepers (Optuna) read as a failed trial
+                return None  # no value: what the Optuna sweeper records as a failed trial
             raise SystemExit(2) from None
 
     return run
@@ -240,6 +296,7 @@ def subcommand(name: str, argv: list[str]) -> None:
 
 def main() -> None:
     _quiet_libraries()
+    _register_resolvers()
     if len(sys.argv) > 1 and sys.argv[1] in ("predict", "export"):
         subcommand(sys.argv[1], sys.argv[2:])
         return
@@ -247,7 +304,8 @@ def main() -> None:
     if targets:
         resume(targets[0], [a for a in sys.argv[1:] if not a.startswith("resume=")])
         return
-    problem = check_group_choices(sys.argv[1:]) or check_overrides(sys.argv[1:])
+    problem = (check_group_choices(sys.argv[1:]) or check_overrides(sys.argv[1:])
+               or check_launcher(sys.argv[1:]))
     if problem:
         _error(problem)
         raise SystemExit(2)

@@ -119,8 +119,11 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     task = cfg.task
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
     trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps)
+    monitor = cfg.early_stopping.monitor
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
                "scheme": cfg.eval.scheme, "refit": refit, "folds": rows, "pooled": pooled,
+               # what a sweep ranks: the folds' mean best validation value
+               "monitor": monitor, "mode": metrics["mode"], "best_val": {monitor: float(np.mean(best))},
                "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}

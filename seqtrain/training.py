@@ -269,6 +269,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "task": cfg.task,
         "model": {"name": cfg.model.name, **module.model.summary()},
         "monitor": module.monitor,
+        "mode": module.mode,  # min | max: which way the monitored value improves
         "best_epoch": int(best["epoch"]),  # 0-based, as in metrics.csv
         "best_val": {k: v for k, v in best.items() if k.startswith("val_")},
         "test": {k: float(v) for k, v in tested.items()},
@@ -283,6 +284,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "class_counts_by_split": data.contract.record.get("class_counts_by_split"),
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
+        "threads": torch.get_num_threads(),  # torch's CPU threads (shared out under hydra/launcher=joblib)
         "leakage_audit": fitted.leakage,
         "lr_find": fitted.lr_find,
         "precision": fitted.precision,  # what ran, on this device

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
@@ -191,6 +192,21 @@ def plot_folds(folds: pd.DataFrame, pooled: dict, path: Path) -> None:
     ax.set_xticks(x)
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"walk-forward: {metric} per fold beside the baselines")
+    _save(fig, path)
+
+
+def plot_sweep(jobs: list[int], values: list[float], monitor: str, mode: str, path: Path) -> None:
+    """A sweep's objective per job in launch order (an Optuna study: per trial) and the best so
+    far; failed jobs are left out."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(jobs, values, "o", color="tab:blue", label=monitor)
+    best = np.minimum.accumulate(values) if mode == "min" else np.maximum.accumulate(values)
+    ax.step(jobs, best, where="post", color="black", label="best so far")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("job (trial)")
+    ax.set_ylabel(monitor)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"sweep: {monitor} per job ({'lower' if mode == 'min' else 'higher'} is better)")
     _save(fig, path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -146,13 +147,14 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
         if metrics_file.exists():
             metrics = json.loads(metrics_file.read_text())
             walk_forward = metrics.get("eval") == "walk_forward"
+            if "monitor" in metrics:  # walk-forward: the folds' mean
+                row.update(monitor=metrics["monitor"], mode=metrics.get("mode", "min"),
+                           best_val=metrics["best_val"].get(metrics["monitor"]))
             if walk_forward:  # the folds pooled: no single best epoch
                 skill = metrics["pooled"]
                 row[skill["metric"]] = skill["value"]
             else:
                 skill = metrics.get("skill")
-                row["monitor"] = metrics["monitor"]
-                row["best_val"] = metrics["best_val"].get(metrics["monitor"])
                 row.update(metrics["test"])
             if skill:
                 low, high = skill["interval"]
@@ -170,16 +172,19 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list
     rows = sweep_table(sweep_dir)
     if not rows:
         return rows
+    best = rank(rows)
     frame = pd.DataFrame(rows)
     frame.to_csv(Path(sweep_dir) / "summary.csv", index=False)
     shared = set.intersection(*(set(r["overrides"].split()) for r in rows))
     for row in rows:  # show what differs between the runs, not what they all share
-        row["overrides"] = " ".join(o for o in row["overrides"].split() if o not in shared)
-    columns = [c for c in frame.columns if c not in ("job", "overrides", "monitor", "test_loss", "error")]
+        row["overrides"] = " ".join(_short(o) for o in row["overrides"].split() if o not in shared)
+    columns = ["rank", *(c for c in frame.columns
+                         if c not in ("job", "overrides", "monitor", "mode", "rank", "test_loss", "error"))]
     monitor = next((r["monitor"] for r in rows if "monitor" in r), "best_val")
     table = Table(title=f"sweep · {len(rows)} runs · {sweep_dir}", header_style="bold",
-                  caption="validation: best epoch; acc/f1/... : test split, with the main metric's 95% "
-                          "interval and skill vs the best baseline; full table in summary.csv")
+                  caption=f"rank: by {monitor} (best epoch; ★ the best run); acc/f1/... : test split, "
+                          "with the main metric's 95% interval and skill vs the best baseline; "
+                          "full table in summary.csv, objective per job in summary.png")
     table.add_column("job")
     table.add_column("overrides", min_width=20)
     for column in columns:
@@ -189,13 +194,47 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list
         finished = any(key not in ("job", "overrides", "error") for key in row)
         cells = [_fmt(row[c]) if c in row else "" if finished or i else "failed"
                  for i, c in enumerate(columns)]
-        table.add_row(row["job"], row["overrides"], *cells)
+        job = f"{row['job']} ★" if best is not None and row is best else row["job"]
+        table.add_row(job, row["overrides"], *cells)
     console = console or Console()
     console.print(table)
+    if best is not None:
+        from seqtrain.report.plots import plot_sweep
+
+        ranked = [r for r in rows if r.get("rank") is not None]
+        ranked.sort(key=lambda r: _job_number(Path(r["job"])))
+        plot_sweep([int(r["job"]) if r["job"].isdigit() else i for i, r in enumerate(ranked)],
+                   [r["best_val"] for r in ranked], best["monitor"], best["mode"],
+                   Path(sweep_dir) / "summary.png")
+        console.print(f"best: job {best['job']} ({best['monitor']} {_fmt(best['best_val'])}) "
+                      f"{best['overrides'] or '(the shared settings)'}", soft_wrap=True, highlight=False)
     for row in rows:
         if row.get("error"):
             console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)
     return rows
+
+
+def rank(rows: list[dict]) -> dict | None:
+    """Rank the finished runs by their monitored validation value (1 = best, in the direction
+    the monitor improves; ``rank`` set on each finished row); the best row."""
+    scored = [r for r in rows if isinstance(r.get("best_val"), (int, float)) and math.isfinite(r["best_val"])]
+    if not scored:
+        return None
+    sign = -1 if scored[0].get("mode") == "max" else 1
+    scored.sort(key=lambda r: sign * r["best_val"])
+    for i, row in enumerate(scored, 1):
+        row["rank"] = i
+    return scored[0]
+
+
+def _short(override: str) -> str:
+    """``optim.lr=0.0021928634`` -> ``optim.lr=0.002193``: a table cell, not a record."""
+    key, _, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    return override if value.lstrip("-").isdigit() else f"{key}={number:.4g}"
 
 
 def _job_number(path: Path):
