@@ -71,8 +71,9 @@ class EpochMetrics(L.Callback):
             row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
         self._settle()
-        _write_csv(self.path, self.rows)
-        _write_csv(self.steps_path, self.steps)
+        if trainer.is_global_zero:  # DDP: one process writes the run folder
+            _write_csv(self.path, self.rows)
+            _write_csv(self.steps_path, self.steps)
 
     def row(self, epoch: int) -> dict | None:
         return next((r for r in self.rows if r["epoch"] == epoch), None)
@@ -155,6 +156,7 @@ class RunCheckpoints(Checkpoint):
         trainer.save_checkpoint(self.last_path)
         if improved and trainer.is_global_zero:
             _copy_atomic(self.last_path, self.folder / "best.ckpt")
+        trainer.strategy.barrier("best.ckpt")  # DDP: no rank reads best.ckpt before it is complete
 
 
 def _saved_step(path: Path) -> int | None:
@@ -234,6 +236,23 @@ class CollectPredictions(L.Callback):
             self.importance_sum = total if self.importance_sum is None else self.importance_sum + total
             self.importance_count += len(model.variable_importance)
 
+    def on_test_epoch_end(self, trainer, module) -> None:
+        """DDP: every rank's share to rank 0, in rank order (the shares are contiguous, so the
+        records come out in the order one process gives them)."""
+        if trainer.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        mine = {"records": self.records, "attention": self.attention,
+                "importance_sum": self.importance_sum, "importance_count": self.importance_count}
+        shares = [None] * trainer.world_size
+        dist.all_gather_object(shares, mine)
+        self.records = [r for share in shares for r in share["records"]]
+        self.attention = [a for share in shares for a in share["attention"]][:self.attention_windows]
+        sums = [share["importance_sum"] for share in shares if share["importance_sum"] is not None]
+        self.importance_sum = sum(sums) if sums else None
+        self.importance_count = sum(share["importance_count"] for share in shares)
+
     @property
     def importance(self) -> torch.Tensor | None:
         """Mean variable-selection weight per input column over the test windows."""
@@ -283,6 +302,14 @@ class Throughput(L.Callback):
     def on_train_epoch_end(self, trainer, module) -> None:
         self._stop()
 
+    def on_fit_end(self, trainer, module) -> None:
+        """DDP: the samples of every rank over the slowest rank's time."""
+        if trainer.world_size > 1:
+            totals = torch.tensor([float(self.samples), -self.seconds], device=module.device)
+            samples = trainer.strategy.reduce(totals[:1].clone(), reduce_op="sum")
+            slowest = -trainer.strategy.reduce(totals[1:].clone(), reduce_op="min")
+            self.samples, self.seconds = int(samples.item()), float(slowest.item())
+
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
@@ -327,8 +354,13 @@ class NonFiniteGuard(L.Callback):
             module.log("grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=True,
                        batch_size=1)
         loss = getattr(module, "last_train_loss", None)
-        if loss is None or bool(torch.isfinite(loss)):
+        finite = loss is None or bool(torch.isfinite(loss))
+        if trainer.world_size > 1:  # DDP: every rank stops together, or the others would wait forever
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
             return
+        if loss is None or bool(torch.isfinite(loss)):  # another rank's loss: name it
+            loss = torch.tensor(float("nan"))
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(self.checkpoint)
         lr = optimizer.param_groups[0]["lr"]
@@ -351,8 +383,13 @@ class SaveOnInterrupt(L.Callback):
         self.checkpoint = Path(checkpoint)
 
     def on_exception(self, trainer, module, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != "fit":
+            return
+        if trainer.world_size == 1:
             trainer.save_checkpoint(self.checkpoint)
+        elif trainer.is_global_zero:  # DDP: without the collective save, which a stopped rank never joins
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint()
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, self.checkpoint)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,12 +22,18 @@ SLURM_LAUNCHERS = ("hydra/launcher=slurm", "hydra/launcher=submitit_slurm")
 
 def check_launcher(argv: list[str]) -> str | None:
     """One line for a SLURM launcher on a machine without SLURM (submitit's own error is a
-    traceback from deep inside the sweep)."""
+    traceback from deep inside the sweep), or for torchrun's processes without a shared run
+    folder (each would time-stamp its own)."""
+    import os
     import shutil
 
     if any(a in SLURM_LAUNCHERS for a in argv) and shutil.which("sbatch") is None:
         return ("hydra/launcher=slurm: no SLURM on this machine (sbatch not found); run the sweep on "
                 "the cluster's login node, or try it here with hydra/launcher=submitit_local")
+    started_by_torchrun = "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
+    if started_by_torchrun and not any(a.startswith("hydra.run.dir=") for a in argv):
+        return ("hydra.run.dir: under torchrun every process must write the same run folder; "
+                "name it, e.g. hydra.run.dir=outputs/ddp-run-1")
     return None
 
 
@@ -65,6 +72,9 @@ def _quiet_libraries() -> None:
         # a small validation block may lack a class: its AUROC/F1 term is 0, said once per batch
         ".*No positive samples in targets.*",
         ".*No negative samples in targets.*",
+        # DDP: the training loss and gradient norm are each rank's own (syncing them would cost
+        # a collective every step); validation and test metrics are reduced across ranks
+        ".*when logging on epoch level in distributed setting.*",
         # optuna 2.x's database storage is written for SQLAlchemy 1.4, which the sweep extra pins
         ".*Deprecated API features detected.*",
     ):
@@ -170,6 +180,15 @@ def share_the_cores(launcher) -> None:
     jobs = int(launcher.get("n_jobs") or -1)
     jobs = jobs if jobs > 0 else max(1, cores + 1 + jobs)  # joblib: -1 = every core, -2 = all but one
     torch.set_num_threads(max(1, cores // min(jobs, cores)))
+
+
+def _log_optuna_through_ours() -> None:
+    """Optuna's trial lines ("Trial 3 finished with value ...") through seqtrain's log handlers
+    (the console and the sweep's log), not a handler of its own on stderr."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
 
 
 def _hydra_main():
@@ -306,9 +325,13 @@ def main() -> None:
         return
     problem = (check_group_choices(sys.argv[1:]) or check_overrides(sys.argv[1:])
                or check_launcher(sys.argv[1:]))
+    if not problem and any(a.startswith("hparams_search=") for a in sys.argv[1:]):
+        _log_optuna_through_ours()
     if problem:
         _error(problem)
         raise SystemExit(2)
+    if int(os.environ.get("RANK", 0)) > 0 and "TORCHELASTIC_RUN_ID" in os.environ:
+        sys.argv.append("hydra.output_subdir=null")  # torchrun: rank 0 records the run's config
     _hydra_main()()
 
 
@@ -321,6 +344,10 @@ class ProtectEarlierRuns(Callback):
 
     @staticmethod
     def _check(folder: str) -> None:
+        from seqtrain.distributed import global_rank
+
+        if global_rank() != 0:  # torchrun: the other ranks share rank 0's folder
+            return
         if (Path(folder) / ".hydra").exists():
             _error(f"hydra.run.dir: {folder} already holds a run; choose a new folder")
             raise SystemExit(2)

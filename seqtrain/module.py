@@ -98,6 +98,9 @@ class SeqModule(L.LightningModule):
             {self.main_metric: make_metrics()[self.main_metric]}).clone(prefix="train_")
         self.val_metrics = make_metrics().clone(prefix="val_")
         self.test_metrics = make_metrics().clone(prefix="test_")
+        # evaluation losses as metrics: weighted by windows, and under DDP summed over every
+        # rank's windows before dividing, so each window counts once
+        self.val_loss_mean, self.test_loss_mean = tm.MeanMetric(), tm.MeanMetric()
         self.warmup_steps = 0
 
     @property
@@ -155,8 +158,12 @@ class SeqModule(L.LightningModule):
         metrics.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])
         training = split == "train"
-        self.log(f"{split}_loss", loss, on_step=training, on_epoch=True, prog_bar=split != "test",
-                 batch_size=size)
+        if training:  # each rank's own under DDP: syncing it would cost a collective every step
+            self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        else:
+            mean = getattr(self, f"{split}_loss_mean")
+            mean.update(loss.detach(), weight=size)
+            self.log(f"{split}_loss", mean, on_step=False, on_epoch=True, prog_bar=split != "test")
         for name, metric in metrics.items():
             self.log(name, metric, on_step=False, on_epoch=True, batch_size=size,
                      prog_bar=name == f"val_{self.main_metric}")

@@ -16,6 +16,7 @@ import lightning.pytorch as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from seqtrain import distributed
 from seqtrain.callbacks import (
     AtomicCheckpointIO,
     CollectPredictions,
@@ -72,22 +73,26 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
     started = time.perf_counter()
     run_dir = Path(run_dir)
     check_config(cfg)
-    open_run_dir(run_dir, resumed=resume_from is not None)
+    if distributed.global_rank() == 0:
+        open_run_dir(run_dir, resumed=resume_from is not None)
     if cfg.eval.get("name", "single") == "walk_forward":
         if resume_from is not None:
             raise SeqtrainError("resume: a walk-forward run is not resumed; start it again")
         return walk_forward(cfg, run_dir, _data_path(cfg, run_dir),
                             lambda fold_cfg, folder, warm: train(fold_cfg, folder, quiet=True,
                                                                  warm_from=warm))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = load_run_data(cfg, run_dir)
-    module = build_module(cfg, data)
-    if warm_from is not None:
-        warm_start(module, warm_from)
-    fitted = fit(cfg, module, data, run_dir, resume_from)
-    best = best_epoch(fitted, module)
-    tested = test(fitted, module, run_dir)
-    report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started, quiet)
+    path = _data_path(cfg, run_dir)  # a built-in table is written before other DDP ranks start
+    with distributed.processes(cfg, run_dir, resume_from, warm_from):
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        data = load_run_data(cfg, run_dir, path)
+        module = build_module(cfg, data)
+        if warm_from is not None:
+            warm_start(module, warm_from)
+        fitted = fit(cfg, module, data, run_dir, resume_from)
+        best = best_epoch(fitted, module)
+        tested = test(fitted, module, run_dir)
+        if fitted.trainer.is_global_zero:  # DDP: one process writes the run folder
+            report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started, quiet)
     return float(best.get(module.monitor, float("nan")))
 
 
@@ -115,10 +120,12 @@ def open_run_dir(run_dir: Path, resumed: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def load_run_data(cfg: DictConfig, run_dir: Path):
-    """The prepared (or planned, when streamed) data, its state saved as data_state.json."""
-    data = load_data(cfg.data, cfg.task, _data_path(cfg, run_dir))
-    data.contract.save(run_dir / "data_state.json")
+def load_run_data(cfg: DictConfig, run_dir: Path, path: str):
+    """The prepared (or planned, when streamed) data of the table at ``path``, its state saved
+    as data_state.json."""
+    data = load_data(cfg.data, cfg.task, path)
+    if distributed.global_rank() == 0:
+        data.contract.save(run_dir / "data_state.json")
     return data
 
 
@@ -173,6 +180,9 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
 
         callbacks.append(LearningRateMonitor(logging_interval="step"))
         trainer_args["logger"] = logger
+    world = distributed.world_size(cfg)
+    if world > 1:  # seqtrain shares the windows out itself (data/sharding.py)
+        trainer_args["use_distributed_sampler"] = False
     trainer = _make_trainer(trainer_args, callbacks, run_dir, cfg.progress_bar)
     log_config(logger, cfg)
     datamodule = SeqDataModule(
@@ -182,8 +192,9 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
         eval_stride=cfg.data.eval_stride, embargo=cfg.data.embargo,
         shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed, season=cfg.eval.season or 0,
         first_epoch=_next_epoch(resume_from) if resume_from else 0,
+        rank=distributed.global_rank(), world=world,
     )
-    leakage = _leakage_audit(cfg, data, datamodule)
+    leakage = _leakage_audit(cfg, data, datamodule) if distributed.global_rank() == 0 else None
     lr_find = _choose_learning_rate(cfg, trainer, module, datamodule, run_dir,
                                     resumed=resume_from is not None)
     interrupted = False
@@ -402,6 +413,9 @@ def check_config(cfg: DictConfig) -> None:
         raise SeqtrainError(f"data.pad_short: model={cfg.model.name} does not honour the padding mask; "
                             "set data.pad_short=false or choose another model")
     check_optim(OmegaConf.to_container(cfg.optim, resolve=True))
+    if cfg.optim.lr == "find" and distributed.world_size(cfg) > 1:
+        raise SeqtrainError("optim.lr=find: the learning-rate finder runs in one process; find the rate "
+                            "with trainer.devices=1 (it is saved in lr_find.json) and set optim.lr to it")
     check_scheduler(OmegaConf.to_container(cfg.scheduler, resolve=True))
     Augmenter(OmegaConf.to_container(cfg.augment, resolve=True))
     check_logger(cfg)
@@ -527,7 +541,8 @@ def _data_path(cfg: DictConfig, run_dir: Path) -> str:
             data.target = "direction" if cfg.task == "classification" else "y"
         if data.path is None:
             data.path = str(run_dir / "data" / "synthetic.parquet")
-        synthetic.write_parquet(data.path, **OmegaConf.to_container(data.generator, resolve=True))
+        if distributed.global_rank() == 0 or not Path(data.path).exists():  # DDP: rank 0 wrote it
+            synthetic.write_parquet(data.path, **OmegaConf.to_container(data.generator, resolve=True))
     elif data.kind != "parquet":
         raise SeqtrainError(f"data.kind: unknown {data.kind!r}; choose parquet or synthetic")
     return str(Path(data.path).expanduser())

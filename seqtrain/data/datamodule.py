@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from seqtrain.data.rows import RowBlock, time_as_number
+from seqtrain.data.sharding import BalancedBatchSampler, ShareSampler
 from seqtrain.data.streaming import StreamingWindows
 from seqtrain.data.windows import row_numbers, series_bounds
 
@@ -74,8 +75,9 @@ class SeqDataModule(L.LightningDataModule):
     def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = True, stride: int = 1, eval_stride: int = 1,
                  embargo: int = 0, shuffle_buffer: int = 8192, seed: int = 0, first_epoch: int = 0,
-                 season: int = 0):
+                 season: int = 0, rank: int = 0, world: int = 1):
         super().__init__()
+        self.rank, self.world, self.seed = rank, world, seed  # DDP: this process's share (sharding.py)
         self.first_epoch = first_epoch  # a resumed run continues the epochs' shuffles
         self.data = data
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -87,7 +89,8 @@ class SeqDataModule(L.LightningDataModule):
                 split: StreamingWindows(data, split, batch_size, shuffle=split == "train",
                                         stride=stride if split == "train" else eval_stride,
                                         embargo=embargo, shuffle_buffer=shuffle_buffer,
-                                        num_workers=num_workers, seed=seed, season=season)
+                                        num_workers=num_workers, seed=seed, season=season,
+                                        rank=rank, world_size=world)
                 for split in ("train", "val", "test")
             }
             return
@@ -110,20 +113,30 @@ class SeqDataModule(L.LightningDataModule):
         if self.streaming:  # the dataset yields whole batches and shuffles itself, once per epoch
             return EpochLoader(self.datasets[split], batch_size=None, first_epoch=self.first_epoch,
                                **common)
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          drop_last=False, **common)
+        dataset = self.datasets[split]
+        if self.world > 1 and shuffle:  # every rank the same number of batches, each window once
+            sampler = BalancedBatchSampler(len(dataset), self.batch_size, self.rank, self.world, self.seed)
+            return DataLoader(dataset, batch_sampler=sampler, **common)
+        if self.world > 1:  # evaluation: each rank its contiguous share
+            return DataLoader(dataset, batch_size=self.batch_size,
+                              sampler=ShareSampler(len(dataset), self.rank, self.world), **common)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=False, **common)
 
     def sample_batch(self, split: str, size: int = 512) -> dict:
         """Up to ``size`` windows of ``split`` (spread evenly over it in memory; the first ones
         when streaming)."""
         dataset = self.datasets[split]
         if self.streaming:
-            batches, count = [], 0
-            for batch in dataset:
-                batches.append(batch)
-                count += len(batch["y"])
-                if count >= size:
-                    break
+            batches, count, was = [], 0, (dataset.rank, dataset.world_size)
+            dataset.rank, dataset.world_size = 0, 1  # the split's first windows, on every rank
+            try:
+                for batch in dataset:
+                    batches.append(batch)
+                    count += len(batch["y"])
+                    if count >= size:
+                        break
+            finally:
+                dataset.rank, dataset.world_size = was
             return {k: torch.cat([b[k] for b in batches])[:size] for k in batches[0]}
         picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
         return dataset.__getitems__(picks.tolist())
@@ -136,8 +149,9 @@ class SeqDataModule(L.LightningDataModule):
         if not self.streaming:
             picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
             return dataset.block.last_rows(dataset.ends[torch.as_tensor(picks)])
-        parts, count, was = [], 0, dataset.identify
-        dataset.identify = True
+        parts, count, was = [], 0, (dataset.identify, dataset.rank, dataset.world_size)
+        # the split's own first windows, whichever DDP rank asks (not only this rank's share)
+        dataset.identify, dataset.rank, dataset.world_size = True, 0, 1
         try:
             for batch in dataset:
                 parts.append({"x_last": batch["x"][:, -1], "y": batch["y"], "y_last": batch["y_last"]})
@@ -145,7 +159,7 @@ class SeqDataModule(L.LightningDataModule):
                 if count >= size:
                     break
         finally:
-            dataset.identify = was
+            dataset.identify, dataset.rank, dataset.world_size = was
         return {k: torch.cat([p[k] for p in parts])[:size] for k in parts[0]}
 
     def train_dataloader(self) -> DataLoader:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from seqtrain.data import source, validate
+from seqtrain.data import sharding, source, validate
 from seqtrain.data.columns import (
     check_classes,
     check_known_classes,
@@ -434,8 +434,10 @@ def shard_ranges(weights: np.ndarray, n_shards: int) -> list[tuple[int, int]]:
 class StreamingWindows(IterableDataset):
     """Batches of the windows of one split, streamed from row groups.
 
-    Each DataLoader worker of each DDP rank reads its own contiguous range of row groups (after
-    its halo). Training batches are shuffled through a buffer of ``shuffle_buffer`` windows;
+    Each DDP rank takes a contiguous share of the split's windows (in stream order) and reads only
+    the row groups that hold it; each of its DataLoader workers reads its own contiguous range of
+    those (after its halo). Under DDP every rank yields the same number of training batches
+    (``sharding``). Training batches are shuffled through a buffer of ``shuffle_buffer`` windows;
     evaluation batches come in stream order. ``rank``/``world_size`` default to
     ``torch.distributed``'s when it is initialised.
     """
@@ -483,30 +485,69 @@ class StreamingWindows(IterableDataset):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
-    def _ranges(self, workers: int) -> list[tuple[int, int]]:
-        """This rank's row-group range split over its ``workers``: ranks first share the row
-        groups (balanced by windows), then each rank's workers share its range."""
-        rank, world = self._world()
-        lo, hi = shard_ranges(self.group_weight, world)[rank]
+    def _ranges(self, workers: int, rank: int | None = None) -> list[tuple[int, int]]:
+        """A rank's row-group range split over its ``workers`` (balanced by windows): under DDP
+        the row groups holding the rank's share of the windows (``_window_share``)."""
+        own, world = self._world()
+        rank = own if rank is None else rank
+        if world > 1:
+            first, last = self._window_share(rank)
+            cumulative = np.concatenate([[0], np.cumsum(self.group_weight)])
+            lo = int(np.searchsorted(cumulative, first, side="right")) - 1
+            hi = max(lo, int(np.searchsorted(cumulative, last, side="left")))
+        else:
+            lo, hi = 0, len(self.group_weight)
         return [(lo + a, lo + b) for a, b in shard_ranges(self.group_weight[lo:hi], workers)]
+
+    def _window_share(self, rank: int) -> tuple[int, int]:
+        """DDP: the rank's contiguous share of the split's windows, counted in stream order (row
+        group by row group): every window once, shares within one window of each other, and each
+        rank reads only the row groups of its share (and their halo)."""
+        return sharding.share(int(self.group_weight.sum()), rank, self._world()[1])
+
+    def _reader_windows(self, workers: int, rank: int | None = None) -> list[int]:
+        """Windows each of a rank's readers yields."""
+        ranges = self._ranges(workers, rank)
+        if self._world()[1] == 1:
+            return [int(self.group_weight[lo:hi].sum()) for lo, hi in ranges]
+        first, last = self._window_share(self._world()[0] if rank is None else rank)
+        cumulative = np.concatenate([[0], np.cumsum(self.group_weight)])
+        return [max(0, min(last, int(cumulative[hi])) - max(first, int(cumulative[lo]))) for lo, hi in ranges]
+
+    def _batch_counts(self, workers: int) -> list[int]:
+        """Batches each of this rank's readers yields. Training under DDP: every rank the same
+        total (``sharding.common_batches``), each reader's windows split into near-equal batches."""
+        counts = self._reader_windows(workers)
+        world = self._world()[1]
+        if world == 1 or not self.shuffle:
+            return [math.ceil(n / self.batch_size) for n in counts]
+        total = sharding.common_batches([self._reader_windows(workers, r) for r in range(world)],
+                                        self.batch_size)
+        return sharding.reader_batches(counts, total, self.batch_size)
 
     def __len__(self) -> int:
         """Batches this rank yields per epoch (all its workers together)."""
-        per_group = self.group_weight
-        return sum(math.ceil(int(per_group[lo:hi].sum()) / self.batch_size)
-                   for lo, hi in self._ranges(max(self.num_workers, 1)))
+        return sum(self._batch_counts(max(self.num_workers, 1)))
 
     def __iter__(self):
         info = get_worker_info()
         epoch = int(self._epoch)
         if info is None:  # iterated directly, not by a loader: the next pass shuffles anew
             self._epoch += 1
-        lo, hi = self._ranges(info.num_workers if info else 1)[info.id if info else 0]
+        workers, reader = (info.num_workers, info.id) if info else (1, 0)
+        lo, hi = self._ranges(workers)[reader]
+        rank, world = self._world()
+        sizes = None  # training under DDP: this reader's planned batch sizes
+        if world > 1 and self.shuffle:
+            windows = self._reader_windows(workers)[reader]
+            sizes = sharding.even_sizes(windows, self._batch_counts(workers)[reader]).tolist()
+        keep = self._window_share(rank) if world > 1 else None
+        seen = int(self.group_weight[:lo].sum())  # windows before this reader's first row group
         holding = np.flatnonzero(self.group_weight[lo:hi])  # row groups with windows of this split
         if len(holding) == 0:
             return
         lo, hi = lo + int(holding[0]), lo + int(holding[-1]) + 1  # the rest is never read
-        rng = np.random.default_rng([self.seed, epoch, self._world()[0], info.id if info else 0])
+        rng = np.random.default_rng([self.seed, epoch, rank, reader])
         start = int(self.data.halo_start[lo:hi].min())
         counters = np.zeros(len(self.data.series_names), np.int64)
         for g in range(start):
@@ -516,13 +557,17 @@ class StreamingWindows(IterableDataset):
             block, is_new = self._block(g, carry, counters)
             if g >= lo:
                 ends = self._ends(block, is_new)
+                if keep is not None:  # DDP: only this rank's share of the windows
+                    index = seen + np.arange(len(ends))
+                    seen += len(ends)
+                    ends = ends[(index >= keep[0]) & (index < keep[1])]
                 if len(ends):
                     pending.append(self._windows(block, ends))
                     if sum(len(p["y"]) for p in pending) >= (self.shuffle_buffer if self.shuffle
                                                              else self.batch_size):
-                        pending = yield from self._emit(pending, rng, final=False)
+                        pending = yield from self._emit(pending, rng, final=False, sizes=sizes)
             carry = self._carry(block)
-        yield from self._emit(pending, rng, final=True)
+        yield from self._emit(pending, rng, final=True, sizes=sizes)
 
     def _block(self, g: int, carry: dict | None, counters: np.ndarray):
         """Row group ``g`` with the carried rows before it, grouped by series, as tensors."""
@@ -588,8 +633,9 @@ class StreamingWindows(IterableDataset):
         keep = after <= self.keep
         return {k: v[keep] for k, v in block.items()}
 
-    def _emit(self, pending: list[dict], rng, final: bool):
-        """Yield full batches (shuffled when training); return what is left for later."""
+    def _emit(self, pending: list[dict], rng, final: bool, sizes: list[int] | None = None):
+        """Yield full batches (shuffled when training); return what is left for later. ``sizes``:
+        the planned sizes of the batches still to come (training under DDP), consumed here."""
         batch = {k: torch.cat([p[k] for p in pending]) for k in pending[0]} if pending else None
         if batch is None:
             return []
@@ -597,9 +643,16 @@ class StreamingWindows(IterableDataset):
         if self.shuffle:
             order = torch.from_numpy(rng.permutation(n))
             batch = {k: v[order] for k, v in batch.items()}
-        full = n if final else n - n % self.batch_size
-        for i in range(0, full, self.batch_size):
-            yield {k: v[i: i + self.batch_size] for k, v in batch.items()}
+        if sizes is None:
+            full = n if final else n - n % self.batch_size
+            cuts = [*range(0, full, self.batch_size), full]
+        else:  # as many planned batches as the windows at hand fill (all of them at the end)
+            cuts = [0]
+            while sizes and (final or cuts[-1] + sizes[0] <= n):
+                cuts.append(min(n, cuts[-1] + sizes.pop(0)))
+            full = cuts[-1]
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            yield {k: v[a:b] for k, v in batch.items()}
         return [{k: v[full:] for k, v in batch.items()}] if full < n else []
 
 

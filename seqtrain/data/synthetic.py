@@ -15,6 +15,7 @@ beat. ``make_bars_table`` (``bars``) is raw OHLCV bars, the input of a direction
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +160,7 @@ def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
                                 f"valid: {', '.join(sorted(accepted))}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # DDP processes under torchrun may write at once
     pq.write_table(pa.Table.from_pandas(make(**given), preserve_index=False), tmp)
     tmp.replace(path)
     return path

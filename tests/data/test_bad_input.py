@@ -156,7 +156,7 @@ def test_bad_settings(run_cli, bars, override, key):
 
 @pytest.mark.parametrize("arg,listing", [
     ("model=transformer", "cnn_lstm, gru, informer, lstm, seq2seq_attention, tcn, tft"),
-    ("trainer=tpu", "debug, default, gpu"),
+    ("trainer=tpu", "ddp, debug, default, gpu"),
     ("data=csv", "parquet, synthetic"),
 ])
 def test_unknown_group_option_lists_the_valid_ones(run_cli, arg, listing):

@@ -1,0 +1,221 @@
+"""Distributed data-parallel runs: seqtrain starts its own processes, one per device.
+
+``trainer=ddp trainer.devices=N``: the process the user started is rank 0 of its node; it writes
+the run's resolved config into ``RUN/.ddp/`` and starts ``N - 1`` more processes
+(``python -m seqtrain.distributed RUN/.ddp/job.yaml``) with ``LOCAL_RANK`` set, which Lightning
+reads as processes created externally. Every process runs the same ``train`` on the same config
+and run folder; only global rank 0 writes the folder. Started this way (rather than by Lightning
+re-running the command line) a sweep's job, a walk-forward fold and a resumed run each get their
+own processes, and Hydra never runs in them. Under torchrun or SLURM (``srun``), which create the
+processes themselves, nothing is started here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from seqtrain.errors import SeqtrainError
+
+log = logging.getLogger("seqtrain")
+
+# what seqtrain sets for the processes it starts, restored after the run
+ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK")
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Processes a run trains with: devices x nodes under a ``ddp`` strategy, else 1."""
+    trainer = cfg.trainer
+    if not str(trainer.get("strategy", "auto")).startswith("ddp"):
+        return 1
+    devices = trainer.get("devices", 1)
+    per_node = len(devices) if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices) else devices
+    if per_node in ("auto", -1, "-1"):
+        per_node = _visible_devices(cfg)
+    return int(per_node) * int(trainer.get("num_nodes", 1) or 1)
+
+
+def local_world_size(cfg: DictConfig) -> int:
+    return world_size(cfg) // int(cfg.trainer.get("num_nodes", 1) or 1)
+
+
+def global_rank() -> int:
+    """This process's rank among all of a run's processes (0 outside DDP)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1))) > 1:
+            return int(os.environ[key])
+    if "LOCAL_RANK" in os.environ:
+        per_node = int(os.environ.get("SEQTRAIN_LOCAL_WORLD", 1))
+        return int(os.environ.get("NODE_RANK", 0)) * per_node + int(os.environ["LOCAL_RANK"])
+    return 0
+
+
+def created_externally() -> bool:
+    """Processes started by torchrun, SLURM or seqtrain itself: nothing more to start."""
+    return "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", 1)) > 1
+
+
+@contextlib.contextmanager
+def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_from: Path | None):
+    """Around one run: with ``N > 1`` devices on this node and no launcher that made the
+    processes, start ranks ``1..N-1`` of this node, and when the run ends wait for them; a rank
+    that fails stops the others, and its one-line error is the run's."""
+    local = local_world_size(cfg)
+    if local <= 1 or created_externally():
+        yield
+        return
+    folder = run_dir / ".ddp"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("rank*.error"):
+        stale.unlink()
+    job = folder / "job.yaml"
+    OmegaConf.save(OmegaConf.create({
+        "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir),
+        "resume_from": str(resume_from) if resume_from else None,
+        "warm_from": str(warm_from) if warm_from else None}), job)
+    saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "SEQTRAIN_LOCAL_WORLD", "SEQTRAIN_THREADS")}
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("NODE_RANK", "0")
+    os.environ["WORLD_SIZE"] = str(world_size(cfg))
+    os.environ["SEQTRAIN_LOCAL_WORLD"] = str(local)
+    os.environ["LOCAL_RANK"] = "0"
+    # the machine's cores shared out, as torchrun does: N processes x all cores would thrash them
+    threads = torch.get_num_threads()
+    os.environ["SEQTRAIN_THREADS"] = str(max(1, _cores() // local))
+    torch.set_num_threads(int(os.environ["SEQTRAIN_THREADS"]))
+    logs = [(folder / f"rank{i}.log").open("w") for i in range(1, local)]  # rank 0 has the console
+    children = [subprocess.Popen([sys.executable, "-m", "seqtrain.distributed", str(job)],
+                                 env={**os.environ, "LOCAL_RANK": str(i)}, stdout=log_file,
+                                 stderr=subprocess.STDOUT) for i, log_file in enumerate(logs, 1)]
+    watch = _Watch(children)
+    watch.start()
+    failed = None
+    try:
+        yield
+        for child in children:
+            child.wait()
+    except BaseException as exc:
+        failed = exc
+    finally:
+        watch.done = True
+        died = [(rank, child.poll()) for rank, child in enumerate(children, 1)]  # before any is stopped
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=30)
+        for log_file in logs:
+            log_file.close()
+        _destroy_process_group()
+        torch.set_num_threads(threads)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    errors = sorted(folder.glob("rank*.error"))
+    if errors:  # a rank's own one-line error says more than the collective it broke
+        raise SeqtrainError(errors[0].read_text().strip()) from None
+    for rank, code in died:  # a process that died takes rank 0 down with a broken collective
+        if code:
+            raise SeqtrainError(f"trainer=ddp: training process {rank} exited with status {code}; "
+                                f"its output is in {folder / f'rank{rank}.log'}") from None
+    if failed is not None:
+        raise failed
+    shutil.rmtree(folder, ignore_errors=True)  # nothing went wrong: nothing to look at
+
+
+class _Watch(threading.Thread):
+    """Ends rank 0 when another rank of its node dies: it would wait in a collective forever."""
+
+    def __init__(self, children: list[subprocess.Popen]):
+        super().__init__(daemon=True)
+        self.children, self.done = children, False
+
+    def run(self) -> None:
+        while not self.done:
+            if any(c.poll() not in (None, 0) for c in self.children):
+                if not self.done:
+                    os.kill(os.getpid(), signal.SIGINT)  # raises KeyboardInterrupt in the run
+                return
+            time.sleep(0.5)
+
+
+def _destroy_process_group() -> None:
+    """The next run (a sweep's next job, the next fold) starts a group of its own."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _visible_devices(cfg: DictConfig) -> int:
+
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return 1
+
+
+def _exit_with_parent() -> None:
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(3)  # rank 0 is gone: nothing left to train with
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(job_file: str) -> None:
+    """Rank ``LOCAL_RANK`` of a run that rank 0 started: its config, folder and checkpoints."""
+    from seqtrain.cli import _quiet_libraries
+    from seqtrain.training import train
+
+    _exit_with_parent()
+    torch.set_num_threads(int(os.environ.get("SEQTRAIN_THREADS", torch.get_num_threads())))
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")
+    _quiet_libraries()
+    job = OmegaConf.load(job_file)
+    cfg = job.config
+    cfg.progress_bar = False  # rank 0 draws the one bar
+    run_dir = Path(job.run_dir)
+    rank = os.environ.get("LOCAL_RANK", "?")
+    try:
+        train(cfg, run_dir, resume_from=job.resume_from, quiet=True,
+              warm_from=Path(job.warm_from) if job.warm_from else None)
+    except SeqtrainError as exc:
+        (Path(job_file).parent / f"rank{rank}.error").write_text(str(exc))
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
