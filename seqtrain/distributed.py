@@ -178,7 +178,6 @@ def _free_port() -> int:
 
 
 def _visible_devices(cfg: DictConfig) -> int:
-
     if cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return torch.cuda.device_count()
     return 1
