@@ -27,10 +27,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import Interrupted, SeqtrainError
 
 log = logging.getLogger("seqtrain")
 
+# exit statuses of a process stopped by Ctrl-C or SIGTERM (not a failure of its own)
+INTERRUPTED = (130, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGTERM)
 # what seqtrain sets for the processes it starts, restored after the run
 ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK")
 
@@ -135,7 +137,7 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     if errors:  # a rank's own one-line error says more than the collective it broke
         raise SeqtrainError(errors[0].read_text().strip()) from None
     for rank, code in died:  # a process that died takes rank 0 down with a broken collective
-        if code:
+        if code and code not in INTERRUPTED:  # Ctrl-C reaches every process: rank 0 says where to resume
             raise SeqtrainError(f"trainer=ddp: training process {rank} exited with status {code}; "
                                 f"its output is in {folder / f'rank{rank}.log'}") from None
     if failed is not None:
@@ -211,6 +213,8 @@ def main(job_file: str) -> None:
     try:
         train(cfg, run_dir, resume_from=job.resume_from, quiet=True,
               warm_from=Path(job.warm_from) if job.warm_from else None)
+    except (Interrupted, KeyboardInterrupt):  # Ctrl-C: rank 0 tells the user where to resume from
+        raise SystemExit(130) from None
     except SeqtrainError as exc:
         (Path(job_file).parent / f"rank{rank}.error").write_text(str(exc))
         raise SystemExit(2) from None

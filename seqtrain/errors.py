@@ -6,3 +6,7 @@ class SeqtrainError(Exception):
 
     Messages name the file, column or config key at fault and say what to do about it.
     """
+
+
+class Interrupted(SeqtrainError):
+    """Ctrl-C or SIGTERM stopped training; the message says where to resume from."""

@@ -38,7 +38,7 @@ from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.labels import LabelSpec
 from seqtrain.data.loading import load_data
 from seqtrain.data.streaming import parse_bytes
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.evaluate import check_walk_forward, walk_forward
 from seqtrain.models.instance_norm import InstanceNorm
 from seqtrain.models.registry import MODELS, build_model, check_model_args, model_class
@@ -205,7 +205,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: last.ckpt was written first
         interrupted = True
     if interrupted or trainer.interrupted:
-        raise SeqtrainError(
+        raise Interrupted(
             f"interrupted at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} is "
             f"saved: continue with  seqtrain resume={run_dir}"
         )
