@@ -35,6 +35,7 @@ bench: $(STAMP)  ## throughput, memory and learning benchmarks (results go in BE
 	$(BIN)/python benchmarks/planted_signal.py
 	$(BIN)/python benchmarks/predict_throughput.py
 	$(BIN)/python benchmarks/ddp_throughput.py
+	$(BIN)/python benchmarks/compile_speed.py
 	$(BIN)/python benchmarks/forecast_quality.py
 
 clean:           ## remove run folders and caches (keeps .venv)

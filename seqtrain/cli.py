@@ -75,6 +75,8 @@ def _quiet_libraries() -> None:
         # DDP: the training loss and gradient norm are each rank's own (syncing them would cost
         # a collective every step); validation and test metrics are reduced across ranks
         ".*when logging on epoch level in distributed setting.*",
+        # torch's own internals, reached while compiling (trainer.compile)
+        ".*torch.jit.script_method. is deprecated.*",
         # optuna 2.x's database storage is written for SQLAlchemy 1.4, which the sweep extra pins
         ".*Deprecated API features detected.*",
     ):
@@ -221,7 +223,8 @@ def _hydra_main():
 # what may change when a run resumes: how it trains from here and how data is loaded, never what
 # the checkpoint holds (model, data columns and windows, task, loss, optimizer, schedule, seed)
 RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "eval.", "data.num_workers", "data.pin_memory",
-               "data.persistent_workers", "data.shuffle_buffer", "data.streaming", "data.memory_budget")
+               "data.persistent_workers", "data.shuffle_buffer", "data.streaming", "data.memory_budget",
+               "data.device_resident")
 
 
 _MISSING = object()

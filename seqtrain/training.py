@@ -30,6 +30,7 @@ from seqtrain.callbacks import (
     SaveOnInterrupt,
     Throughput,
 )
+from seqtrain.compiling import compile_mode, compile_network, worth_compiling
 from seqtrain.data import synthetic, validate
 from seqtrain.data.audit import audit
 from seqtrain.data.augment import Augmenter
@@ -111,6 +112,7 @@ class Fitted:
     leakage: dict | None
     lr_find: dict | None
     logger: object | None  # the experiment tracker (``logger=...``), or None
+    compiled: str | None  # trainer.compile: what ran ("compiled (default)" or "eager (why)")
 
 
 def open_run_dir(run_dir: Path, resumed: bool) -> None:
@@ -193,8 +195,10 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
         shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed, season=cfg.eval.season or 0,
         first_epoch=_next_epoch(resume_from) if resume_from else 0,
         rank=distributed.global_rank(), world=world,
+        device=_resident_device(cfg, data, trainer.strategy.root_device),
     )
     leakage = _leakage_audit(cfg, data, datamodule) if distributed.global_rank() == 0 else None
+    compiled = _compile(cfg, module, datamodule, trainer)
     lr_find = _choose_learning_rate(cfg, trainer, module, datamodule, run_dir,
                                     resumed=resume_from is not None)
     interrupted = False
@@ -210,7 +214,44 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
             f"saved: continue with  seqtrain resume={run_dir}"
         )
     return Fitted(trainer, datamodule, epochs, throughput, checkpoints, predictions, checkpointing,
-                  str(trainer_args["precision"]), leakage, lr_find, logger)
+                  str(trainer_args["precision"]), leakage, lr_find, logger, compiled)
+
+
+RESIDENT = ("auto", "true", "false")
+
+
+def _resident_device(cfg: DictConfig, data, device: torch.device) -> torch.device | None:
+    """``data.device_resident``: the device that keeps the prepared table and gathers batches
+    itself, or None (DataLoaders from host memory). ``auto``: the GPU, when training on one
+    and the table (in memory, not streamed) takes under half its free memory; ``true``: the
+    run's ``device`` whatever it is (on the CPU: the same path without a DataLoader)."""
+    setting = str(cfg.data.get("device_resident", "false")).lower()
+    if setting == "false" or data.contract.record.get("streaming"):
+        return None
+    if setting == "true":
+        return device
+    if device.type != "cuda":
+        return None
+    needed = sum(a.nbytes for a in (data.inputs, data.labels, data.times, data.series)) * 2
+    return device if needed < torch.cuda.mem_get_info(device)[0] / 2 else None
+
+
+def _compile(cfg: DictConfig, module: SeqModule, datamodule: SeqDataModule, trainer: L.Trainer) -> str | None:
+    """``trainer.compile``: the network compiled in place after one trial step on a training
+    batch, on the run's device and under its autocast; eager, with one line, where it fails."""
+    mode = compile_mode(cfg.trainer.get("compile"))
+    if mode is None:
+        return None
+    if mode == "auto":
+        why = worth_compiling(cfg.model.name, trainer.strategy.root_device.type == "cuda")
+        if why:
+            log.warning("trainer.compile: %s; training eager (trainer.compile=force compiles it anyway)", why)
+            return f"eager ({why})"
+        mode = "default"
+    module.to(trainer.strategy.root_device)
+    batch = datamodule.sample_batch("train", size=cfg.data.batch_size)
+    batch = module.transfer_batch_to_device(batch, trainer.strategy.root_device, 0)
+    return compile_network(module, batch, mode, cfg.model.name, trainer.precision_plugin.forward_context())
 
 
 def warm_start(module: SeqModule, checkpoint: Path) -> None:
@@ -298,6 +339,8 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "threads": torch.get_num_threads(),  # torch's CPU threads (shared out under hydra/launcher=joblib)
         "leakage_audit": fitted.leakage,
         "lr_find": fitted.lr_find,
+        "compile": fitted.compiled,  # trainer.compile: what ran, or null when not asked
+        "device_resident": fitted.datamodule.device is not None,  # batches gathered on the device
         "precision": fitted.precision,  # what ran, on this device
         "precision_requested": str(cfg.trainer.precision),
         "run_dir": str(run_dir),
@@ -420,6 +463,7 @@ def check_config(cfg: DictConfig) -> None:
     Augmenter(OmegaConf.to_container(cfg.augment, resolve=True))
     check_logger(cfg)
     _check_trainer_keys(cfg)
+    compile_mode(cfg.trainer.get("compile"))
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise SeqtrainError(
             "trainer.accelerator: gpu requested but no CUDA GPU is visible; use trainer=default (CPU)")
@@ -432,6 +476,8 @@ def check_config(cfg: DictConfig) -> None:
     validate.check_window_settings(data)
     if str(data.streaming).lower() not in ("auto", "true", "false"):
         raise SeqtrainError(f"data.streaming: {data.streaming!r}; choose auto, true or false")
+    if str(data.get("device_resident", "false")).lower() not in RESIDENT:
+        raise SeqtrainError(f"data.device_resident: {data.device_resident!r}; choose auto, true or false")
     parse_bytes(data.memory_budget)
     split_by_series(data)
     if data.leakage_audit not in AUDIT_MODES:
@@ -445,7 +491,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def _check_trainer_keys(cfg: DictConfig) -> None:
     """Keys of the trainer group are Lightning Trainer arguments: refuse any other."""
-    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks"}
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks"} | {"compile"}
     unknown = sorted(set(cfg.trainer) - accepted)
     if unknown:
         raise SeqtrainError(f"trainer.{unknown[0]}: not an argument of lightning's Trainer "
@@ -573,6 +619,7 @@ def _monitor(cfg: DictConfig) -> tuple[str, str]:
 
 def _trainer_args(cfg: DictConfig) -> dict:
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    args.pop("compile", None)  # seqtrain's own key (compiling.py), not Lightning's
     accelerator = args.get("accelerator", "auto")
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():

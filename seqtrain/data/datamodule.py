@@ -10,7 +10,7 @@ from __future__ import annotations
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.sharding import BalancedBatchSampler, ShareSampler
@@ -64,6 +64,32 @@ class EpochLoader(DataLoader):
         return super().__iter__()
 
 
+class ResidentBatches:
+    """Batches gathered where the rows live (``data.device_resident``: the whole prepared table
+    on the GPU): no DataLoader, no worker, no host-to-device copy but one index tensor per
+    epoch. ``batches`` yields each batch's window indices (a sampler of ``sharding.py``, or
+    consecutive runs for evaluation); ``set_epoch`` reaches it through ``DataEpoch``."""
+
+    def __init__(self, dataset: WindowDataset, batches):
+        self.dataset, self.batches = dataset, batches
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        batches = [list(b) for b in self.batches]
+        if not batches:
+            return
+        ends = self.dataset.ends  # on the device, with the rows
+        order = torch.as_tensor([i for b in batches for i in b], dtype=torch.long).to(ends.device)
+        for index in order.split([len(b) for b in batches]):
+            yield self.dataset.block.batch(ends[index], self.dataset.identify)
+
+
 def batch_as_is(batch: dict) -> dict:
     """Collate for ``__getitems__``: the dataset already returns a whole batch."""
     return batch
@@ -75,8 +101,9 @@ class SeqDataModule(L.LightningDataModule):
     def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = True, stride: int = 1, eval_stride: int = 1,
                  embargo: int = 0, shuffle_buffer: int = 8192, seed: int = 0, first_epoch: int = 0,
-                 season: int = 0, rank: int = 0, world: int = 1):
+                 season: int = 0, rank: int = 0, world: int = 1, device: torch.device | str | None = None):
         super().__init__()
+        self.device = device  # in memory: gather batches on this device (data.device_resident)
         self.rank, self.world, self.seed = rank, world, seed  # DDP: this process's share (sharding.py)
         self.first_epoch = first_epoch  # a resumed run continues the epochs' shuffles
         self.data = data
@@ -103,9 +130,14 @@ class SeqDataModule(L.LightningDataModule):
             data.task == "classification", [data.input_names.index(c) for c in data.known_future],
             spec.pad_short, season, torch.from_numpy(data.moves) if data.moves is not None else None,
         )
+        if device is not None:
+            block = block.to(device)
         # training batches need no identity or times: only evaluation maps outputs back to rows
         self.datasets = {name: WindowDataset(block, ends, identify=name != "train")
                          for name, ends in data.ends.items()}
+        if device is not None:
+            for dataset in self.datasets.values():
+                dataset.ends = dataset.ends.to(device)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         common = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
@@ -114,6 +146,13 @@ class SeqDataModule(L.LightningDataModule):
             return EpochLoader(self.datasets[split], batch_size=None, first_epoch=self.first_epoch,
                                **common)
         dataset = self.datasets[split]
+        if self.device is not None:  # resident: index batches, gathered on the device
+            n = len(dataset)
+            if shuffle:
+                return ResidentBatches(dataset, BalancedBatchSampler(
+                    n, self.batch_size, self.rank, self.world, self.seed))
+            share = ShareSampler(n, self.rank, self.world) if self.world > 1 else range(n)
+            return ResidentBatches(dataset, BatchSampler(share, self.batch_size, drop_last=False))
         if self.world > 1 and shuffle:  # every rank the same number of batches, each window once
             sampler = BalancedBatchSampler(len(dataset), self.batch_size, self.rank, self.world, self.seed)
             return DataLoader(dataset, batch_sampler=sampler, **common)
@@ -139,7 +178,7 @@ class SeqDataModule(L.LightningDataModule):
                 dataset.rank, dataset.world_size = was
             return {k: torch.cat([b[k] for b in batches])[:size] for k in batches[0]}
         picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
-        return dataset.__getitems__(picks.tolist())
+        return {k: v.cpu() for k, v in dataset.__getitems__(picks.tolist()).items()}
 
     def last_rows(self, split: str, size: int) -> dict:
         """Up to ``size`` windows of ``split`` (spread over it in memory; the first ones when
@@ -148,7 +187,8 @@ class SeqDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         if not self.streaming:
             picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
-            return dataset.block.last_rows(dataset.ends[torch.as_tensor(picks)])
+            rows = dataset.block.last_rows(dataset.ends[torch.as_tensor(picks)])
+            return {k: v.cpu() for k, v in rows.items()}  # for NumPy, wherever the rows live
         parts, count, was = [], 0, (dataset.identify, dataset.rank, dataset.world_size)
         # the split's own first windows, whichever DDP rank asks (not only this rank's share)
         dataset.identify, dataset.rank, dataset.world_size = True, 0, 1

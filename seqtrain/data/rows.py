@@ -5,6 +5,8 @@ and the streamed one, which cuts its chunks with the very same rule.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -53,6 +55,22 @@ class RowBlock:
         # seasonal naive: each label row's value whole seasons earlier, at or before the window's end
         self.season_offsets = (self.label_offsets - season * torch.clamp(
             (self.label_offsets + season - 1) // season, min=1)) if season and not classification else None
+
+    def to(self, device) -> RowBlock:
+        """The same block on ``device`` (the device-resident path): every tensor moved once, the
+        window view rebuilt over the moved rows (moving the view would copy every window)."""
+        moved = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor) and name != "windows":
+                setattr(moved, name, value.to(device))
+        moved.windows = moved.inputs.unfold(0, self.seq_length, 1).transpose(1, 2)
+        return moved
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the block's tensors hold (the window view holds none of its own)."""
+        return sum(v.numel() * v.element_size() for k, v in vars(self).items()
+                   if isinstance(v, torch.Tensor) and k != "windows")
 
     def labels_at(self, rows: torch.Tensor) -> torch.Tensor:
         """The labels at ``rows`` ``(B, k)``: class ids ``(B,)``, or scaled targets ``(B, k)``."""

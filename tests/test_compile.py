@@ -1,0 +1,54 @@
+"""trainer.compile: torch.compile of the network gives the eager run's numbers, or runs eager."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import TINY_MODELS, TINY_RUN
+
+# no dropout: compiled code draws its random masks differently, everything else must agree
+TCN = [*TINY_RUN, *TINY_MODELS["tcn"], "model=tcn", "model.dropout=0", "task=regression"]
+
+
+def test_a_compiled_run_matches_the_eager_run(run_cli):
+    eager = run_cli(*TCN)
+    compiled = run_cli(*TCN, "trainer.compile=force")  # tcn pays on no CPU measured: forced
+    assert eager.code == 0 and compiled.code == 0, compiled.err
+    assert compiled.metrics()["compile"] == "compiled (default)" and eager.metrics()["compile"] is None
+    losses = [pd.read_csv(r.run_dir / "steps.csv")["loss"].to_numpy() for r in (eager, compiled)]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4, atol=1e-5)  # every training step
+    for key, value in eager.metrics()["test"].items():
+        assert abs(compiled.metrics()["test"][key] - value) <= 1e-4 * max(1.0, abs(value)), key
+    # the checkpoint is the eager network's: predict and export read it as any other
+    state = torch.load(compiled.run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in key for key in state)
+
+
+def test_a_network_that_does_not_compile_trains_eager_with_one_line(run_cli, monkeypatch):
+    def broken_compile(self, *args, **kwargs):
+        def fails(*a, **k):
+            raise RuntimeError("backend says no\nmore detail")
+        self._compiled_call_impl = fails
+
+    monkeypatch.setattr(torch.nn.Module, "compile", broken_compile)
+    result = run_cli(*TCN, "trainer.compile=force")
+    assert result.code == 0, result.err
+    assert result.metrics()["compile"] == "eager (backend says no)"
+    assert "trainer.compile: tcn did not compile (backend says no); training eager" in \
+        " ".join((result.out + result.err).split())
+
+
+def test_compile_true_on_a_cpu_compiles_only_where_it_pays(run_cli, monkeypatch):
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: pytest.fail("compiled"))
+    result = run_cli(*TCN, "trainer.compile=true")
+    assert result.code == 0, result.err
+    assert result.metrics()["compile"].startswith("eager (tcn trains faster eager on a CPU")
+    text = " ".join((result.out + result.err).split())
+    assert "training eager (trainer.compile=force compiles it anyway)" in text
+
+
+def test_an_unknown_compile_mode_is_one_line(run_cli):
+    result = run_cli(*TCN, "trainer.compile=fastest")
+    assert result.code == 2 and "trainer.compile: 'fastest'; choose false, true, force or a torch.compile " \
+        "mode" in " ".join(result.err.split())
