@@ -52,7 +52,7 @@ def float_column(table: pa.Table, name: str) -> np.ndarray:
     column = table.column(name)
     if pa.types.is_boolean(column.type):
         column = column.cast(pa.int8())
-    return column.to_numpy(zero_copy_only=False).astype(np.float32)
+    return column.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
 
 
 def read_target(column: pa.ChunkedArray, name: str, task: str) -> tuple[str, np.ndarray]:

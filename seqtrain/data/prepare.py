@@ -121,12 +121,20 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     table = source.read_columns(path, columns)
     if table.num_rows == 0:
         raise SeqtrainError(f"data.path: {path} has no rows")
+    n = table.num_rows
     series, series_names = _series_codes(table, group_col)
-    x = (np.column_stack([float_column(table, c) for c in features]) if features
-         else np.zeros((table.num_rows, 0), np.float32))
+    x = np.empty((n, len(features)), np.float32)
+    keys = {time_col, group_col, target}
+    for j, name in enumerate(features):  # each column decoded into place, then let go
+        x[:, j] = float_column(table, name)
+        if name not in keys:
+            table = table.drop_columns([name])
+            pa.default_memory_pool().release_unused()
     target_kind, target_values = read_target(table.column(target), target, task)
-    rows = TableRows(time_values(table.column(time_col), time_col), series, series_names, x,
-                     list(features), target_kind, target_values, np.arange(table.num_rows))
+    times = time_values(table.column(time_col), time_col)
+    del table  # all decoded: the Arrow table goes before the rows are sorted, and Arrow's pool
+    pa.default_memory_pool().release_unused()  # gives its memory back instead of keeping it
+    rows = TableRows(times, series, series_names, x, list(features), target_kind, target_values, np.arange(n))
     rows.take(np.lexsort((rows.times, series)) if cfg.sort else np.argsort(series, kind="stable"))
     validate.check_time_order(rows.times, rows.series, series_names, rows.file_rows, time_col)
     keep = _apply_nan_policy(cfg.nan_policy, rows.x, features, rows.target_values, target, target_kind,
@@ -214,6 +222,7 @@ def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: 
     input_names = [*rows.features, *calendar, *([target] if history else [])]
     known_future = known_future_columns(cfg, input_names, target, calendar)
     x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None)
+    rows.x = None  # in the input matrix now: one copy of the features is enough
     scaler = (StandardScaler.fit(x[train_rows]) if cfg.scaler == "standard"
               else StandardScaler.identity(x.shape[1]))
     contract = DataState(

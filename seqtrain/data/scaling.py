@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CHUNK_ROWS = 65_536  # rows scaled at once: bounded temporaries, the same numbers
+
 
 @dataclass
 class StandardScaler:
@@ -29,9 +31,14 @@ class StandardScaler:
         return cls(mean=np.zeros(n_columns), std=np.ones(n_columns))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
+        """Scaled float32 values, computed in float64 a slice of rows at a time: the numbers of
+        one whole-table expression, without its float64 temporaries the size of the table."""
         squeeze = np.ndim(values) == 1
-        out = (np.asarray(values, dtype=np.float64).reshape(len(values), -1) - self.mean) / self.std
-        out = out.astype(np.float32)
+        values = np.asarray(values).reshape(len(values), -1)
+        out = np.empty(values.shape, np.float32)
+        for start in range(0, len(values), CHUNK_ROWS):
+            part = values[start:start + CHUNK_ROWS].astype(np.float64)
+            out[start:start + CHUNK_ROWS] = (part - self.mean) / self.std
         return out[:, 0] if squeeze else out
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
