@@ -31,7 +31,7 @@ bench: $(STAMP)  ## throughput, memory and learning benchmarks (results go in BE
 	$(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/streaming_memory.py
-	cd benchmarks && ../$(BIN)/python prepare_memory.py
+	$(BIN)/python benchmarks/prepare_memory.py
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/planted_signal.py
 	$(BIN)/python benchmarks/predict_throughput.py
