@@ -342,17 +342,27 @@ class NonFiniteGuard(L.Callback):
     """Stops a run whose loss turns NaN/inf, before the bad step touches the weights.
 
     Checked after backward and before the optimizer step, so ``checkpoints/last_good.ckpt`` holds
-    the last weights that gave a finite loss. Also logs the gradient norm (unscaled under AMP).
+    the last weights that gave a finite loss. Also logs the gradient norm (unscaled under AMP):
+    its epoch mean in metrics.csv, each logged step's value for trackers.
     """
 
     def __init__(self, checkpoint: Path):
         self.checkpoint = Path(checkpoint)
+        self._norms: list[torch.Tensor] = []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._norms = []
 
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if grads:
-            module.log("grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=True,
-                       batch_size=1)
+            # kept as a tensor (no device sync); the epoch's mean goes to Lightning's log once, at
+            # the epoch's last batch (each log call costs a traversal of Lightning's record)
+            norm = torch.nn.utils.get_total_norm(grads).detach()
+            self._norms.append(norm)
+            if trainer.loggers and trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+                for logger in trainer.loggers:  # trackers still get the step's value
+                    logger.log_metrics({"grad_norm_step": float(norm)}, step=trainer.global_step)
         loss = getattr(module, "last_train_loss", None)
         finite = loss is None or bool(torch.isfinite(loss))
         if trainer.world_size > 1:  # DDP: every rank stops together, or the others would wait forever
@@ -370,6 +380,11 @@ class NonFiniteGuard(L.Callback):
             f"(optim.lr={self._lr_setting(module)}, {lr:.3g} at that step) or extreme input values: "
             "lower optim.lr, clip gradients (trainer.gradient_clip_val) or check the data"
         )
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self._norms and batch_idx + 1 >= trainer.num_training_batches:
+            module.log("grad_norm", torch.stack(self._norms).mean(), on_step=False, on_epoch=True,
+                       batch_size=1)
 
     @staticmethod
     def _lr_setting(module) -> str:

@@ -77,7 +77,7 @@ def created_externally() -> bool:
 def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_from: Path | None):
     """Around one run: with ``N > 1`` devices on this node and no launcher that made the
     processes, start ranks ``1..N-1`` of this node, and when the run ends wait for them; a rank
-    that fails stops the others, and its one-line error is the run's."""
+    that fails ends the run, and its one-line error is the run's."""
     local = local_world_size(cfg)
     if local <= 1 or created_externally():
         yield
@@ -106,8 +106,8 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     children = [subprocess.Popen([sys.executable, "-m", "seqtrain.distributed", str(job)],
                                  env={**os.environ, "LOCAL_RANK": str(i)}, stdout=log_file,
                                  stderr=subprocess.STDOUT) for i, log_file in enumerate(logs, 1)]
-    watch = _Watch(children)
-    watch.start()
+    # no watcher thread: a rank that dies closes its connections, and rank 0's next collective
+    # fails at once (gloo; NCCL's watchdog ends it), which lands below with the dead rank named
     failed = None
     try:
         yield
@@ -116,7 +116,6 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     except BaseException as exc:
         failed = exc
     finally:
-        watch.done = True
         died = [(rank, child.poll()) for rank, child in enumerate(children, 1)]  # before any is stopped
         for child in children:
             if child.poll() is None:
@@ -143,22 +142,6 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     if failed is not None:
         raise failed
     shutil.rmtree(folder, ignore_errors=True)  # nothing went wrong: nothing to look at
-
-
-class _Watch(threading.Thread):
-    """Ends rank 0 when another rank of its node dies: it would wait in a collective forever."""
-
-    def __init__(self, children: list[subprocess.Popen]):
-        super().__init__(daemon=True)
-        self.children, self.done = children, False
-
-    def run(self) -> None:
-        while not self.done:
-            if any(c.poll() not in (None, 0) for c in self.children):
-                if not self.done:
-                    os.kill(os.getpid(), signal.SIGINT)  # raises KeyboardInterrupt in the run
-                return
-            time.sleep(0.5)
 
 
 def _destroy_process_group() -> None:
