@@ -382,7 +382,8 @@ class NonFiniteGuard(L.Callback):
         )
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self._norms and batch_idx + 1 >= trainer.num_training_batches:
+        last = batch_idx + 1 >= trainer.num_training_batches or 0 < trainer.max_steps <= trainer.global_step
+        if self._norms and last:
             module.log("grad_norm", torch.stack(self._norms).mean(), on_step=False, on_epoch=True,
                        batch_size=1)
 

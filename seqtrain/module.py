@@ -157,6 +157,8 @@ class SeqModule(L.LightningModule):
         trainer = self._trainer
         if trainer is None:
             return True
+        if split == "train" and 0 < trainer.max_steps <= trainer.global_step + 1:
+            return True  # trainer.max_steps ends the epoch here
         count = {"train": lambda: trainer.num_training_batches,
                  "val": lambda: trainer.num_val_batches[0] if trainer.num_val_batches else float("inf"),
                  "test": lambda: trainer.num_test_batches[0] if trainer.num_test_batches else float("inf"),

@@ -56,7 +56,8 @@ def plot_curves(rows: list[dict], main_metric: str, path: Path, steps: list[dict
         ax.set_ylabel(name)
         ax.set_title(name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a run stopped before its first epoch ended has none
+            ax.legend()
     _save(fig, path)
 
 
