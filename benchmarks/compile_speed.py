@@ -19,23 +19,12 @@ import time
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from train_throughput import config
+from train_throughput import config, demo_windows
 
 from seqtrain.cli import _quiet_libraries
-from seqtrain.data.datamodule import SeqDataModule
-from seqtrain.data.loading import load_data
-from seqtrain.data.synthetic import write_parquet
 from seqtrain.models.registry import build_model
 
 MODELS = ("lstm", "gru", "tcn", "informer", "cnn_lstm", "seq2seq_attention", "tft")
-
-
-def windows(cfg):
-    write_parquet(cfg.data.path, **OmegaConf.to_container(cfg.data.generator))
-    cfg.data.target = "direction"
-    data = load_data(cfg.data, "classification", cfg.data.path)
-    batch = SeqDataModule(data, 128).sample_batch("train", size=10**9)  # every training window
-    return batch["x"], batch["y"], len(data.classes)
 
 
 def loop(cfg, x, y, classes: int, epochs: int, compiled: bool) -> tuple[float, float]:
@@ -79,7 +68,7 @@ def main() -> None:
     for name in args.models:
         with tempfile.TemporaryDirectory() as folder:
             cfg = config(name, args.epochs, folder)
-            x, y, classes = windows(cfg)
+            x, y, classes = demo_windows(cfg)
             eager, _ = loop(cfg, x, y, classes, args.epochs, compiled=False)
             try:
                 fast, warm = loop(cfg, x, y, classes, args.epochs, compiled=True)

@@ -39,15 +39,20 @@ def config(model: str, epochs: int, folder: str):
                                             f"data.path={folder}/demo.parquet"])
 
 
-def bare_loop(cfg, epochs: int) -> float:
+def demo_windows(cfg) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Every training window of the demo table (inputs, labels) and the number of classes."""
     write_parquet(cfg.data.path, **OmegaConf.to_container(cfg.data.generator))
     cfg.data.target = "direction"
     data = load_data(cfg.data, "classification", cfg.data.path)
-    batch = SeqDataModule(data, 128).sample_batch("train", size=10**9)  # every training window
-    x, y = batch["x"], batch["y"]
+    batch = SeqDataModule(data, 128).sample_batch("train", size=10**9)
+    return batch["x"], batch["y"], len(data.classes)
+
+
+def bare_loop(cfg, epochs: int) -> float:
+    x, y, classes = demo_windows(cfg)
     args = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
     torch.manual_seed(0)
-    model = build_model(cfg.model.name, args, x.shape[-1], len(data.classes), 1, 0)
+    model = build_model(cfg.model.name, args, x.shape[-1], classes, 1, 0)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     steps = epochs * -(-len(x) // 128)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=steps)

@@ -305,10 +305,10 @@ class Throughput(L.Callback):
     def on_fit_end(self, trainer, module) -> None:
         """DDP: the samples of every rank over the slowest rank's time."""
         if trainer.world_size > 1:
-            totals = torch.tensor([float(self.samples), -self.seconds], device=module.device)
-            samples = trainer.strategy.reduce(totals[:1].clone(), reduce_op="sum")
-            slowest = -trainer.strategy.reduce(totals[1:].clone(), reduce_op="min")
-            self.samples, self.seconds = int(samples.item()), float(slowest.item())
+            samples = torch.tensor(float(self.samples), device=module.device)
+            seconds = torch.tensor(self.seconds, device=module.device)
+            self.samples = int(trainer.strategy.reduce(samples, reduce_op="sum").item())
+            self.seconds = float(trainer.strategy.reduce(seconds, reduce_op="max").item())
 
     @property
     def samples_per_second(self) -> float:
@@ -360,16 +360,20 @@ class NonFiniteGuard(L.Callback):
             # the epoch's last batch (each log call costs a traversal of Lightning's record)
             norm = torch.nn.utils.get_total_norm(grads).detach()
             self._norms.append(norm)
+            if getattr(module, "last_of_epoch", True):  # the module's own reading of its pass
+                module.log("grad_norm", torch.stack(self._norms).mean(), on_step=False, on_epoch=True,
+                           batch_size=1)
             if trainer.loggers and trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
                 for logger in trainer.loggers:  # trackers still get the step's value
                     logger.log_metrics({"grad_norm_step": float(norm)}, step=trainer.global_step)
         loss = getattr(module, "last_train_loss", None)
-        finite = loss is None or bool(torch.isfinite(loss))
+        own_finite = loss is None or bool(torch.isfinite(loss))
+        finite = own_finite
         if trainer.world_size > 1:  # DDP: every rank stops together, or the others would wait forever
-            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+            finite = trainer.strategy.reduce_boolean_decision(own_finite, all=True)
         if finite:
             return
-        if loss is None or bool(torch.isfinite(loss)):  # another rank's loss: name it
+        if own_finite:  # another rank's loss turned
             loss = torch.tensor(float("nan"))
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(self.checkpoint)
@@ -380,12 +384,6 @@ class NonFiniteGuard(L.Callback):
             f"(optim.lr={self._lr_setting(module)}, {lr:.3g} at that step) or extreme input values: "
             "lower optim.lr, clip gradients (trainer.gradient_clip_val) or check the data"
         )
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        last = batch_idx + 1 >= trainer.num_training_batches or 0 < trainer.max_steps <= trainer.global_step
-        if self._norms and last:
-            module.log("grad_norm", torch.stack(self._norms).mean(), on_step=False, on_epoch=True,
-                       batch_size=1)
 
     @staticmethod
     def _lr_setting(module) -> str:

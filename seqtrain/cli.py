@@ -172,13 +172,13 @@ def _error(message: str) -> None:
 def share_the_cores(launcher) -> None:
     """Jobs that run side by side on one machine (``hydra/launcher=joblib``) share its cores:
     each gets ``cores // jobs`` torch threads, so that they do not oversubscribe them."""
-    import os
-
     import torch
+
+    from seqtrain.distributed import cores as machine_cores
 
     if "joblib" not in str(launcher.get("_target_", "")):
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = machine_cores()
     jobs = int(launcher.get("n_jobs") or -1)
     jobs = jobs if jobs > 0 else max(1, cores + 1 + jobs)  # joblib: -1 = every core, -2 = all but one
     torch.set_num_threads(max(1, cores // min(jobs, cores)))

@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import SeqtrainError, first_line
 
 log = logging.getLogger("seqtrain")
 
@@ -68,7 +68,7 @@ def compile_network(module, batch: dict, mode: str, name: str, context=None) -> 
         module.train(was_training)
     except Exception as exc:  # the compiler's errors have no common type
         network._compiled_call_impl = None  # back to the eager forward
-        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        why = first_line(exc)[:160]
         log.warning("trainer.compile: %s did not compile (%s); training eager", name, why)
         return f"eager ({why})"
     finally:

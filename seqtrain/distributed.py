@@ -100,7 +100,7 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     os.environ["LOCAL_RANK"] = "0"
     # the machine's cores shared out, as torchrun does: N processes x all cores would thrash them
     threads = torch.get_num_threads()
-    os.environ["SEQTRAIN_THREADS"] = str(max(1, _cores() // local))
+    os.environ["SEQTRAIN_THREADS"] = str(max(1, cores() // local))
     torch.set_num_threads(int(os.environ["SEQTRAIN_THREADS"]))
     logs = [(folder / f"rank{i}.log").open("w") for i in range(1, local)]  # rank 0 has the console
     children = [subprocess.Popen([sys.executable, "-m", "seqtrain.distributed", str(job)],
@@ -152,7 +152,8 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def _cores() -> int:
+def cores() -> int:
+    """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

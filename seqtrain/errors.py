@@ -8,5 +8,11 @@ class SeqtrainError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception from a library, for a one-line error; its type if empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class Interrupted(SeqtrainError):
     """Ctrl-C or SIGTERM stopped training; the message says where to resume from."""

@@ -159,10 +159,11 @@ class SeqModule(L.LightningModule):
             return True
         if split == "train" and 0 < trainer.max_steps <= trainer.global_step + 1:
             return True  # trainer.max_steps ends the epoch here
-        count = {"train": lambda: trainer.num_training_batches,
-                 "val": lambda: trainer.num_val_batches[0] if trainer.num_val_batches else float("inf"),
-                 "test": lambda: trainer.num_test_batches[0] if trainer.num_test_batches else float("inf"),
-                 }[split]()
+        if split == "train":
+            count = trainer.num_training_batches
+        else:  # one loader per evaluation loop
+            counts = trainer.num_val_batches if split == "val" else trainer.num_test_batches
+            count = counts[0] if counts else float("inf")
         return not math.isfinite(count) or batch_idx + 1 >= count
 
     def _step(self, batch: dict, split: str, batch_idx: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,12 +177,15 @@ class SeqModule(L.LightningModule):
         metrics.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])
         training = split == "train"
-        if training:  # each rank's own under DDP: syncing it would cost a collective every step
+        last = batch_idx < 0 or self._last_batch(split, batch_idx)
+        if training:
+            self.last_of_epoch = last  # the gradient norm's epoch mean is logged with it (NonFiniteGuard)
+            # each rank's own under DDP: syncing it would cost a collective every step
             self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         else:
             mean = getattr(self, f"{split}_loss_mean")
             mean.update(loss.detach(), weight=size)
-        if batch_idx < 0 or self._last_batch(split, batch_idx):
+        if last:
             if not training:
                 self.log(f"{split}_loss", mean, on_step=False, on_epoch=True, prog_bar=split != "test")
             for name, metric in metrics.items():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import SeqtrainError, first_line
 
 log = logging.getLogger("seqtrain")
 
@@ -66,8 +66,7 @@ def make_logger(cfg: DictConfig, run_dir: Path, fold: int | None = None):
                             tracking_uri=str(settings.tracking_uri), tags={"run_dir": str(run_dir)},
                             artifact_location=settings.get("artifact_location"))
     except Exception as exc:  # a bad tracking URI or an unreachable server
-        raise SeqtrainError(f"logger.tracking_uri: {settings.tracking_uri}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise SeqtrainError(f"logger.tracking_uri: {settings.tracking_uri}: {first_line(exc)}") from None
 
 
 def log_config(logger, cfg: DictConfig) -> None:
@@ -85,13 +84,9 @@ def log_results(logger, summary: dict, run_dir: Path, step: int) -> None:
     # the test metrics themselves were logged by the test loop
     values = {f"baseline.{k}": v for k, v in (summary.get("baseline_test") or {}).items()}
     skill = summary.get("skill") or {}
-    if skill.get("skill") is not None:
-        values["skill"] = skill["skill"]
-        values["beats_best_baseline"] = float(bool(skill.get("beats_best_baseline")))
-    for key, value in (summary.get("trading") or {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[f"trading.{key}"] = value
-    logger.log_metrics({k: float(v) for k, v in values.items()
+    values.update(skill=skill.get("skill"), beats_best_baseline=skill.get("beats_best_baseline"))
+    values.update({f"trading.{k}": v for k, v in (summary.get("trading") or {}).items()})
+    logger.log_metrics({k: float(v) for k, v in values.items()  # numbers only (True counts as 1)
                         if isinstance(v, (int, float)) and math.isfinite(v)}, step=step)
     logger.save()
     if type(logger).__name__ != "MLFlowLogger":

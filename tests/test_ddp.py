@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from seqtrain import cli
+from seqtrain.distributed import cores
 from tests.conftest import TINY_MODELS, TINY_RUN
 
 # weights that barely move (lr 1e-9), so a 2-process run and a 1-process run evaluate the same
@@ -40,6 +41,7 @@ def test_two_processes_evaluate_every_window_once_like_one(run_cli, streaming):
     np.testing.assert_allclose(p2["prob_1"], p1["prob_1"], atol=1e-5)
     # training: the 792 windows shared out, 396 a rank, so about half the optimizer steps
     assert m1["windows"]["train"] == 792 and (m1["steps"], m2["steps"]) == (13, 7)
+    assert m2["threads"] == max(1, cores() // 2)  # the machine's cores shared out between the two
     # rank 0 alone wrote the folder: one checkpoint pair, no leftovers of the other rank
     assert sorted(p.name for p in (two.run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert not (two.run_dir / ".ddp").exists()  # the processes' job and logs, removed after success

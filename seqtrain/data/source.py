@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import SeqtrainError, first_line
 
 
 def open_dataset(path: str | Path) -> ds.Dataset:
@@ -29,7 +29,7 @@ def open_dataset(path: str | Path) -> ds.Dataset:
         return dataset
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeqtrainError(
-            f"data.path: {path} is not a readable Parquet file ({_first_line(exc)})"
+            f"data.path: {path} is not a readable Parquet file ({first_line(exc)})"
         ) from None
 
 
@@ -42,7 +42,7 @@ def read_columns(path: str | Path, columns: list[str]) -> pa.Table:
     try:
         return open_dataset(path).to_table(columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise SeqtrainError(f"data.path: cannot read {path}: {_first_line(exc)}") from None
+        raise SeqtrainError(f"data.path: cannot read {path}: {first_line(exc)}") from None
 
 
 def row_groups(dataset: ds.Dataset) -> list[ds.ParquetFileFragment]:
@@ -56,9 +56,4 @@ def read_row_group(group: ds.ParquetFileFragment, schema: pa.Schema, columns: li
     try:
         return group.to_table(schema=schema, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise SeqtrainError(f"data.path: cannot read {group.path}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise SeqtrainError(f"data.path: cannot read {group.path}: {first_line(exc)}") from None

@@ -471,6 +471,7 @@ class StreamingWindows(IterableDataset):
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
+        self.windows_before = np.concatenate([[0], np.cumsum(self.group_weight)])  # per row group
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
         self.series_index = pd.Index(data.series_names)  # name -> code, built once
 
@@ -492,9 +493,8 @@ class StreamingWindows(IterableDataset):
         rank = own if rank is None else rank
         if world > 1:
             first, last = self._window_share(rank)
-            cumulative = np.concatenate([[0], np.cumsum(self.group_weight)])
-            lo = int(np.searchsorted(cumulative, first, side="right")) - 1
-            hi = max(lo, int(np.searchsorted(cumulative, last, side="left")))
+            lo = int(np.searchsorted(self.windows_before, first, side="right")) - 1
+            hi = max(lo, int(np.searchsorted(self.windows_before, last, side="left")))
         else:
             lo, hi = 0, len(self.group_weight)
         return [(lo + a, lo + b) for a, b in shard_ranges(self.group_weight[lo:hi], workers)]
@@ -503,16 +503,15 @@ class StreamingWindows(IterableDataset):
         """DDP: the rank's contiguous share of the split's windows, counted in stream order (row
         group by row group): every window once, shares within one window of each other, and each
         rank reads only the row groups of its share (and their halo)."""
-        return sharding.share(int(self.group_weight.sum()), rank, self._world()[1])
+        return sharding.share(int(self.windows_before[-1]), rank, self._world()[1])
 
     def _reader_windows(self, workers: int, rank: int | None = None) -> list[int]:
-        """Windows each of a rank's readers yields."""
-        ranges = self._ranges(workers, rank)
-        if self._world()[1] == 1:
-            return [int(self.group_weight[lo:hi].sum()) for lo, hi in ranges]
+        """Windows each of a rank's readers yields: its row groups' windows within the rank's
+        share (in one process the share is every window)."""
         first, last = self._window_share(self._world()[0] if rank is None else rank)
-        cumulative = np.concatenate([[0], np.cumsum(self.group_weight)])
-        return [max(0, min(last, int(cumulative[hi])) - max(first, int(cumulative[lo]))) for lo, hi in ranges]
+        before = self.windows_before
+        return [max(0, min(last, int(before[hi])) - max(first, int(before[lo])))
+                for lo, hi in self._ranges(workers, rank)]
 
     def _batch_counts(self, workers: int) -> list[int]:
         """Batches each of this rank's readers yields. Training under DDP: every rank the same
@@ -542,7 +541,7 @@ class StreamingWindows(IterableDataset):
             windows = self._reader_windows(workers)[reader]
             sizes = sharding.even_sizes(windows, self._batch_counts(workers)[reader]).tolist()
         keep = self._window_share(rank) if world > 1 else None
-        seen = int(self.group_weight[:lo].sum())  # windows before this reader's first row group
+        seen = int(self.windows_before[lo])  # windows before this reader's first row group
         holding = np.flatnonzero(self.group_weight[lo:hi])  # row groups with windows of this split
         if len(holding) == 0:
             return

@@ -149,42 +149,28 @@ def _gather(dataset, workers):
     return collect(batches)
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
-def test_every_window_exactly_once_across_two_workers_and_two_ranks(tmp_path, split):
-    path = write(unequal_series(seed=3), tmp_path / "t.parquet", 23)
+# (row group size, DataLoader workers): many row groups read by two workers a rank, and a table of
+# one row group, which cannot be shared out by row groups: its windows still are
+@pytest.mark.parametrize(("group_rows", "workers"), [(23, 2), (10_000, 0)])
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_every_window_exactly_once_across_two_ranks(tmp_path, split, group_rows, workers):
+    path = write(unequal_series(seed=3), tmp_path / "t.parquet", group_rows)
     cfg = data_cfg(path, *SETTINGS)
     _, expected = in_memory(cfg, "regression", path)
     stream = plan_stream(cfg, "regression", str(path))
+    assert (len(stream.groups) == 1) == (group_rows == 10_000)
     kwargs = {"stride": cfg.stride if split == "train" else 1, "embargo": cfg.embargo}
-    ranks = [StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=2, rank=rank,
+    ranks = [StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=workers, rank=rank,
                               world_size=2, identify=True, **kwargs) for rank in range(2)]
-    per_rank = [_gather(dataset, workers=2) for dataset in ranks]
+    per_rank = [_gather(dataset, workers=workers) for dataset in ranks]
     both = {k: torch.cat([r[k] for r in per_rank]) for k in per_rank[0]}
     assert_same_windows(expected[split], both)
     sizes = [len(r["y"]) for r in per_rank]
     assert abs(sizes[0] - sizes[1]) <= 1  # shares of the windows, not of the row groups
     if split == "train":  # DDP steps together: the same number of batches on every rank
         assert len(ranks[0]) == len(ranks[1])
-        loader = DataLoader(ranks[1], batch_size=None, num_workers=2, collate_fn=batch_as_is)
+        loader = DataLoader(ranks[1], batch_size=None, num_workers=workers, collate_fn=batch_as_is)
         assert max(len(b["y"]) for b in loader) <= 32
-
-
-@pytest.mark.parametrize("split", ["train", "val"])
-def test_two_ranks_share_a_table_of_one_row_group(tmp_path, split):
-    # the row groups cannot be shared out: the windows still are, each once, evenly
-    path = write(unequal_series(seed=4), tmp_path / "t.parquet", 10_000)
-    cfg = data_cfg(path, *SETTINGS)
-    _, expected = in_memory(cfg, "regression", path)
-    stream = plan_stream(cfg, "regression", str(path))
-    assert len(stream.groups) == 1
-    kwargs = {"stride": cfg.stride if split == "train" else 1, "embargo": cfg.embargo}
-    ranks = [StreamingWindows(stream, split, 16, shuffle=split == "train", rank=rank, world_size=2,
-                              identify=True, **kwargs) for rank in range(2)]
-    per_rank = [_gather(dataset, workers=0) for dataset in ranks]
-    assert_same_windows(expected[split], {k: torch.cat([r[k] for r in per_rank]) for k in per_rank[0]})
-    assert abs(len(per_rank[0]["y"]) - len(per_rank[1]["y"])) <= 1
-    if split == "train":
-        assert len(ranks[0]) == len(ranks[1])
 
 
 def test_shard_ranges_cover_every_row_group_once():
