@@ -132,9 +132,9 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    errors = sorted(folder.glob("rank*.error"))
+    errors = [text for path in sorted(folder.glob("rank*.error")) if (text := path.read_text().strip())]
     if errors:  # a rank's own one-line error says more than the collective it broke
-        raise SeqtrainError(errors[0].read_text().strip()) from None
+        raise SeqtrainError(errors[0]) from None
     for rank, code in died:  # a process that died takes rank 0 down with a broken collective
         if code and code not in INTERRUPTED:  # Ctrl-C reaches every process: rank 0 says where to resume
             raise SeqtrainError(f"trainer=ddp: training process {rank} exited with status {code}; "
@@ -200,7 +200,9 @@ def main(job_file: str) -> None:
     except (Interrupted, KeyboardInterrupt):  # Ctrl-C: rank 0 tells the user where to resume from
         raise SystemExit(130) from None
     except SeqtrainError as exc:
-        (Path(job_file).parent / f"rank{rank}.error").write_text(str(exc))
+        error = Path(job_file).parent / f"rank{rank}.error"  # whole or absent, if rank 0 stops us midway
+        error.with_suffix(".tmp").write_text(str(exc))
+        error.with_suffix(".tmp").replace(error)
         raise SystemExit(2) from None
 
 
