@@ -68,12 +68,15 @@ def main() -> None:
     millions = prep["rows"] / 1e6
     print(f"table: {args.series} series x {args.rows:,} rows x {args.features} features, "
           f"{size / 2**20:.0f} MiB on disk\n")
-    print("| step | s per million rows | peak MiB | above runtime MiB | final arrays MiB |")
-    print("|---|---:|---:|---:|---:|")
+    print("| step | s per million rows | peak MiB | above runtime MiB | final arrays MiB "
+          "| above runtime / final |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, run in (("pyarrow read_table", read), ("seqtrain prepare", prep)):
-        final = f"{run['final_mib']:.0f}" if run["final_mib"] else "-"
-        print(f"| {name} | {run['seconds'] / millions:.2f} | {run['peak_mib']:.0f} | "
-              f"{run['peak_mib'] - run['runtime_mib']:.0f} | {final} |")
+        above = run["peak_mib"] - run["runtime_mib"]
+        final, ratio = ((f"{run['final_mib']:.0f}", f"{above / run['final_mib']:.2f}") if run["final_mib"]
+                        else ("-", "-"))
+        print(f"| {name} | {run['seconds'] / millions:.2f} | {run['peak_mib']:.0f} | {above:.0f} | {final} "
+              f"| {ratio} |")
 
 
 if __name__ == "__main__":

@@ -70,14 +70,20 @@ class TableRows:
     times: np.ndarray
     series: np.ndarray  # int series code per row
     series_names: list
-    x: np.ndarray  # (N, F) float32 feature columns, unscaled
+    block: np.ndarray  # (N, F) float32 feature columns, unscaled, and one more column when the
+    # target's history is an input: room to append it without copying the matrix (fit_inputs)
     features: list[str]
     target_kind: str  # numeric | categorical
     target_values: np.ndarray
     file_rows: np.ndarray  # each row's position in the file, for error messages
 
+    @property
+    def x(self) -> np.ndarray:
+        """The feature columns: a view of ``block``."""
+        return self.block[:, :len(self.features)]
+
     def take(self, index: np.ndarray) -> None:
-        for name in ("times", "series", "x", "target_values", "file_rows"):
+        for name in ("times", "series", "block", "target_values", "file_rows"):
             setattr(self, name, getattr(self, name)[index])
 
 
@@ -117,25 +123,30 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     """Only the needed columns, decoded and checked; rows grouped by series (stable: the file's
     time order inside each series is kept, or sorted with ``data.sort``), in time order, with
     the NaN policy applied."""
-    columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target, *features]))
-    table = source.read_columns(path, columns)
-    if table.num_rows == 0:
+    dataset = source.open_dataset(path)
+    key_columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target]))
+    keys = source.read_columns(path, key_columns, dataset)
+    if keys.num_rows == 0:
         raise SeqtrainError(f"data.path: {path} has no rows")
-    n = table.num_rows
-    series, series_names = _series_codes(table, group_col)
-    x = np.empty((n, len(features)), np.float32)
-    keys = {time_col, group_col, target}
-    for j, name in enumerate(features):  # each column decoded into place, then let go
-        x[:, j] = float_column(table, name)
-        if name not in keys:
-            table = table.drop_columns([name])
-            pa.default_memory_pool().release_unused()
-    target_kind, target_values = read_target(table.column(target), target, task)
-    times = time_values(table.column(time_col), time_col)
-    del table  # all decoded: the Arrow table goes before the rows are sorted, and Arrow's pool
-    pa.default_memory_pool().release_unused()  # gives its memory back instead of keeping it
-    rows = TableRows(times, series, series_names, x, list(features), target_kind, target_values, np.arange(n))
-    rows.take(np.lexsort((rows.times, series)) if cfg.sort else np.argsort(series, kind="stable"))
+    n = keys.num_rows
+    series, series_names = _series_codes(keys, group_col)
+    target_kind, target_values = read_target(keys.column(target), target, task)
+    times = time_values(keys.column(time_col), time_col)
+    del keys  # decoded: Arrow's pool gives its memory back before the features are read
+    pa.default_memory_pool().release_unused()
+    order = np.lexsort((times, series)) if cfg.sort else np.argsort(series, kind="stable")
+    times = times[order]  # one array at a time: each unsorted copy goes as its sorted one comes
+    series = series[order]
+    target_values = target_values[order]
+    history_room = target_history_is_input(cfg, target) and target_kind == "numeric"
+    block = np.empty((n, len(features) + history_room), np.float32)
+    for j, name in enumerate(features):  # a column at a time, decoded straight into its sorted place
+        column = source.read_columns(path, [name], dataset)
+        block[:, j] = float_column(column, name)[order]
+        del column
+        pa.default_memory_pool().release_unused()
+    rows = TableRows(times, series, series_names, block, list(features), target_kind, target_values,
+                     file_rows=order)
     validate.check_time_order(rows.times, rows.series, series_names, rows.file_rows, time_col)
     keep = _apply_nan_policy(cfg.nan_policy, rows.x, features, rows.target_values, target, target_kind,
                              rows.series, rows.file_rows)
@@ -221,9 +232,13 @@ def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: 
     calendar = calendar_names(cycles)
     input_names = [*rows.features, *calendar, *([target] if history else [])]
     known_future = known_future_columns(cfg, input_names, target, calendar)
-    x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None)
-    rows.x = None  # in the input matrix now: one copy of the features is enough
-    scaler = (StandardScaler.fit(x[train_rows]) if cfg.scaler == "standard"
+    if history and not cycles and rows.block.shape[1] > len(rows.features):
+        x = rows.block  # input_matrix's order (features, then the history), filled in place
+        x[:, -1] = rows.target_values
+    else:
+        x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None)
+    rows.block = None  # in the input matrix now: one copy of the features is enough
+    scaler = (StandardScaler.fit(x, train_rows) if cfg.scaler == "standard"
               else StandardScaler.identity(x.shape[1]))
     contract = DataState(
         task=task, target=target, time_col=time_col, group_col=group_col, features=list(rows.features),
@@ -232,7 +247,7 @@ def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: 
         time_dtype=str(rows.times.dtype), series_names=list(rows.series_names),
         nan_policy=cfg.nan_policy, sort=bool(cfg.sort), target_kind=rows.target_kind,
     )
-    return contract, np.ascontiguousarray(scaler.transform(x))
+    return contract, scaler.transform(x, out=x)  # scaled in place: x is this function's own copy
 
 
 def cut_windows(cfg, rows: TableRows, row_split: np.ndarray) -> dict[str, np.ndarray]:
@@ -294,7 +309,9 @@ def _apply_nan_policy(policy, x, features, target_values, target, target_kind, s
             x[:, j] = forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
         target_values[:] = forward_fill(target_values, target_bad, starts, rows)
         target_bad = missing_values(target_values, target_kind)
-    bad = target_bad | ~np.isfinite(x).all(axis=1)
+    bad = target_bad.copy()
+    for j in range(x.shape[1]):  # a column at a time: no boolean matrix the size of the table
+        bad |= ~np.isfinite(x[:, j])
     if bad.any():
         log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", policy, int(bad.sum()))
         return ~bad

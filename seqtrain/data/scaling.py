@@ -17,29 +17,43 @@ class StandardScaler:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> StandardScaler:
-        values = np.asarray(values, dtype=np.float64)
+    def fit(cls, values: np.ndarray, rows: np.ndarray | None = None) -> StandardScaler:
+        """Mean and std of ``values[rows]`` (``rows``: a boolean mask, the training rows; all
+        rows when None) in float64, a slice of rows at a time for a matrix of two or more columns."""
+        values = np.asarray(values)
         if values.ndim == 1:
             values = values[:, None]
+        count = len(values) if rows is None else int(np.count_nonzero(rows))
+        if values.shape[1] < 2 or count <= CHUNK_ROWS:
+            return cls._fit_whole(values if rows is None else values[rows])
+        mean = _row_sum(_slices(values, rows)) / count
+        deviations = (np.square(part - mean) for part in _slices(values, rows))
+        std = np.sqrt(_row_sum(deviations) / count)
+        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+
+    @classmethod
+    def _fit_whole(cls, values: np.ndarray) -> StandardScaler:
+        values = np.asarray(values, dtype=np.float64)
         mean = values.mean(axis=0)
         std = values.std(axis=0)
-        std = np.where(std > 1e-12, std, 1.0)
-        return cls(mean=mean, std=std)
+        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0))
 
     @classmethod
     def identity(cls, n_columns: int) -> StandardScaler:
         return cls(mean=np.zeros(n_columns), std=np.ones(n_columns))
 
-    def transform(self, values: np.ndarray) -> np.ndarray:
+    def transform(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Scaled float32 values, computed in float64 a slice of rows at a time: the numbers of
-        one whole-table expression, without its float64 temporaries the size of the table."""
+        one whole-table expression, without its float64 temporaries the size of the table.
+        ``out`` (float32, the shape of ``values``; may be ``values`` itself) receives them."""
         squeeze = np.ndim(values) == 1
         values = np.asarray(values).reshape(len(values), -1)
-        out = np.empty(values.shape, np.float32)
+        result = np.empty(values.shape, np.float32) if out is None else out
+        scaled = result.reshape(values.shape)  # a view: writes land in ``result``
         for start in range(0, len(values), CHUNK_ROWS):
             part = values[start:start + CHUNK_ROWS].astype(np.float64)
-            out[start:start + CHUNK_ROWS] = (part - self.mean) / self.std
-        return out[:, 0] if squeeze else out
+            scaled[start:start + CHUNK_ROWS] = (part - self.mean) / self.std
+        return result if out is not None else (result[:, 0] if squeeze else result)
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         return np.asarray(values, dtype=np.float64) * self.std + self.mean
@@ -50,3 +64,23 @@ class StandardScaler:
     @classmethod
     def from_dict(cls, state: dict) -> StandardScaler:
         return cls(mean=np.asarray(state["mean"], np.float64), std=np.asarray(state["std"], np.float64))
+
+
+def _slices(values: np.ndarray, rows: np.ndarray | None):
+    """The chosen rows in order, as float64 slices of at most ``CHUNK_ROWS`` rows."""
+    for start in range(0, len(values), CHUNK_ROWS):
+        part = values[start:start + CHUNK_ROWS]
+        if rows is not None:
+            part = part[rows[start:start + CHUNK_ROWS]]
+        yield part.astype(np.float64)
+
+
+def _row_sum(slices) -> np.ndarray:
+    """Column sums of the rows of ``slices`` to the last bit of numpy's sum of the whole matrix:
+    numpy adds the rows of a matrix of two or more columns one after another, so the running
+    total goes in as the first row of the next slice (a test pins this against numpy)."""
+    total = None
+    for part in slices:
+        if len(part):
+            total = part.sum(axis=0) if total is None else np.concatenate([total[None], part]).sum(axis=0)
+    return total

@@ -37,10 +37,12 @@ def read_schema(path: str | Path) -> pa.Schema:
     return open_dataset(path).schema
 
 
-def read_columns(path: str | Path, columns: list[str]) -> pa.Table:
-    """Only ``columns`` of the table (column projection: the rest is never decoded)."""
+def read_columns(path: str | Path, columns: list[str], dataset: ds.Dataset | None = None) -> pa.Table:
+    """Only ``columns`` of the table (column projection: the rest is never decoded), in the
+    dataset's row order (files by path, then row groups), the same on every call; ``dataset``:
+    the table at ``path`` already opened."""
     try:
-        return open_dataset(path).to_table(columns=columns)
+        return (dataset or open_dataset(path)).to_table(columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeqtrainError(f"data.path: cannot read {path}: {first_line(exc)}") from None
 

@@ -285,6 +285,9 @@ def forecast_ends(bounds: np.ndarray, row_number: np.ndarray, is_new: np.ndarray
     return t[ok]
 
 
+GROUP_ROWS = 1 << 18  # rows of whole series indexed at once by window_ends
+
+
 def window_ends(
     bounds: np.ndarray,
     row_split: np.ndarray,
@@ -295,9 +298,27 @@ def window_ends(
     stride: int = 1,
     embargo: int = 0,
 ) -> np.ndarray:
-    """Global end rows of every window of ``split`` in a whole table (see ``block_window_ends``)."""
-    return block_window_ends(bounds, row_numbers(bounds), row_split, segment_rows(bounds, row_split), split,
-                             seq_length, horizon, output_steps, stride, embargo)
+    """Global end rows of every window of ``split`` in a whole table (see ``block_window_ends``),
+    a few whole series at a time: windows never cross series, and the index temporaries stay the
+    size of a group instead of several copies of the table."""
+    parts = [np.zeros(0, np.int64)]
+    for first, last in series_groups(bounds, GROUP_ROWS):
+        local = bounds[first:last + 1] - bounds[first]
+        rows = slice(int(bounds[first]), int(bounds[last]))
+        parts.append(bounds[first] + block_window_ends(
+            local, row_numbers(local), row_split[rows], segment_rows(local, row_split[rows]), split,
+            seq_length, horizon, output_steps, stride, embargo))
+    return np.concatenate(parts)
+
+
+def series_groups(bounds: np.ndarray, rows: int) -> list[tuple[int, int]]:
+    """Consecutive series ``[first, last)`` of about ``rows`` rows each (a longer series alone)."""
+    groups, first = [], 0
+    for last in range(1, len(bounds)):
+        if bounds[last] - bounds[first] >= rows or last == len(bounds) - 1:
+            groups.append((first, last))
+            first = last
+    return groups
 
 
 def input_rows(ends: np.ndarray, seq_length: int) -> np.ndarray:

@@ -1,14 +1,18 @@
 """Index math: windows stay inside their series, labels are where they must be, splits purge."""
 
+from unittest.mock import patch
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqtrain.data import windows
 from seqtrain.data.windows import (
     TEST,
     TRAIN,
     VAL,
     assign_splits,
+    block_window_ends,
     fraction_boundaries,
     input_rows,
     label_rows,
@@ -133,3 +137,19 @@ def test_the_label_row_rule_marks_exactly_the_last_label_rows_of_the_windows(lay
                                layout["seq_length"], layout["horizon"], layout["output_steps"],
                                layout["stride"], layout["embargo"])
         np.testing.assert_array_equal(np.flatnonzero(rows) - span, ends)
+
+
+@given(layouts(), st.integers(1, 60))
+def test_window_ends_a_few_series_at_a_time_are_those_of_the_whole_table(layout, group_rows):
+    """window_ends indexes groups of whole series to keep its temporaries small; any grouping
+    gives the one-block answer (global rows, in order) for every split."""
+    bounds = series_bounds(layout["series"])
+    row_split = assign_splits(layout["times"], layout["val_start"], layout["val_start"] + layout["gap"])
+    settings_ = (layout["seq_length"], layout["horizon"], layout["output_steps"], layout["stride"],
+                 layout["embargo"])
+    for split in (TRAIN, VAL, TEST):
+        whole = block_window_ends(bounds, row_numbers(bounds), row_split, segment_rows(bounds, row_split),
+                                  split, *settings_)
+        with patch.object(windows, "GROUP_ROWS", group_rows):
+            grouped = window_ends(bounds, row_split, split, *settings_)
+        assert grouped.dtype == np.int64 and np.array_equal(grouped, whole)
