@@ -333,8 +333,9 @@ class ProgressBar(RichProgressBar):
     def get_metrics(self, trainer, module) -> dict:
         metrics = super().get_metrics(trainer, module)
         shown = {k: v for k, v in metrics.items() if not k.endswith("_epoch") and k != "v_num"}
-        if "train_loss_step" in shown:
-            shown = {"loss": shown.pop("train_loss_step"), **shown}
+        loss = getattr(module, "last_train_loss", None)  # the latest step's, kept by the module
+        if loss is not None and trainer.state.fn == "fit":
+            shown = {"loss": float(loss), **shown}
         return shown
 
 
@@ -343,18 +344,28 @@ class NonFiniteGuard(L.Callback):
 
     Checked after backward and before the optimizer step, so ``checkpoints/last_good.ckpt`` holds
     the last weights that gave a finite loss. Also logs the gradient norm (unscaled under AMP):
-    its epoch mean in metrics.csv, each logged step's value for trackers.
+    its epoch mean in metrics.csv; and hands trackers the step's training loss and gradient norm
+    on Lightning's logging steps (every ``log_every_n_steps``), directly: a ``self.log`` call on
+    every step costs a traversal of Lightning's record, ~0.7 ms, 3% of a small model's step.
     """
 
     def __init__(self, checkpoint: Path):
         self.checkpoint = Path(checkpoint)
         self._norms: list[torch.Tensor] = []
+        self._parameters: list[torch.nn.Parameter] | None = None
+
+    def on_fit_start(self, trainer, module) -> None:
+        # listed once: walking the module tree every step cost ~0.6 ms
+        self._parameters = [p for p in module.parameters() if p.requires_grad]
 
     def on_train_epoch_start(self, trainer, module) -> None:
         self._norms = []
 
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if self._parameters is None:
+            self.on_fit_start(trainer, module)
+        grads = [p.grad for p in self._parameters if p.grad is not None]
+        norm = None
         if grads:
             # kept as a tensor (no device sync); the epoch's mean goes to Lightning's log once, at
             # the epoch's last batch (each log call costs a traversal of Lightning's record)
@@ -363,15 +374,13 @@ class NonFiniteGuard(L.Callback):
             if getattr(module, "last_of_epoch", True):  # the module's own reading of its pass
                 module.log("grad_norm", torch.stack(self._norms).mean(), on_step=False, on_epoch=True,
                            batch_size=1)
-            if trainer.loggers and trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
-                for logger in trainer.loggers:  # trackers still get the step's value
-                    logger.log_metrics({"grad_norm_step": float(norm)}, step=trainer.global_step)
         loss = getattr(module, "last_train_loss", None)
         own_finite = loss is None or bool(torch.isfinite(loss))
         finite = own_finite
         if trainer.world_size > 1:  # DDP: every rank stops together, or the others would wait forever
             finite = trainer.strategy.reduce_boolean_decision(own_finite, all=True)
         if finite:
+            self._track_step(trainer, loss, norm)
             return
         if own_finite:  # another rank's loss turned
             loss = torch.tensor(float("nan"))
@@ -384,6 +393,20 @@ class NonFiniteGuard(L.Callback):
             f"(optim.lr={self._lr_setting(module)}, {lr:.3g} at that step) or extreme input values: "
             "lower optim.lr, clip gradients (trainer.gradient_clip_val) or check the data"
         )
+
+    @staticmethod
+    def _track_step(trainer, loss: torch.Tensor | None, norm: torch.Tensor | None) -> None:
+        """The step's values to the trackers on the steps Lightning logs at (its step count,
+        its ``epoch`` key)."""
+        step = trainer.global_step  # optimizer steps before this one: Lightning's logging step
+        every = trainer.log_every_n_steps
+        if not trainer.loggers or not (trainer.fast_dev_run or trainer.should_stop
+                                       or (every > 0 and (step + 1) % every == 0)):
+            return
+        values = {"train_loss_step": loss, "grad_norm_step": norm}
+        values = {k: float(v) for k, v in values.items() if v is not None}
+        for logger in trainer.loggers:
+            logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=step)
 
     @staticmethod
     def _lr_setting(module) -> str:

@@ -37,11 +37,54 @@ def _classification_metrics(n_classes: int) -> tm.MetricCollection:
     })
 
 
+class TrainingAccuracy(tm.Metric):
+    """Share of windows whose predicted class is the label, as torchmetrics' accuracy counts it
+    (binary: class 1 when its probability is above 0.5; else the most probable class), for
+    training steps: without the input check of torchmetrics' classification metrics, which reads
+    a value back from the device on every update (and cost ~0.25 ms a step on a CPU)."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, y: torch.Tensor) -> None:
+        predicted = probs > 0.5 if probs.ndim == 1 else probs.argmax(dim=1)
+        self.correct += (predicted.long() == y).sum()
+        self.total += y.numel()
+
+    def compute(self) -> torch.Tensor:
+        return self.correct.float() / self.total.float()
+
+
 def _regression_metrics() -> tm.MetricCollection:
     return tm.MetricCollection({
         "mae": tm.MeanAbsoluteError(),
         "rmse": tm.MeanSquaredError(squared=False),
     })
+
+
+class WeightedMean(tm.Metric):
+    """A loss's mean over windows (each batch weighted by its size), as Lightning's own epoch
+    mean computes it, summed over DDP ranks on compute. Not torchmetrics' ``MeanMetric``: its NaN
+    check reads the value back on every update (a device sync per step on a GPU), and its
+    check-free mode drops the weights. A NaN training loss is the guard's to catch."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, weight: int) -> None:
+        self.total += value * weight
+        self.weight += weight
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.weight
 
 
 def pinball_loss(pred: torch.Tensor, y: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
@@ -96,13 +139,13 @@ class SeqModule(L.LightningModule):
             self.median = quantiles.index(0.5) if loss == "quantile" else 0
         self.target_mean, self.target_std = target_mean, target_std
         # training keeps only the main metric: AUROC and F1 on every training step cost time
-        self.train_metrics = tm.MetricCollection(
-            {self.main_metric: make_metrics()[self.main_metric]}).clone(prefix="train_")
+        train_metric = TrainingAccuracy() if task == "classification" else make_metrics()[self.main_metric]
+        self.train_metrics = tm.MetricCollection({self.main_metric: train_metric}).clone(prefix="train_")
         self.val_metrics = make_metrics().clone(prefix="val_")
         self.test_metrics = make_metrics().clone(prefix="test_")
-        # evaluation losses as metrics: weighted by windows, and under DDP summed over every
-        # rank's windows before dividing, so each window counts once
-        self.val_loss_mean, self.test_loss_mean = tm.MeanMetric(), tm.MeanMetric()
+        # losses as metrics: weighted by windows, and under DDP summed over every rank's windows
+        # before dividing, so each window counts once
+        self.train_loss_mean, self.val_loss_mean, self.test_loss_mean = (WeightedMean() for _ in range(3))
         self.warmup_steps = 0
 
     @property
@@ -176,27 +219,22 @@ class SeqModule(L.LightningModule):
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])
-        training = split == "train"
         last = batch_idx < 0 or self._last_batch(split, batch_idx)
-        if training:
+        if split == "train":
             self.last_of_epoch = last  # the gradient norm's epoch mean is logged with it (NonFiniteGuard)
-            # each rank's own under DDP: syncing it would cost a collective every step
-            self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        else:
-            mean = getattr(self, f"{split}_loss_mean")
-            mean.update(loss.detach(), weight=size)
+            # the step's own value: the progress bar's "loss", and trackers' train_loss_step (the guard)
+            self.last_train_loss = loss.detach()
+        mean = getattr(self, f"{split}_loss_mean")
+        mean.update(loss.detach(), weight=size)
         if last:
-            if not training:
-                self.log(f"{split}_loss", mean, on_step=False, on_epoch=True, prog_bar=split != "test")
+            self.log(f"{split}_loss", mean, on_step=False, on_epoch=True, prog_bar=split == "val")
             for name, metric in metrics.items():
                 self.log(name, metric, on_step=False, on_epoch=True, batch_size=size,
                          prog_bar=name == f"val_{self.main_metric}")
         return loss, out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train", batch_idx)[0]
-        self.last_train_loss = loss.detach()  # checked before the optimizer step (NonFiniteGuard)
-        return loss
+        return self._step(batch, "train", batch_idx)[0]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val", batch_idx)

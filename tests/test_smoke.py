@@ -166,3 +166,44 @@ def test_without_checkpoints_the_best_epoch_is_the_last_one_run(run_cli):
     metrics = result.metrics()
     assert metrics["best_epoch"] == metrics["epochs"] - 1  # the weights tested are the last ones
     assert not (result.run_dir / "checkpoints").exists()
+
+
+def test_epoch_losses_are_means_over_windows_with_the_short_last_batch_weighted_by_its_size(run_cli):
+    args = [a for a in TINY if not a.startswith("trainer.limit_train_batches")]
+    result = run_cli(*args, "data.batch_size=100", "trainer.log_every_n_steps=1")
+    assert result.code == 0, result.err
+    windows = result.metrics()["windows"]["train"]
+    sizes = [100] * (windows // 100) + ([windows % 100] if windows % 100 else [])
+    assert sizes[-1] < 100  # the case that tells a weighted mean from a plain one
+    steps = pd.read_csv(result.run_dir / "steps.csv")
+    epochs = pd.read_csv(result.run_dir / "metrics.csv")
+    for epoch, row in epochs.iterrows():
+        losses = steps.loc[steps["epoch"] == epoch, "loss"].to_numpy()
+        assert len(losses) == len(sizes)
+        weighted = float((losses * sizes).sum() / windows)
+        assert row["train_loss"] == pytest.approx(weighted, rel=1e-6)
+        assert abs(row["train_loss"] - losses.mean()) > 1e-6
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_training_accuracy_counts_as_torchmetrics_accuracy(classes):
+    """The training steps' own accuracy (no device read-back per update) gives torchmetrics'
+    figure to the last bit, ties and a 0.5 probability included."""
+    import torch
+    import torchmetrics as tm
+
+    from seqtrain.module import TrainingAccuracy, _classification_metrics
+
+    ours, reference = TrainingAccuracy(), _classification_metrics(classes)["acc"]
+    generator = torch.Generator().manual_seed(classes)
+    for size in (128, 128, 57):
+        probs = torch.rand(size, classes, generator=generator).softmax(-1)
+        probs[:5] = 1.0 / classes  # ties: the first class, as argmax takes it
+        if classes == 2:
+            probs = probs[:, 1]
+            probs[5:9] = 0.5  # exactly the threshold: class 0
+        y = torch.randint(0, classes, (size,), generator=generator)
+        ours.update(probs, y)
+        reference.update(probs, y)
+    assert isinstance(reference, tm.Metric)
+    assert torch.equal(ours.compute(), reference.compute())

@@ -4,6 +4,7 @@ import builtins
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import TINY
@@ -37,7 +38,12 @@ def test_mlflow_run_reads_back_through_the_client(run_cli, tmp_path):
         assert logged[f"baseline.{name}"] == pytest.approx(value)
     run_id = run.info.run_id
     assert len(client.get_metric_history(run_id, "val_loss")) == 2  # one per epoch
-    assert len(client.get_metric_history(run_id, "train_loss_step")) == 4  # every 2nd of 8 steps
+    losses = client.get_metric_history(run_id, "train_loss_step")
+    assert [m.step for m in losses] == [1, 3, 5, 7]  # every 2nd of 8 steps, as Lightning counts them
+    assert [m.step for m in client.get_metric_history(run_id, "grad_norm_step")] == [1, 3, 5, 7]
+    steps = pd.read_csv(result.run_dir / "steps.csv")  # the same values as the run folder's
+    assert [m.value for m in losses] == pytest.approx(steps["loss"].iloc[[1, 3, 5, 7]].tolist())
+    assert len(client.get_metric_history(run_id, "train_loss")) == 2  # the epoch mean
     assert len(client.get_metric_history(run_id, "lr-Adam/pg1")) == 4  # the scheduled rate too
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"metrics.json", "config.yaml", "predictions.parquet", "plots", "checkpoints"} <= artifacts
@@ -69,13 +75,11 @@ def test_tensorboard_and_csv_loggers_write_into_the_run_folder(run_cli):
     assert result.code == 0, result.err
     events = EventAccumulator(str(result.run_dir / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"val_loss", "train_loss_epoch", "test_acc", "skill", "baseline.majority_acc"} <= tags
+    assert {"val_loss", "train_loss", "test_acc", "skill", "baseline.majority_acc"} <= tags
     assert len(events.Scalars("val_loss")) == 2
 
     result = run_cli(*TINY, "logger=csv")
     assert result.code == 0, result.err
-    import pandas as pd
-
     logged = pd.read_csv(result.run_dir / "csv_logs" / "metrics.csv")
     assert logged["val_loss"].notna().sum() == 2 and logged["test_acc"].notna().sum() == 1
     assert "model.hidden_size: 16" in (result.run_dir / "csv_logs" / "hparams.yaml").read_text()
