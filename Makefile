@@ -37,6 +37,7 @@ bench: $(STAMP)  ## throughput, memory and learning benchmarks (results go in BE
 	$(BIN)/python benchmarks/predict_throughput.py
 	$(BIN)/python benchmarks/ddp_throughput.py
 	$(BIN)/python benchmarks/compile_speed.py
+	$(BIN)/python benchmarks/gpu_resident.py
 	$(BIN)/python benchmarks/forecast_quality.py
 
 clean:           ## remove run folders and caches (keeps .venv)

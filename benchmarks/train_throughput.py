@@ -1,15 +1,18 @@
-"""End-to-end training throughput (samples/s): seqtrain against a bare PyTorch loop.
+"""End-to-end training throughput (samples/s): seqtrain against a bare PyTorch loop and a
+minimal Lightning loop.
 
     python benchmarks/train_throughput.py [--epochs 3] [--repeats 5]
 
-Both train the same model (same config, built by the same registry) on the same demo windows
-with batch 128, Adam + OneCycle and gradient clipping at 1.0, on the CPU. seqtrain runs at its
-defaults: metrics, checkpoints, the NaN guard, and the progress bar (drawn when this runs in a
-terminal). Its figure is its own ``train_samples_per_s`` (training epochs only, validation
-excluded), measured through the real ``train`` function; the bare loop gathers pre-built
-windows and steps the optimizer, nothing else. The two run back to back ``--repeats`` times;
-the ratio is the median of the pairs' ratios, as a shared machine's speed drifts by more than
-the difference measured.
+All three train the same model (same config, built by the same registry) on the same demo
+windows with batch 128, Adam + OneCycle and gradient clipping at 1.0, on the CPU. The bare loop
+gathers pre-built windows and steps the optimizer, nothing else; the minimal Lightning loop runs
+that same step as a LightningModule's training_step (no metric, logger, checkpoint or progress
+bar): what any Lightning-based tool starts from. seqtrain runs at its defaults: metrics,
+checkpoints, the NaN guard, and the progress bar (drawn when this runs in a terminal); its
+figure is its own ``train_samples_per_s`` (training epochs only, validation excluded), measured
+through the real ``train`` function. The three run back to back ``--repeats`` times; figures
+are medians, ratios the median of each round's ratio, as a shared machine's speed drifts by more
+than the differences measured.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 from statistics import median
 
+import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
@@ -51,14 +55,19 @@ def demo_windows(cfg) -> tuple[torch.Tensor, torch.Tensor, int]:
     return batch["x"], batch["y"], len(data.classes)
 
 
-def bare_loop(cfg, epochs: int) -> float:
-    x, y, classes = demo_windows(cfg)
+def network_and_optimizer(cfg, x: torch.Tensor, classes: int, epochs: int):
     args = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
     torch.manual_seed(0)
     model = build_model(cfg.model.name, args, x.shape[-1], classes, 1, 0)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     steps = epochs * -(-len(x) // 128)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=steps)
+    return model, optimizer, schedule
+
+
+def bare_loop(cfg, epochs: int) -> float:
+    x, y, classes = demo_windows(cfg)
+    model, optimizer, schedule = network_and_optimizer(cfg, x, classes, epochs)
     model.train()
     start = time.perf_counter()
     for _ in range(epochs):
@@ -72,28 +81,84 @@ def bare_loop(cfg, epochs: int) -> float:
     return epochs * len(x) / (time.perf_counter() - start)
 
 
+class Batches:
+    """The bare loop's batches (a random permutation, gathered from the windows) as an iterable."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // 128)
+
+    def __iter__(self):
+        return ((self.x[i], self.y[i]) for i in torch.randperm(len(self.x)).split(128))
+
+
+class MinimalModule(L.LightningModule):
+    """The least a Lightning user writes: the loss in training_step, no metric, no logging."""
+
+    def __init__(self, model, optimizer, schedule):
+        super().__init__()
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.model(x)[:, 0], y)
+
+    def configure_optimizers(self):
+        return {"optimizer": self.optimizer, "lr_scheduler": {"scheduler": self.schedule, "interval": "step"}}
+
+
+class EpochClock(L.Callback):
+    def __init__(self):
+        self.seconds = 0.0
+
+    def on_train_epoch_start(self, trainer, module):
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        self.seconds += time.perf_counter() - self.start
+
+
+def lightning_loop(cfg, epochs: int) -> float:
+    """Lightning's own loop around the bare loop's step (clipping 1.0, the scheduler stepped per
+    step; no progress bar, logger or checkpoint): the floor any Lightning-based tool starts from."""
+    x, y, classes = demo_windows(cfg)
+    clock = EpochClock()
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, callbacks=[clock],
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        gradient_clip_val=1.0, num_sanity_val_steps=0)
+    trainer.fit(MinimalModule(*network_and_optimizer(cfg, x, classes, epochs)), Batches(x, y))
+    return epochs * len(x) / clock.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5, help="pairs of runs (bare loop, seqtrain)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of runs (bare, Lightning, seqtrain)")
     args = parser.parse_args()
     _quiet_libraries()
     threads = torch.get_num_threads()
     print(f"machine: {platform.machine()}, {threads} torch threads, torch {torch.__version__}\n")
     rows = []
     for model in ("lstm", "tcn"):
-        pairs = []
-        for _ in range(args.repeats):  # the two back to back, so each pair shares the machine's mood
+        runs = []
+        for _ in range(args.repeats):  # back to back, so each triple shares the machine's mood
             with tempfile.TemporaryDirectory() as folder:
                 bare = bare_loop(config(model, args.epochs, folder), args.epochs)
+                lightning = lightning_loop(config(model, args.epochs, folder), args.epochs)
                 run = Path(folder, "run")
                 train(config(model, args.epochs, folder), run)
-                pairs.append((bare, json.loads((run / "metrics.json").read_text())["train_samples_per_s"]))
-        ratios = sorted(ours / bare for bare, ours in pairs)
-        rows.append(f"| {model} | {median(b for b, _ in pairs):,.0f} | {median(o for _, o in pairs):,.0f} "
+                ours = json.loads((run / "metrics.json").read_text())["train_samples_per_s"]
+                runs.append((bare, lightning, ours))
+        bare, lightning, ours = (median(r[i] for r in runs) for i in range(3))
+        ratios = sorted(r[2] / r[0] for r in runs)
+        floor = median(r[1] / r[0] for r in runs)
+        rows.append(f"| {model} | {bare:,.0f} | {lightning:,.0f} | {ours:,.0f} | {floor:.2f} "
                     f"| {median(ratios):.2f} | {ratios[0]:.2f}-{ratios[-1]:.2f} |")
-    print("| model | bare loop samples/s | seqtrain samples/s | ratio (median of pairs) | ratio range |")
-    print("|---|---:|---:|---:|---:|")
+    print("| model | bare loop | minimal Lightning | seqtrain | Lightning / bare | seqtrain / bare "
+          "| seqtrain / bare, range |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 

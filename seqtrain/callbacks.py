@@ -352,24 +352,26 @@ class NonFiniteGuard(L.Callback):
     def __init__(self, checkpoint: Path):
         self.checkpoint = Path(checkpoint)
         self._norms: list[torch.Tensor] = []
-        self._parameters: list[torch.nn.Parameter] | None = None
-
-    def on_fit_start(self, trainer, module) -> None:
-        # listed once: walking the module tree every step cost ~0.6 ms
-        self._parameters = [p for p in module.parameters() if p.requires_grad]
+        self._parameters: tuple[object, list[torch.nn.Parameter]] | None = None
 
     def on_train_epoch_start(self, trainer, module) -> None:
         self._norms = []
 
+    def _parameters_of(self, optimizer) -> list[torch.nn.Parameter]:
+        """The optimizer's parameters in its order (the order clipping measures them in),
+        listed once per optimizer: walking the module tree every step cost ~0.6 ms."""
+        if self._parameters is None or self._parameters[0] is not optimizer:
+            self._parameters = (optimizer, [p for group in optimizer.param_groups for p in group["params"]])
+        return self._parameters[1]
+
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
-        if self._parameters is None:
-            self.on_fit_start(trainer, module)
-        grads = [p.grad for p in self._parameters if p.grad is not None]
+        grads = [p.grad for p in self._parameters_of(optimizer) if p.grad is not None]
         norm = None
         if grads:
             # kept as a tensor (no device sync); the epoch's mean goes to Lightning's log once, at
             # the epoch's last batch (each log call costs a traversal of Lightning's record)
             norm = torch.nn.utils.get_total_norm(grads).detach()
+            module.step_grad_norm = norm  # clipping by norm uses it (SeqModule.configure_gradient_clipping)
             self._norms.append(norm)
             if getattr(module, "last_of_epoch", True):  # the module's own reading of its pass
                 module.log("grad_norm", torch.stack(self._norms).mean(), on_step=False, on_epoch=True,

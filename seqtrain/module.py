@@ -233,6 +233,16 @@ class SeqModule(L.LightningModule):
                          prog_bar=name == f"val_{self.main_metric}")
         return loss, out
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clipping by norm with the norm this step already measured (``step_grad_norm``, set by
+        NonFiniteGuard over the optimizer's parameters in its order): what Lightning's clipping
+        would compute a second time, the same number."""
+        norm, self.step_grad_norm = getattr(self, "step_grad_norm", None), None
+        if norm is None or not gradient_clip_val or (gradient_clip_algorithm or "norm") != "norm":
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grads_with_norm_(params, float(gradient_clip_val), norm)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train", batch_idx)[0]
 

@@ -180,3 +180,39 @@ def test_learning_rate_finder_picks_the_rate_and_draws_its_curve(run_cli):
     (result.run_dir / "metrics.json").unlink()  # as if killed before the end: resume keeps the rate
     cli.resume(str(result.run_dir), ["trainer.max_epochs=3"])
     assert json.loads((result.run_dir / "metrics.json").read_text())["lr_find"] == found
+
+
+@pytest.mark.parametrize("clip", [0.05, 1e6])  # clipped, and left alone
+def test_clipping_reuses_the_guards_norm_and_clips_as_lightning_does(tmp_path, clip):
+    """The NaN guard measures the gradient norm over the optimizer's parameters; clipping by
+    norm then uses that number instead of measuring again: the same gradients, bit for bit, as
+    clip_grad_norm_ (Lightning's clipping), and the norm logged is the norm clipping saw."""
+    from types import SimpleNamespace
+
+    from seqtrain.callbacks import NonFiniteGuard
+    from seqtrain.module import SeqModule
+
+    torch.manual_seed(0)
+    model = build_model("tcn", {"num_channels": [8, 8], "kernel_size": 3, "dropout": 0.1}, 4, 2, 1, 0)
+    module = SeqModule(model, "classification", {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
+                       {"name": "none"}, n_classes=2)
+    optimizer = build_optimizer(model, {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01})
+    x, y = torch.randn(16, 12, 4), torch.randint(0, 2, (16,))
+    torch.nn.functional.cross_entropy(model(x)[:, 0], y).backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    assert [id(p) for p in params] != [id(p) for p in model.parameters()]  # not the module's order
+    copies = [nn.Parameter(p.detach().clone()) for p in params]
+    for p, copy in zip(params, copies, strict=True):
+        copy.grad = p.grad.clone()
+    expected_norm = torch.nn.utils.clip_grad_norm_(copies, clip)  # what Lightning's clipping does
+
+    trainer = SimpleNamespace(world_size=1, loggers=[], global_step=0, log_every_n_steps=50,
+                              fast_dev_run=False, should_stop=False, current_epoch=0)
+    module.last_of_epoch = False
+    guard = NonFiniteGuard(tmp_path / "last_good.ckpt")
+    guard.on_before_optimizer_step(trainer, module, optimizer)
+    assert torch.equal(module.step_grad_norm, expected_norm)
+    module.configure_gradient_clipping(optimizer, clip, "norm")
+    assert module.step_grad_norm is None  # used once
+    for p, copy in zip(params, copies, strict=True):
+        assert torch.equal(p.grad, copy.grad)
