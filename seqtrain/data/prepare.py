@@ -49,6 +49,8 @@ from seqtrain.errors import SeqtrainError
 
 log = logging.getLogger(__name__)
 
+READ_BYTES = 8 << 20  # decoded feature values read from the file at once
+
 
 @dataclass
 class PreparedData(HasDataState):
@@ -140,10 +142,13 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     target_values = target_values[order]
     history_room = target_history_is_input(cfg, target) and target_kind == "numeric"
     block = np.empty((n, len(features) + history_room), np.float32)
-    for j, name in enumerate(features):  # a column at a time, decoded straight into its sorted place
-        column = source.read_columns(path, [name], dataset)
-        block[:, j] = float_column(column, name)[order]
-        del column
+    per_read = max(1, READ_BYTES // (4 * n))  # one column of a tall table, many of a short one
+    for first in range(0, len(features), per_read):  # decoded straight into their sorted place
+        names = features[first:first + per_read]
+        table = source.read_columns(path, list(dict.fromkeys(names)), dataset)
+        for j, name in enumerate(names, start=first):
+            block[:, j] = float_column(table, name)[order]
+        del table
         pa.default_memory_pool().release_unused()
     rows = TableRows(times, series, series_names, block, list(features), target_kind, target_values,
                      file_rows=order)

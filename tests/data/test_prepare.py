@@ -1,5 +1,5 @@
-"""Preparing a table reads the key columns, then each feature column by itself: every row's
-values must stay together across files, row groups, sorting and dropped rows."""
+"""Preparing a table reads the key columns, then the feature columns a few at a time: every
+row's values must stay together across reads, files, row groups, sorting and dropped rows."""
 
 import numpy as np
 import pandas as pd
@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
 
+from seqtrain.data import prepare as prepare_module
 from seqtrain.data.prepare import prepare
 
 SYMBOLS = ["A", "B", "C"]
@@ -48,8 +49,15 @@ def prepared(root, *overrides):
     return prepare(cfg.data, "regression", str(root))
 
 
+@pytest.fixture(params=["one read", "a read per column"])
+def reads(request, monkeypatch):
+    if request.param == "a read per column":
+        monkeypatch.setattr(prepare_module, "READ_BYTES", 1)
+
+
 @pytest.mark.parametrize("shuffled_files,overrides", [(False, []), (True, ["data.sort=true"])])
-def test_each_row_keeps_its_own_values_across_files_and_row_groups(tmp_path, shuffled_files, overrides):
+def test_each_row_keeps_its_own_values_across_files_and_row_groups(tmp_path, reads, shuffled_files,
+                                                                   overrides):
     write_partitioned(tmp_path / "table", shuffled_files)
     data = prepared(tmp_path / "table", *overrides)
     hours = (data.times - np.datetime64("2024-01-01")) // np.timedelta64(1, "h")
@@ -61,7 +69,7 @@ def test_each_row_keeps_its_own_values_across_files_and_row_groups(tmp_path, shu
     assert all(np.all(np.diff(hours[data.series == s]) == 1) for s in range(len(SYMBOLS)))
 
 
-def test_rows_dropped_for_missing_values_take_all_their_columns_with_them(tmp_path):
+def test_rows_dropped_for_missing_values_take_all_their_columns_with_them(tmp_path, reads):
     write_partitioned(tmp_path / "table", shuffled_files=False)
     path = tmp_path / "table" / "symbol=B" / "part-1.parquet"
     frame = pq.read_table(path).to_pandas()
