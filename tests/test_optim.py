@@ -216,3 +216,27 @@ def test_clipping_reuses_the_guards_norm_and_clips_as_lightning_does(tmp_path, c
     assert module.step_grad_norm is None  # used once
     for p, copy in zip(params, copies, strict=True):
         assert torch.equal(p.grad, copy.grad)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizers_step_with_foreach_and_the_same_arithmetic_as_the_per_parameter_loop(name):
+    """seqtrain's optimizers run torch's foreach implementation on every device (faster on a CPU,
+    where torch would loop in Python); the weights they reach are those of the per-parameter loop
+    to the last bit, so the choice changes speed only."""
+    torch.manual_seed(0)
+    first = build_model("tcn", {"num_channels": [8, 8], "kernel_size": 3, "dropout": 0.0}, 4, 2, 1, 0)
+    second = build_model("tcn", {"num_channels": [8, 8], "kernel_size": 3, "dropout": 0.0}, 4, 2, 1, 0)
+    second.load_state_dict(first.state_dict())
+    settings = {"name": name, "lr": 0.01, "weight_decay": 0.01}
+    ours = build_optimizer(first, settings)
+    assert all(group["foreach"] for group in ours.param_groups)
+    loop = type(ours)(parameter_groups(second, 0.01), lr=0.01, foreach=False,
+                      **({"momentum": 0.9} if name == "sgd" else {}))
+    x, y = torch.randn(32, 12, 4), torch.randint(0, 2, (32,))
+    for _ in range(5):
+        for model, optimizer in ((first, ours), (second, loop)):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x)[:, 0], y).backward()
+            optimizer.step()
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        assert torch.equal(a, b)
