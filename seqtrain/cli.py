@@ -72,8 +72,8 @@ def _quiet_libraries() -> None:
         # a small validation block may lack a class: its AUROC/F1 term is 0, said once per batch
         ".*No positive samples in targets.*",
         ".*No negative samples in targets.*",
-        # DDP: the training loss and gradient norm are each rank's own (syncing them would cost
-        # a collective every step); validation and test metrics are reduced across ranks
+        # DDP: the gradient norm is each rank's own, the same on every rank (DDP averages the
+        # gradients); losses and metrics are metric objects, reduced across ranks
         ".*when logging on epoch level in distributed setting.*",
         # torch's own internals, reached while compiling (trainer.compile)
         ".*torch.jit.script_method. is deprecated.*",
