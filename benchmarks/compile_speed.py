@@ -18,20 +18,16 @@ import time
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
-from train_throughput import config, demo_windows
+from train_throughput import config, demo_model, demo_windows
 
 from seqtrain.cli import _quiet_libraries
-from seqtrain.models.registry import build_model
 
 MODELS = ("lstm", "gru", "tcn", "informer", "cnn_lstm", "seq2seq_attention", "tft")
 
 
 def loop(cfg, x, y, classes: int, epochs: int, compiled: bool) -> tuple[float, float]:
     """(samples/s over ``epochs`` timed epochs, seconds of the untimed compiling epoch)."""
-    args = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
-    torch.manual_seed(0)
-    model = build_model(cfg.model.name, args, x.shape[-1], classes, 1, 0, seq_length=x.shape[1])
+    model = demo_model(cfg, x, classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     model.train()
 

@@ -18,19 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
+from train_throughput import bare_loop
 
 from seqtrain.cli import _quiet_libraries
-from seqtrain.data.datamodule import SeqDataModule
-from seqtrain.data.loading import load_data
-from seqtrain.data.synthetic import write_parquet
-from seqtrain.models.registry import build_model
 from seqtrain.training import train
 
 VARIANTS = {  # column -> seqtrain overrides
@@ -50,40 +44,6 @@ def config(model: str, args, folder: str, overrides=()):
             f"model={model}", f"trainer.max_epochs={args.epochs}", f"trainer.accelerator={accelerator}",
             f"data.batch_size={args.batch}", f"data.generator.length={args.rows}", "progress_bar=false",
             "early_stopping.patience=null", f"data.path={folder}/demo.parquet", *overrides])
-
-
-def bare_resident_loop(cfg, args) -> float:
-    """Every training window built once and moved to the device; each step gathers its batch
-    there by index: the loop seqtrain's resident path is measured against."""
-    write_parquet(cfg.data.path, **OmegaConf.to_container(cfg.data.generator))
-    cfg.data.target = "direction"
-    data = load_data(cfg.data, "classification", cfg.data.path)
-    batch = SeqDataModule(data, args.batch).sample_batch("train", size=10**9)
-    x, y = batch["x"].to(args.device), batch["y"].to(args.device)
-    model_args = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
-    torch.manual_seed(0)
-    model = build_model(cfg.model.name, model_args, x.shape[-1], len(data.classes), 1, 0).to(args.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    steps = args.epochs * -(-len(x) // args.batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=steps)
-    model.train()
-    synchronize(args.device)
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        for index in torch.randperm(len(x), device=args.device).split(args.batch):
-            loss = F.cross_entropy(model(x[index])[:, 0], y[index])
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-    synchronize(args.device)
-    return args.epochs * len(x) / (time.perf_counter() - start)
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def seqtrain_rate(model: str, args, overrides) -> tuple[float, str]:
@@ -114,7 +74,7 @@ def main() -> None:
     notes = []
     for model in ("lstm", "tcn"):
         with tempfile.TemporaryDirectory() as folder:
-            bare = bare_resident_loop(config(model, args, folder), args)
+            bare = bare_loop(config(model, args, folder), args.epochs, args.device, args.batch)
         rates = []
         for column, overrides in VARIANTS.items():
             rate, what = seqtrain_rate(model, args, overrides)

@@ -55,30 +55,46 @@ def demo_windows(cfg) -> tuple[torch.Tensor, torch.Tensor, int]:
     return batch["x"], batch["y"], len(data.classes)
 
 
-def network_and_optimizer(cfg, x: torch.Tensor, classes: int, epochs: int):
+def demo_model(cfg, x: torch.Tensor, classes: int) -> torch.nn.Module:
+    """The configured network for windows like ``x``, seeded, as seqtrain's registry builds it."""
     args = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
     torch.manual_seed(0)
-    model = build_model(cfg.model.name, args, x.shape[-1], classes, 1, 0)
+    return build_model(cfg.model.name, args, x.shape[-1], classes, 1, 0, seq_length=x.shape[1])
+
+
+def network_and_optimizer(cfg, x: torch.Tensor, classes: int, epochs: int, batch: int = 128):
+    model = demo_model(cfg, x, classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    steps = epochs * -(-len(x) // 128)
+    steps = epochs * -(-len(x) // batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=steps)
     return model, optimizer, schedule
 
 
-def bare_loop(cfg, epochs: int) -> float:
+def bare_loop(cfg, epochs: int, device: str = "cpu", batch: int = 128) -> float:
+    """Samples/s of the bare loop; on ``device`` the windows are moved there once and each batch
+    is gathered there by index (the GPU-resident bare loop)."""
     x, y, classes = demo_windows(cfg)
-    model, optimizer, schedule = network_and_optimizer(cfg, x, classes, epochs)
-    model.train()
+    x, y = x.to(device), y.to(device)
+    model, optimizer, schedule = network_and_optimizer(cfg, x, classes, epochs, batch)
+    model.to(device).train()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(epochs):
-        for index in torch.randperm(len(x)).split(128):
+        for index in torch.randperm(len(x), device=device).split(batch):
             loss = F.cross_entropy(model(x[index])[:, 0], y[index])
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
+    synchronize(device)
     return epochs * len(x) / (time.perf_counter() - start)
+
+
+def synchronize(device: str) -> None:
+    """Wait for a GPU's queued work, so the clock reads what it did."""
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 class Batches:

@@ -24,7 +24,6 @@ def check_launcher(argv: list[str]) -> str | None:
     """One line for a SLURM launcher on a machine without SLURM (submitit's own error is a
     traceback from deep inside the sweep), or for torchrun's processes without a shared run
     folder (each would time-stamp its own)."""
-    import os
     import shutil
 
     if any(a in SLURM_LAUNCHERS for a in argv) and shutil.which("sbatch") is None:

@@ -220,12 +220,13 @@ class SeqModule(L.LightningModule):
         metrics.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])
         last = batch_idx < 0 or self._last_batch(split, batch_idx)
+        value = loss.detach()
         if split == "train":
             self.last_of_epoch = last  # the gradient norm's epoch mean is logged with it (NonFiniteGuard)
             # the step's own value: the progress bar's "loss", and trackers' train_loss_step (the guard)
-            self.last_train_loss = loss.detach()
+            self.last_train_loss = value
         mean = getattr(self, f"{split}_loss_mean")
-        mean.update(loss.detach(), weight=size)
+        mean.update(value, weight=size)
         if last:
             self.log(f"{split}_loss", mean, on_step=False, on_epoch=True, prog_bar=split == "val")
             for name, metric in metrics.items():

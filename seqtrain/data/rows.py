@@ -66,12 +66,6 @@ class RowBlock:
         moved.windows = moved.inputs.unfold(0, self.seq_length, 1).transpose(1, 2)
         return moved
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes the block's tensors hold (the window view holds none of its own)."""
-        return sum(v.numel() * v.element_size() for k, v in vars(self).items()
-                   if isinstance(v, torch.Tensor) and k != "windows")
-
     def labels_at(self, rows: torch.Tensor) -> torch.Tensor:
         """The labels at ``rows`` ``(B, k)``: class ids ``(B,)``, or scaled targets ``(B, k)``."""
         y = self.labels[rows]
