@@ -148,6 +148,16 @@ class SeqModule(L.LightningModule):
         self.train_loss_mean, self.val_loss_mean, self.test_loss_mean = (WeightedMean() for _ in range(3))
         self.warmup_steps = 0
 
+    # set on every hook call (Lightning's _current_fx_name, ~46 times a step) or step: plain
+    # values, set past nn.Module's checks for parameters, buffers and submodules
+    _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "step_grad_norm", "last_train_loss", "last_of_epoch"})
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     @property
     def lr(self) -> float:
         """The optimizer's learning rate (what Lightning's learning-rate finder sets)."""

@@ -25,6 +25,7 @@ from seqtrain.callbacks import (
     EpochMetrics,
     NonFiniteGuard,
     ProgressBar,
+    QuietProfiler,
     RandomState,
     RunCheckpoints,
     SaveOnInterrupt,
@@ -643,6 +644,8 @@ def _make_trainer(args: dict, callbacks: list, run_dir: Path, progress_bar: bool
     args = dict(args)
     args.setdefault("logger", False)
     args["plugins"] = [*(args.get("plugins") or []), AtomicCheckpointIO()]
+    if args.get("profiler") is None:
+        args["profiler"] = QuietProfiler()
     args.setdefault("enable_progress_bar", bool(progress_bar))
     try:
         return L.Trainer(callbacks=callbacks, default_root_dir=str(run_dir), **args)
