@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import math
 import os
 import random
@@ -321,6 +322,12 @@ class EarlyStoppingAfterWarmup(EarlyStopping):
     """Lightning's early stopping, holding off while the learning rate still warms up (the
     module's ``warmup_steps``): a model that has not reached its peak rate has not had its chance
     yet, so patience counts from the peak."""
+
+    @functools.cached_property
+    def state_key(self) -> str:
+        # Lightning formats it (a repr of monitor and mode) on each hook call of every step: the
+        # same key, built once
+        return super().state_key
 
     def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
         if trainer.global_step < getattr(trainer.lightning_module, "warmup_steps", 0):

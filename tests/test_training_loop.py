@@ -5,11 +5,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.profilers import SimpleProfiler
 
 from seqtrain import callbacks
-from seqtrain.callbacks import ProgressBar, QuietProfiler
+from seqtrain.callbacks import EarlyStoppingAfterWarmup, ProgressBar, QuietProfiler
 from seqtrain.models.registry import build_model
 from seqtrain.module import SeqModule
 from seqtrain.training import _make_trainer
@@ -59,3 +59,10 @@ def test_per_step_attributes_stay_plain_attributes():
     assert module._current_fx_name == "training_step" and float(module.last_train_loss) == 0.5
     module.head_scale = torch.nn.Parameter(torch.ones(1))  # any other name: nn.Module's rules still
     assert "head_scale" in dict(module.named_parameters())
+
+
+def test_early_stopping_keeps_lightnings_checkpoint_key():
+    """Built once instead of on every hook call; the same key, so checkpoints resume as before."""
+    stopping = EarlyStoppingAfterWarmup(monitor="val_acc", mode="max")
+    assert stopping.state_key == EarlyStopping.state_key.fget(stopping)
+    assert stopping.state_key == "EarlyStoppingAfterWarmup{'monitor': 'val_acc', 'mode': 'max'}"
