@@ -52,8 +52,9 @@ class TrainingAccuracy(tm.Metric):
 
     def update(self, probs: torch.Tensor, y: torch.Tensor) -> None:
         predicted = probs > 0.5 if probs.ndim == 1 else probs.argmax(dim=1)
-        self.correct += (predicted.long() == y).sum()
-        self.total += y.numel()
+        # in place: `+=` would also set the attribute through nn.Module's checks, on every step
+        self.correct.add_(predicted.eq(y).sum())
+        self.total.add_(y.numel())
 
     def compute(self) -> torch.Tensor:
         return self.correct.float() / self.total.float()
@@ -80,8 +81,8 @@ class WeightedMean(tm.Metric):
         self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, value: torch.Tensor, weight: int) -> None:
-        self.total += value * weight
-        self.weight += weight
+        self.total.add_(value * weight)  # in place, as in TrainingAccuracy
+        self.weight.add_(weight)
 
     def compute(self) -> torch.Tensor:
         return self.total / self.weight
@@ -140,7 +141,7 @@ class SeqModule(L.LightningModule):
         self.target_mean, self.target_std = target_mean, target_std
         # training keeps only the main metric: AUROC and F1 on every training step cost time
         train_metric = TrainingAccuracy() if task == "classification" else make_metrics()[self.main_metric]
-        self.train_metrics = tm.MetricCollection({self.main_metric: train_metric}).clone(prefix="train_")
+        self.train_metrics = tm.MetricCollection({self.main_metric: train_metric}, prefix="train_")
         self.val_metrics = make_metrics().clone(prefix="val_")
         self.test_metrics = make_metrics().clone(prefix="test_")
         # losses as metrics: weighted by windows, and under DDP summed over every rank's windows
@@ -227,7 +228,9 @@ class SeqModule(L.LightningModule):
         out = self(batch)
         loss = self.loss(out, target)
         metrics = getattr(self, f"{split}_metrics")
-        metrics.update(*self._readout(out.detach(), batch["y"]))
+        # training's one metric directly: the collection's bookkeeping costs more than its update
+        updated = next(metrics.children()) if split == "train" else metrics
+        updated.update(*self._readout(out.detach(), batch["y"]))
         size = len(batch["y"])
         last = batch_idx < 0 or self._last_batch(split, batch_idx)
         value = loss.detach()
