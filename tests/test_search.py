@@ -36,6 +36,9 @@ def test_a_three_trial_study_ranks_its_trials_and_marks_the_best(run_cli):
     assert f"best: job {best['job']} (val_loss" in text and f"{best['job']} ★" in text
 
 
+# optuna 2's database models use declarative_base, which SQLAlchemy 1.4 warns about on import (a
+# DeprecationWarning: pytest shows it, Python hides it from the CLI's users)
+@pytest.mark.filterwarnings("ignore:Deprecated API features detected")
 def test_the_direction_follows_the_monitor_and_a_study_resumes_from_its_database(run_cli, tmp_path):
     import optuna
 
