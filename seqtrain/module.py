@@ -16,7 +16,7 @@ import torchmetrics as tm
 from torch import nn
 
 from seqtrain.data.augment import Augmenter
-from seqtrain.optim import build_optimizer, build_scheduler, warmup_steps
+from seqtrain.optim import build_optimizer, build_scheduler, optimizer_parameters, warmup_steps
 
 REGRESSION_LOSSES = ("mse", "mae", "huber", "quantile")
 
@@ -254,8 +254,7 @@ class SeqModule(L.LightningModule):
         norm, self.step_grad_norm = getattr(self, "step_grad_norm", None), None
         if norm is None or not gradient_clip_val or (gradient_clip_algorithm or "norm") != "norm":
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grads_with_norm_(params, float(gradient_clip_val), norm)
+        torch.nn.utils.clip_grads_with_norm_(optimizer_parameters(optimizer), float(gradient_clip_val), norm)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train", batch_idx)[0]

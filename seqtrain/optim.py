@@ -65,6 +65,12 @@ def check_scheduler(cfg: dict) -> None:
             raise SeqtrainError(f"scheduler.{key}: {cfg[key]!r}; must be a share in [0, 1)")
 
 
+def optimizer_parameters(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """The optimizer's parameters in its order: the order gradient clipping measures their norm
+    in (the NaN guard's norm and clipping's must be the same number)."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     """``cfg``: ``name`` (adam | adamw | sgd), ``lr``, ``weight_decay``, and for sgd
     ``momentum`` and ``nesterov``."""
