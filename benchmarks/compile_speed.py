@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from train_throughput import config, demo_model, demo_windows
 
+from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
 
 MODELS = ("lstm", "gru", "tcn", "informer", "cnn_lstm", "seq2seq_attention", "tft")
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     args = parser.parse_args()
     _quiet_libraries()
+    settle_malloc()  # as seqtrain's training does, for eager and compiled loops alike
     threads = torch.get_num_threads()
     print(f"machine: {platform.machine()}, {threads} torch threads, torch {torch.__version__}\n")
     print("| model | eager samples/s | compiled samples/s | speed-up | compile s |")

@@ -24,6 +24,7 @@ import torch
 from hydra import compose, initialize_config_module
 from train_throughput import bare_loop
 
+from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
 from seqtrain.training import train
 
@@ -66,6 +67,7 @@ def main() -> None:
         print("no CUDA GPU here: nothing measured (--device cpu runs the same code on the CPU)")
         return
     _quiet_libraries()
+    settle_malloc()  # as seqtrain's training does, for every loop (benchmarks/allocator.py)
     name = (torch.cuda.get_device_name() if args.device == "cuda"
             else f"CPU, {torch.get_num_threads()} threads")
     print(f"device: {name}, torch {torch.__version__}, batch {args.batch}, {args.rows:,} rows x 3 series\n")

@@ -13,6 +13,9 @@ figure is its own ``train_samples_per_s`` (training epochs only, validation excl
 through the real ``train`` function. The three run back to back ``--repeats`` times; figures
 are medians, ratios the median of each round's ratio, as a shared machine's speed drifts by more
 than the differences measured.
+All three run with glibc's malloc settled as seqtrain's training settles it
+(seqtrain.allocator), so the ratios compare loops, not allocators; benchmarks/allocator.py
+measures the allocator setting itself.
 
 A second table gives each loop's fixed cost per training step, in milliseconds: the same three
 loops around a network too small to matter (a TCN of one level of two channels, no dropout) for
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +40,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
@@ -81,11 +86,17 @@ def network_and_optimizer(cfg, x: torch.Tensor, classes: int, epochs: int, batch
 def bare_loop(cfg, epochs: int, device: str = "cpu", batch: int = 128) -> float:
     """Samples/s of the bare loop; on ``device`` the windows are moved there once and each batch
     is gathered there by index (the GPU-resident bare loop)."""
+    return bare_run(cfg, epochs, device, batch)[0]
+
+
+def bare_run(cfg, epochs: int, device: str = "cpu", batch: int = 128) -> tuple[float, float]:
+    """The bare loop's samples/s and the page faults the process took per step while it ran."""
     x, y, classes = demo_windows(cfg)
     x, y = x.to(device), y.to(device)
     model, optimizer, schedule = network_and_optimizer(cfg, x, classes, epochs, batch)
     model.to(device).train()
     synchronize(device)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for _ in range(epochs):
         for index in torch.randperm(len(x), device=device).split(batch):
@@ -96,7 +107,9 @@ def bare_loop(cfg, epochs: int, device: str = "cpu", batch: int = 128) -> float:
             optimizer.step()
             schedule.step()
     synchronize(device)
-    return epochs * len(x) / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    steps = epochs * -(-len(x) // batch)
+    return epochs * len(x) / seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
 
 def synchronize(device: str) -> None:
@@ -172,6 +185,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="rounds of runs (bare, Lightning, seqtrain)")
     args = parser.parse_args()
     _quiet_libraries()
+    settle_malloc()  # as seqtrain's training does, for all three loops (benchmarks/allocator.py)
     threads = torch.get_num_threads()
     print(f"machine: {platform.machine()}, {threads} torch threads, torch {torch.__version__}\n")
     rows = []

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from seqtrain.allocator import settle_malloc
 from seqtrain.data import source, validate
 from seqtrain.data.columns import forward_fill, read_target, series_dictionary, time_values
 from seqtrain.data.rows import RowBlock, time_as_number
@@ -79,6 +80,7 @@ class Predictor:
         self.quantiles = sorted(float(q) for q in cfg.quantiles) if module.loss_name == "quantile" else None
         self.needs_label_rows = bool(state.known_future) and module.model.reads_future
         self.known_columns = [state.inputs.index(c) for c in state.known_future]
+        settle_malloc()  # each batch's activations are freed and allocated again, as in training
 
     @classmethod
     def from_run(cls, run_dir: str | Path, ckpt: str = "best", batch_size: int = 1024,
