@@ -40,7 +40,7 @@ def settle_malloc() -> str:
         return "default (not glibc)"
     if any(os.environ.get(name) for name in _USER_SETTINGS) or "glibc.malloc" in os.environ.get(
             "GLIBC_TUNABLES", ""):
-        return "default (MALLOC_* set in the environment)"
+        return "default (malloc settings in the environment)"
     preloaded = os.environ.get("LD_PRELOAD", "")
     if any(name in preloaded for name in _OTHER_ALLOCATORS):
         return "default (another allocator preloaded)"

@@ -53,8 +53,8 @@ def test_settled_blocks_come_from_the_heap_and_stay_there_when_freed():
 
 @pytest.mark.parametrize("env, why", [
     ({"SEQTRAIN_MALLOC": "0"}, "SEQTRAIN_MALLOC=0"),
-    ({"MALLOC_TRIM_THRESHOLD_": "1048576"}, "MALLOC_* set in the environment"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}, "MALLOC_* set in the environment"),
+    ({"MALLOC_TRIM_THRESHOLD_": "1048576"}, "malloc settings in the environment"),
+    ({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}, "malloc settings in the environment"),
     ({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}, "another allocator preloaded"),
 ])
 @glibc
