@@ -34,13 +34,14 @@ def contest(cfg, x, y, classes: int, epochs: int) -> tuple[float, float, float, 
     """Eager against compiled, epoch by epoch back to back (a shared machine drifts more than the
     difference over a run): (eager samples/s, compiled samples/s, median of the epochs' ratios,
     seconds of the compiled network's untimed first epoch, which compiles)."""
-    eager, compiled = demo_model(cfg, x, classes), demo_model(cfg, x, classes)
-    optimizers = {id(m): torch.optim.Adam(m.parameters(), lr=cfg.optim.lr) for m in (eager, compiled)}
-    eager.train(), compiled.train()
-    compiled.compile()
+    loops = []
+    for _ in range(2):  # eager, then the one to compile: the same seed, the same weights
+        model = demo_model(cfg, x, classes).train()
+        loops.append((model, torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)))
+    eager, compiled = loops
+    compiled[0].compile()
 
-    def epoch(model) -> float:
-        optimizer = optimizers[id(model)]
+    def epoch(model, optimizer) -> float:
         start = time.perf_counter()
         for index in torch.randperm(len(x)).split(128):
             loss = F.cross_entropy(model(x[index])[:, 0], y[index])
@@ -50,9 +51,9 @@ def contest(cfg, x, y, classes: int, epochs: int) -> tuple[float, float, float, 
             optimizer.step()
         return time.perf_counter() - start
 
-    warm = epoch(compiled)
-    epoch(eager)  # the eager loop's first epoch is not timed either
-    pairs = [(epoch(eager), epoch(compiled)) for _ in range(epochs)]
+    warm = epoch(*compiled)
+    epoch(*eager)  # the eager loop's first epoch is not timed either
+    pairs = [(epoch(*eager), epoch(*compiled)) for _ in range(epochs)]
     rate = [epochs * len(x) / sum(p[i] for p in pairs) for i in (0, 1)]
     return rate[0], rate[1], median(e / c for e, c in pairs), warm
 

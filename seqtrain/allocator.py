@@ -38,8 +38,8 @@ def settle_malloc() -> str:
         return f"default ({ENV}=0)"
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return "default (not glibc)"
-    if any(os.environ.get(name) for name in _USER_SETTINGS) or "glibc.malloc" in os.environ.get(
-            "GLIBC_TUNABLES", ""):
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(os.environ.get(name) for name in _USER_SETTINGS) or "glibc.malloc" in tunables:
         return "default (malloc settings in the environment)"
     preloaded = os.environ.get("LD_PRELOAD", "")
     if any(name in preloaded for name in _OTHER_ALLOCATORS):

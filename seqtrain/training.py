@@ -115,7 +115,6 @@ class Fitted:
     lr_find: dict | None
     logger: object | None  # the experiment tracker (``logger=...``), or None
     compiled: str | None  # trainer.compile: what ran ("compiled (default)" or "eager (why)")
-    malloc: str  # how the host allocator ran (seqtrain.allocator)
 
 
 def open_run_dir(run_dir: Path, resumed: bool) -> None:
@@ -162,7 +161,7 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
 def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: str | Path | None) -> Fitted:
     """Loaders, callbacks and Trainer; the leakage audit and (``optim.lr=find``) the learning
     rate; then training, or one line saying where to resume an interrupted run from."""
-    malloc = settle_malloc()
+    settle_malloc()
     trainer_args = _trainer_args(cfg)
     checkpointing = trainer_args.get("enable_checkpointing", True)
     epochs = EpochMetrics(run_dir / "metrics.csv")
@@ -220,7 +219,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
             f"saved: continue with  seqtrain resume={run_dir}"
         )
     return Fitted(trainer, datamodule, epochs, throughput, checkpoints, predictions, checkpointing,
-                  str(trainer_args["precision"]), leakage, lr_find, logger, compiled, malloc)
+                  str(trainer_args["precision"]), leakage, lr_find, logger, compiled)
 
 
 RESIDENT = ("auto", "true", "false")
@@ -343,7 +342,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
         "threads": torch.get_num_threads(),  # torch's CPU threads (shared out under hydra/launcher=joblib)
-        "malloc": fitted.malloc,  # glibc's thresholds fixed for the loop, or why not (seqtrain.allocator)
+        "malloc": settle_malloc(),  # what fit settled (cached): glibc's thresholds, or why not
         "leakage_audit": fitted.leakage,
         "lr_find": fitted.lr_find,
         "compile": fitted.compiled,  # trainer.compile: what ran, or null when not asked

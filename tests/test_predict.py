@@ -124,6 +124,14 @@ def trained_run(tmp_path_factory):
     return run_dir
 
 
+def test_a_predictor_settles_malloc_as_training_does(trained_run, monkeypatch):
+    """Each batch's activations are freed and allocated again, as in training (README)."""
+    calls = []
+    monkeypatch.setattr("seqtrain.predict.settle_malloc", lambda: calls.append(1))
+    Predictor.from_run(trained_run, device="cpu")
+    assert calls == [1]
+
+
 def _table(trained_run: Path) -> pd.DataFrame:
     return pd.read_parquet(trained_run / "data" / "synthetic.parquet")
 
