@@ -11,7 +11,8 @@ code, and the rest (autograd, the head, the loss).
 Second table: the mechanism, in isolation. A ReLU on one 128 x 32 x 50 activation that also
 returns the mask its backward needs (what AOTAutograd saves for a ReLU: one byte an element),
 eager and compiled, with the mask written as bool, uint8 or float32, and with inductor's code
-for the CPU's widest vectors and for 256-bit vectors.
+for the CPU's widest vectors and for 256-bit vectors. Last, eager dropout's cost on the same
+activation: ``F.dropout`` (torch's ``bernoulli_``) against drawing as many uniform numbers.
 """
 
 from __future__ import annotations
@@ -116,6 +117,14 @@ def mask_table(steps: int) -> None:
         print(f"| {name} | " + " | ".join(f"{us:,.0f}" for us in row) + " |", flush=True)
 
 
+def dropout_table(steps: int) -> None:
+    a = torch.randn(BATCH, 32, WINDOW)
+    print("\n| eager, one 128 x 32 x 50 activation | us |")
+    print("|---|---:|")
+    print(f"| F.dropout(p=0.1), training | {per_call_ms(steps * 10, F.dropout, a, 0.1, True) * 1e3:,.0f} |")
+    print(f"| torch.rand_like | {per_call_ms(steps * 10, torch.rand_like, a) * 1e3:,.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -126,6 +135,7 @@ def main() -> None:
           f"torch {torch.__version__}, inductor's vectors: {torch._inductor.cpu_vec_isa.pick_vec_isa()}\n")
     tcn_table(args.steps)
     mask_table(args.steps)
+    dropout_table(args.steps)
 
 
 if __name__ == "__main__":
