@@ -3,10 +3,11 @@
     python benchmarks/compile_kernels.py [--steps 30]
 
 First table: the default TCN (32 channels, kernel 3, levels to cover the window; dropout 0.1
-and 0) on random inputs of batch 128, window 50, 16 columns, eager and compiled (``nn.Module.compile``, default mode), ms per forward and per forward and
-backward pass, and the torch profiler's split of a forward-and-backward step between oneDNN's
-convolutions (forward and backward, which inductor calls as they are), inductor's generated
-code, and the rest (autograd, the head, the loss).
+and 0) on random inputs of batch 128, window 50, 16 columns, eager and compiled
+(``nn.Module.compile``, default mode): ms per forward pass and per forward and backward pass,
+and the torch profiler's split of a forward and backward pass between oneDNN's convolutions
+(forward and backward, which inductor calls as they are), inductor's generated code, and the
+rest (autograd, the head, the loss).
 
 Second table: the mechanism, in isolation. A ReLU on one 128 x 32 x 50 activation that also
 returns the mask its backward needs (what AOTAutograd saves for a ReLU: one byte an element),
