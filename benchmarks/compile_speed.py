@@ -22,7 +22,7 @@ from statistics import median
 
 import torch
 import torch.nn.functional as F
-from train_throughput import config, demo_model, demo_windows
+from train_throughput import config, demo_data, demo_model
 
 from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
@@ -30,13 +30,13 @@ from seqtrain.cli import _quiet_libraries
 MODELS = ("lstm", "gru", "tcn", "informer", "cnn_lstm", "seq2seq_attention", "tft")
 
 
-def contest(cfg, x, y, classes: int, epochs: int) -> tuple[float, float, float, float]:
+def contest(cfg, data, x, y, epochs: int) -> tuple[float, float, float, float]:
     """Eager against compiled, epoch by epoch back to back (a shared machine drifts more than the
     difference over a run): (eager samples/s, compiled samples/s, median of the epochs' ratios,
     seconds of the compiled network's untimed first epoch, which compiles)."""
     loops = []
     for _ in range(2):  # eager, then the one to compile: the same seed, the same weights
-        model = demo_model(cfg, x, classes).train()
+        model = demo_model(cfg, data).train()
         loops.append((model, torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)))
     eager, compiled = loops
     compiled[0].compile()
@@ -72,9 +72,9 @@ def main() -> None:
     for name in args.models:
         with tempfile.TemporaryDirectory() as folder:
             cfg = config(name, args.epochs, folder)
-            x, y, classes = demo_windows(cfg)
+            data, x, y = demo_data(cfg)
             try:
-                eager, fast, speedup, warm = contest(cfg, x, y, classes, args.epochs)
+                eager, fast, speedup, warm = contest(cfg, data, x, y, args.epochs)
             except Exception as exc:  # the compiler's errors have no common type
                 first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__
                 print(f"| {name} | - | fails: {first} | - | - |", flush=True)

@@ -178,9 +178,10 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
                                                   patience=cfg.early_stopping.patience,
                                                   check_on_train_epoch_end=False))
     if cfg.progress_bar:
-        # redrawn 10 times a second, as rich's own default (Lightning's is 100: its drawing thread
-        # then took ~10% of a small model's training time on 2 cores)
-        callbacks.append(ProgressBar(leave=False, refresh_rate=10))
+        # redrawn 4 times a second, as rich's Live by default: a redraw costs ~1.5 ms of CPU in a
+        # thread beside training's, which slowed a 2-core CPU's training ~10% at Lightning's 100
+        # a second and ~2% at 10 (0.6% at 4; benchmarks/train_throughput.py, BENCHMARKS.md)
+        callbacks.append(ProgressBar(leave=False, refresh_rate=4))
     logger = make_logger(cfg, run_dir, fold=_fold_number(run_dir))
     if logger is not None:
         from lightning.pytorch.callbacks import LearningRateMonitor
