@@ -39,6 +39,7 @@ bench: $(STAMP)  ## throughput, memory and learning benchmarks (results go in BE
 	$(BIN)/python benchmarks/ddp_throughput.py
 	$(BIN)/python benchmarks/compile_speed.py
 	$(BIN)/python benchmarks/compile_kernels.py
+	$(BIN)/python benchmarks/dropout_speed.py
 	$(BIN)/python benchmarks/gpu_resident.py
 	$(BIN)/python benchmarks/forecast_quality.py
 

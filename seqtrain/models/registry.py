@@ -7,6 +7,7 @@ import inspect
 
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.base import SequenceModel
+from seqtrain.models.dropout import match_dropout
 
 # name -> "module:Class", imported on first use (the TFT pulls in pytorch-forecasting)
 MODELS: dict[str, str] = {
@@ -50,6 +51,6 @@ def build_model(name: str, args: dict, input_size: int, output_size: int, output
     if seq_length is not None and "seq_length" in inspect.signature(cls.__init__).parameters:
         shapes["seq_length"] = seq_length
     try:
-        return cls(**shapes, **args)
+        return match_dropout(cls(**shapes, **args))  # torch's masks, faster where drawn one by one
     except (TypeError, ValueError) as exc:
         raise SeqtrainError(f"model: cannot build {name}: {exc}") from None
