@@ -123,10 +123,10 @@ class BareLoop:
     with keeps its own random stream."""
 
     def __init__(self, cfg, epochs: int, device: str = "cpu", batch: int = 128):
-        data, x, y = demo_data(cfg)
+        self.data, x, y = demo_data(cfg)
         self.cfg, self.device, self.batch = cfg, device, batch
         self.x, self.y = x.to(device), y.to(device)
-        self.model, self.optimizer, self.schedule = network_and_optimizer(cfg, data, x, epochs, batch)
+        self.model, self.optimizer, self.schedule = network_and_optimizer(cfg, self.data, x, epochs, batch)
         self.model.to(device).train()
         self.order = torch.Generator(device=device).manual_seed(0)
 
@@ -224,20 +224,21 @@ class EpochClock(L.Callback):
         self.seconds += time.perf_counter() - self.start
 
 
-def lightning_pairs(cfg, epochs: int) -> list[tuple[float, float]]:
+def lightning_pairs(cfg, epochs: int) -> Interleaved:
     """Lightning's own loop around the bare loop's step (clipping 1.0, the scheduler stepped per
-    step; no progress bar, logger or checkpoint), each epoch paired with a bare loop's."""
-    data, x, y = demo_data(cfg)
-    clock = EpochClock()
-    pairs = Interleaved(BareLoop(cfg, epochs), lambda trainer: clock.seconds)
+    step; no progress bar, logger or checkpoint) over the bare loop's windows, each epoch paired
+    with a bare loop's."""
+    bare, clock = BareLoop(cfg, epochs), EpochClock()
+    pairs = Interleaved(bare, lambda trainer: clock.seconds)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
                         callbacks=[clock, pairs], enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, gradient_clip_val=1.0, num_sanity_val_steps=0)
-    trainer.fit(MinimalModule(cfg, *network_and_optimizer(cfg, data, x, epochs)), Batches(x, y))
-    return pairs.pairs
+    network = network_and_optimizer(cfg, bare.data, bare.x, epochs)
+    trainer.fit(MinimalModule(cfg, *network), Batches(bare.x, bare.y))
+    return pairs
 
 
-def seqtrain_pairs(cfg, run: Path, epochs: int) -> list[tuple[float, float]]:
+def seqtrain_pairs(cfg, run: Path, epochs: int) -> Interleaved:
     """seqtrain's ``train`` at its defaults, each training epoch (its own clock, as in its
     ``train_samples_per_s``) paired with a bare loop's."""
     pairs = Interleaved(BareLoop(cfg, epochs), lambda trainer: next(
@@ -249,22 +250,18 @@ def seqtrain_pairs(cfg, run: Path, epochs: int) -> list[tuple[float, float]]:
     make_trainer = training._make_trainer
     with patch.object(training, "_make_trainer", with_pairs):
         train(cfg, run)
-    return pairs.pairs
+    return pairs
 
 
-def contest(model: str, epochs: int, extra: tuple[str, ...] = (), task: str = "classification") -> dict:
-    """One run of the minimal Lightning loop and one of seqtrain, each epoch paired with a bare
-    loop's: (loop's seconds, bare seconds) per epoch, the first epoch of each run left out (it
-    warms caches up for whatever runs next)."""
+def contest(model: str, epochs: int, extra: tuple[str, ...] = (),
+            task: str = "classification") -> tuple[int, dict]:
+    """Windows per epoch, and one run of the minimal Lightning loop and one of seqtrain, each
+    epoch paired with a bare loop's: (loop's seconds, bare seconds) per epoch, the first epoch of
+    each run left out (it warms caches up for whatever runs next)."""
     with tempfile.TemporaryDirectory() as folder:
-        return {"lightning": lightning_pairs(config(model, epochs, folder, extra, task), epochs)[1:],
-                "seqtrain": seqtrain_pairs(config(model, epochs, folder, extra, task), Path(folder, "run"),
-                                           epochs)[1:]}
-
-
-def windows_per_epoch(model: str, extra: tuple[str, ...], task: str) -> int:
-    with tempfile.TemporaryDirectory() as folder:
-        return len(demo_data(config(model, 1, folder, extra, task))[1])
+        lightning = lightning_pairs(config(model, epochs, folder, extra, task), epochs)
+        ours = seqtrain_pairs(config(model, epochs, folder, extra, task), Path(folder, "run"), epochs)
+        return len(lightning.bare.x), {"lightning": lightning.pairs[1:], "seqtrain": ours.pairs[1:]}
 
 
 def main() -> None:
@@ -286,9 +283,9 @@ def main() -> None:
         model, task, extra = WORKLOADS[name]
         pairs = {"lightning": [], "seqtrain": []}
         for _ in range(args.repeats):
-            for loop, run in contest(model, args.epochs, extra, task).items():
+            windows, runs = contest(model, args.epochs, extra, task)
+            for loop, run in runs.items():
                 pairs[loop] += run
-        windows = windows_per_epoch(model, extra, task)
         bare = median(b for loop in pairs.values() for _, b in loop)
         rate = {loop: windows / median(t for t, _ in run) for loop, run in pairs.items()}
         ratio = {loop: [b / t for t, b in run] for loop, run in pairs.items()}
@@ -302,11 +299,12 @@ def main() -> None:
     print("\n" + header + "\n" + "\n".join(rows))
 
     # milliseconds per step around a negligible network; each loop's cost over the bare epoch after it
-    steps = windows_per_epoch("tcn", tuple(NEGLIGIBLE_NETWORK), "classification") / 128
     over = {"lightning": [], "seqtrain": []}
     bare = []
     for _ in range(args.repeats):
-        for loop, run in contest("tcn", 15, tuple(NEGLIGIBLE_NETWORK)).items():
+        windows, runs = contest("tcn", 15, tuple(NEGLIGIBLE_NETWORK))
+        steps = windows / 128
+        for loop, run in runs.items():
             over[loop] += [1000 * (t - b) / steps for t, b in run]
             bare += [1000 * b / steps for _, b in run]
     lightning, ours = median(over["lightning"]), median(over["seqtrain"])
