@@ -30,6 +30,7 @@ lint: $(STAMP)   ## ruff
 bench: $(STAMP)  ## throughput, memory and learning benchmarks (results go in BENCHMARKS.md by hand)
 	$(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/step_breakdown.py
 	$(BIN)/python benchmarks/allocator.py
 	$(BIN)/python benchmarks/streaming_memory.py
 	$(BIN)/python benchmarks/prepare_memory.py
