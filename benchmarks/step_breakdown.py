@@ -46,12 +46,14 @@ from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer import call
 from torch.utils.data.dataloader import _BaseDataLoaderIter
-from train_throughput import NEGLIGIBLE_NETWORK, BareLoop, config, demo_data, demo_model, seqtrain_pairs
+from train_throughput import NEGLIGIBLE_NETWORK, BareLoop, config, seqtrain_pairs
 
 from seqtrain.allocator import settle_malloc
 from seqtrain.callbacks import NonFiniteGuard
 from seqtrain.cli import _quiet_libraries
 from seqtrain.data.datamodule import WindowDataset
+from seqtrain.models.instance_norm import InstanceNorm
+from seqtrain.models.registry import model_class
 from seqtrain.module import SeqModule
 
 #: name -> (model, task, overrides): train_throughput.py's, and its negligible network
@@ -133,7 +135,7 @@ def bare_step_count():
     return count
 
 
-def timers(clock: StepClock, network: type) -> list[tuple[object, str, str, dict]]:
+def timers(network: type) -> list[tuple[object, str, str, dict]]:
     """(owner, attribute, part, root settings) of every function timed."""
     seqtrain_root = {"root": "seqtrain", "steps": seqtrain_step_count}
     bare_root = {"root": "bare", "steps": bare_step_count()}
@@ -146,6 +148,7 @@ def timers(clock: StepClock, network: type) -> list[tuple[object, str, str, dict
         (_BaseDataLoaderIter, "__next__", "batch: DataLoader around the gather", {}),
         (Strategy, "batch_to_device", "batch: to the device", {}),
         (network, "forward", "network forward", {}),
+        (InstanceNorm, "forward", "network forward", {}),  # RevIN around it, where the defaults put it
         (SeqModule, "loss", "loss", {}),
         (train_throughput, "task_loss", "loss", {}),
         (SeqModule, "training_step", "training step's rest: metric update, readout", {}),
@@ -165,9 +168,9 @@ def breakdown(model: str, task: str, extra: tuple[str, ...], epochs: int) -> Ste
     clock = StepClock()
     with tempfile.TemporaryDirectory() as folder:
         cfg = config(model, epochs, folder, extra, task)
-        network = type(demo_model(cfg, demo_data(cfg)[0]))  # the class seqtrain builds, RevIN included
+        network = model_class(cfg.model.name)
         with ExitStack() as stack:
-            for owner, attribute, part, root in timers(clock, network):
+            for owner, attribute, part, root in timers(network):
                 original = getattr(owner, attribute)
                 stack.enter_context(patch.object(owner, attribute, clock.timed(original, part, **root)))
             seqtrain_pairs(cfg, Path(folder, "run"), epochs)
