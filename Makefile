@@ -3,31 +3,38 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed
 
 .PHONY: help install run test lint bench clean
 
 help:            ## list the targets
 	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-install: $(STAMP) ## create .venv and install seqtrain with its dev tools
+install: $(DEV_STAMP) ## create .venv and install seqtrain with its dev tools
 
-$(STAMP): pyproject.toml
+# Running needs the package alone; the tests add the dev extra (optional integrations included).
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' torch==2.13.0
-	touch $(STAMP)
+	$(PIP) torch==2.13.0
+	$(PIP) -e . torch==2.13.0
+	touch $(RUN_STAMP)
 
-run: $(STAMP)    ## train the default LSTM on the built-in demo data (CPU)
+$(DEV_STAMP): $(RUN_STAMP)
+	$(PIP) -e '.[dev]' torch==2.13.0
+	touch $(DEV_STAMP)
+
+run: $(RUN_STAMP) ## train the default LSTM on the built-in demo data (CPU)
 	$(BIN)/seqtrain
 
-test: $(STAMP)   ## run the whole test suite
+test: $(DEV_STAMP) ## run the whole test suite
 	$(BIN)/pytest -q -n 2
 
-lint: $(STAMP)   ## ruff
+lint: $(DEV_STAMP)   ## ruff
 	$(BIN)/ruff check .
 
-bench: $(STAMP)  ## throughput, memory and learning benchmarks (results go in BENCHMARKS.md by hand)
+bench: $(DEV_STAMP)  ## throughput, memory and learning benchmarks (results go in BENCHMARKS.md by hand)
 	$(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/step_breakdown.py
