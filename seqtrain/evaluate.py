@@ -153,20 +153,18 @@ def _fold_row(i: int, bounds: dict, metrics: dict, wall: float) -> dict:
 
 
 def pooled_skill(task: str, predictions: pd.DataFrame, group_col: str | None, seed: int = 0) -> dict:
-    """``skill_report`` over every fold's test windows together, in time order within each
-    series (so the bootstrap's blocks are stretches of consecutive windows); a window's loss is
-    its error averaged over its forecast steps, as in a single run."""
+    """``skill_report`` over every fold's test windows together; a window's loss is its error
+    averaged over its forecast steps, as in a single run. The bootstrap draws blocks of
+    consecutive ``window_end`` times, every series' windows at a drawn time together."""
     keys = [*([group_col] if group_col else []), "window_end"]
-    order = predictions.sort_values([*keys, "step"], kind="stable")
-    groups = [order[k] for k in keys]
-    names = [c.removeprefix("baseline_") for c in predictions.columns if c.startswith("baseline_")]
-
-    def losses(column: str) -> np.ndarray:
-        if task == "classification":
-            error = (order[column] != order["y_true"]).astype(float)
-        else:
-            error = (order[column] - order["y_true"]).abs()
-        return error.groupby(groups, sort=False).mean().to_numpy()
-
+    columns = ["y_pred", *(c for c in predictions.columns if c.startswith("baseline_"))]
+    truth = predictions["y_true"]
+    if task == "classification":
+        errors = {c: (predictions[c] != truth).astype(float) for c in columns}
+    else:
+        errors = {c: (predictions[c] - truth).abs() for c in columns}
+    per_window = pd.DataFrame(errors).groupby([predictions[k] for k in keys], observed=True).mean()
+    times = per_window.index.get_level_values("window_end").to_numpy()
+    losses = {c.removeprefix("baseline_"): per_window[c].to_numpy() for c in columns[1:]}
     metric = "test_acc" if task == "classification" else "test_mae"
-    return skill_report(task, metric, losses("y_pred"), {n: losses(f"baseline_{n}") for n in names}, seed)
+    return skill_report(task, metric, per_window["y_pred"].to_numpy(), losses, seed, times=times)

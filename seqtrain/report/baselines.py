@@ -1,6 +1,7 @@
 """Naive baselines on the model's own test windows, skill against the best of them, and a 95%
-interval from a block bootstrap (blocks of consecutive windows, so that the overlap of
-neighbouring windows does not shrink it).
+interval from a block bootstrap over time (blocks of consecutive window ends, each carrying every
+series' windows at those times, so that neither the overlap of neighbouring windows nor series
+that move together shrink it).
 
 Baselines, each read only from what is known at a window's end:
 - classification: the majority class of the training labels; persistence, the label known at
@@ -87,31 +88,62 @@ def window_losses(task: str, truth: np.ndarray, predicted: np.ndarray) -> np.nda
     return np.abs(error).reshape(len(truth), -1).mean(1)
 
 
+def block_starts(n: int, block: int, seed: int = 0, resamples: int = RESAMPLES) -> tuple[np.ndarray, int]:
+    """``(resamples, ceil(n / block))`` random starts of a moving-block bootstrap over ``n``
+    positions, and the (clipped) block length: each resample strings the blocks together and
+    cuts the last one so that it holds ``n`` positions."""
+    block = max(1, min(block, n))
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n - block + 1, size=(resamples, math.ceil(n / block))), block
+
+
 def block_resample_index(n: int, block: int, seed: int = 0, resamples: int = RESAMPLES) -> np.ndarray:
     """``(resamples, n)`` positions of a moving-block bootstrap: each resample strings together
     blocks of ``block`` consecutive positions from random starts, cut to ``n``."""
-    block = max(1, min(block, n))
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n - block + 1, size=(resamples, math.ceil(n / block)))
+    starts, block = block_starts(n, block, seed, resamples)
     return (starts[:, :, None] + np.arange(block)).reshape(resamples, -1)[:, :n]
 
 
-def block_bootstrap(losses: dict[str, np.ndarray], block: int, seed: int = 0,
-                    resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
+def block_bootstrap(losses: dict[str, np.ndarray], block: int, seed: int = 0, resamples: int = RESAMPLES,
+                    times: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Resampled means of each loss series (all resampled with the same blocks, so differences
-    are paired): moving blocks of ``block`` consecutive windows, ``resamples`` times."""
-    index = block_resample_index(len(next(iter(losses.values()))), block, seed, resamples)
-    return {name: values[index].mean(1) for name, values in losses.items()}
+    are paired): moving blocks of ``block`` consecutive distinct ``times`` (window ends), each
+    drawn time carrying every window that ends then, ``resamples`` times. Series that move
+    together are then one piece of evidence per time step, not one per series. Without
+    ``times`` each window is its own time step.
+
+    Vectorised through prefix sums over the time axis: a block's loss and window count are two
+    differences, so a draw costs ``ceil(T / block)`` look-ups, not ``T``."""
+    n = len(next(iter(losses.values())))
+    inverse = np.arange(n) if times is None else np.unique(np.asarray(times), return_inverse=True)[1].ravel()
+    steps = int(inverse.max()) + 1 if n else 0
+    starts, block = block_starts(steps, block, seed, resamples)
+    last = steps - (starts.shape[1] - 1) * block  # the cut last block's length
+
+    def total(per_time: np.ndarray) -> np.ndarray:
+        prefix = np.concatenate([[0.0], np.cumsum(per_time)])
+        whole = prefix[starts[:, :-1] + block] - prefix[starts[:, :-1]]
+        return whole.sum(1) + prefix[starts[:, -1] + last] - prefix[starts[:, -1]]
+
+    windows = total(np.bincount(inverse, minlength=steps).astype(np.float64))
+    return {name: total(np.bincount(inverse, np.asarray(values, np.float64), steps)) / windows
+            for name, values in losses.items()}
 
 
 def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses: dict[str, np.ndarray],
-                 seed: int = 0) -> dict:
+                 seed: int = 0, times: np.ndarray | None = None) -> dict:
     """The main metric's 95% interval, each baseline's value, the skill against the best baseline
     (1 - model error / baseline error) and whether the model beats it beyond the interval of
-    their paired difference."""
-    n = len(model_loss)
-    block = max(1, math.ceil(math.sqrt(n)))
-    draws = block_bootstrap({"model": model_loss, **baseline_losses}, block, seed)
+    their paired difference.
+
+    ``times`` holds each window's end (the time of its last input row): the bootstrap resamples
+    blocks of about √T consecutive distinct ends (T of them), every series' windows at a drawn
+    time together, so that copies of one series, or symbols that move as one, do not narrow the
+    interval. Without it each window is its own time step (one series in time order)."""
+    model_loss = np.asarray(model_loss, np.float64)
+    steps = len(model_loss) if times is None else len(np.unique(np.asarray(times)))
+    block = max(1, math.ceil(math.sqrt(steps)))
+    draws = block_bootstrap({"model": model_loss, **baseline_losses}, block, seed, times=times)
     tail = (1 - LEVEL) / 2 * 100
     to_metric = (lambda loss: 1 - loss) if task == "classification" else (lambda loss: loss)
     low, high = np.percentile(to_metric(draws["model"]), [tail, 100 - tail])
@@ -125,7 +157,9 @@ def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses
         "value": float(to_metric(model_error)),
         "interval": [float(low), float(high)],
         "level": LEVEL,
-        "block": block,
+        "block": block,  # distinct window ends per resampled block (time steps)
+        "times": steps,  # distinct window ends the blocks are drawn from
+        "windows": len(model_loss),
         "resamples": RESAMPLES,
         "baselines": {name: float(to_metric(error)) for name, error in errors.items()},
         "best_baseline": best,
@@ -175,7 +209,8 @@ def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
             baseline_test[f"{name}_rmse"] = float((error**2).mean() ** 0.5)
         metric = "test_mae"
     losses = {name: window_losses(task, truth, guess) for name, guess in guesses.items()}
-    skill = skill_report(task, metric, window_losses(task, truth, predicted), losses, seed)
+    skill = skill_report(task, metric, window_losses(task, truth, predicted), losses, seed,
+                         _cat(records, "end_time"))  # blocks of time: every series at once
     if task == "classification":
         classes = np.asarray(state.classes, dtype=object)
         columns = {f"baseline_{name}": classes[guess] for name, guess in guesses.items()}
