@@ -49,18 +49,36 @@ def train(overrides: list[str] | None = None, run_dir: str | Path | None = None)
     >>> run = seqtrain.train(["model=tcn", "trainer.max_epochs=5"])
     >>> run.metrics["test"]["test_acc"], run.path
     """
+    cfg = compose(overrides)
+    run_dir = Path(run_dir).expanduser() if run_dir is not None else _new_run_dir()
+    if (run_dir / ".hydra").exists():
+        raise SeqtrainError(f"run_dir: {run_dir} already holds a run; choose a new folder")
+    return _train_config(cfg, list(overrides or []), run_dir)
+
+
+def _new_run_dir() -> Path:
+    """A fresh ``outputs/DATE/TIME`` folder, claimed (made) here so that two fits started in the
+    same microsecond, in one process or several, never share it."""
+    stamp = Path("outputs") / dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+    for n in range(1000):
+        run_dir = stamp.with_name(stamp.name + (f"-{n}" if n else ""))
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise SeqtrainError(f"run_dir: no free folder beside {stamp}; give run_dir")
+
+
+def _train_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> Run:
+    """Train the composed ``cfg`` into ``run_dir`` (its config saved as the command line saves
+    it; ``overrides`` recorded beside it) and open the finished run."""
     from seqtrain.cli import _quiet_libraries
     from seqtrain.training import train as train_run
 
-    cfg = compose(overrides)
-    if run_dir is None:
-        run_dir = Path("outputs") / dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
-    run_dir = Path(run_dir).expanduser()
-    if (run_dir / ".hydra").exists():
-        raise SeqtrainError(f"run_dir: {run_dir} already holds a run; choose a new folder")
     (run_dir / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    (run_dir / ".hydra" / "overrides.yaml").write_text(json.dumps(list(overrides or [])) + "\n")
+    (run_dir / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides) + "\n")
     _quiet_libraries()
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
@@ -135,23 +153,40 @@ class Run:
 
 
 class SequenceModel:
-    """A scikit-learn style estimator for a pipeline's model stage.
+    """A scikit-learn estimator for a pipeline's model stage (``clone``, ``get_params``,
+    ``set_params``, ``score``; fits in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``
+    with ``TimeSeriesSplit``).
 
     ``X`` is a DataFrame of feature columns indexed by time, or by (time, series) (either
-    order); ``y`` a Series on the same index. ``fit`` trains a run (the command line's code path,
-    in ``run_dir`` or a new ``outputs/DATE/TIME`` folder); ``predict(X)`` gives, for every row
-    of ``X``, the forecast made at that row (for ``horizon`` rows later; NaN where the row has
-    too little history), on ``X``'s index.
+    order; column names may hold any characters; a tz-aware time index is read as UTC); ``y`` a
+    Series on the same index. ``fit`` trains a run (the command line's code path) in
+    ``run_dir``, or, when it is None, in a new ``outputs/DATE/TIME`` folder per fit (so clones in
+    a search never share one); a ``run_dir`` that exists and is not empty is refused before
+    anything is written. ``predict(X)`` gives, for every row of ``X``, the forecast made at that
+    row from the window ending there; NaN where the row has too little history.
+
+    **How y is aligned.** ``y[t]`` is the value at row ``t``, and the forecast made at row ``t``
+    is for ``y[t + horizon]`` (default ``horizon=1``: the next row's ``y``). A label stage that
+    already looks ahead (``y[t]`` = the next bar's direction, known only ``k`` rows after ``t``)
+    is given with ``label_ahead=k``: the forecast at row ``t`` is then for ``y[t]`` itself
+    (``horizon=0``) and the ``k`` rows after each split boundary are embargoed
+    (``data.embargo=k``), so that no training label reads into the validation or test rows; a
+    ``horizon`` other than 0, or an embargo under ``k``, beside it is refused.
 
     Settings: ``model`` (lstm, gru, tcn, ...); ``task``; ``seq_length``, ``horizon``,
-    ``output_steps``, ``batch_size``, ``max_epochs``, ``lr``, ``seed``; any other keyword
-    is a model argument (``hidden_size=128``); ``overrides`` adds raw config overrides
-    (``["scheduler=cosine"]``). The target's own history is not an input unless
+    ``output_steps``, ``batch_size``, ``max_epochs``, ``lr``, ``seed``, ``embargo``, ...
+    (``TRAINING_KEYS``); any other keyword is a model argument (``hidden_size=128``), and
+    every one is a parameter for ``set_params`` and a grid. ``overrides`` adds raw config
+    overrides (``["scheduler=cosine"]``). The target's own history is not an input unless
     ``target_as_input=True`` (then ``X`` at predict time must hold it as a column named like ``y``).
 
     Without ``X_val``, the rows of ``X`` are split chronologically as by the command line
     (``split_val``, ``split_test`` shares); with it, ``X_val``'s earlier half validates (early
     stopping, best checkpoint) and its later half is the held-out test of the run's report.
+
+    Fitted attributes: ``run_`` (the ``Run``: metrics, data state, folder), ``classes_``
+    (classification), ``feature_names_in_``, ``n_features_in_``, ``index_names_``, ``target_``,
+    ``time_zone_`` (the zone of a tz-aware training index, else None).
     """
 
     TRAINING_KEYS = {"seq_length": "data.seq_length", "horizon": "data.horizon",
@@ -159,73 +194,185 @@ class SequenceModel:
                      "max_epochs": "trainer.max_epochs", "lr": "optim.lr", "seed": "seed",
                      "target_as_input": "data.target_as_input", "split_val": "data.split.val",
                      "split_test": "data.split.test", "precision": "trainer.precision",
-                     "progress_bar": "progress_bar", "patience": "early_stopping.patience"}
+                     "progress_bar": "progress_bar", "patience": "early_stopping.patience",
+                     "embargo": "data.embargo"}
+    _NAMED = ("model", "task", "run_dir", "overrides", "target_as_input", "label_ahead")
+    _PENDING = ["data.path=pending", "data.target=pending"]  # required keys fit sets once composed
 
     def __init__(self, model: str = "lstm", task: str = "classification", run_dir: str | Path | None = None,
-                 overrides: list[str] | None = None, target_as_input: bool = False, **settings):
-        self.model, self.task, self.run_dir = model, task, run_dir
-        self.overrides = list(overrides or [])
-        self.settings = {"target_as_input": target_as_input, **settings}
-        self.run: Run | None = None
-        self.index_names: list[str] | None = None
+                 overrides: list[str] | None = None, target_as_input: bool = False,
+                 label_ahead: int | None = None, **settings):
+        # scikit-learn's rule: store every argument as given; all checking happens in fit
+        self.model, self.task, self.run_dir, self.overrides = model, task, run_dir, overrides
+        self.target_as_input, self.label_ahead = target_as_input, label_ahead
+        self._settings = dict(settings)
+
+    def __getattr__(self, name: str):
+        settings = self.__dict__.get("_settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"SequenceModel({args})"
 
     def get_params(self, deep: bool = True) -> dict:
-        return {"model": self.model, "task": self.task, "run_dir": self.run_dir,
-                "overrides": self.overrides, **self.settings}
+        return {**{name: getattr(self, name) for name in self._NAMED}, **self._settings}
+
+    def set_params(self, **params) -> SequenceModel:
+        """Change parameters (named ones, or settings and model arguments, new ones too)."""
+        for key, value in params.items():
+            if key in self._NAMED:
+                setattr(self, key, value)
+            elif key.isidentifier() and not key.startswith("_") and not hasattr(type(self), key):
+                self._settings[key] = value
+            else:
+                raise ValueError(f"set_params: {key!r} is not a parameter of SequenceModel")
+        return self
+
+    def __sklearn_tags__(self):
+        """What scikit-learn asks of an estimator (imported only when scikit-learn asks)."""
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
+
+        classifier = self.task == "classification"
+        return Tags(estimator_type="classifier" if classifier else "regressor",
+                    target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags() if classifier else None,
+                    regressor_tags=None if classifier else RegressorTags(),
+                    non_deterministic=True, input_tags=InputTags(allow_nan=True))
 
     # -- fitting --------------------------------------------------------------------------------
 
     def fit(self, X: pd.DataFrame, y: pd.Series, X_val: pd.DataFrame | None = None,
             y_val: pd.Series | None = None) -> SequenceModel:
+        """Train a run on ``X``, ``y`` (everything checked before anything is written)."""
+        from seqtrain.training import check_config
+
         time_col, group_col = _index_columns(X)
         if not isinstance(y, pd.Series):
             raise SeqtrainError(f"y: a pandas Series on X's index is needed, got {type(y).__name__}")
         target = str(y.name) if y.name is not None else "target"
-        if target in X.columns:
+        if target in map(str, X.columns):
             raise SeqtrainError(f"y: its name {target!r} is also a column of X; rename one of them")
+        run_dir = self._free_run_dir()
         table = _as_table(X, y, target)
-        overrides = [f"model={self.model}", f"task={self.task}", "data=parquet",
-                     f"data.target={target}", f"data.time_col={time_col}",
-                     f"data.group_col={group_col if group_col else 'null'}",
-                     f"data.features=[{','.join(map(str, X.columns))}]"]
+        overrides = self._overrides()
+        cfg = compose([*self._PENDING, *overrides])
+        self._check_label_ahead(cfg)
+        data = cfg.data
+        data.target, data.time_col = _literal(target), _literal(time_col)
+        data.group_col = _literal(group_col) if group_col else None
+        data.features = [_literal(str(c)) for c in X.columns]
         if X_val is not None:
-            if y_val is None:
-                raise SeqtrainError("fit: X_val given without y_val")
-            val = _as_table(X_val, y_val.rename(target), target)
-            times = np.unique(val[time_col].to_numpy())
-            if len(times) < 2 or times[0] <= table[time_col].to_numpy().max():
-                raise SeqtrainError("fit: X_val must follow X in time (every X_val row after the last "
-                                    "X row), with at least two timestamps")
-            overrides += [f"data.split.val_start={_time_text(times[0])}",
-                          f"data.split.test_start={_time_text(times[len(times) // 2])}"]
-            table = pd.concat([table, val], ignore_index=True)
-        for key, value in self.settings.items():
-            path = self.TRAINING_KEYS.get(key, f"model.{key}")
-            overrides.append(f"{path}={_override_value(value)}")
-        run_dir = Path(self.run_dir or Path("outputs") / dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f"))
+            table = self._with_validation(table, X_val, y_val, target, (time_col, group_col), cfg)
+        check_config(cfg)
+        run_dir = run_dir or _new_run_dir()
         data_path = run_dir / "data" / "train.parquet"
         data_path.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(data_path, index=False)
-        self.run = train([*overrides, f"data.path={data_path}", *self.overrides], run_dir)
-        self.index_names = [time_col, *([group_col] if group_col else [])]
+        data.path = str(data_path)
+        self.run_ = _train_config(cfg, overrides, run_dir)
+        self._fitted(X, target, time_col, group_col)
         return self
+
+    def _overrides(self) -> list[str]:
+        """The config overrides of the settings (column names never among them: they are set
+        on the composed config, so no character in a name can be misread)."""
+        overrides = [f"model={self.model}", f"task={self.task}", "data=parquet"]
+        if self.label_ahead is not None:
+            k = self.label_ahead
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise SeqtrainError(f"label_ahead: {k!r}; the rows after t at which y[t] is known "
+                                    "(an integer >= 0), or None for a y[t] known at t")
+            overrides += ["data.horizon=0", f"data.embargo={int(k)}"]
+        settings = {"target_as_input": self.target_as_input, **self._settings}
+        for key, value in settings.items():
+            overrides.append(f"{self.TRAINING_KEYS.get(key, f'model.{key}')}={_override_value(value)}")
+        return [*overrides, *(self.overrides or [])]
+
+    def _check_label_ahead(self, cfg: DictConfig) -> None:
+        k = self.label_ahead
+        if k is None:
+            return
+        if cfg.data.horizon != 0:
+            raise SeqtrainError(f"label_ahead={k}: y[t] already looks {k} rows ahead, so it is forecast at "
+                                f"t itself (horizon 0), not data.horizon={cfg.data.horizon}; drop horizon")
+        if cfg.data.embargo < k:
+            raise SeqtrainError(f"label_ahead={k}: needs data.embargo >= {k} (each y[t] reads {k} rows "
+                                f"ahead), not {cfg.data.embargo}; drop embargo")
+
+    def _free_run_dir(self) -> Path | None:
+        """``run_dir`` as a Path, refused when it exists and is not empty (an earlier run, or
+        anything else of the user's, is never written over); None for a new folder per fit."""
+        if self.run_dir is None:
+            return None
+        run_dir = Path(self.run_dir).expanduser()
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            held = "already holds a run" if (run_dir / ".hydra").exists() else "exists and is not empty"
+            raise SeqtrainError(f"run_dir: {run_dir} {held}; choose a new folder, or leave run_dir "
+                                "unset for a new outputs/DATE/TIME folder per fit")
+        return run_dir
+
+    def _with_validation(self, table: pd.DataFrame, X_val, y_val, target: str, index: tuple,
+                         cfg: DictConfig) -> pd.DataFrame:
+        """``table`` followed by the validation rows, their split set on ``cfg``."""
+        if y_val is None or not isinstance(y_val, pd.Series):
+            raise SeqtrainError("fit: X_val given without y_val (a Series on X_val's index)")
+        if _index_columns(X_val) != index:
+            raise SeqtrainError(f"X_val: indexed by {_index_columns(X_val)}; index it as X is, by {index}")
+        val, time_col = _as_table(X_val, y_val.rename(target), target), index[0]
+        times = np.unique(val[time_col].to_numpy())
+        if len(times) < 2 or times[0] <= table[time_col].to_numpy().max():
+            raise SeqtrainError("fit: X_val must follow X in time (every X_val row after the last "
+                                "X row), with at least two timestamps")
+        cfg.data.split.val_start = _time_value(times[0])
+        cfg.data.split.test_start = _time_value(times[len(times) // 2])
+        return pd.concat([table, val], ignore_index=True)
+
+    def _fitted(self, X: pd.DataFrame, target: str, time_col: str, group_col: str | None) -> None:
+        self.index_names_ = [time_col, *([group_col] if group_col else [])]
+        self.target_ = target
+        self.time_zone_ = _time_zone(X)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        classes = self.run_.data_state.classes if self.run_.data_state is not None else None
+        if self.task == "classification" and classes is not None:
+            self.classes_ = np.asarray(classes)
 
     # -- predicting -----------------------------------------------------------------------------
 
-    def _forecasts(self, X: pd.DataFrame) -> pd.DataFrame:
-        if self.run is None:
+    def _run(self) -> Run:
+        run = self.__dict__.get("run_")
+        if run is None:
             raise SeqtrainError("predict: the model is not fitted; call fit first")
+        return run
+
+    def _forecasts(self, X: pd.DataFrame, y: pd.Series | None = None) -> pd.DataFrame:
+        """The run's predictions on ``X`` (its time index as UTC-naive times; with ``y``, the
+        truth beside them)."""
+        run = self._run()
         time_col, group_col = _index_columns(X)
-        frame = X.reset_index()
-        state = self.run.data_state
+        state = run.data_state
         if (time_col, group_col) != (state.time_col, state.group_col):
             raise SeqtrainError(f"X: indexed by {time_col!r}, {group_col!r}; the model was fit on "
                                 f"{state.time_col!r}, {state.group_col!r}")
-        return self.run.predict(frame)
+        zone = _time_zone(X)
+        if (zone is None) != (self.time_zone_ is None):
+            fitted = f"tz-aware ({self.time_zone_})" if self.time_zone_ else "tz-naive"
+            raise SeqtrainError(f"X: its time index is {'tz-aware (' + zone + ')' if zone else 'tz-naive'} "
+                                f"but the model was fit on {fitted} times; give times of the same kind")
+        frame = _naive_times(X).reset_index()
+        frame.columns = [str(c) for c in frame.columns]
+        if y is not None:
+            if not isinstance(y, pd.Series) or not X.index.equals(y.index):
+                raise SeqtrainError("y: a pandas Series on X's index is needed")
+            frame[self.target_] = y.to_numpy()
+        return run.predict(frame)
 
     def _on_index(self, X: pd.DataFrame, forecasts: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         """Forecast columns for each row of ``X`` (the window ending at it), on ``X``'s index."""
-        state = self.run.data_state
+        state = self._run().data_state
         keys = ["window_end", *([state.group_col] if state.group_col else [])]
         steps = state.window.output_steps
         wide = forecasts.pivot_table(index=keys, columns="step", values=columns, aggfunc="first")
@@ -233,7 +380,9 @@ class SequenceModel:
             wide.columns = [c for c, _ in wide.columns]
         else:
             wide.columns = [f"{c}_step{s}" for c, s in wide.columns]
-        rows = X.reset_index()[[state.time_col, *([state.group_col] if state.group_col else [])]]
+        rows = _naive_times(X).reset_index()
+        rows.columns = [str(c) for c in rows.columns]
+        rows = rows[[state.time_col, *([state.group_col] if state.group_col else [])]]
         rows = rows.rename(columns={state.time_col: "window_end"})
         rows["window_end"] = rows["window_end"].astype(forecasts["window_end"].dtype)
         out = rows.merge(wide.reset_index(), on=keys, how="left")
@@ -257,22 +406,42 @@ class SequenceModel:
         out.columns = [c.removeprefix("prob_") for c in out.columns]
         return out
 
+    def score(self, X: pd.DataFrame, y: pd.Series) -> float:
+        """The task's metric, greater is better, on the rows of ``X`` that have a forecast and a
+        known label (aligned as in ``fit``: the forecast made at row t against y[t + horizon]):
+        accuracy for classification; R² for regression (scikit-learn's regressor score, over
+        every step when ``output_steps > 1``; for the MAE pass
+        ``scoring="neg_mean_absolute_error"`` to a search)."""
+        forecasts = self._forecasts(X, y)
+        known = forecasts.dropna(subset=["y_pred", "y_true"]) if "y_true" in forecasts else forecasts[:0]
+        if known.empty:
+            raise SeqtrainError("score: no row of X has both a forecast and a known label; give each "
+                                "series at least seq_length rows, and y beyond them")
+        true, pred = known["y_true"], known["y_pred"]
+        if self.task == "classification":
+            return float((true.astype(str) == pred.astype(str)).mean())
+        true, pred = true.to_numpy(float), pred.to_numpy(float)
+        spread = float(((true - true.mean()) ** 2).sum())
+        residual = float(((true - pred) ** 2).sum())
+        return 1.0 - residual / spread if spread > 0 else (1.0 if residual == 0 else 0.0)
+
     # -- saving ---------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
         """The fitted model in folder ``path``: its run's config, data state, best checkpoint,
-        metrics and these settings (not the training data)."""
-        if self.run is None:
-            raise SeqtrainError("save: the model is not fitted; call fit first")
+        metrics and these parameters (not the training data)."""
+        run = self._run()
         path = Path(path).expanduser()
         if path.exists() and any(path.iterdir()):
             raise SeqtrainError(f"save: {path} exists and is not empty; choose a new folder")
         for name in (".hydra/config.yaml", "data_state.json", "metrics.json", "checkpoints/best.ckpt"):
             (path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(self.run.path / name, path / name)
-        (path / "sequence_model.json").write_text(json.dumps(
-            {"model": self.model, "task": self.task, "settings": self.settings,
-             "overrides": self.overrides, "index_names": self.index_names}, indent=2, default=str))
+            shutil.copy2(run.path / name, path / name)
+        params = {k: v for k, v in self.get_params().items() if k != "run_dir"}
+        fitted = {"index_names": self.index_names_, "target": self.target_, "time_zone": self.time_zone_,
+                  "features": list(self.feature_names_in_)}
+        (path / "sequence_model.json").write_text(json.dumps({"params": params, "fitted": fitted},
+                                                             indent=2, default=str))
         return path
 
     @classmethod
@@ -282,8 +451,19 @@ class SequenceModel:
         if not saved.exists():
             raise SeqtrainError(f"load: {path} holds no saved SequenceModel (no sequence_model.json)")
         info = json.loads(saved.read_text())
-        model = cls(info["model"], info["task"], overrides=info["overrides"], **info["settings"])
-        model.run, model.index_names = Run(path), info["index_names"]
+        if "params" not in info:  # saved before parameters were recorded whole
+            info = {"params": {"model": info["model"], "task": info["task"], "overrides": info["overrides"],
+                               **info["settings"]},
+                    "fitted": {"index_names": info["index_names"], "time_zone": None}}
+        model = cls(**info["params"])
+        model.run_ = Run(path)
+        fitted, state = info["fitted"], model.run_.data_state
+        model.index_names_, model.time_zone_ = fitted["index_names"], fitted["time_zone"]
+        model.target_ = fitted.get("target", state.target)
+        model.feature_names_in_ = np.asarray(fitted.get("features", []), dtype=object)
+        model.n_features_in_ = len(model.feature_names_in_)
+        if model.task == "classification" and state.classes is not None:
+            model.classes_ = np.asarray(state.classes)
         return model
 
 
@@ -298,22 +478,52 @@ def _index_columns(X: pd.DataFrame) -> tuple[str, str | None]:
                             "(e.g. X.set_index(['time', 'symbol']))")
     if len(names) == 1:
         return str(names[0]), None
+    return str(names[_time_level(X)]), str(names[1 - _time_level(X)])
+
+
+def _time_level(X: pd.DataFrame) -> int:
+    if X.index.nlevels == 1:
+        return 0
     kinds = [pd.api.types.is_datetime64_any_dtype(X.index.get_level_values(i)) for i in range(2)]
-    time_level = 1 if kinds[1] and not kinds[0] else 0
-    return str(names[time_level]), str(names[1 - time_level])
+    return 1 if kinds[1] and not kinds[0] else 0
+
+
+def _time_zone(X: pd.DataFrame) -> str | None:
+    times = X.index.get_level_values(_time_level(X))
+    return str(times.tz) if isinstance(times.dtype, pd.DatetimeTZDtype) else None
+
+
+def _naive_times(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` with a tz-aware time index as UTC wall times (what the data layer compares)."""
+    level = _time_level(X)
+    times = X.index.get_level_values(level)
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        return X
+    naive = times.tz_convert("UTC").tz_localize(None)
+    if X.index.nlevels == 1:
+        return X.set_axis(naive.rename(X.index.name), axis=0)
+    return X.set_axis(X.index.set_levels(X.index.levels[level].tz_convert("UTC").tz_localize(None),
+                                         level=level), axis=0)
 
 
 def _as_table(X: pd.DataFrame, y: pd.Series, target: str) -> pd.DataFrame:
-    if not X.index.equals(y.index):
+    if not isinstance(y, pd.Series) or not X.index.equals(y.index):
         raise SeqtrainError("y: its index differs from X's; give y on the same (time[, series]) index")
-    return X.assign(**{target: y.to_numpy()}).reset_index()
+    table = _naive_times(X).assign(**{target: y.to_numpy()}).reset_index()
+    table.columns = [str(c) for c in table.columns]
+    return table
 
 
-def _time_text(value) -> str:
-    """A time as an override value: ISO text for timestamps, the number otherwise."""
+def _literal(name: str) -> str:
+    """A column name as a config value read back verbatim (OmegaConf would resolve ``${...}``)."""
+    return name.replace("${", "\\${")
+
+
+def _time_value(value):
+    """A time as a config value: ISO text for timestamps, the number otherwise."""
     if isinstance(value, np.datetime64):
-        return f"'{pd.Timestamp(value).isoformat()}'"
-    return str(value)
+        return pd.Timestamp(value).isoformat()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _override_value(value) -> str:

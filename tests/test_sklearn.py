@@ -1,0 +1,93 @@
+"""SequenceModel as a scikit-learn estimator: clone, parameters, score, searches over time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from seqtrain import SequenceModel, training
+
+TINY_FIT = {"seq_length": 8, "hidden_size": 8, "max_epochs": 1, "progress_bar": False, "num_layers": 1}
+
+
+@pytest.fixture
+def quick(monkeypatch, tmp_path):
+    """Fits without plots (they are the slowest part of a tiny run and not what is checked
+    here), their run folders under ``tmp_path/outputs``."""
+    for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
+        monkeypatch.setattr(training, name, lambda *args, **kwargs: None)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _bars(n_rows: int = 200, seed: int = 0):
+    """One series indexed by time: y[t] is the direction of the next ``lead`` (a label stage's
+    look-ahead label, known one row after t)."""
+    rng = np.random.default_rng(seed)
+    lead = rng.normal(size=n_rows)
+    index = pd.date_range("2022-01-01", periods=n_rows, freq="h", name="time")
+    X = pd.DataFrame({"lead": lead, "noise": rng.normal(size=n_rows)}, index=index)
+    return X, pd.Series((np.roll(lead, -1) > 0).astype(int), index=index, name="up")
+
+
+def test_clone_and_parameters_round_trip():
+    model = SequenceModel("tcn", task="regression", overrides=["scheduler=cosine"], label_ahead=1,
+                          num_channels=[8, 8], max_epochs=2)
+    params = model.get_params()
+    assert params == {"model": "tcn", "task": "regression", "run_dir": None,
+                      "overrides": ["scheduler=cosine"], "target_as_input": False,
+                      "label_ahead": 1, "num_channels": [8, 8], "max_epochs": 2}
+    assert params["overrides"] is model.overrides and model.num_channels == [8, 8]
+    twin = clone(model)
+    assert twin.get_params() == params and twin is not model
+    assert model.set_params(model="gru", hidden_size=4) is model  # a new setting joins the parameters
+    assert model.get_params()["model"] == "gru" and model.get_params()["hidden_size"] == 4
+    assert clone(model).get_params() == model.get_params()
+    assert SequenceModel(overrides=None).get_params()["overrides"] is None  # stored as given
+    with pytest.raises(ValueError, match="'fit' is not a parameter"):
+        model.set_params(fit=1)
+    assert not hasattr(twin, "run_")  # fitted attributes appear only with fit
+
+
+def test_grid_search_over_time_series_splits(quick):
+    X, y = _bars()
+    model = SequenceModel("lstm", label_ahead=1, **TINY_FIT)
+    search = GridSearchCV(model, {"hidden_size": [4, 8]}, cv=TimeSeriesSplit(n_splits=2), error_score="raise")
+    search.fit(X[:150], y[:150])
+    scores = search.cv_results_["mean_test_score"]
+    assert len(scores) == 2 and np.all((scores >= 0) & (scores <= 1))
+    runs = sorted(quick.glob("outputs/*/*/metrics.json"))
+    assert len(runs) == 2 * 2 + 1  # every fit of every clone in its own folder, the refit too
+    best = search.best_estimator_
+    assert best.run_.path.resolve() == runs[-1].parent.resolve() and list(best.classes_) == [0, 1]
+    # score: the accuracy of the forecasts made at the rows of X that have one (label_ahead: for y[t])
+    predicted = best.predict(X[150:])
+    has = predicted.notna()
+    assert has.sum() == 50 - 7  # an 8-row window needs 7 rows of history
+    assert best.score(X[150:], y[150:]) == pytest.approx(accuracy_score(y[150:][has], predicted[has]))
+    assert search.score(X[150:], y[150:]) == best.score(X[150:], y[150:])
+
+
+def test_cross_val_score_of_a_pipeline(quick):
+    X, y = _bars()
+    pipeline = make_pipeline(StandardScaler().set_output(transform="pandas"),
+                             SequenceModel("gru", label_ahead=1, **TINY_FIT))
+    scores = cross_val_score(pipeline, X, y, cv=TimeSeriesSplit(n_splits=2), error_score="raise")
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_regression_score_is_r2_against_the_row_horizon_ahead(quick):
+    X, y = _bars()
+    value = (X["lead"].cumsum() + 0.1 * X["noise"]).rename("level")
+    model = SequenceModel("lstm", task="regression", horizon=2, **TINY_FIT).fit(X[:150], value[:150])
+    predicted = model.predict(X[150:])  # made at row t for row t+2
+    truth = value[150:].shift(-2)
+    has = predicted.notna() & truth.notna()
+    assert has.sum() == 50 - 7 - 2
+    assert model.score(X[150:], value[150:]) == pytest.approx(r2_score(truth[has], predicted[has]), rel=1e-5)
