@@ -286,6 +286,9 @@ class SequenceModel:
                 raise SeqtrainError(f"label_ahead: {k!r}; the rows after t at which y[t] is known "
                                     "(an integer >= 0), or None for a y[t] known at t")
             overrides += ["data.horizon=0", f"data.embargo={int(k)}"]
+        if self.overrides is not None and not isinstance(self.overrides, (list, tuple)):
+            raise SeqtrainError(f"overrides: {self.overrides!r}; a list of key=value strings, "
+                                "e.g. ['scheduler=cosine']")
         settings = {"target_as_input": self.target_as_input, **self._settings}
         for key, value in settings.items():
             overrides.append(f"{self.TRAINING_KEYS.get(key, f'model.{key}')}={_override_value(value)}")
@@ -346,6 +349,9 @@ class SequenceModel:
         run = self.__dict__.get("run_")
         if run is None:
             raise SeqtrainError("predict: the model is not fitted; call fit first")
+        if run.walk_forward:
+            raise SeqtrainError(f"predict: {run.path} is a walk-forward run with one model per fold; "
+                                "predict with seqtrain.load(model.run_.path).folds[-1]")
         return run
 
     def _forecasts(self, X: pd.DataFrame, y: pd.Series | None = None) -> pd.DataFrame:
