@@ -270,9 +270,9 @@ class SeqModule(L.LightningModule):
     def prediction_record(self, batch: dict, out: torch.Tensor) -> dict:
         """The outputs of a batch of windows, with their identity and truth, on the CPU:
         class probabilities, or point forecasts (and quantiles) in the target's units."""
-        record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y", "y_last")}
+        record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y")}
         record["x_last"] = batch["x"][:, -1].float().cpu()  # for the baselines read from the last row
-        for key in ("y_season", "move"):  # what some baselines and the trading view read
+        for key in ("y_last", "y_season", "move"):  # what some baselines and the trading view read
             if key in batch:
                 record[key] = batch[key].cpu()
         return {**record, **self.readout(out)}

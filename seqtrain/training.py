@@ -307,8 +307,8 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     _, quantiles = _loss(cfg)
     gathered = fitted.predictions
     train_rows = fitted.datamodule.last_rows("train", size=20_000)
-    baseline_test, skill, baseline_columns = compare_with_baselines(
-        data.contract, gathered.records, train_rows, cfg.seed)
+    baseline_test, skill, baseline_columns, baseline_notes = compare_with_baselines(
+        data.contract, gathered.records, train_rows, cfg.seed, cfg.eval.season or 0)
     predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
     write_parquet_atomic(predictions, run_dir / "predictions.parquet")
@@ -332,6 +332,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "best_val": {k: v for k, v in best.items() if k.startswith("val_")},
         "test": {k: float(v) for k, v in tested.items()},
         "baseline_test": baseline_test,
+        "baseline_notes": baseline_notes,  # baselines left out (not known at a window's end) or filled in
         "skill": skill,
         "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
         "epochs": len(epochs.rows),
@@ -371,7 +372,10 @@ def _leakage_audit(cfg: DictConfig, data, datamodule: SeqDataModule) -> dict | N
     batch = datamodule.last_rows("train", size=20_000)
     classification = cfg.task == "classification"
     labels = batch["y"] if classification else batch["y"][:, 0]
-    label_now = None if classification or data.contract.window.horizon == 0 else batch["y_last"].numpy()
+    # the target at the last row, which a label at t+h moves from: only a plain target with a
+    # horizon (with horizon 0 the label is that row's own value; a return label is already a move)
+    plain = not classification and data.contract.window.horizon >= 1 and data.contract.label == "value"
+    label_now = batch["y_last"].numpy() if plain else None
     own_history = (data.target,) if data.target in data.input_names else ()
     result = audit(batch["x_last"].float().numpy(), labels.numpy(), data.input_names, cfg.task,
                    float(cfg.data.leakage_threshold), label_now, skip=own_history)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from seqtrain.data.datamodule import SeqDataModule
+from seqtrain.data.loading import load_data
+from seqtrain.module import SeqModule
 from seqtrain.report.baselines import (
     baseline_predictions,
     block_bootstrap,
+    compare_with_baselines,
     fit_last_row_model,
     last_row_predictions,
     skill_report,
@@ -51,10 +60,12 @@ def test_skill_report_says_beats_only_beyond_the_interval():
 
 
 def test_persistence_only_where_the_last_label_is_known():
-    y_last = np.array([0, 1, 1])
-    assert "persistence" in baseline_predictions("classification", 1, y_last, 0.0, 0, y_last)
-    # with horizon 0 the label column at the last row already looks ahead: no such baseline
-    assert "persistence" not in baseline_predictions("classification", 0, y_last, 0.0, 0, y_last)
+    y_last = np.array([0, 1, -1])  # -1: the window's series does not reach back to a known label
+    guesses, notes = baseline_predictions("classification", y_last, 1, y_last)
+    assert guesses["persistence"].tolist() == [0, 1, 1] and "1 of 3 windows" in notes["persistence"]
+    # no label known at the window's end (horizon 0, no embargo): no such baseline, nothing in its place
+    guesses, notes = baseline_predictions("regression", None, 5.0, np.zeros((3, 2)))
+    assert set(guesses) == {"train_mean", "last_row_linear"} and not notes
 
 
 def test_last_row_models_learn_what_the_last_row_shows():
@@ -85,7 +96,8 @@ def test_on_a_random_walk_no_model_beats_the_baselines(run_cli, random_walk, mod
     metrics = result.metrics()
     skill = metrics["skill"]
     assert skill["metric"] == "test_acc" and not skill["beats_best_baseline"], skill
-    assert set(skill["baselines"]) == {"majority", "last_row_logistic"}  # horizon 0: no persistence
+    # horizon 0 with embargo 1: the label one row back is known at the window's end
+    assert set(skill["baselines"]) == {"majority", "persistence", "last_row_logistic"}
     assert metrics["baseline_test"]["majority_acc"] == pytest.approx(skill["baselines"]["majority"])
     assert "skill vs" in result.out and "95% interval" in result.out
 
@@ -112,3 +124,214 @@ def test_seasonal_naive_baseline_with_eval_season(run_cli, tmp_path):
 def test_eval_season_must_be_a_period(run_cli):
     result = run_cli("eval.season=0", "progress_bar=false")
     assert result.code == 2 and "eval.season: 0" in result.err
+
+
+
+# -- every baseline is what its name says: hand-computed on a tiny table ----------------------------
+
+VAL_START, TEST_START, SEASON = 10, 19, 20
+LABEL_CASES = [("regression", "value"), ("regression", "return"), ("regression", "log_return"),
+               ("classification", "value"), ("classification", "direction")]
+CASES = [(task, label, h, k, e) for task, label in LABEL_CASES for h in (0, 1, 3)
+         for k in ((1, 3) if task == "regression" else (1,)) for e in (0, 2)
+         if not (label != "value" and h == 0)]
+
+
+def tiny_table() -> pd.DataFrame:
+    """Two series by integer time, rows interleaved: A at 0..29; B listed late (from 17) and
+    missing time 22, so that a row back is not a time step back and B's first test windows have
+    no move behind them."""
+    frames = []
+    for s, times in enumerate([np.arange(30), np.r_[17:22, 23:30]]):
+        frames.append(pd.DataFrame({
+            "time": times, "symbol": f"S{s}", "f1": np.cos(1.3 * times + s),
+            "price": 50 + 3 * np.sin(0.9 * times + s) + 0.1 * times,  # no move is ever zero
+            "regime": (times * 5 + s) % 3,
+        }))
+    return pd.concat(frames).sort_values(["time", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def hand_labels(part: pd.DataFrame, target: str, label: str, h: int) -> np.ndarray:
+    """The label of each row of one series: the target itself, or its move over the h rows up
+    to the row (direction: 1 up, 0 down; NaN where the series has no row h back)."""
+    values = part[target].to_numpy(float)
+    if label == "value":
+        return values
+    before = np.r_[np.full(h, np.nan), values[:-h]]
+    ratio = values / before
+    return {"return": ratio - 1, "log_return": np.log(ratio),
+            "direction": np.where(np.isnan(ratio), np.nan, ratio > 1)}[label]
+
+
+def hand_case(task: str, label: str, h: int, k: int, e: int, test_windows: list) -> dict:
+    """From the table alone: the training windows (last input row, first label), and each test
+    window's persistence (the label ``lag`` rows back in its series: 0 with a horizon, e with
+    horizon 0, none without an embargo) and seasonal naive (each label row's value whole seasons
+    back, at or before that row), with the fallback where a series does not reach back."""
+    table = tiny_table()
+    target = "regime" if (task, label) == ("classification", "value") else "price"
+    parts = {s: part.reset_index(drop=True) for s, part in table.groupby("symbol")}
+    labels = {s: hand_labels(part, target, label, h) for s, part in parts.items()}
+    train = [(s, t) for s, part in parts.items() for t in range(1, len(part) - h - k + 1)
+             if part["time"].iloc[t + h + k - 1] < VAL_START]  # inputs at rows >= 0, labels in training
+    lag = 0 if h >= 1 else (e if e >= 1 else None)
+    if task == "regression":
+        fallback = np.nanmean(np.concatenate([labels[s][parts[s]["time"] < VAL_START] for s in parts]))
+    else:
+        values, counts = np.unique([labels[s][t + h] for s, t in train], return_counts=True)
+        fallback = values[np.argmax(counts)]
+    out = {"train": train, "fallback": fallback, "persistence": [], "seasonal_naive": [], "filled": set(),
+           "parts": parts, "train_y": [labels[s][t + h:t + h + k] for s, t in train]}
+    for s, t in test_windows:
+        y = labels[s]
+        latest = None if lag is None or t - lag < 0 or np.isnan(y[t - lag]) else y[t - lag]
+        if lag is not None and latest is None:
+            out["filled"].add("persistence")
+        persistence = fallback if latest is None else latest
+        out["persistence"].append([persistence] * k)
+        seasonal = []
+        for o in range(h, h + k):
+            back = t + o - SEASON * max(-(-(o + (lag or 0)) // SEASON), 1)
+            reaches = back >= 0 and not np.isnan(y[back])
+            seasonal.append(y[back] if reaches else persistence)
+            if not reaches and task == "regression" and lag is not None:
+                out["filled"].add("seasonal_naive")
+        out["seasonal_naive"].append(seasonal)
+    return out
+
+
+@functools.cache
+def _data_config():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "data=parquet", "data.path=unset", "data.target=unset", "data.group_col=symbol",
+            "data.features=[f1]", "data.seq_length=2", f"data.split.val_start={VAL_START}",
+            f"data.split.test_start={TEST_START}", "data.leakage_audit=off"])
+    return cfg.data
+
+
+def data_config():
+    """The tiny table's data settings, composed once (a fresh copy each time)."""
+    return copy.deepcopy(_data_config())
+
+
+def run_case(tmp_path, task, label, h, k, e, streaming):
+    """The run's own path on the tiny table: data, windows, the module's test records (the
+    network's forecast a dummy) and ``compare_with_baselines``."""
+    path = tmp_path / "tiny.parquet"
+    tiny_table().to_parquet(path, index=False, row_group_size=5)  # streamed: chunks carry rows
+    cfg = data_config()
+    target = "regime" if (task, label) == ("classification", "value") else "price"
+    settings = {"path": str(path), "target": target, "horizon": h, "output_steps": k, "embargo": e,
+                "label": label, "streaming": str(streaming).lower()}
+    for key, value in settings.items():
+        cfg[key] = value
+    data = load_data(cfg, task, str(path))
+    module = SeqDataModule(data, batch_size=7, embargo=e, season=SEASON)
+    readout = (lambda out: {"probs": out}) if task == "classification" else (lambda out: {"pred": out})
+    stub = SimpleNamespace(readout=readout)
+    width = len(data.contract.classes) if task == "classification" else k
+    records = [SeqModule.prediction_record(stub, batch, torch.zeros(len(batch["y"]), width))
+               for batch in module.test_dataloader()]
+    train = module.last_rows("train", size=20_000)
+    return data.contract, records, train, compare_with_baselines(data.contract, records, train, 0, SEASON)
+
+
+def sorted_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows in one order whatever order they came in (streamed training windows are shuffled)."""
+    rows = np.asarray(rows, np.float64).reshape(len(rows), -1).round(5)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: a second thread only spins (L-BFGS on a few windows 50x slower on 2 busy cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["memory", "streamed"])
+@pytest.mark.parametrize("task,label,h,k,e", CASES)
+def test_every_baseline_is_what_its_name_says(tmp_path, one_thread, task, label, h, k, e, streaming):
+    state, records, train, (baseline_test, skill, columns, notes) = run_case(
+        tmp_path, task, label, h, k, e, streaming)
+    names = state.series_names
+    test = [(names[s], r) for record in records for s, r in record["window"].tolist()]
+    hand = hand_case(task, label, h, k, e, test)
+    known = h >= 1 or e >= 1
+    expected = ({"majority", "last_row_logistic"} if task == "classification"
+                else {"train_mean", "last_row_linear"})
+    if known:
+        expected |= {"persistence"} | ({"seasonal_naive"} if task == "regression" else set())
+    assert {c.removeprefix("baseline_") for c in columns} == expected
+    assert set(skill["baselines"]) == expected
+    if not known:  # never another forecast under persistence's name
+        assert "not known at the window's end with horizon=0 and no embargo" in notes["persistence"]
+        assert not any(name.startswith("persistence") for name in baseline_test)
+    filled = {name for name, note in notes.items() if "windows' series" in note}
+    assert filled == hand["filled"], notes
+
+    if task == "classification":
+        decode = (lambda v: str(int(v))) if label == "value" else (lambda v: "up" if v else "down")
+        as_names = lambda column: [str(v) for v in column]  # noqa: E731
+        assert as_names(columns["baseline_majority"]) == [decode(hand["fallback"])] * len(test)
+        if known:
+            assert as_names(columns["baseline_persistence"]) == [decode(p[0]) for p in hand["persistence"]]
+    else:
+        np.testing.assert_allclose(columns["baseline_train_mean"], hand["fallback"], rtol=1e-6)
+        for name in ("persistence", "seasonal_naive") if known else ():
+            np.testing.assert_allclose(columns[f"baseline_{name}"], np.ravel(hand[name]),
+                                       rtol=1e-5, atol=1e-7)
+
+    # the last-row model: fit on the training windows alone, their last input rows read by hand
+    parts = hand["parts"]
+    raw = lambda s, t: [parts[s][c].iloc[t] for c in state.inputs]  # noqa: E731
+    x_train = state.scaler.transform(np.array([raw(s, t) for s, t in hand["train"]], np.float64))
+    x_test = state.scaler.transform(np.array([raw(s, t) for s, t in test], np.float64))
+    if task == "classification":
+        class_of = {str(c): i for i, c in enumerate(state.classes)}
+        y_train = np.array([class_of[decode(y[0])] for y in hand["train_y"]])
+    else:
+        y_train = state.target_scaler.transform(np.array(hand["train_y"]).reshape(-1)).reshape(-1, k)
+    np.testing.assert_allclose(sorted_rows(np.column_stack([train["x_last"].numpy(), train["y"].numpy()])),
+                               sorted_rows(np.column_stack([x_train, y_train])), rtol=1e-5, atol=1e-6)
+    if task == "classification" and not streaming:  # streamed training windows come shuffled
+        weights = fit_last_row_model(task, x_train, y_train, len(state.classes))
+        guess = np.asarray(state.classes, dtype=object)[last_row_predictions(task, weights, x_test)]
+        assert as_names(columns["baseline_last_row_logistic"]) == as_names(guess)
+    elif task == "regression":
+        weights = fit_last_row_model(task, x_train, y_train)
+        guess = state.target_scaler.inverse(last_row_predictions(task, weights, x_test))
+        np.testing.assert_allclose(columns["baseline_last_row_linear"], guess.reshape(-1),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_a_look_ahead_target_gets_no_persistence_without_an_embargo(run_cli, tmp_path, one_thread):
+    """The README's pipeline case: y = tomorrow's close, known at t, trained with horizon 0."""
+    table = make_table(240, n_series=1, seed=3)
+    table["next_close"] = table["close"].shift(-1).ffill()
+    path = tmp_path / "next.parquet"
+    table.to_parquet(path, index=False)
+    common = ["data=parquet", f"data.path={path}", "data.target=next_close", "task=regression",
+              "data.horizon=0", "data.features=[ret,vol,close]", "data.seq_length=8", "model.hidden_size=8",
+              "model.num_layers=1", "trainer.max_steps=1", "progress_bar=false"]
+    blind = run_cli(*common, "data.embargo=0")
+    assert blind.code == 0, blind.err
+    metrics = blind.metrics()
+    assert "not known at the window's end" in metrics["baseline_notes"]["persistence"]
+    assert "persistence" not in metrics["skill"]["baselines"]
+    assert not any(name.startswith("persistence") for name in metrics["baseline_test"])
+    assert "skill vs persistence" not in blind.out and "not known at the window" in blind.out
+    # with data.embargo=1 (the label reads one row ahead) persistence is the label one row back
+    told = run_cli(*common, "data.embargo=1")
+    assert told.code == 0, told.err
+    predictions = pd.read_parquet(told.run_dir / "predictions.parquet")
+    by_time = table.set_index("time")["next_close"]
+    previous = by_time.shift(1).loc[predictions["window_end"]].to_numpy()
+    np.testing.assert_allclose(predictions["baseline_persistence"], previous, rtol=1e-5)
+    assert told.metrics()["baseline_test"]["persistence_mae"] == pytest.approx(
+        np.abs(previous - predictions["y_true"]).mean(), rel=1e-4)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from seqtrain.data.rows import RowBlock, time_as_number
+from seqtrain.data.rows import RowBlock, known_label_lag, time_as_number
 from seqtrain.data.sharding import BalancedBatchSampler, ShareSampler
 from seqtrain.data.streaming import StreamingWindows
 from seqtrain.data.windows import row_numbers, series_bounds
@@ -22,7 +22,8 @@ class WindowDataset(Dataset):
     """The windows ending at rows ``ends`` of a ``RowBlock``, served a batch at a time.
 
     A batch is a dict: ``x`` ``(B, L, F)``; ``y`` ``(B,)`` class ids or ``(B, k)`` scaled
-    targets; ``y_last`` the label column at each window's last row (for naive baselines);
+    targets; ``y_last`` the latest label known at each window's end (persistence; absent with
+    ``horizon=0`` and no embargo, see ``known_label_lag``);
     ``window`` ``(B, 2)`` = (series code, row number of the last row in its series), which
     identifies a window; ``end_time`` ``(B,)`` and ``label_time`` ``(B, k)`` (see
     ``time_as_number``); ``mask`` ``(B, L)`` (with ``data.pad_short``: False on the zero rows
@@ -129,6 +130,7 @@ class SeqDataModule(L.LightningDataModule):
             torch.from_numpy(row_number), spec.seq_length, spec.horizon, spec.output_steps,
             data.task == "classification", [data.input_names.index(c) for c in data.known_future],
             spec.pad_short, season, torch.from_numpy(data.moves) if data.moves is not None else None,
+            known_label_lag(spec.horizon, spec.embargo),
         )
         if device is not None:
             block = block.to(device)
@@ -182,8 +184,8 @@ class SeqDataModule(L.LightningDataModule):
 
     def last_rows(self, split: str, size: int) -> dict:
         """Up to ``size`` windows of ``split`` (spread over it in memory; the first ones when
-        streaming), each only as its last input row, label and last label (``RowBlock.last_rows``):
-        no whole window is copied."""
+        streaming), each only as its last input row, label and latest known label
+        (``RowBlock.last_rows``): no whole window is copied."""
         dataset = self.datasets[split]
         if not self.streaming:
             picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
@@ -194,7 +196,8 @@ class SeqDataModule(L.LightningDataModule):
         dataset.identify, dataset.rank, dataset.world_size = True, 0, 1
         try:
             for batch in dataset:
-                parts.append({"x_last": batch["x"][:, -1], "y": batch["y"], "y_last": batch["y_last"]})
+                parts.append({"x_last": batch["x"][:, -1], "y": batch["y"],
+                              **({"y_last": batch["y_last"]} if "y_last" in batch else {})})
                 count += len(batch["y"])
                 if count >= size:
                     break

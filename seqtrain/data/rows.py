@@ -25,6 +25,25 @@ def time_from_number(values: np.ndarray, time_dtype: str) -> np.ndarray:
     return values
 
 
+def known_label_lag(horizon: int, embargo: int) -> int | None:
+    """Rows back from a window's end to the latest row whose label is known there: 0 with a
+    horizon (the label of row t is the target, or the move, up to t); with ``horizon=0`` the
+    label column looks ahead, and ``data.embargo=e`` says by how many rows, so the latest known
+    label is e rows back; None with neither (no label is known at the window's end)."""
+    if horizon >= 1:
+        return 0
+    return embargo if embargo >= 1 else None
+
+
+def season_offsets(horizon: int, output_steps: int, season: int, lag: int) -> np.ndarray:
+    """Rows from a window's end to each label row's value whole seasons earlier: the fewest
+    whole seasons (at least one) that put it at or before the latest known label (``lag``
+    rows back, see ``known_label_lag``)."""
+    offsets = np.arange(horizon, horizon + output_steps)
+    seasons = np.maximum((offsets + lag + season - 1) // season, 1)
+    return offsets - season * seasons
+
+
 class RowBlock:
     """Consecutive rows of one or more series as tensors, and the windows that can be cut from
     them: the whole table in memory, or one streamed chunk with the rows carried before it.
@@ -32,17 +51,19 @@ class RowBlock:
     ``inputs`` ``(N, F)`` scaled; ``labels`` ``(N,)`` class ids or scaled targets; ``times``
     ``(N,)`` (see ``time_as_number``); ``series`` and ``row_number`` ``(N,)``: each row's
     series code and position in its whole series; ``known_columns``: input columns known in
-    advance.
+    advance; ``known_lag``: rows back from a window's end to the latest label known there
+    (``known_label_lag``; None: none is known), read by the naive baselines.
     """
 
     def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, times: torch.Tensor,
                  series: torch.Tensor, row_number: torch.Tensor, seq_length: int, horizon: int,
                  output_steps: int, classification: bool, known_columns: list[int] | None = None,
-                 pad_short: bool = False, season: int = 0, moves: torch.Tensor | None = None):
+                 pad_short: bool = False, season: int = 0, moves: torch.Tensor | None = None,
+                 known_lag: int | None = 0):
         self.labels, self.times, self.series, self.row_number = labels, times, series, row_number
         self.moves = moves  # direction labels: realised return at each label row (evaluation only)
-        self.inputs, self.pad_short = inputs, pad_short
-        if pad_short or season:  # where each row's series starts in the block (rows grouped by series)
+        self.inputs, self.pad_short, self.known_lag = inputs, pad_short, known_lag
+        if pad_short or season or known_lag:  # where each row's series starts (rows grouped by series)
             self.series_start = torch.searchsorted(series, series)
             self.input_offsets = torch.arange(-seq_length + 1, 1)
         # Known-in-advance columns, read at the label rows for decoders (only these columns).
@@ -52,9 +73,9 @@ class RowBlock:
         self.windows = inputs.unfold(0, seq_length, 1).transpose(1, 2)
         self.seq_length, self.classification = seq_length, classification
         self.label_offsets = torch.arange(horizon, horizon + output_steps)
-        # seasonal naive: each label row's value whole seasons earlier, at or before the window's end
-        self.season_offsets = (self.label_offsets - season * torch.clamp(
-            (self.label_offsets + season - 1) // season, min=1)) if season and not classification else None
+        # seasonal naive: each label row's value whole seasons earlier, at or before the latest known label
+        self.season_offsets = (torch.from_numpy(season_offsets(horizon, output_steps, season, known_lag))
+                               if season and not classification and known_lag is not None else None)
 
     def to(self, device) -> RowBlock:
         """The same block on ``device`` (the device-resident path): every tensor moved once, the
@@ -71,11 +92,32 @@ class RowBlock:
         y = self.labels[rows]
         return y[:, 0] if self.classification else y
 
+    def missing_label(self) -> float | int:
+        """What stands for a label that does not exist: -1 (class ids) or NaN (scaled targets)."""
+        return -1 if self.classification else float("nan")
+
+    def labels_back(self, ends: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The labels at rows ``ends + offsets`` (``offsets`` < 0), ``missing_label`` where that
+        row is before the start of the window's series."""
+        rows = ends[:, None] + offsets
+        known = rows >= self.series_start[ends][:, None]
+        return torch.where(known, self.labels[rows.clamp(min=0)], self.missing_label())
+
+    def latest_label(self, ends: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` the latest label known at each window's end (``known_lag`` rows back, in its
+        own series; ``missing_label`` where the series does not reach back): persistence."""
+        if not self.known_lag:
+            return self.labels[ends]
+        return self.labels_back(ends, torch.full((1,), -self.known_lag, device=ends.device))[:, 0]
+
     def last_rows(self, ends: torch.Tensor) -> dict:
         """The windows ending at ``ends`` reduced to what the leakage audit scores: inputs at the
-        last row ``x_last`` ``(B, F)``, labels ``y`` and the label column at the last row."""
-        return {"x_last": self.inputs[ends], "y": self.labels_at(ends[:, None] + self.label_offsets),
-                "y_last": self.labels[ends]}
+        last row ``x_last`` ``(B, F)``, labels ``y`` and the latest label known at the window's
+        end ``y_last`` (absent where none is known)."""
+        out = {"x_last": self.inputs[ends], "y": self.labels_at(ends[:, None] + self.label_offsets)}
+        if self.known_lag is not None:
+            out["y_last"] = self.latest_label(ends)
+        return out
 
     def inputs_of(self, ends: torch.Tensor) -> dict:
         """The input rows of the windows ending at ``ends``: ``x`` ``(B, L, F)``, and with
@@ -92,13 +134,12 @@ class RowBlock:
         rows = ends[:, None] + self.label_offsets
         batch = {"y": self.labels_at(rows), **self.inputs_of(ends)}
         if identify and self.season_offsets is not None:
-            rows_back = ends[:, None] + self.season_offsets
-            known = rows_back >= self.series_start[ends][:, None]
-            batch["y_season"] = torch.where(known, self.labels[rows_back.clamp(min=0)], float("nan"))
+            batch["y_season"] = self.labels_back(ends, self.season_offsets)
         if identify and self.moves is not None:
             batch["move"] = self.moves[rows[:, 0]]
+        if identify and self.known_lag is not None:
+            batch["y_last"] = self.latest_label(ends)
         if identify:
-            batch["y_last"] = self.labels[ends]
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)
             batch["end_time"] = self.times[ends]
             batch["label_time"] = self.times[rows]

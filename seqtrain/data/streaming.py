@@ -51,7 +51,7 @@ from seqtrain.data.columns import (
     time_values,
 )
 from seqtrain.data.labels import LabelSpec, MoveStream, check_levels, fit_dead_zone, labels_from_moves
-from seqtrain.data.rows import RowBlock, time_as_number
+from seqtrain.data.rows import RowBlock, known_label_lag, season_offsets, time_as_number
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.time_features import (
@@ -462,11 +462,12 @@ class StreamingWindows(IterableDataset):
         self.seq_length, self.horizon, self.steps = spec.seq_length, spec.horizon, spec.output_steps
         self.need = spec.rows
         self.season = season
-        # rows kept per series for the next chunk: a window's history, and its seasonal-naive rows
-        back = 0
-        if season:
-            offsets = np.arange(spec.horizon, spec.horizon + spec.output_steps)
-            back = int((season * np.maximum((offsets + season - 1) // season, 1) - offsets).max())
+        # rows kept per series for the next chunk: a window's history, its latest known label
+        # and its seasonal-naive rows
+        self.known_lag = known_label_lag(spec.horizon, spec.embargo)
+        back = self.known_lag or 0
+        if season and self.known_lag is not None:
+            back = max(back, int(-season_offsets(spec.horizon, spec.output_steps, season, back).min()))
         self.keep = max(self.need - 1, spec.span + back)
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
@@ -547,7 +548,7 @@ class StreamingWindows(IterableDataset):
             return
         lo, hi = lo + int(holding[0]), lo + int(holding[-1]) + 1  # the rest is never read
         rng = np.random.default_rng([self.seed, epoch, rank, reader])
-        start = int(self.data.halo_start[lo:hi].min())
+        start = self._first_group(lo, hi)
         counters = np.zeros(len(self.data.series_names), np.int64)
         for g in range(start):
             counters[self.data.group_series[g]] += self.data.group_counts[g]
@@ -607,7 +608,7 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
             self.data.task == "classification", self.known_columns, self.data.contract.window.pad_short,
-            self.season, torch.from_numpy(block["moves"]) if "moves" in block else None,
+            self.season, torch.from_numpy(block["moves"]) if "moves" in block else None, self.known_lag,
         )
         return rows.batch(torch.from_numpy(ends), identify=self.identify)
 
@@ -624,6 +625,23 @@ class StreamingWindows(IterableDataset):
         ends = block_window_ends(bounds, block["row_number"], row_split, segments, self.split_id,
                                  self.history, self.horizon, self.steps, self.stride, self.embargo)
         return ends[is_new[ends + self.horizon + self.steps - 1]]
+
+    def _first_group(self, lo: int, hi: int) -> int:
+        """The first row group to read for the windows of groups ``lo .. hi-1``: the halo of their
+        history, reaching back ``keep`` rows of each of their series, so that the latest known
+        label and the seasonal rows are read as in memory (not cut off at a chunk's edge)."""
+        start = int(self.data.halo_start[lo:hi].min())
+        wanted = {int(c): self.keep for g in range(lo, hi) for c in self.data.group_series[g]}
+        g = lo
+        while g > 0 and wanted:
+            g -= 1
+            for code, n in zip(self.data.group_series[g].tolist(), self.data.group_counts[g].tolist(),
+                               strict=True):
+                if code in wanted:
+                    wanted[code] -= n
+                    if wanted[code] <= 0:
+                        del wanted[code]
+        return min(start, g)
 
     def _carry(self, block: dict) -> dict:
         """The last ``need - 1`` rows of each series: all the history a later window can read."""

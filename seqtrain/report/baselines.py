@@ -3,16 +3,20 @@ interval from a block bootstrap over time (blocks of consecutive window ends, ea
 series' windows at those times, so that neither the overlap of neighbouring windows nor series
 that move together shrink it).
 
-Baselines, each read only from what is known at a window's end:
-- classification: the majority class of the training labels; persistence, the label known at
-  the window's last row (the class of the latest move; only when ``horizon >= 1``: with
-  ``horizon=0`` the label column looks ahead); a logistic regression on the window's last row
-  (a model that ignores the sequence: if it ties the network, the sequence adds nothing);
-- regression: persistence (the target at the window's last row, for every step; the training
-  mean with ``horizon=0``, whose label is that row's own value); the training mean; a linear
-  regression on the window's last row; with ``eval.season`` the seasonal naive forecast (each
-  label row's value whole seasons earlier, at or before the window's end; persistence where the
-  series, or a streamed chunk with its carried rows, does not reach back that far).
+Baselines, each read only from what is known at a window's end (row t):
+- persistence: the latest label known at t, for every step: the label of row t with a horizon
+  (the target at t; with ``data.label`` a move, the move over the h rows up to t); with
+  ``horizon=0`` the label column looks ahead, and the latest label known at t is the one
+  ``data.embargo`` rows back (none without an embargo: persistence is then left out, with a
+  note, not replaced). Where a series does not reach back that far, the window takes the
+  majority class or the training mean, and a note says how many did;
+- classification: the majority class of the training windows' labels; a logistic regression
+  on the window's last row (a model that ignores the sequence: if it ties the network, the
+  sequence adds nothing), fit on training windows;
+- regression: the mean of the training labels; a linear regression on the window's last row,
+  fit on training windows; with ``eval.season`` the seasonal naive forecast (each label row's
+  value whole seasons earlier, at or before the latest known label, so left out where none is
+  known; persistence where the series does not reach back that far).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 import numpy as np
 import torch
 
+from seqtrain.data.rows import known_label_lag
 from seqtrain.report.predictions import concat_records as _cat
 
 RESAMPLES = 1000
@@ -57,26 +62,58 @@ def last_row_predictions(task: str, weights: np.ndarray, x_last: np.ndarray) -> 
     return out.argmax(1) if task == "classification" else out
 
 
-def baseline_predictions(task: str, horizon: int, y_last: np.ndarray, train_mean: float | np.ndarray,
-                         majority: int | None, last_row: np.ndarray) -> dict[str, np.ndarray]:
-    """Each baseline's predictions on the test windows, in the units of the truth: class ids,
-    or forecasts ``(B, k)`` in target units (``y_last``, ``train_mean`` and ``last_row`` given in
-    those units)."""
-    n = len(y_last)
+NOT_KNOWN = ("not known at the window's end with horizon=0 and no embargo (the label column looks "
+             "ahead; data.embargo=e says it reads e rows ahead, and the label e rows back is then known)")
+
+
+def baseline_predictions(task: str, latest: np.ndarray | None, fallback: float | int,
+                         last_row: np.ndarray, seasonal: np.ndarray | None = None
+                         ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each baseline's predictions on the test windows, in the units of the truth (class ids, or
+    forecasts ``(B, k)`` in target units), and a note for each baseline that had to fill in
+    windows.
+
+    ``latest``: the latest label known at each window's end (``RowBlock.latest_label``; -1 or
+    NaN where its series does not reach back), None where no label is known there: then there
+    is no persistence. ``fallback``: the majority class of the training labels, or their mean
+    (the forecast that knows nothing of the window). ``last_row``: the last-row model's
+    predictions. ``seasonal``: regression, each label row's value whole seasons earlier (NaN
+    where the series does not reach back)."""
+    n, notes = len(last_row), {}
     if task == "classification":
-        out = {"majority": np.full(n, majority)}
-        if horizon >= 1:
-            out["persistence"] = np.asarray(y_last)
-        out["last_row_logistic"] = last_row
-        return out
+        out = {"majority": np.full(n, fallback, np.int64)}
+        if latest is not None:
+            latest = np.asarray(latest, np.int64)
+            out["persistence"] = _filled(latest, latest >= 0, fallback, "persistence",
+                                         "the majority class", notes)
+        out["last_row_logistic"] = np.asarray(last_row, np.int64)
+        return out, notes
     steps = last_row.shape[1]
-    mean = np.full((n, steps), train_mean, np.float64)
-    out = {"persistence": np.repeat(np.asarray(y_last, np.float64)[:, None], steps, 1) if horizon >= 1
-           else mean}
-    if horizon >= 1:
-        out["train_mean"] = mean
-    out["last_row_linear"] = last_row
-    return out
+    mean = np.full((n, steps), fallback, np.float64)
+    out = {}
+    if latest is not None:
+        latest = np.repeat(np.asarray(latest, np.float64).reshape(n, 1), steps, 1)
+        out["persistence"] = _filled(latest, np.isfinite(latest), mean, "persistence",
+                                     "the training mean", notes)
+    out["train_mean"] = mean
+    out["last_row_linear"] = np.asarray(last_row, np.float64)
+    if seasonal is not None:
+        seasonal = np.asarray(seasonal, np.float64).reshape(n, steps)
+        instead = "persistence" if "persistence" in out else "the training mean"
+        out["seasonal_naive"] = _filled(seasonal, np.isfinite(seasonal), out.get("persistence", mean),
+                                        "seasonal_naive", instead, notes)
+    return out, notes
+
+
+def _filled(values: np.ndarray, known: np.ndarray, instead, name: str, instead_name: str,
+            notes: dict) -> np.ndarray:
+    """``values`` where ``known``, ``instead`` elsewhere, with a note of how many windows were
+    filled in (a window with any missing step counts)."""
+    missing = ~known.reshape(len(known), -1).all(1)
+    if missing.any():
+        notes[name] = (f"{int(missing.sum())} of {len(missing)} windows' series do not reach back far "
+                       f"enough; those take {instead_name}")
+    return np.where(known, values, instead)
 
 
 def window_losses(task: str, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -170,25 +207,32 @@ def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses
 
 
 def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
-                           seed: int = 0) -> tuple[dict, dict, dict]:
-    """``(baseline_test, skill, columns)``: for metrics.json each baseline's test metrics
-    (accuracy, or MAE and RMSE) on the model's test windows and ``skill_report`` of the main
-    metric; for predictions.parquet each baseline's prediction per row (``baseline_<name>``:
-    a class, or a value per window and step).
+                           seed: int = 0, season: int = 0) -> tuple[dict, dict, dict, dict]:
+    """``(baseline_test, skill, columns, notes)``: for metrics.json each baseline's test metrics
+    (accuracy, or MAE and RMSE) on the model's test windows, ``skill_report`` of the main
+    metric and a note per baseline left out or filled in; for predictions.parquet each
+    baseline's prediction per row (``baseline_<name>``: a class, or a value per window and step).
 
     ``state`` is the run's ``DataState``; ``records`` the test records (``probs`` or ``pred``,
-    ``y``, ``y_last``, ``x_last``); ``train_last_rows`` up to 20,000 training windows as their
-    last input row and labels (``SeqDataModule.last_rows``)."""
-    task, horizon = state.task, state.window.horizon
+    ``y``, ``x_last``, and ``y_last`` / ``y_season`` where a label is known at the window's
+    end); ``train_last_rows`` up to 20,000 training windows as their last input row and labels
+    (``SeqDataModule.last_rows``); ``season``: ``eval.season`` (0: none)."""
+    task = state.task
+    known = known_label_lag(state.window.horizon, state.window.embargo) is not None
+    notes = {} if known else {"persistence": NOT_KNOWN}
+    if season and task != "regression":
+        notes["seasonal_naive"] = "eval.season: the seasonal naive forecast is a regression baseline"
+    elif season and not known:
+        notes["seasonal_naive"] = NOT_KNOWN
     x_train, y_train = train_last_rows["x_last"].double().numpy(), train_last_rows["y"].numpy()
-    x_test, y_last = _cat(records, "x_last"), _cat(records, "y_last")
-    truth = _cat(records, "y")
+    x_test, truth = _cat(records, "x_last"), _cat(records, "y")
+    latest = _cat(records, "y_last") if known else None
     if task == "classification":
         weights = fit_last_row_model(task, x_train, y_train, len(state.classes))
         predicted = _cat(records, "probs").argmax(1)
         majority = int(np.argmax(state.class_counts))
-        guesses = baseline_predictions(task, horizon, y_last, 0.0, majority,
-                                       last_row_predictions(task, weights, x_test))
+        guesses, filled = baseline_predictions(task, latest, majority,
+                                               last_row_predictions(task, weights, x_test))
         baseline_test = {f"{name}_acc": float((guess == truth).mean()) for name, guess in guesses.items()}
         metric = "test_acc"
     else:
@@ -197,17 +241,17 @@ def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
         units = lambda values: scaler.inverse(values)  # noqa: E731  (scaled -> target units)
         truth = units(truth).reshape(len(truth), -1)
         predicted = _cat(records, "pred").astype(np.float64).reshape(len(truth), -1)
-        guesses = baseline_predictions(task, horizon, units(y_last).reshape(-1), float(scaler.mean[0]), None,
-                                       units(last_row_predictions(task, weights, x_test)))
-        if "y_season" in records[0]:  # where a series is too short for it: persistence
-            seasonal = units(_cat(records, "y_season")).reshape(len(truth), -1)
-            guesses["seasonal_naive"] = np.where(np.isfinite(seasonal), seasonal, guesses["persistence"])
+        seasonal = units(_cat(records, "y_season")) if "y_season" in records[0] else None
+        guesses, filled = baseline_predictions(
+            task, None if latest is None else units(latest).reshape(-1), float(scaler.mean[0]),
+            units(last_row_predictions(task, weights, x_test)), seasonal)
         baseline_test = {}
         for name, guess in guesses.items():
             error = guess - truth
             baseline_test[f"{name}_mae"] = float(np.abs(error).mean())
             baseline_test[f"{name}_rmse"] = float((error**2).mean() ** 0.5)
         metric = "test_mae"
+    notes.update(filled)
     losses = {name: window_losses(task, truth, guess) for name, guess in guesses.items()}
     skill = skill_report(task, metric, window_losses(task, truth, predicted), losses, seed,
                          _cat(records, "end_time"))  # blocks of time: every series at once
@@ -216,4 +260,4 @@ def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
         columns = {f"baseline_{name}": classes[guess] for name, guess in guesses.items()}
     else:
         columns = {f"baseline_{name}": guess.reshape(-1) for name, guess in guesses.items()}
-    return baseline_test, skill, columns
+    return baseline_test, skill, columns, notes

@@ -88,6 +88,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),
         *((k, _fmt(v)) for k, v in summary["test"].items()),
         *((f"baseline {k}", _fmt(v)) for k, v in summary["baseline_test"].items()),
+        *((f"baseline {k}", note) for k, note in (summary.get("baseline_notes") or {}).items()),
         *(_skill_rows(summary["skill"]) if summary.get("skill") else ()),
         *(_trading_rows(summary["trading"]) if summary.get("trading") else ()),
         ("precision", _precision(summary)),
