@@ -1,5 +1,6 @@
-"""The trading view of direction predictions: non-overlapping holding periods, costs per change
-of position, beside buy-and-hold."""
+"""The trading view of direction predictions: a book over time (holds from a window's end to its
+label time, one calendar shared by all series), costs per change of position, beside
+buy-and-hold."""
 
 from __future__ import annotations
 
@@ -9,13 +10,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqtrain.report.trading import trading_report
+from seqtrain.report.trading import holds, trading_report
 from tests.helpers import make_table
 
+DAY = pd.Timedelta(1, "D")
 
-def _frame(moves, predictions, start="2024-01-01", freq="D"):
-    return pd.DataFrame({"window_end": pd.date_range(start, periods=len(moves), freq=freq),
-                         "symbol": "A", "move": moves, "y_pred": predictions})
+
+def _frame(moves, predictions, start="2024-01-01", freq="D", horizon=1):
+    """One series, a window per bar, its label ``horizon`` bars later."""
+    ends = pd.date_range(start, periods=len(moves), freq=freq)
+    moves = np.asarray(moves, np.float64)
+    return pd.DataFrame({"window_end": ends, "time": ends + horizon * pd.tseries.frequencies.to_offset(freq),
+                         "step": 1, "symbol": "A", "move": moves, "y_pred": predictions,
+                         "y_true": np.where(moves > 0, "up", np.where(moves < 0, "down", "flat"))})
+
+
+def _bars(name, days, horizon, stride=1, price=None, calls=None):
+    """The windows of a series with bars on ``days`` (days after 2024-01-01), one ending every
+    ``stride`` bars, labelled ``horizon`` bars later; ``price`` of the day (default +1% per 4
+    days), ``calls`` per bar (default all up)."""
+    days = np.asarray(days)
+    times = pd.Timestamp("2024-01-01") + days * DAY
+    price = 1.01 ** (days / 4) if price is None else price(days)
+    ends = np.arange(0, len(days) - horizon, stride)
+    move = price[ends + horizon] / price[ends] - 1
+    return pd.DataFrame({"window_end": times[ends], "time": times[ends + horizon], "step": 1, "symbol": name,
+                         "move": move, "y_pred": "up" if calls is None else np.asarray(calls)[ends],
+                         "y_true": np.where(move > 0, "up", "down")})
 
 
 def test_a_perfect_call_earns_every_move_less_costs():
@@ -32,7 +53,8 @@ def test_a_perfect_call_earns_every_move_less_costs():
 
 def test_holding_periods_do_not_overlap_and_flat_stays_out():
     moves = np.array([0.01, 0.5, -0.02, 0.5, 0.03, 0.5])  # the odd windows overlap the even ones
-    report = trading_report(_frame(moves, ["up", "up", "flat", "up", "up", "up"]), "symbol", horizon=2)
+    frame = _frame(moves, ["up", "up", "flat", "up", "up", "up"], horizon=2)
+    report = trading_report(frame, "symbol", horizon=2)
     model = report["model"]
     assert model["periods"] == 3  # windows 0, 2, 4
     np.testing.assert_allclose(model["mean_return"], np.mean([0.01, 0.0, 0.03]))
@@ -71,3 +93,147 @@ def test_the_sharpe_ratio_comes_with_an_interval_that_shows_noise():
     model = trading_report(_frame(moves, calls), "symbol", horizon=1)["model"]
     low, high = model["sharpe_interval"]
     assert low < model["sharpe_annualised"] < high and low < 0 < high
+
+
+def test_a_missing_bar_moves_only_that_series_holds_and_cannot_beat_the_book():
+    # two series earning +1% per 4 days: an equal-weight book over days 0..400 makes at most
+    # 1.01**100 - 1 = 1.705, with or without a bar missing in one of them
+    calls = np.where(np.random.default_rng(0).random(401) > 0.3, "up", "down")
+    full, gap = np.arange(401), np.delete(np.arange(401), 200)
+    whole = pd.concat([_bars("A", full, 4), _bars("B", full, 4)], ignore_index=True)
+    missing = pd.concat([_bars("A", full, 4), _bars("B", gap, 4)], ignore_index=True)
+    for frame in (whole, missing):
+        model = trading_report(frame, "symbol", 4)["model"]
+        assert model["total_return"] == pytest.approx(1.01 ** 100 - 1, rel=1e-9)
+        assert model["total_return"] <= 1.01 ** 100 - 1 + 1e-9
+    assert trading_report(whole, "symbol", 4)["model"]["periods"] == 100
+    before, after = (holds(pd.concat([_bars("A", full, 4, calls=calls), _bars("B", b, 4, calls=calls[b])]),
+                           "symbol") for b in (full, gap))
+    a_before, a_after = before[before["series"] == "A"], after[after["series"] == "A"]
+    pd.testing.assert_frame_equal(a_before.reset_index(drop=True), a_after.reset_index(drop=True))
+    b = after[after["series"] == "B"]
+    day = ((b["start"] - pd.Timestamp("2024-01-01")) / DAY).to_numpy()
+    # B's hold from day 196 spans the gap (4 bars: 197, 198, 199, 201); the next starts at 201
+    np.testing.assert_array_equal(day, np.r_[np.arange(0, 200, 4), np.arange(201, 396, 4)])
+    assert (b["start"].to_numpy()[1:] == b["end"].to_numpy()[:-1]).all()  # consecutive, never overlapping
+
+
+def test_stride_h_and_stride_1_trade_the_same_book():
+    rng = np.random.default_rng(1)
+    prices = np.exp(np.cumsum(rng.normal(0, 0.01, (2, 61)), axis=1))
+    calls = rng.choice(["up", "down", "flat"], 61)
+
+    def book(stride):
+        frame = pd.concat([_bars(s, np.arange(61), 3, stride, lambda d, p=p: p[d], calls)
+                           for s, p in zip("AB", prices, strict=True)], ignore_index=True)
+        return trading_report(frame, "symbol", 3, cost_bps=5)
+
+    reports = [book(1), book(3)]
+    assert reports[0]["model"] == reports[1]["model"]
+    assert reports[0]["buy_and_hold"] == reports[1]["buy_and_hold"]
+    assert reports[0]["model"]["periods"] == 20  # holds 0->3 ... 57->60
+
+
+def test_a_stride_that_skips_windows_keeps_its_holds_and_says_how_long_it_held():
+    # horizon 2, a window every 4 days: holds 0->2, 4->6, ..., 36->38, out in between
+    rng = np.random.default_rng(2)
+    price = np.exp(np.cumsum(rng.normal(0, 0.01, 41)))
+    report = trading_report(_bars("A", np.arange(41), 2, 4, lambda d: price[d]), "symbol", 2)
+    model = report["model"]
+    assert model["time_in_market"] == pytest.approx(20 / 38)  # 10 holds of 2 days over 38 days
+    assert model["periods"] == 19 and model["holds"] == 10  # calendar 0, 2, 4, ..., 38
+    held = price[np.arange(2, 40, 4)] / price[np.arange(0, 40, 4)]
+    assert model["total_return"] == pytest.approx(held.prod() - 1)
+    # per_year from the calendar: 19 intervals over 38 days, 2-day intervals
+    assert report["per_year"] == pytest.approx(365.25 / 2)
+    returns = np.zeros(19)
+    returns[::2] = held - 1  # out of the market every other interval
+    sharpe = returns.mean() / returns.std(ddof=1) * np.sqrt(365.25 / 2)
+    assert model["sharpe_annualised"] == pytest.approx(sharpe)
+
+
+def test_drawdown_counts_a_loss_in_the_first_period():
+    report = trading_report(_frame([-0.10, -0.10, 0.30], ["up", "up", "up"]), "symbol", horizon=1)
+    assert report["model"]["max_drawdown"] == pytest.approx(1 - 0.9 * 0.9)  # 0.19 from the start of 1
+    assert report["equity"]["model"][:3] == pytest.approx([1.0, 0.9, 0.81])
+
+
+def test_the_hit_rate_compares_calls_with_their_labels_as_accuracy_does():
+    frame = _frame([0.001, 0.02, -0.03, 0.01], ["up", "up", "down", "flat"])
+    frame["y_true"] = ["flat", "up", "down", "up"]  # a move inside the dead zone is labelled flat
+    model = trading_report(frame, "symbol", horizon=1)["model"]
+    assert model["hit_rate"] == pytest.approx(2 / 3)  # the flat call is no call
+
+
+def _three_series() -> pd.DataFrame:
+    """Horizon 2 bars, daily, hand-made moves; C has no bar on day 3. The windows marked
+    'skipped' overlap a hold and are not traded (their moves would show if they were)."""
+    rows = [  # series, end day, label day, call, move, truth
+        ("A", 0, 2, "up", 0.21, "up"), ("A", 1, 3, "up", 9.0, "up"),  # skipped
+        ("A", 2, 4, "down", 0.19, "up"), ("A", 4, 6, "flat", -0.19, "down"),
+        ("B", 1, 3, "down", -0.44, "down"), ("B", 2, 4, "up", 5.0, "up"),  # skipped
+        ("B", 3, 5, "up", -0.19, "down"),
+        ("C", 0, 2, "up", 0.44, "up"), ("C", 1, 4, "up", 9.0, "up"),  # skipped
+        ("C", 2, 5, "up", 0.331, "up"), ("C", 4, 6, "up", 9.0, "up"),  # skipped: starts inside 2->5
+    ]
+    frame = pd.DataFrame(rows, columns=["symbol", "end", "label", "y_pred", "move", "y_true"])
+    start = pd.Timestamp("2024-01-01")
+    return frame.assign(window_end=start + frame.pop("end") * DAY, time=start + frame.pop("label") * DAY,
+                        step=1)
+
+
+def test_a_three_series_book_by_hand():
+    # Holds: A [0,2) long +21%, [2,4) short a +19% move, [4,6) flat; B [1,3) short a -44% move,
+    # [3,5) long -19%; C [0,2) long +44%, [2,5) long +33.1% (3 days: its bar of day 3 is missing).
+    # Calendar 0,1,...,6: six one-day intervals. Split geometrically by time, a hold's daily
+    # growth is: A 1.21**.5 = 1.1, then 0.81**.5 = 0.9 (short), then 1; B 1.44**.5 = 1.2 (short),
+    # then 0.81**.5 = 0.9; C 1.2, then 1.331**(1/3) = 1.1.
+    # Active: A days 0-6, B 1-5, C 0-5. Equal weight over the active series:
+    #   [0,1) A +.1, C +.2              -> .3/2 = .15
+    #   [1,2) A +.1, B +.2, C +.2       -> .5/3
+    #   [2,3) A -.1, B +.2, C +.1       -> .2/3
+    #   [3,4) A -.1, B -.1, C +.1       -> -.1/3
+    #   [4,5) A 0 (flat), B -.1, C +.1  -> 0
+    #   [5,6) A 0, alone                -> 0
+    report = trading_report(_three_series(), "symbol", 2)
+    model = report["model"]
+    returns = np.array([0.15, 0.5 / 3, 0.2 / 3, -0.1 / 3, 0.0, 0.0])
+    equity = np.r_[1, np.cumprod(1 + returns)]
+    assert model["total_return"] == pytest.approx(1.15 * 7 / 6 * 16 / 15 * 29 / 30 - 1)
+    assert report["equity"]["model"] == pytest.approx(equity.tolist())  # from 1 at day 0
+    assert model["mean_return"] == pytest.approx(returns.mean())
+    assert model["periods"] == 6 and model["holds"] == 7
+    assert report["per_year"] == pytest.approx(365.25)  # 6 intervals over 6 days
+    assert model["max_drawdown"] == pytest.approx(1 / 30)  # the fall on day 3
+    # held 1, 1, 1, 1, 2/3 (A flat), 0 (A flat alone) of each day
+    assert model["time_in_market"] == pytest.approx((4 + 2 / 3) / 6)
+    # up/down calls: A up hit, down miss; B down hit, up miss; C two hits (A's flat is no call)
+    assert model["hit_rate"] == pytest.approx(4 / 6)
+    # position changes over the active series: day 0 A and C enter (2/2); day 1 B enters (1/3);
+    # day 2 A flips (2/3); day 3 B flips (2/3); day 4 A goes flat (1/3); day 5 none
+    assert model["turnover"] == pytest.approx((1 + 1 / 3 + 2 / 3 + 2 / 3 + 1 / 3) / 6)
+    # buy-and-hold: +1 on the same holds, one entry each; its hits are the holds labelled up
+    hold = report["buy_and_hold"]
+    assert hold["hit_rate"] == pytest.approx(4 / 7) and hold["turnover"] == pytest.approx((1 + 1 / 3) / 6)
+    daily_long = {"A": [1.21 ** .5] * 2 + [1.19 ** .5] * 2 + [0.81 ** .5] * 2,
+                  "B": [0.56 ** .5] * 2 + [0.81 ** .5] * 2, "C": [1.2, 1.2] + [1.331 ** (1 / 3)] * 3}
+    by_day = [[daily_long["A"][d], *([daily_long["B"][d - 1]] if 1 <= d <= 4 else []),
+               *([daily_long["C"][d]] if d <= 4 else [])] for d in range(6)]
+    hold_returns = [np.mean(day) - 1 for day in by_day]
+    assert hold["total_return"] == pytest.approx(np.prod(1 + np.array(hold_returns)) - 1)
+
+
+def test_costs_are_charged_in_a_hold_first_interval():
+    # the same book at 100 bp per unit of position change (0.01): a hold's first day carries its
+    # cost, so its growth over the hold is (growth before costs) - change * 0.01
+    model = trading_report(_three_series(), "symbol", 2, cost_bps=100)["model"]
+    c = 0.01
+    days = [
+        (1.1 * (1.21 - c) / 1.21 - 1 + 1.2 * (1.44 - c) / 1.44 - 1) / 2,   # A, C enter
+        (0.1 + 1.2 * (1.44 - c) / 1.44 - 1 + 0.2) / 3,                    # B enters short
+        (0.9 * (0.81 - 2 * c) / 0.81 - 1 + 0.2 + 0.1) / 3,                # A flips; C stays long
+        (-0.1 + 0.9 * (0.81 - 2 * c) / 0.81 - 1 + 0.1) / 3,               # B flips
+        (-c - 0.1 + 0.1) / 3,                                             # A goes flat
+        0.0,
+    ]
+    assert model["total_return"] == pytest.approx(np.prod(1 + np.array(days)) - 1)

@@ -1,11 +1,31 @@
 """What trading the predicted direction would have earned: a signal-quality view, not a
 backtester (no fills, slippage model, position sizing or capital constraints).
 
-Per series, the position is +1 after an ``up`` prediction, -1 after ``down``, 0 after ``flat``,
-held for the ``h = data.horizon`` rows the label spans. Holding periods do not overlap: every
-h-th window of a series is traded, starting from its first. Each period earns the position times
-the realised return, minus ``cost_bps`` per unit of position change; series are equally weighted
-at each time. Buy-and-hold (+1 throughout, one entry) on the same periods is beside it.
+A book over time, not over row positions:
+
+- **Holds.** A window's call is held from its end (``window_end``) to its label row (``time``):
+  +1 after ``up``, -1 after ``down``, 0 after ``flat``. In each series the first window is a
+  hold, and each next hold is the first window that ends at or after the last hold's label time
+  (chosen by time, so a missing bar, a halt or a late listing moves that series' holds only, and
+  any ``data.eval_stride`` keeps the holds its windows allow). Windows whose label lies beyond
+  the table are left out.
+- **Calendar.** The sorted distinct hold starts and ends of all series are one calendar of
+  rebalancing times; ``periods`` counts its intervals and ``per_year`` (the Sharpe's
+  annualisation) is their number over the calendar's span in years.
+- **Book.** A series is *active* from its first hold's start to its last hold's end; in each
+  interval the book is an equal weight over the active series, and an active series that is not
+  holding (a flat call, or between two holds where a stride skipped windows) earns 0 there. A
+  hold that spans several intervals (holds not aligned across series) has its return split over
+  them geometrically in proportion to elapsed time (the time column's own units when numeric), so
+  that a series' intervals compound to exactly its hold's return; the book is exact when holds
+  align. A short through a more than 100% rise books its loss in the hold's last interval.
+- **Costs.** ``cost_bps`` per unit of position change, charged in the hold's first interval; a
+  gap between two holds counts as going out and back in. Rebalancing between series is free.
+- **Buy-and-hold** is +1 on the same holds, one entry per series.
+
+``time_in_market`` is the share of the calendar's span during which the book held a position
+(the active series' mean absolute position, weighted by time); ``hit_rate`` the share of the
+traded up/down calls whose label (``y_true``) is that call, the same comparison as accuracy.
 """
 
 from __future__ import annotations
@@ -18,61 +38,162 @@ import pandas as pd
 from seqtrain.report.baselines import block_resample_index
 
 POSITIONS = {"up": 1.0, "down": -1.0, "flat": 0.0}
+YEAR_NS = 365.25 * 86_400e9
 
 
-def _periods(frame: pd.DataFrame, group_col: str | None, horizon: int, cost_bps: float,
-             position: str) -> pd.DataFrame:
-    """One row per series and holding period: start time, position, its change, net return."""
-    parts = []
-    for _, series in (frame.groupby(group_col, sort=True) if group_col else [(None, frame)]):
-        series = series.sort_values("window_end").iloc[::horizon]
-        held = series["y_pred"].map(POSITIONS).to_numpy() if position == "model" else np.ones(len(series))
-        change = np.abs(np.diff(np.r_[0.0, held]))
-        move = series["move"].to_numpy()
-        parts.append(pd.DataFrame({"start": series["window_end"].to_numpy(), "held": held, "change": change,
-                                   "move": move, "net": held * move - change * cost_bps / 1e4}))
-    return pd.concat(parts, ignore_index=True)
-
-
-def _stats(periods: pd.DataFrame, per_year: float | None) -> tuple[dict, pd.Series]:
-    returns = periods.groupby("start")["net"].mean().sort_index()  # equal weight across series
-    equity = np.cumprod(1 + returns.to_numpy())
-    drawdown = 1 - equity / np.maximum.accumulate(equity)
-    std = returns.std(ddof=1)
-    sharpe = returns.mean() / std * np.sqrt(per_year) if per_year and std > 0 else None
-    interval = _sharpe_interval(returns.to_numpy(), per_year) if sharpe is not None else None
-    active = periods["held"] != 0
-    hits = np.sign(periods["move"][active]) == periods["held"][active]
-    return {"mean_return": float(returns.mean()), "total_return": float(equity[-1] - 1),
-            "sharpe_annualised": float(sharpe) if sharpe is not None else None,
-            "sharpe_interval": interval,
-            "max_drawdown": float(drawdown.max()), "hit_rate": float(hits.mean()) if len(hits) else None,
-            "time_in_market": float(active.mean()), "turnover": float(periods["change"].mean()),
-            "periods": len(returns)}, returns
+def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
+    """The windows the trading view trades, one row per series and hold, in time order:
+    ``series``, ``start`` (window end), ``end`` (label time), ``call`` and ``truth`` (``y_true``
+    where given), ``move``. Each next hold of a series is its first window ending at or after the
+    last hold's end."""
+    frame = predictions[predictions["step"] == 1] if "step" in predictions else predictions
+    frame = frame[frame["move"].notna() & frame["time"].notna()]
+    frame = frame.assign(window_end=_naive(frame["window_end"]), time=_naive(frame["time"]))
+    series = frame[group_col].to_numpy() if group_col else np.zeros(len(frame), np.int64)
+    codes = pd.factorize(series, sort=True)[0]
+    start, end = _instants(frame["window_end"]), _instants(frame["time"])
+    keep = end > start
+    order = np.lexsort((start[keep], codes[keep]))
+    rows = np.flatnonzero(keep)[order]
+    chosen = rows[_first_after(codes[rows], start[rows], end[rows])]
+    return pd.DataFrame({"series": series[chosen], "start": frame["window_end"].to_numpy()[chosen],
+                         "end": frame["time"].to_numpy()[chosen], "call": frame["y_pred"].to_numpy()[chosen],
+                         "truth": frame["y_true"].to_numpy()[chosen] if "y_true" in frame else None,
+                         "move": frame["move"].to_numpy(np.float64)[chosen]})
 
 
 def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: int,
                    cost_bps: float = 0.0) -> dict | None:
-    """Mean return per holding period, annualised Sharpe (periods per year from the time
-    column), hit rate, time in market, turnover and maximum drawdown of trading the predicted
-    direction, beside buy-and-hold; None without realised moves (labels other than direction)."""
+    """Mean return per calendar interval, total return, annualised Sharpe with its interval, hit
+    rate, time in market, turnover and maximum drawdown of the book that trades the predicted
+    direction, beside buy-and-hold on the same holds; None without realised moves (labels other
+    than direction). ``horizon`` (rows) is reported; the holds' times come from the frame."""
     if "move" not in predictions or predictions["move"].isna().all():
         return None
-    frame = predictions.dropna(subset=["move"])
-    model_periods = _periods(frame, group_col, horizon, cost_bps, "model")
-    per_year = _periods_per_year(np.sort(model_periods["start"].unique()))
-    model, model_returns = _stats(model_periods, per_year)
-    hold, hold_returns = _stats(_periods(frame, group_col, horizon, cost_bps, "hold"), per_year)
-    return {"cost_bps": cost_bps, "horizon_rows": horizon, "model": model, "buy_and_hold": hold,
-            "equity": {"time": [str(t) for t in model_returns.index],
-                       "model": np.cumprod(1 + model_returns.to_numpy()).tolist(),
-                       "buy_and_hold": np.cumprod(1 + hold_returns.to_numpy()).tolist()}}
+    chosen = holds(predictions, group_col)
+    if chosen.empty:
+        return None
+    points = np.unique(np.r_[_instants(chosen["start"]), _instants(chosen["end"])])
+    per_year = _per_year(points, pd.api.types.is_datetime64_any_dtype(chosen["start"]))
+    model, model_equity = _stats(_book(chosen, points, cost_bps, "model"), chosen, per_year, "model")
+    hold, hold_equity = _stats(_book(chosen, points, cost_bps, "hold"), chosen, per_year, "hold")
+    times = pd.to_datetime(points) if pd.api.types.is_datetime64_any_dtype(chosen["start"]) else points
+    return {"cost_bps": cost_bps, "horizon_rows": horizon, "per_year": per_year,
+            "model": model, "buy_and_hold": hold,
+            "equity": {"time": [str(t) for t in times], "model": model_equity.tolist(),
+                       "buy_and_hold": hold_equity.tolist()}}
+
+
+def _naive(column: pd.Series) -> pd.Series:
+    """Zoned times as UTC instants without a zone (the predictions' own convention)."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.tz_convert("UTC").dt.tz_localize(None)
+    return column
+
+
+def _instants(column: pd.Series) -> np.ndarray:
+    """Times as exact numbers: nanoseconds (int64) for datetimes, the values otherwise."""
+    values = column.to_numpy()
+    if np.issubdtype(values.dtype, np.datetime64):
+        return values.astype("datetime64[ns]").astype(np.int64)
+    return values
+
+
+def _first_after(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Positions of the holds in windows sorted by series and start: per series the first
+    window, then the first one starting at or after the last hold's end (one step per hold)."""
+    chosen = []
+    edges = np.r_[0, np.flatnonzero(np.diff(codes)) + 1, len(codes)]
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        following = lo + np.searchsorted(start[lo:hi], end[lo:hi], "left")  # > own position: end > start
+        i = lo
+        while i < hi:
+            chosen.append(i)
+            i = following[i - lo]
+    return np.asarray(chosen, np.int64)
+
+
+def _positions(chosen: pd.DataFrame, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each hold's position and its change from the series' previous one (the model's, with a
+    gap between holds as out and back in), or +1 with one entry per series (buy-and-hold)."""
+    first = ~pd.Series(chosen["series"]).duplicated().to_numpy()
+    if policy == "hold":
+        return np.ones(len(chosen)), first.astype(np.float64)
+    held = chosen["call"].map(POSITIONS).fillna(0.0).to_numpy(np.float64)
+    before = np.where(first, 0.0, np.r_[0.0, held[:-1]])
+    start, end = _instants(chosen["start"]), _instants(chosen["end"])
+    joined = first | (start == np.r_[start[:1], end[:-1]])
+    return held, np.where(joined, np.abs(held - before), np.abs(held) + np.abs(before))
+
+
+def _book(chosen: pd.DataFrame, points: np.ndarray, cost_bps: float, policy: str) -> dict:
+    """Per calendar interval: the book's return, mean absolute position and turnover over the
+    active series, and the interval's length."""
+    held, change = _positions(chosen, policy)
+    start, end = _instants(chosen["start"]), _instants(chosen["end"])
+    n = len(points) - 1
+    length = np.diff(points).astype(np.float64)
+    first, stop = np.searchsorted(points, start), np.searchsorted(points, end)
+    spans = stop - first  # intervals each hold covers
+    hold_of = np.repeat(np.arange(len(chosen)), spans)
+    interval = first[hold_of] + np.arange(len(hold_of)) - np.repeat(np.cumsum(spans) - spans, spans)
+    base = 1.0 + held * chosen["move"].to_numpy(np.float64)  # the hold's growth before costs
+    growth = base - change * cost_bps / 1e4
+    share = length[interval] / (end - start).astype(np.float64)[hold_of]
+    fine = base[hold_of] > 0
+    factor = np.where(fine, np.abs(base[hold_of]) ** share, 1.0)
+    opening, closing = interval == first[hold_of], interval == stop[hold_of] - 1
+    factor = np.where(fine & opening, factor * growth[hold_of] / np.where(fine, base[hold_of], 1.0), factor)
+    factor = np.where(~fine & closing, growth[hold_of], factor)
+    codes = pd.factorize(chosen["series"])[0]
+    active = np.zeros(n + 1)
+    np.add.at(active, first[_firsts(codes)], 1.0)
+    np.add.at(active, stop[_lasts(codes)], -1.0)
+    active = np.cumsum(active)[:n]
+    exposure = np.cumsum(np.bincount(first, np.abs(held), n + 1) - np.bincount(stop, np.abs(held), n + 1))[:n]
+    weight = np.where(active > 0, 1.0 / np.where(active > 0, active, 1.0), 0.0)
+    return {"returns": np.bincount(interval, factor - 1.0, n) * weight, "exposure": exposure * weight,
+            "turnover": np.bincount(first, change, n + 1)[:n] * weight, "length": length}
+
+
+def _firsts(codes: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())
+
+
+def _lasts(codes: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(~pd.Series(codes).duplicated(keep="last").to_numpy())
+
+
+def _stats(book: dict, chosen: pd.DataFrame, per_year: float | None, policy: str) -> tuple[dict, np.ndarray]:
+    """The book's statistics, and its equity at each calendar time (1 at the first)."""
+    returns = book["returns"]
+    equity = np.r_[1.0, np.cumprod(1 + returns)]
+    drawdown = 1 - equity / np.maximum.accumulate(equity)  # from the starting 1
+    std = returns.std(ddof=1) if len(returns) > 1 else 0.0
+    sharpe = returns.mean() / std * math.sqrt(per_year) if per_year and std > 0 else None
+    interval = _sharpe_interval(returns, per_year) if sharpe is not None else None
+    return {"mean_return": float(returns.mean()), "total_return": float(equity[-1] - 1),
+            "sharpe_annualised": float(sharpe) if sharpe is not None else None,
+            "sharpe_interval": interval, "max_drawdown": float(drawdown.max()),
+            "hit_rate": _hit_rate(chosen, policy),
+            "time_in_market": float((book["exposure"] * book["length"]).sum() / book["length"].sum()),
+            "turnover": float(book["turnover"].mean()), "periods": len(returns),
+            "holds": len(chosen)}, equity
+
+
+def _hit_rate(chosen: pd.DataFrame, policy: str) -> float | None:
+    """The share of the traded up/down calls (buy-and-hold: every hold, called up) whose label
+    is that call; None without labels."""
+    calls = pd.Series("up", index=chosen.index) if policy == "hold" else chosen["call"]
+    truth = chosen["truth"]
+    made = calls.isin(["up", "down"]).to_numpy() & truth.notna().to_numpy()
+    return float((calls[made] == truth[made]).mean()) if made.any() else None
 
 
 def _sharpe_interval(returns: np.ndarray, per_year: float, seed: int = 0) -> list[float] | None:
-    """95% interval of the annualised Sharpe ratio from a moving-block bootstrap of the period
-    returns (blocks of √n periods): a short record's Sharpe is mostly noise, and this says how
-    much."""
+    """95% interval of the annualised Sharpe ratio from a moving-block bootstrap of the
+    calendar's interval returns (blocks of √n intervals): a short record's Sharpe is mostly
+    noise, and this says how much."""
     n = len(returns)
     if n < 4:
         return None
@@ -83,9 +204,9 @@ def _sharpe_interval(returns: np.ndarray, per_year: float, seed: int = 0) -> lis
     return [float(low), float(high)]
 
 
-def _periods_per_year(starts: np.ndarray) -> float | None:
-    """Holding periods per year, from the span of their start times (None for numeric time)."""
-    if len(starts) < 2 or not np.issubdtype(starts.dtype, np.datetime64):
+def _per_year(points: np.ndarray, datetimes: bool) -> float | None:
+    """Calendar intervals per year, from the calendar's span (None for numeric time)."""
+    if len(points) < 2 or not datetimes:
         return None
-    years = (starts[-1] - starts[0]) / np.timedelta64(1, "D") / 365.25
-    return (len(starts) - 1) / years if years > 0 else None
+    years = float(points[-1] - points[0]) / YEAR_NS
+    return (len(points) - 1) / years if years > 0 else None
