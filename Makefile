@@ -3,7 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install -q --disable-pip-version-check
+# pip compiles bytecode one file at a time; compileall does it on every core afterwards (a third
+# of a fresh install's time on 2 cores). A file that does not compile is only imported slower.
+PIP := $(BIN)/pip install -q --disable-pip-version-check --no-compile
+COMPILE := $(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed
 
@@ -19,10 +22,12 @@ $(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e . torch==2.13.0
+	$(COMPILE)
 	touch $(RUN_STAMP)
 
 $(DEV_STAMP): $(RUN_STAMP)
 	$(PIP) -e '.[dev]' torch==2.13.0
+	$(COMPILE)
 	touch $(DEV_STAMP)
 
 run: $(RUN_STAMP) ## train the default LSTM on the built-in demo data (CPU)
