@@ -21,8 +21,9 @@ os.environ["SEQTRAIN_CPU_BF16"] = "0"
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One thread per test worker: two workers with two OpenMP threads each on two cores spin
-    # against each other and run many times slower.
+    # against each other and run many times slower. The processes a test starts inherit it.
     torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Small enough for a few seconds per run on 2 CPU cores, large enough to exercise everything.
 TINY_RUN = [
