@@ -34,7 +34,7 @@ run: $(RUN_STAMP) ## train the default LSTM on the built-in demo data (CPU)
 	$(BIN)/seqtrain
 
 test: $(DEV_STAMP) ## run the whole test suite
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist worksteal
 
 lint: $(DEV_STAMP)   ## ruff
 	$(BIN)/ruff check .

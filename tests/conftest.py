@@ -97,3 +97,16 @@ def bars(tmp_path) -> Path:
     path = tmp_path / "bars.parquet"
     make_table(300, n_series=2).to_parquet(path, index=False)
     return path
+
+
+# The longest modules first: the two workers then end together instead of one finishing a long
+# test alone while the other has nothing left to take.
+SLOW_FIRST = ("tests/test_learning.py", "tests/test_resume.py", "tests/test_ddp.py", "tests/test_compile.py")
+
+
+def pytest_collection_modifyitems(items):
+    def place(item) -> int:  # sorting is stable: the other modules keep their order
+        module = item.nodeid.split("::")[0]
+        return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=place)
