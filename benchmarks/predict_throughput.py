@@ -59,7 +59,7 @@ def main() -> None:
                 for _ in range(args.repeats):
                     start = time.perf_counter()
                     out = Path(folder) / "out.parquet"
-                    rows = predictor.predict_path(str(table), out, streaming=streaming)
+                    rows = predictor.predict_path(str(table), out, streaming=streaming, overwrite=True)
                     best = max(best, rows / (time.perf_counter() - start))
                 rates[streaming] = best
             trained = run.metrics["train_samples_per_s"]

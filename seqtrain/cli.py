@@ -338,27 +338,30 @@ def main() -> None:
 
 
 class ProtectEarlierRuns(Callback):
-    """Hydra callback: refuse to start in a folder that already holds a run.
+    """Hydra callback: refuse to start in a folder that already holds a run or a sweep.
 
-    Hydra writes ``.hydra/`` into the run folder before the job starts; a folder that already
-    has one belongs to an earlier run, whose record would be overwritten.
+    Hydra writes ``.hydra/`` into the run folder before the job starts, and a sweep's
+    ``multirun.yaml`` and each job's ``N/.hydra/`` before its jobs start; a folder that already
+    has them belongs to an earlier run or sweep, whose record would be overwritten (a job's
+    config replaced beside metrics it did not produce, the sweep's summary.csv rewritten).
     """
 
     @staticmethod
-    def _check(folder: str) -> None:
+    def _check(folder: str, key: str, marks: tuple[str, ...], what: str) -> None:
         from seqtrain.distributed import global_rank
 
         if global_rank() != 0:  # torchrun: the other ranks share rank 0's folder
             return
-        if (Path(folder) / ".hydra").exists():
-            _error(f"hydra.run.dir: {folder} already holds a run; choose a new folder")
+        if any(next(Path(folder).glob(mark), None) is not None for mark in marks):
+            _error(f"{key}: {folder} already holds a {what}; choose a new folder")
             raise SystemExit(2)
 
     def on_run_start(self, config, **kwargs) -> None:
-        self._check(config.hydra.run.dir)
+        self._check(config.hydra.run.dir, "hydra.run.dir", (".hydra",), "run")
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self._check(config.hydra.sweep.dir)
+        marks = ("multirun.yaml", ".hydra", "*/.hydra")  # the sweep's record, a run's, a job's
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir", marks, "sweep")
 
 
 class SweepSummary(Callback):

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,7 +26,15 @@ from torch import nn
 
 from seqtrain.errors import SeqtrainError
 from seqtrain.module import SeqModule
-from seqtrain.predict import Predictor, parse_arguments
+from seqtrain.predict import (
+    Predictor,
+    _in_run,
+    model_folder,
+    parse_arguments,
+    publish,
+    run_folder_holding,
+    temporary_beside,
+)
 
 log = logging.getLogger("seqtrain")
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
@@ -81,22 +90,95 @@ def sample_inputs(predictor: Predictor, batch: int, seed: int = 0) -> tuple[torc
     return tuple(inputs)
 
 
-def export(predictor: Predictor, fmt: str, folder: Path) -> dict:
+def export(predictor: Predictor, fmt: str, folder: Path, overwrite: bool = False) -> dict:
     """Write the network in format ``fmt`` with ``data_state.json`` beside it into ``folder``;
-    what was written and how closely it reproduces PyTorch."""
+    what was written and how closely it reproduces PyTorch. The file is exported and checked in
+    a scratch folder first, so a failed export leaves every earlier file as it was."""
     if fmt not in FORMATS:
         raise SeqtrainError(f"export: format={fmt!r}; choose {' or '.join(FORMATS)}")
     model_name = predictor.cfg.model.name
     reason = predictor.module.model.not_exportable
     if reason:
         raise SeqtrainError(f"export: model={model_name} cannot be exported: {reason}; use seqtrain predict")
+    check_export_folder(folder, predictor, fmt, overwrite)
     names = network_inputs(predictor)
     network = ExportedNetwork(predictor.module.cpu().eval(), names).eval()
     example = sample_inputs(predictor, batch=4)
     with torch.inference_mode():
         network(*example)  # once eagerly: what a model caches on first use is a constant to exporters
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / FORMATS[fmt]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    except OSError as exc:
+        raise SeqtrainError(f"export: cannot write into {folder}: {exc.strerror or exc}") from None
+    try:
+        difference = _export_checked(network, example, names, scratch / FORMATS[fmt], fmt, predictor)
+        for written in sorted(scratch.iterdir()):  # the model file (and ONNX's external data, if any)
+            publish(written, folder / written.name, overwrite, "export")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    state = folder / "data_state.json"
+    if not state.exists():
+        tmp = temporary_beside(state)
+        shutil.copyfile(predictor.run_dir / "data_state.json", tmp)
+        publish(tmp, state, False, "export")
+    outputs = (["probs"] if network.classification else ["pred", "quantiles"] if network.quantile
+               else ["pred"])
+    record = {"format": fmt, "file": FORMATS[fmt], "model": model_name, "inputs": names, "outputs": outputs,
+              "max_abs_difference": difference,
+              "checkpoint": str(predictor.checkpoint) if predictor.checkpoint else None}
+    index = temporary_beside(folder / "export.json")  # one entry per format exported into the folder
+    try:
+        index.write_text(json.dumps({**_exported(folder), fmt: record}, indent=2))
+        index.replace(folder / "export.json")
+    finally:
+        index.unlink(missing_ok=True)
+    return record
+
+
+def check_export_folder(folder: Path, predictor: Predictor, fmt: str, overwrite: bool) -> None:
+    """Refuse, before any work, an export folder where the export would lose a file: a run
+    folder itself or one of its folders other than ``export/`` (never, whatever ``overwrite``
+    says), a folder holding another run's export (its data_state.json differs: a model file
+    beside another run's scaler would mislead), an earlier export in this format unless
+    ``overwrite``, an ``export.json`` seqtrain did not write."""
+    if folder.exists() and not folder.is_dir():
+        raise SeqtrainError(f"export: output={folder} is a file; name a folder")
+    target = folder.resolve()
+    owner = run_folder_holding(target)
+    if owner is not None and not target.is_relative_to(owner / "export"):
+        raise SeqtrainError(f"export: output={folder} {_in_run(target, owner)}, whose files are "
+                            f"never overwritten; export under {owner / 'export'} or outside the run")
+    state = folder / "data_state.json"
+    if state.exists() and state.read_bytes() != (predictor.run_dir / "data_state.json").read_bytes():
+        raise SeqtrainError(f"export: {folder} holds another run's export (its data_state.json differs "
+                            f"from {predictor.run_dir / 'data_state.json'}); choose a new output= folder")
+    model = folder / FORMATS[fmt]
+    if model.exists() and not overwrite:
+        raise SeqtrainError(f"export: {model} already exists (an earlier {fmt} export); overwrite=true "
+                            "replaces it, or choose another output= folder")
+    _exported(folder)
+
+
+def _exported(folder: Path) -> dict:
+    """The entries of ``folder``'s ``export.json`` (none when it has none); one line for a file
+    of that name that seqtrain did not write."""
+    index = folder / "export.json"
+    try:
+        exported = json.loads(index.read_text()) if index.exists() else {}
+    except (OSError, ValueError):
+        exported = None
+    if not isinstance(exported, dict):
+        raise SeqtrainError(f"export: {index} is not an export record seqtrain wrote; choose a new "
+                            "output= folder")
+    return exported
+
+
+def _export_checked(network: nn.Module, example: tuple, names: list[str], path: Path, fmt: str,
+                    predictor: Predictor) -> float:
+    """Export ``network`` to ``path`` and check the file against PyTorch: the largest difference,
+    or one line saying why it cannot be exported."""
+    model_name = predictor.cfg.model.name
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()):
@@ -105,7 +187,6 @@ def export(predictor: Predictor, fmt: str, folder: Path) -> dict:
     except SeqtrainError:
         raise
     except Exception as exc:  # the exporters raise many types; the first line says why
-        path.unlink(missing_ok=True)
         why = _reason(exc)
         if "data-dependent" in why and predictor.state.window.pad_short:
             why += (" (with data.pad_short=true this model reads each window's real length, a "
@@ -114,22 +195,12 @@ def export(predictor: Predictor, fmt: str, folder: Path) -> dict:
     try:
         difference = check_export(network, path, fmt, predictor)
     except Exception as exc:  # e.g. a traced graph that fixed a shape: it fails on another batch size
-        path.unlink(missing_ok=True)
         raise SeqtrainError(f"export: model={model_name} exported to {fmt} fails on new windows: "
                             f"{_reason(exc)}") from None
     if difference > TOLERANCE:
-        path.unlink(missing_ok=True)
         raise SeqtrainError(f"export: model={model_name} as {fmt} differs from PyTorch by {difference:.2g} "
                             f"(more than {TOLERANCE:g}); not written")
-    shutil.copy2(predictor.run_dir / "data_state.json", folder / "data_state.json")
-    outputs = (["probs"] if network.classification else ["pred", "quantiles"] if network.quantile
-               else ["pred"])
-    record = {"format": fmt, "file": path.name, "model": model_name, "inputs": names, "outputs": outputs,
-              "max_abs_difference": difference}
-    index = folder / "export.json"  # one entry per format exported into the folder
-    exported = json.loads(index.read_text()) if index.exists() else {}
-    index.write_text(json.dumps({**exported, fmt: record}, indent=2))
-    return record
+    return difference
 
 
 def _reason(exc: Exception) -> str:
@@ -189,21 +260,23 @@ def check_export(network: nn.Module, path: Path, fmt: str, predictor: Predictor)
     return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
 
 
-EXPORT_KEYS = {"run": None, "format": "onnx", "ckpt": "best", "output": None}
+EXPORT_KEYS = {"run": None, "fold": None, "format": "onnx", "ckpt": "best", "output": None,
+               "overwrite": False}
 
 
 def export_command(argv: list[str]) -> None:
-    """``seqtrain export run=RUN [format=onnx|torchscript] [ckpt=best|last|PATH] [output=DIR]``."""
+    """``seqtrain export run=RUN [fold=K] [format=onnx|torchscript] [ckpt=best|last|PATH]
+    [output=DIR] [overwrite=true]``."""
     from rich.console import Console
 
     settings = parse_arguments(argv, EXPORT_KEYS, "export")
     if settings["run"] is None:
         raise SeqtrainError("export: run= is required, e.g. "
                             "seqtrain export run=outputs/DATE/TIME format=onnx")
-    run_dir = Path(str(settings["run"])).expanduser()
-    predictor = Predictor.from_run(run_dir, str(settings["ckpt"]), device="cpu")
-    folder = Path(str(settings["output"])).expanduser() if settings["output"] else run_dir / "export"
-    record = export(predictor, str(settings["format"]), folder)
+    run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "export")
+    predictor = Predictor.from_run(run_dir, settings["ckpt"], device="cpu")
+    folder = Path(settings["output"]).expanduser() if settings["output"] else run_dir / "export"
+    record = export(predictor, settings["format"] or "", folder, settings["overwrite"])
     Console(highlight=False).print(
         f"{record['format']}: {folder / record['file']} (inputs {', '.join(record['inputs'])}; "
         f"max difference from PyTorch {record['max_abs_difference']:.1e}); data_state.json beside it",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,7 @@ from seqtrain.data.columns import forward_fill, read_target, series_dictionary, 
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.state import DataState, HasDataState
 from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import SeqtrainError, first_line
 from seqtrain.module import SeqModule
 from seqtrain.report.predictions import predictions_frame
 
@@ -77,6 +79,7 @@ class Predictor:
                  device: str = "cpu", run_dir: Path | None = None):
         self.cfg, self.state, self.module, self.run_dir = cfg, state, module.to(device), run_dir
         self.device, self.batch_size = torch.device(device), batch_size
+        self.checkpoint: Path | None = None  # the weights' file, when loaded from a run folder
         self.quantiles = sorted(float(q) for q in cfg.quantiles) if module.loss_name == "quantile" else None
         self.needs_label_rows = bool(state.known_future) and module.model.reads_future
         self.known_columns = [state.inputs.index(c) for c in state.known_future]
@@ -91,10 +94,16 @@ class Predictor:
         if not config.exists():
             raise SeqtrainError(f"run: {run_dir} is not a seqtrain run folder (no .hydra/config.yaml)")
         cfg = OmegaConf.load(config)
+        folds = sorted(p.name for p in run_dir.glob("fold_*/data_state.json"))
+        if folds and not (run_dir / "data_state.json").exists():
+            raise SeqtrainError(f"run: {run_dir} is a walk-forward run with one model per fold "
+                                f"({', '.join(f.split('/')[0] for f in folds)}); use one of them")
         state = DataState.load(run_dir / "data_state.json")
         device = _device(device)
-        module = load_network(cfg, state, checkpoint_path(run_dir, ckpt))
-        return cls(cfg, state, module, batch_size, device, run_dir)
+        checkpoint = checkpoint_path(run_dir, ckpt)
+        predictor = cls(cfg, state, load_network(cfg, state, checkpoint), batch_size, device, run_dir)
+        predictor.checkpoint = checkpoint
+        return predictor
 
     # -- tables in, predictions out --------------------------------------------------------------
 
@@ -117,9 +126,13 @@ class Predictor:
         return pd.concat(parts, ignore_index=True)
 
     def predict_path(self, path: str, output: str | Path, last: bool = False, allow_new_series: bool = False,
-                     streaming: bool = False) -> int:
+                     streaming: bool = False, overwrite: bool = False) -> int:
         """Predictions of every window of the Parquet table at ``path``, written to ``output``
-        (Parquet, atomically: a failure leaves no half file); the number of rows written."""
+        (Parquet, atomically: a failure leaves no half file, and an existing ``output`` is
+        refused before any work unless ``overwrite``; see ``check_output``); the number of rows
+        written."""
+        output = Path(output).expanduser()
+        check_output(output, Path(path).expanduser(), overwrite, self._training_table())
         dataset = source.open_dataset(path)
         self.state.check_schema(dataset.schema, path)
         columns = list(self.state.needed_columns)
@@ -133,29 +146,40 @@ class Predictor:
             chunks = (source.read_row_group(g, dataset.schema, columns) for g in groups)
         else:
             chunks = _slices(source.read_columns(path, columns), whole=self.state.sort)
-        output = Path(output).expanduser()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        written, writer = 0, None
+        tmp = temporary_beside(output)
         try:
-            for part in self.predict_chunks(chunks, last, allow_new_series, in_memory=not streaming):
-                table = pa.Table.from_pandas(part, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table.cast(writer.schema))
-                written += len(part)
+            parts = self.predict_chunks(chunks, last, allow_new_series, in_memory=not streaming)
+            written = self._write(parts, tmp)
+            if written == 0:
+                raise SeqtrainError(self._no_window_message(path))
+            publish(tmp, output, overwrite, "output")
         except BaseException:
-            if writer is not None:
-                writer.close()
             tmp.unlink(missing_ok=True)
             raise
-        if writer is not None:
-            writer.close()
-        if written == 0:
-            tmp.unlink(missing_ok=True)
-            raise SeqtrainError(self._no_window_message(path))
-        tmp.replace(output)
         return written
+
+    @staticmethod
+    def _write(parts: Iterable[pd.DataFrame], path: Path) -> int:
+        """Prediction frames appended to one Parquet file; the number of rows."""
+        written, writer = 0, None
+        try:
+            for part in parts:
+                table = pa.Table.from_pandas(part, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                written += len(part)
+        finally:
+            if writer is not None:
+                writer.close()
+        return written
+
+    def _training_table(self) -> Path | None:
+        """The table the run was trained on, when it lies outside the run folder (a file the
+        run's config names: resuming or re-running the run reads it again)."""
+        data = self.cfg.get("data") or {}
+        path = data.get("path") if data.get("kind") == "parquet" else None
+        return Path(str(path)).expanduser() if path else None
 
     def _no_window_message(self, name: str) -> str:
         spec = self.state.window
@@ -393,27 +417,163 @@ class _Stream:
             has_truth=block.has_truth)
 
 
-PREDICT_KEYS = {"run": None, "data.path": None, "ckpt": "best", "output": None, "last": False,
-                "allow_new_series": False, "streaming": "auto", "batch_size": 1024, "device": "auto"}
+# -- where a command may write -----------------------------------------------------------------
+
+
+def run_folder_holding(path: Path) -> Path | None:
+    """The nearest seqtrain run folder (one with ``.hydra/config.yaml``) that is ``path`` or
+    holds it, a walk-forward fold being a run folder of its own; None outside every run."""
+    for folder in (path, *path.parents):
+        if (folder / ".hydra" / "config.yaml").is_file():
+            return folder
+    return None
+
+
+def _in_run(target: Path, owner: Path) -> str:
+    return "is the run folder" if target == owner else f"is inside the run folder {owner}"
+
+
+def _same(a: Path, b: Path) -> bool:
+    """One file under two names (symlinks, relative paths, hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(output: Path, table: Path, overwrite: bool, trained_on: Path | None = None) -> None:
+    """Refuse, before any work, a prediction file that would lose another: the table being
+    predicted (or a file inside it, when it is a folder of Parquet files), the run's training
+    table, any file of a run folder outside its ``predictions/`` (checkpoints, metrics,
+    data_state.json, the run's own predictions.parquet: never, whatever ``overwrite`` says), and
+    an existing file unless ``overwrite``."""
+    target = output.resolve()
+    for protected, what in ((table, "the table being predicted (data.path)"),
+                            (trained_on, "the table the run was trained on")):
+        if protected is None:
+            continue
+        inside = protected.is_dir() and target.is_relative_to(protected.resolve())
+        if inside or _same(output, protected):
+            where = f"inside {protected}, " if inside else ""
+            raise SeqtrainError(f"output: {output} is {where}{what}, which is never overwritten; "
+                                "choose another file")
+    owner = run_folder_holding(target)
+    if owner is not None and not target.is_relative_to(owner / "predictions"):
+        raise SeqtrainError(f"output: {output} {_in_run(target, owner)}, whose files are never "
+                            f"overwritten; write under {owner / 'predictions'} or outside the run")
+    if output.is_dir():
+        raise SeqtrainError(f"output: {output} is a folder; name a file, e.g. "
+                            f"output={output / 'preds.parquet'}")
+    if output.exists() and not overwrite:
+        raise SeqtrainError(f"output: {output} already exists; choose another file, or overwrite=true to "
+                            "replace it")
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new empty file in ``path``'s folder (made if needed) to write into before ``publish``:
+    its name is unique, so it can never be an existing file of the user's."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise SeqtrainError(f"output: cannot write into {path.parent}: {first_line(exc)}") from None
+    os.close(handle)
+    return Path(name)
+
+
+def publish(tmp: Path, path: Path, overwrite: bool, key: str) -> None:
+    """``tmp`` renamed to ``path`` in one step. Without ``overwrite`` it is linked first, which
+    fails rather than replace a file that appeared meanwhile (e.g. a second command choosing the
+    same name); a file system without hard links gets a check just before the rename."""
+    if overwrite:
+        tmp.replace(path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise SeqtrainError(f"{key}: {path} appeared while this command ran; nothing was replaced "
+                            "(run it again)") from None
+    except OSError:  # no hard links here (some network and FAT file systems)
+        if path.exists():
+            raise SeqtrainError(f"{key}: {path} appeared while this command ran; nothing was replaced "
+                                "(run it again)") from None
+        tmp.replace(path)
+        return
+    tmp.unlink()
+
+
+def model_folder(run_dir: Path, fold: int | None, command: str) -> Path:
+    """The folder whose model a command uses: the run itself, or for a walk-forward run (one
+    model per ``fold_NN/``) fold ``fold``, by default the last (it saw the most data)."""
+    folds = {int(p.name[5:]): p for p in run_dir.glob("fold_*")
+             if p.name[5:].isdigit() and (p / "data_state.json").exists()}
+    walk_forward = bool(folds) and not (run_dir / "data_state.json").exists()
+    if not walk_forward:
+        if fold is not None:
+            raise SeqtrainError(f"{command}: fold={fold}: {run_dir} is not a walk-forward run (it has no "
+                                "fold_NN folders); drop fold=")
+        return run_dir
+    if fold is None:
+        return folds[max(folds)]
+    if fold not in folds:
+        names = ", ".join(folds[k].name for k in sorted(folds))
+        raise SeqtrainError(f"{command}: fold={fold}: {run_dir} has no fold_{fold:02d}; its folds are "
+                            f"{names} (fold={min(folds)}..{max(folds)}, default the last)")
+    return folds[fold]
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+PREDICT_KEYS = {"run": None, "data.path": None, "fold": None, "ckpt": "best", "output": None,
+                "overwrite": False, "last": False, "allow_new_series": False, "streaming": "auto",
+                "batch_size": 1024, "device": "auto"}
+INTEGER_KEYS = ("fold", "batch_size")
+STREAMING = ("auto", "true", "false")
 
 
 def parse_arguments(argv: list[str], keys: dict, command: str) -> dict:
-    """``key=value`` arguments of a subcommand over ``keys``' defaults; one line for anything else."""
-    import yaml
+    """``key=value`` arguments of a subcommand over ``keys``' defaults; one line for anything else.
 
+    Values are taken as written, not as YAML: a path stays the string given (``#``, ``:`` or
+    brackets in it included), a boolean is ``true`` or ``false`` and nothing else (``last=flase``
+    is an error, not true), an integer key takes an integer."""
     settings = dict(keys)
     for arg in argv:
         key, eq, value = arg.partition("=")
         if not eq or key not in keys:
             usage = " ".join(f"{k}=..." for k in keys)
             raise SeqtrainError(f"{command}: {arg!r} is not a setting; use {usage}")
-        settings[key] = yaml.safe_load(value) if value else None
+        settings[key] = _setting(command, key, value, keys[key])
     return settings
 
 
+def _setting(command: str, key: str, value: str, default):
+    if isinstance(default, bool):
+        if value.lower() not in ("true", "false"):
+            raise SeqtrainError(f"{command}: {key}={value!r}; choose true or false")
+        return value.lower() == "true"
+    if key in INTEGER_KEYS:
+        try:
+            number = int(value)
+        except ValueError:
+            raise SeqtrainError(f"{command}: {key}={value!r}; an integer"
+                                + (" >= 1" if key == "batch_size" else "")) from None
+        if number < (1 if key == "batch_size" else 0):
+            raise SeqtrainError(f"{command}: {key}={number}; an integer >= {1 if key == 'batch_size' else 0}")
+        return number
+    if key == "streaming":
+        if value.lower() not in STREAMING:
+            raise SeqtrainError(f"{command}: streaming={value!r}; choose auto, true or false")
+        return value.lower()
+    return value or None  # a path or a name, as written
+
+
 def predict_command(argv: list[str]) -> None:
-    """``seqtrain predict run=RUN data.path=TABLE [last=true] [ckpt=best|last|PATH] [output=FILE]
-    [allow_new_series=true] [streaming=auto|true|false] [batch_size=N] [device=auto|cpu|cuda]``."""
+    """``seqtrain predict run=RUN data.path=TABLE [fold=K] [last=true] [ckpt=best|last|PATH]
+    [output=FILE] [overwrite=true] [allow_new_series=true] [streaming=auto|true|false]
+    [batch_size=N] [device=auto|cpu|cuda]``."""
     from rich.console import Console
 
     from seqtrain.data.streaming import in_memory_bytes, parse_bytes
@@ -423,27 +583,24 @@ def predict_command(argv: list[str]) -> None:
         if settings[key] is None:
             raise SeqtrainError(f"predict: {key}= is required, e.g. seqtrain predict run=outputs/DATE/TIME "
                                 "data.path=new.parquet")
-    if not isinstance(settings["batch_size"], int) or settings["batch_size"] < 1:
-        raise SeqtrainError(f"predict: batch_size must be an integer >= 1, got {settings['batch_size']!r}")
-    predictor = Predictor.from_run(str(settings["run"]), str(settings["ckpt"]), settings["batch_size"],
-                                   str(settings["device"]))
-    path = str(Path(str(settings["data.path"])).expanduser())
-    streaming = str(settings["streaming"]).lower()
-    if streaming not in ("auto", "true", "false"):
-        raise SeqtrainError(f"predict: streaming={settings['streaming']!r}; choose auto, true or false")
+    run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "predict")
+    path = Path(settings["data.path"]).expanduser()
+    predictor = Predictor.from_run(run_dir, settings["ckpt"], settings["batch_size"], settings["device"])
+    output = Path(settings["output"]).expanduser() if settings["output"] else _default_output(run_dir, path)
+    check_output(output, path, settings["overwrite"], predictor._training_table())
+    streaming = settings["streaming"]
     if streaming == "auto":
         rows = source.open_dataset(path).count_rows()
         needed = in_memory_bytes(rows, len(predictor.state.inputs) + 1)
         streaming = "true" if needed > parse_bytes(predictor.cfg.data.memory_budget) else "false"
-    output = settings["output"] or _default_output(Path(str(settings["run"])).expanduser(), path)
-    written = predictor.predict_path(path, output, bool(settings["last"]), bool(settings["allow_new_series"]),
-                                     streaming=streaming == "true")
+    written = predictor.predict_path(str(path), output, settings["last"], settings["allow_new_series"],
+                                     streaming=streaming == "true", overwrite=settings["overwrite"])
     Console(highlight=False).print(f"{written} prediction rows -> {output}", soft_wrap=True)
 
 
-def _default_output(run_dir: Path, path: str) -> Path:
+def _default_output(run_dir: Path, path: Path) -> Path:
     """``RUN/predictions/<table>.parquet``, numbered so that an earlier file is never replaced."""
-    stem = Path(path).stem or "table"
+    stem = path.stem or "table"
     folder = run_dir / "predictions"
     candidate, n = folder / f"{stem}.parquet", 1
     while candidate.exists():

@@ -103,3 +103,10 @@ def test_tft_and_bad_arguments_are_one_line(run_cli, monkeypatch, capsys):
         assert code == 2 and "Traceback" not in said and len(said.strip().splitlines()) == 1, said
         assert expected in " ".join(said.split())
     assert not (trained.run_dir / "export").exists() or not any((trained.run_dir / "export").iterdir())
+
+
+@pytest.mark.parametrize("value", ["flase", "yes", "1", ""])
+def test_overwrite_is_true_or_false_and_nothing_else(monkeypatch, capsys, value):
+    code, said = run_export(monkeypatch, capsys, "run=RUN", f"overwrite={value}")
+    assert code == 2 and "Traceback" not in said and len(said.strip().splitlines()) == 1, said
+    assert f"export: overwrite={value!r}; choose true or false" in " ".join(said.split())

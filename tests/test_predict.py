@@ -155,7 +155,7 @@ def test_bad_tables_are_one_line_naming_the_problem(trained_run, tmp_path, monke
     output = tmp_path / "out.parquet"
     output.write_bytes(b"earlier file")
     code, said = run_predict(monkeypatch, capsys, f"run={trained_run}", f"data.path={path}",
-                             f"output={output}")
+                             f"output={output}", "overwrite=true")
     assert code == 2
     assert "Traceback" not in said and len(said.strip().splitlines()) == 1, said
     assert expected in " ".join(said.split())
@@ -236,3 +236,59 @@ def test_missing_values_follow_the_runs_nan_policy(run_cli, policy):
         full = predictor.predict_frame(table)
         assert len(got) == len(full) - 1
         assert table.loc[row, "time"] not in set(got.loc[got["symbol"] == "S1", "window_end"])
+
+
+@pytest.mark.parametrize("setting", ["last", "allow_new_series", "overwrite", "streaming"])
+@pytest.mark.parametrize("value", ["flase", "yes", "1", ""])
+def test_booleans_are_true_or_false_and_nothing_else(trained_run, tmp_path, monkeypatch, capsys, setting,
+                                                     value):
+    output = tmp_path / "out.parquet"
+    code, said = run_predict(monkeypatch, capsys, f"run={trained_run}",
+                             f"data.path={trained_run / 'data' / 'synthetic.parquet'}", f"output={output}",
+                             f"{setting}={value}")
+    assert code == 2 and "Traceback" not in said and len(said.strip().splitlines()) == 1, said
+    accepted = "choose auto, true or false" if setting == "streaming" else "choose true or false"
+    assert f"predict: {setting}={value!r}; {accepted}" in " ".join(said.split())
+    assert not output.exists()
+
+
+def test_paths_are_taken_as_written(trained_run, tmp_path, monkeypatch, capsys):
+    """Not as YAML: ``#`` would start a comment, brackets a list."""
+    output = tmp_path / "preds #2 [v1].parquet"
+    code, said = run_predict(monkeypatch, capsys, f"run={trained_run}",
+                             f"data.path={trained_run / 'data' / 'synthetic.parquet'}", f"output={output}",
+                             "last=TRUE", "batch_size=64")
+    assert code == 0, said
+    assert len(pd.read_parquet(output)) == 3
+
+
+def test_a_tz_aware_time_column_predicts_as_its_utc_times_or_is_one_line(trained_run, tmp_path, monkeypatch,
+                                                                          capsys):
+    """The run was trained on tz-naive times; the same instants in another zone give the same
+    predictions (compared in UTC), in memory and streamed, or one line naming the time column
+    with nothing written; never a traceback after the work was done."""
+    naive = _table(trained_run)
+    aware = naive.assign(time=naive["time"].dt.tz_localize("UTC").dt.tz_convert("America/New_York"))
+    path = tmp_path / "aware.parquet"
+    aware.to_parquet(path, index=False, row_group_size=101)
+    reference = tmp_path / "naive.parquet"
+    Predictor.from_run(trained_run, device="cpu").predict_path(
+        str(trained_run / "data" / "synthetic.parquet"), reference)
+    expected = pd.read_parquet(reference).sort_values(KEYS, ignore_index=True)
+
+    def as_utc(times: pd.Series) -> pd.Series:
+        return times.dt.tz_convert("UTC").dt.tz_localize(None) if times.dt.tz is not None else times
+
+    for streaming in ("false", "true"):
+        output = tmp_path / f"streaming-{streaming}.parquet"
+        code, said = run_predict(monkeypatch, capsys, f"run={trained_run}", f"data.path={path}",
+                                 f"output={output}", f"streaming={streaming}")
+        assert "Traceback" not in said, said
+        if code != 0:
+            assert code == 2 and len(said.strip().splitlines()) == 1, said
+            assert "time column 'time'" in said and not output.exists()
+            continue
+        got = pd.read_parquet(output).sort_values(KEYS, ignore_index=True)
+        for column in ("time", "window_end"):
+            got[column] = as_utc(got[column]).astype(expected[column].dtype)
+        pd.testing.assert_frame_equal(got, expected, rtol=1e-5, atol=1e-6)
