@@ -139,18 +139,17 @@ def test_predict_and_export_take_a_fold_of_a_walk_forward_run(walk_forward_run, 
     assert record["checkpoint"].endswith(str(Path("fold_01", "checkpoints", "best.ckpt")))
 
 
-def test_a_second_export_keeps_the_first(walk_forward_run, tmp_path, monkeypatch, capsys):
-    folder = tmp_path / "shipped"
+def test_a_second_export_into_the_same_run_keeps_the_first(walk_forward_run, monkeypatch, capsys):
+    folder = walk_forward_run / "fold_00" / "export"  # the run's own export folder
     run = f"run={walk_forward_run / 'fold_00'}"
-    code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=torchscript", f"output={folder}")
+    code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=torchscript")
     assert code == 0, said
     before = fingerprint(folder)
-    code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=torchscript", f"output={folder}",
-                              "ckpt=last")
+    code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=torchscript", "ckpt=last")
     refused(code, said, f"{folder / 'model.pt'} already exists", "overwrite=true")
     assert fingerprint(folder) == before
     # another format beside it: the first file, the data state and its record stay as they were
-    code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=onnx", f"output={folder}")
+    code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=onnx")
     assert code == 0, said
     after = fingerprint(folder)
     assert {k: after[k] for k in ("model.pt", "data_state.json")} == {k: before[k] for k in
