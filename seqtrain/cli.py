@@ -357,7 +357,17 @@ class ProtectEarlierRuns(Callback):
             raise SystemExit(2)
 
     def on_run_start(self, config, **kwargs) -> None:
-        self._check(config.hydra.run.dir, "hydra.run.dir", (".hydra",), "run")
+        folder = config.hydra.run.dir
+        self._check(folder, "hydra.run.dir", (".hydra",), "run")
+        # a run writes data/, plots/, predictions.parquet, ...: a folder of other files could lose
+        # some of them (train.log may be this very run's, opened by Hydra's logging)
+        from seqtrain.distributed import global_rank
+
+        if global_rank() == 0 and Path(folder).is_dir() and any(
+                p.name != "train.log" for p in Path(folder).iterdir()):
+            _error(f"hydra.run.dir: {folder} holds other files, which a run's could replace; "
+                   "choose a new or empty folder")
+            raise SystemExit(2)
 
     def on_multirun_start(self, config, **kwargs) -> None:
         marks = ("multirun.yaml", ".hydra", "*/.hydra")  # the sweep's record, a run's, a job's

@@ -203,3 +203,23 @@ def test_a_sweep_never_starts_in_an_earlier_sweeps_folder(run_cli, tmp_path):
     result = run_cli("-m", *TINY, "seed=2", run_dir=sweep)
     refused(result.code, result.err, f"hydra.sweep.dir: {sweep} already holds a sweep; choose a new folder")
     assert fingerprint(sweep) == before
+
+
+def test_training_never_replaces_a_table_named_without_data_parquet(run_cli, bars):
+    """``seqtrain data.path=bars.parquet`` forgetting ``data=parquet``: the demo table would be
+    written over the user's own; the run stops before writing anything."""
+    before = bars.read_bytes()
+    result = run_cli(*TINY, f"data.path={bars}")
+    assert result.code == 2, result.err
+    assert "data.path" in result.err and "add data=parquet" in " ".join(result.err.split())
+    assert bars.read_bytes() == before
+
+
+def test_a_run_never_starts_in_a_folder_of_other_files(run_cli, tmp_path):
+    folder = tmp_path / "mine"
+    (folder / "plots").mkdir(parents=True)
+    (folder / "predictions.parquet").write_bytes(b"a user's own file")
+    result = run_cli(*TINY, run_dir=folder)
+    assert result.code == 2 and "choose a new or empty folder" in " ".join(result.err.split())
+    assert (folder / "predictions.parquet").read_bytes() == b"a user's own file"
+    assert sorted(p.name for p in folder.iterdir()) == ["plots", "predictions.parquet"]
