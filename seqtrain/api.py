@@ -416,20 +416,21 @@ class SequenceModel:
         """The task's metric, greater is better, on the rows of ``X`` that have a forecast and a
         known label (aligned as in ``fit``: the forecast made at row t against y[t + horizon]):
         accuracy for classification; R² for regression (scikit-learn's regressor score, over
-        every step when ``output_steps > 1``; for the MAE pass
-        ``scoring="neg_mean_absolute_error"`` to a search)."""
+        every step when ``output_steps > 1``). For another metric in a search pass
+        ``scoring=forecast_scorer("mae")``: scikit-learn's own scorers (``"neg_mean_absolute_error"``)
+        compare the forecast made at t with y[t], and fail on the NaN of rows without a window."""
+        return _METRICS["accuracy" if self.task == "classification" else "r2"](*self._aligned(X, y))
+
+    def _aligned(self, X: pd.DataFrame, y: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """(truth, forecast) on the rows of ``X`` that have both, the truth y[t + horizon]."""
         forecasts = self._forecasts(X, y)
         known = forecasts.dropna(subset=["y_pred", "y_true"]) if "y_true" in forecasts else forecasts[:0]
         if known.empty:
             raise SeqtrainError("score: no row of X has both a forecast and a known label; give each "
                                 "series at least seq_length rows, and y beyond them")
-        true, pred = known["y_true"], known["y_pred"]
-        if self.task == "classification":
-            return float((true.astype(str) == pred.astype(str)).mean())
-        true, pred = true.to_numpy(float), pred.to_numpy(float)
-        spread = float(((true - true.mean()) ** 2).sum())
-        residual = float(((true - pred) ** 2).sum())
-        return 1.0 - residual / spread if spread > 0 else (1.0 if residual == 0 else 0.0)
+        if self.task != "classification":
+            return known["y_true"].astype(float), known["y_pred"].astype(float)
+        return known["y_true"].astype(str), known["y_pred"].astype(str)
 
     # -- saving ---------------------------------------------------------------------------------
 
@@ -471,6 +472,40 @@ class SequenceModel:
         if model.task == "classification" and state.classes is not None:
             model.classes_ = np.asarray(state.classes)
         return model
+
+
+def _r2(true: pd.Series, pred: pd.Series) -> float:
+    true, pred = true.to_numpy(float), pred.to_numpy(float)
+    spread = float(((true - true.mean()) ** 2).sum())
+    residual = float(((true - pred) ** 2).sum())
+    return 1.0 - residual / spread if spread > 0 else (1.0 if residual == 0 else 0.0)
+
+
+# greater is better, as scikit-learn's scorers: errors negated
+_METRICS = {"accuracy": lambda true, pred: float((true == pred).mean()),
+            "r2": _r2,
+            "mae": lambda true, pred: -float((true - pred).abs().mean()),
+            "rmse": lambda true, pred: -float(np.sqrt(((true - pred) ** 2).mean()))}
+
+
+def forecast_scorer(metric: str = "mae"):
+    """A scorer for ``GridSearchCV(scoring=...)`` and ``cross_val_score``: ``metric`` (mae,
+    rmse: negated, as scikit-learn's ``neg_*``; accuracy; r2) on the rows ``score`` uses, each
+    forecast against the label it is for (y[t + horizon]). scikit-learn's own scorers compare
+    the forecast made at row t with y[t], and raise on the NaN of rows with too little history.
+
+    >>> cross_val_score(model, X, y, cv=TimeSeriesSplit(3), scoring=forecast_scorer("rmse"))
+    """
+    if metric not in _METRICS:
+        raise SeqtrainError(f"forecast_scorer: {metric!r}; one of {', '.join(_METRICS)}")
+
+    def scorer(estimator, X: pd.DataFrame, y: pd.Series) -> float:
+        if hasattr(estimator, "steps"):  # a Pipeline: its transforms, then the model
+            X, estimator = estimator[:-1].transform(X), estimator[-1]
+        return _METRICS[metric](*estimator._aligned(X, y))
+
+    scorer.__name__ = f"forecast_{metric}"
+    return scorer
 
 
 def _index_columns(X: pd.DataFrame) -> tuple[str, str | None]:

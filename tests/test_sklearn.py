@@ -11,7 +11,8 @@ from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_sco
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from seqtrain import SequenceModel, training
+from seqtrain import SeqtrainError, SequenceModel, training
+from seqtrain.api import forecast_scorer
 
 TINY_FIT = {"seq_length": 8, "hidden_size": 8, "max_epochs": 1, "progress_bar": False, "num_layers": 1}
 
@@ -91,3 +92,20 @@ def test_regression_score_is_r2_against_the_row_horizon_ahead(quick):
     has = predicted.notna() & truth.notna()
     assert has.sum() == 50 - 7 - 2
     assert model.score(X[150:], value[150:]) == pytest.approx(r2_score(truth[has], predicted[has]), rel=1e-5)
+
+
+def test_forecast_scorer_in_cross_val_score_is_aligned(quick):
+    X, y = _bars(160)
+    value = (X["lead"].cumsum() + 0.1 * X["noise"]).rename("level")
+    model = SequenceModel("lstm", task="regression", horizon=2, **TINY_FIT)
+    scores = cross_val_score(model, X, value, cv=TimeSeriesSplit(n_splits=2), error_score="raise",
+                             scoring=forecast_scorer("mae"))
+    assert scores.shape == (2,) and np.all(np.isfinite(scores)) and np.all(scores <= 0)
+    model.fit(X[:120], value[:120])
+    predicted, truth = model.predict(X[120:]), value[120:].shift(-2)  # made at t for t+2
+    has = predicted.notna() & truth.notna()
+    assert forecast_scorer("mae")(model, X[120:], value[120:]) == pytest.approx(
+        -(truth[has] - predicted[has]).abs().mean(), rel=1e-5)
+    assert forecast_scorer("r2")(model, X[120:], value[120:]) == model.score(X[120:], value[120:])
+    with pytest.raises(SeqtrainError, match="forecast_scorer: 'mse'"):
+        forecast_scorer("mse")
