@@ -8,10 +8,12 @@ Bad input raises one ``SeqtrainError`` whose message is the line the command lin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +37,30 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     sweeps = [o for o in overrides if o.startswith("-")]
     if sweeps:
         raise SeqtrainError(f"train: {sweeps[0]!r}: flags are for the command line; pass key=value overrides")
-    problem = check_group_choices(overrides) or check_overrides(overrides)
-    if problem:
-        raise SeqtrainError(problem)
-    with initialize_config_module("seqtrain.conf", version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
+    with _COMPOSE_LOCK, _own_global_hydra():
+        problem = check_group_choices(overrides) or check_overrides(overrides)
+        if problem:
+            raise SeqtrainError(problem)
+        with initialize_config_module("seqtrain.conf", version_base="1.3"):
+            return hydra_compose("config", overrides=overrides)
+
+
+# Hydra's config search path is one process-wide GlobalHydra: composition takes turns
+_COMPOSE_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _own_global_hydra():
+    """GlobalHydra cleared for seqtrain's composition, then given back as it was (a Hydra app
+    that calls ``fit`` keeps its own)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    saved = GlobalHydra.instance().hydra
+    GlobalHydra.instance().clear()
+    try:
+        yield
+    finally:
+        GlobalHydra.instance().hydra = saved
 
 
 def train(overrides: list[str] | None = None, run_dir: str | Path | None = None) -> Run:

@@ -109,3 +109,19 @@ def test_forecast_scorer_in_cross_val_score_is_aligned(quick):
     assert forecast_scorer("r2")(model, X[120:], value[120:]) == model.score(X[120:], value[120:])
     with pytest.raises(SeqtrainError, match="forecast_scorer: 'mse'"):
         forecast_scorer("mse")
+
+
+def test_fit_inside_a_hydra_app_and_in_threads(quick):
+    import hydra
+    import joblib
+    from hydra.core.global_hydra import GlobalHydra
+
+    X, y = _bars(120)
+    with hydra.initialize(version_base="1.3", config_path=None):
+        ours = GlobalHydra.instance().hydra
+        SequenceModel("lstm", label_ahead=1, **TINY_FIT).fit(X, y)
+        assert GlobalHydra.instance().hydra is ours  # the app's own Hydra given back
+    with joblib.parallel_config(backend="threading"):
+        scores = cross_val_score(SequenceModel("lstm", label_ahead=1, **TINY_FIT), X, y, n_jobs=2,
+                                 cv=TimeSeriesSplit(n_splits=2), error_score="raise")
+    assert scores.shape == (2,)
