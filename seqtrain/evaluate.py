@@ -21,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data import source
-from seqtrain.data.columns import time_values
+from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import walk_forward_folds
 from seqtrain.errors import SeqtrainError
 from seqtrain.report.baselines import skill_report
@@ -62,6 +62,7 @@ def fold_configs(cfg: DictConfig, data_path: str) -> list[tuple[dict, DictConfig
         raise SeqtrainError("eval=walk_forward: folds cut one time axis; set data.split.by=time")
     table = source.read_columns(data_path, [cfg.data.time_col])
     axis = np.unique(time_values(table.column(cfg.data.time_col), cfg.data.time_col))
+    zone = time_zone(table.schema, cfg.data.time_col)
     folds = walk_forward_folds(len(axis), settings.folds, settings.test_size,
                                settings.val_size or settings.test_size, settings.scheme, settings.train_size)
     if not folds:
@@ -71,9 +72,10 @@ def fold_configs(cfg: DictConfig, data_path: str) -> list[tuple[dict, DictConfig
             "or eval.test_size")
     out = []
     for fold in folds:
-        bounds = {"train_start": _text(axis[fold.train_start]) if fold.train_start else None,
-                  "val_start": _text(axis[fold.val_start]), "test_start": _text(axis[fold.test_start]),
-                  "test_end": _text(axis[fold.test_end]) if fold.test_end is not None else None}
+        bounds = {"train_start": _text(axis[fold.train_start], zone) if fold.train_start else None,
+                  "val_start": _text(axis[fold.val_start], zone),
+                  "test_start": _text(axis[fold.test_start], zone),
+                  "test_end": _text(axis[fold.test_end], zone) if fold.test_end is not None else None}
         fold_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         fold_cfg.eval.name = "single"
         fold_cfg.data.kind, fold_cfg.data.path = "parquet", data_path
@@ -83,9 +85,11 @@ def fold_configs(cfg: DictConfig, data_path: str) -> list[tuple[dict, DictConfig
     return out
 
 
-def _text(value) -> str | float | int:
+def _text(value, zone: str | None = None) -> str | float | int:
+    """A boundary as a config value: a UTC instant in the table's ``zone``, with its offset."""
     if isinstance(value, np.datetime64):
-        return str(pd.Timestamp(value).isoformat())
+        stamp = pd.Timestamp(value)
+        return (stamp.tz_localize("UTC").tz_convert(zone) if zone else stamp).isoformat()
     return value.item() if hasattr(value, "item") else value
 
 
@@ -109,11 +113,12 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
         best.append(train_fold(fold_cfg, folder, warm))
         metrics = json.loads((folder / "metrics.json").read_text())
         classes = classes or metrics.get("classes")
-        frames.append(pd.read_parquet(folder / "predictions.parquet").assign(fold=i))
+        frames.append(utc_times(pd.read_parquet(folder / "predictions.parquet")).assign(fold=i))
         rows.append({**_fold_row(i, bounds, metrics, time.perf_counter() - fold_started),
                      "warm_from": warm.parent.parent.name if warm else None})
     predictions = pd.concat(frames, ignore_index=True)
-    write_parquet_atomic(predictions, run_dir / "predictions.parquet")
+    zone = time_zone(source.read_schema(data_path), cfg.data.time_col)
+    write_parquet_atomic(in_zone(predictions, zone), run_dir / "predictions.parquet")
     folds_table = pd.DataFrame(rows)
     folds_table.to_csv(run_dir / "folds.csv", index=False)
     task = cfg.task

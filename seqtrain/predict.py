@@ -26,7 +26,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.allocator import settle_malloc
 from seqtrain.data import source, validate
-from seqtrain.data.columns import forward_fill, read_target, series_dictionary, time_values
+from seqtrain.data.columns import (
+    forward_fill,
+    in_zone,
+    read_target,
+    series_dictionary,
+    time_values,
+    time_zone,
+)
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.state import DataState, HasDataState
 from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
@@ -123,7 +130,7 @@ class Predictor:
                                          in_memory=True))
         if not parts:
             raise SeqtrainError(self._no_window_message(name))
-        return pd.concat(parts, ignore_index=True)
+        return in_zone(pd.concat(parts, ignore_index=True), time_zone(table.schema, self.state.time_col))
 
     def predict_path(self, path: str, output: str | Path, last: bool = False, allow_new_series: bool = False,
                      streaming: bool = False, overwrite: bool = False) -> int:
@@ -135,6 +142,7 @@ class Predictor:
         check_output(output, Path(path).expanduser(), overwrite, self._training_table())
         dataset = source.open_dataset(path)
         self.state.check_schema(dataset.schema, path)
+        zone = time_zone(dataset.schema, self.state.time_col)  # times are written back in it
         columns = list(self.state.needed_columns)
         if self.state.target in dataset.schema.names and self.state.target not in columns:
             columns.append(self.state.target)  # the truth, where known, beside the predictions
@@ -148,7 +156,8 @@ class Predictor:
             chunks = _slices(source.read_columns(path, columns), whole=self.state.sort)
         tmp = temporary_beside(output)
         try:
-            parts = self.predict_chunks(chunks, last, allow_new_series, in_memory=not streaming)
+            parts = (in_zone(part, zone)
+                     for part in self.predict_chunks(chunks, last, allow_new_series, in_memory=not streaming))
             written = self._write(parts, tmp)
             if written == 0:
                 raise SeqtrainError(self._no_window_message(path))

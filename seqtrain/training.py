@@ -36,7 +36,7 @@ from seqtrain.compiling import compile_mode, compile_network, worth_compiling
 from seqtrain.data import synthetic, validate
 from seqtrain.data.audit import audit
 from seqtrain.data.augment import Augmenter
-from seqtrain.data.columns import split_by_series
+from seqtrain.data.columns import in_zone, split_by_series
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.labels import LabelSpec
 from seqtrain.data.loading import load_data
@@ -311,7 +311,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         data.contract, gathered.records, train_rows, cfg.seed, cfg.eval.season or 0)
     predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
-    write_parquet_atomic(predictions, run_dir / "predictions.parquet")
+    write_parquet_atomic(in_zone(predictions, data.contract.time_zone), run_dir / "predictions.parquet")
     trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps)
     if trading:
         plot_equity(trading, run_dir / "plots" / "equity.png")

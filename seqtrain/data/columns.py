@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from seqtrain.data import validate
 from seqtrain.data.windows import fraction_boundaries
-from seqtrain.errors import SeqtrainError
+from seqtrain.errors import SeqtrainError, first_line
 
 
 def known_future_columns(cfg, features: list[str], target: str, calendar_names: list[str]) -> list[str]:
@@ -27,25 +27,76 @@ def known_future_columns(cfg, features: list[str], target: str, calendar_names: 
     return list(dict.fromkeys([*known, *calendar_names]))
 
 
+def time_zone(schema: pa.Schema, time_col: str) -> str | None:
+    """The zone of a tz-aware timestamp column (``timestamp[us, tz=America/New_York]``); None
+    for naive timestamps, dates, strings and numbers."""
+    kind = schema.field(time_col).type
+    return kind.tz if pa.types.is_timestamp(kind) and kind.tz else None
+
+
 def time_values(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    """The time column as numbers or ``datetime64[ns]``; tz-aware timestamps (and strings with
+    offsets) as UTC instants, so that ordering, splits and windows never see a clock change."""
     if column.null_count:
         raise SeqtrainError(f"data.time_col: column {name!r} has {column.null_count} missing values")
     kind = column.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        values = pd.to_datetime(column.to_pandas())
-        if values.dt.tz is not None:
-            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        return values.to_numpy(dtype="datetime64[ns]")
+        return _naive_utc(pd.to_datetime(column.to_pandas()))
     if validate.is_numeric(kind) and not pa.types.is_boolean(kind):
         return column.to_numpy()
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        try:
-            return pd.to_datetime(column.to_pandas()).to_numpy(dtype="datetime64[ns]")
-        except (ValueError, TypeError):
-            pass
+        text = column.to_pandas()
+        for utc in (False, True):  # offsets that change (daylight saving) need utc=True
+            try:
+                return _naive_utc(pd.to_datetime(text, utc=utc))
+            except (ValueError, TypeError):
+                pass
     raise SeqtrainError(
         f"data.time_col: column {name!r} ({kind}) is neither timestamps nor numbers; convert it"
     )
+
+
+def _naive_utc(values: pd.Series) -> np.ndarray:
+    if values.dt.tz is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[ns]")
+
+
+def wall_times(times: np.ndarray, zone: str | None) -> np.ndarray:
+    """UTC instants as a clock in ``zone`` reads them (what calendar columns describe: the
+    exchange's weekday and hour, the same all year round); ``times`` unchanged without a zone."""
+    if zone is None or not np.issubdtype(times.dtype, np.datetime64):
+        return times
+    local = pd.DatetimeIndex(times).tz_localize("UTC").tz_convert(zone).tz_localize(None)
+    return local.to_numpy(dtype="datetime64[ns]")
+
+
+TIME_COLUMNS = ("time", "window_end")  # the times of a predictions frame
+
+
+def in_zone(frame: pd.DataFrame, zone: str | None) -> pd.DataFrame:
+    """A predictions frame with its UTC times (``time``, ``window_end``) back in ``zone``, the
+    zone of the table they came from (as written to Parquet); unchanged without a zone."""
+    if zone is None:
+        return frame
+    zoned = {c: pd.to_datetime(frame[c]).dt.tz_localize("UTC").dt.tz_convert(zone)
+             for c in TIME_COLUMNS if c in frame and pd.api.types.is_datetime64_dtype(frame[c])}
+    return frame.assign(**zoned)
+
+
+def utc_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of ``in_zone``: a predictions frame read back from Parquet with its times as
+    UTC instants without a zone, as every report computes with them."""
+    naive = {c: frame[c].dt.tz_convert("UTC").dt.tz_localize(None) for c in TIME_COLUMNS
+             if c in frame and isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
+    return frame.assign(**naive) if naive else frame
+
+
+def time_text(value, zone: str | None) -> str:
+    """A time for a record: ISO text in ``zone`` (with its offset) for a UTC instant."""
+    if zone is None or not isinstance(value, np.datetime64):
+        return str(value)
+    return pd.Timestamp(value).tz_localize("UTC").tz_convert(zone).isoformat()
 
 
 def float_column(table: pa.Table, name: str) -> np.ndarray:
@@ -89,14 +140,15 @@ def split_by_series(cfg) -> bool:
     return by == "series"
 
 
-def split_boundaries(split, times: np.ndarray, time_col: str):
+def split_boundaries(split, times: np.ndarray, time_col: str, zone: str | None = None):
     if split.val_start is not None and split.test_start is not None:
-        val_start = as_time(split.val_start, times, "data.split.val_start")
-        test_start = as_time(split.test_start, times, "data.split.test_start")
+        val_start = as_time(split.val_start, times, "data.split.val_start", zone)
+        test_start = as_time(split.test_start, times, "data.split.test_start", zone)
         if not times.min() < val_start < test_start <= times.max():
             raise SeqtrainError(
                 f"data.split: need {time_col} min < val_start < test_start <= max, got "
-                f"{times.min()} < {val_start} < {test_start} <= {times.max()}"
+                f"{time_text(times.min(), zone)} < {time_text(val_start, zone)} < "
+                f"{time_text(test_start, zone)} <= {time_text(times.max(), zone)}"
             )
         return val_start, test_start
     if (split.val_start is None) != (split.test_start is None):
@@ -110,17 +162,30 @@ def split_boundaries(split, times: np.ndarray, time_col: str):
     return bounds
 
 
-def as_time(value, times: np.ndarray, key: str):
-    """``value`` (a config setting) as a value of the time column ``times``."""
+def as_time(value, times: np.ndarray, key: str, zone: str | None = None):
+    """``value`` (a config setting) as a value of the time column ``times`` (UTC instants when
+    the column has a ``zone``). A date or time without an offset is read in the table's zone, as
+    its rows are written (``2023-01-01`` is midnight in New York for a New York table); one with
+    an offset (``2023-01-01T00:00-05:00``, ``...Z``) is that instant. A table without a zone
+    takes times without an offset only."""
     try:
-        if np.issubdtype(times.dtype, np.datetime64):
-            return np.datetime64(pd.Timestamp(str(value)).tz_localize(None), "ns")
-        return times.dtype.type(value)
-    except (ValueError, TypeError):
-        raise SeqtrainError(f"{key}: cannot read {value!r} as a value of the time column") from None
+        if not np.issubdtype(times.dtype, np.datetime64):
+            return times.dtype.type(value)
+        stamp = pd.Timestamp(str(value))
+        if stamp.tz is None and zone is not None:
+            stamp = stamp.tz_localize(zone)
+    except (ValueError, TypeError) as exc:
+        raise SeqtrainError(f"{key}: cannot read {value!r} as a value of the time column"
+                            + (f" in {zone} ({first_line(exc)})" if zone else "")) from None
+    if stamp.tz is not None and zone is None:
+        raise SeqtrainError(f"{key}: {value!r} has a time zone but the time column has none; "
+                            "give it without an offset, as the table's times are written")
+    if stamp.tz is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(stamp, "ns")
 
 
-def in_period(split, times: np.ndarray) -> np.ndarray | None:
+def in_period(split, times: np.ndarray, zone: str | None = None) -> np.ndarray | None:
     """Which rows lie in ``[data.split.train_start, data.split.test_end)`` (a walk-forward
     fold's period); None when neither is set."""
     start, end = split.get("train_start"), split.get("test_end")
@@ -128,9 +193,9 @@ def in_period(split, times: np.ndarray) -> np.ndarray | None:
         return None
     keep = np.ones(len(times), bool)
     if start is not None:
-        keep &= times >= as_time(start, times, "data.split.train_start")
+        keep &= times >= as_time(start, times, "data.split.train_start", zone)
     if end is not None:
-        keep &= times < as_time(end, times, "data.split.test_end")
+        keep &= times < as_time(end, times, "data.split.test_end", zone)
     return keep
 
 
@@ -155,15 +220,18 @@ def check_classes(classes: list, target: str) -> None:
         )
 
 
-def check_known_classes(ids: np.ndarray, values: np.ndarray, split: str, classes: list, target: str) -> None:
+def check_known_classes(ids: np.ndarray, values: np.ndarray, split: str, classes: list, target: str,
+                        label: str = "value") -> None:
     """Refuse labels of ``split``'s windows (class ``ids``, -1 for a class unseen in training
-    rows; ``values`` as in the file) whose class the model never saw."""
+    rows; ``values`` as in the file, or built by ``data.label``) whose class the model never saw."""
     unknown = ids < 0
     if unknown.any():
-        seen = sorted({str(v) for v in values[unknown].tolist()})
+        seen = validate.name_list(sorted({str(v) for v in values[unknown].tolist()}))
+        fix = ("move data.split boundaries, or widen data.dead_zone (a move within it is flat)"
+               if label == "direction" else "move data.split boundaries")
         raise SeqtrainError(
-            f"data.target: {target!r} has class(es) {', '.join(seen)} in the {split} split that "
-            f"never occur in training rows (classes: {classes}); move data.split boundaries"
+            f"data.target: {target!r} has class(es) {seen} in the {split} split that "
+            f"never occur in training rows (classes: {classes}); {fix}"
         )
 
 

@@ -10,7 +10,12 @@ its past values, never the move.
 - ``value``: the target itself (no move);
 - ``return`` / ``log_return``: the move as a simple or log return (regression);
 - ``direction``: ``up`` when the return exceeds ``+dead_zone``, ``down`` below ``-dead_zone``,
-  ``flat`` between (classification; with ``dead_zone=0`` the classes are ``down``/``up``).
+  ``flat`` between, bounds included (classification). With ``dead_zone=0`` a strictly positive
+  move is ``up``, a strictly negative one ``down`` and a move of exactly zero (an unchanged
+  price, common on tick-rounded bars) ``flat``: never counted as a fall. The class list is fit on
+  training rows like every statistic, so ``flat`` is a class only when some training move is
+  flat; a validation or test move of a class training never saw is refused in training, and has
+  no truth (``y_true`` missing) when predicting a new table.
 
 ``data.target_kind``: ``price`` (returns from the ratio of the two prices) or ``return`` (the
 target holds per-row simple returns, compounded over the ``h`` rows). A dead zone written as
@@ -129,7 +134,7 @@ def fit_dead_zone(spec: LabelSpec, train_moves: np.ndarray) -> float:
 
 def labels_from_moves(kind: str, log_moves: np.ndarray, dead_zone: float) -> np.ndarray:
     """The label of each row from its move: returns (float, NaN where undefined), or directions
-    (object: "down"/"flat"/"up", None where undefined)."""
+    (object: "down"/"flat"/"up", None where undefined; a zero move is flat whatever the dead zone)."""
     if kind == "log_return":
         return log_moves
     simple = np.expm1(log_moves)
@@ -138,9 +143,9 @@ def labels_from_moves(kind: str, log_moves: np.ndarray, dead_zone: float) -> np.
     out = np.full(len(simple), None, dtype=object)
     defined = np.isfinite(simple)
     up = defined & (simple > dead_zone)
-    down = defined & (simple < -dead_zone) if dead_zone > 0 else defined & ~up
+    down = defined & (simple < -dead_zone)
     out[up], out[down] = "up", "down"
-    out[defined & ~up & ~down] = "flat"  # within the dead zone (none when it is 0)
+    out[defined & ~up & ~down] = "flat"  # within the dead zone, or no move at all
     return out
 
 

@@ -29,7 +29,10 @@ from seqtrain.data.columns import (
     split_boundaries,
     split_by_series,
     target_history_is_input,
+    time_text,
     time_values,
+    time_zone,
+    wall_times,
 )
 from seqtrain.data.labels import LabelSpec, check_levels, fit_dead_zone, labels_from_moves, moves
 from seqtrain.data.scaling import StandardScaler
@@ -78,6 +81,7 @@ class TableRows:
     target_kind: str  # numeric | categorical
     target_values: np.ndarray
     file_rows: np.ndarray  # each row's position in the file, for error messages
+    zone: str | None = None  # the time column's zone (times are UTC instants then), else None
 
     @property
     def x(self) -> np.ndarray:
@@ -93,12 +97,14 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     """Read, validate, split, fit statistics on training rows and index the windows: the steps
     below, in this order (the split comes first, so that every statistic sees training rows only)."""
     validate.check_window_settings(cfg)
-    time_col, group_col, target, features = validate.resolve_columns(source.read_schema(path), cfg, path)
+    schema = source.read_schema(path)
+    time_col, group_col, target, features = validate.resolve_columns(schema, cfg, path)
     rows = read_rows(cfg, task, path, time_col, group_col, target, features)
+    rows.zone = time_zone(schema, time_col)
     keep_period(cfg.split, rows)
-    row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col)
+    row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col, rows.zone)
     train_rows = row_split == TRAIN
-    cycles = calendar_cycles(cfg, rows.times, train_rows, time_col)
+    cycles = calendar_cycles(cfg, rows.times, train_rows, time_col, rows.zone)
     contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
     values, log_moves = fit_labels(cfg, contract, rows, train_rows)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
@@ -106,11 +112,11 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     ends = cut_windows(cfg, rows, row_split)
     by_split = None
     if task == "classification":
-        by_split = _window_classes(cfg, labels, values, ends, contract.classes, target)
+        by_split = _window_classes(cfg, labels, values, ends, contract, target)
         contract.class_counts, contract.class_weights = class_balance(by_split[0])
     contract.record = {
-        "split": {"by": cfg.split.get("by", "time"), "val_start": str(val_start),
-                  "test_start": str(test_start)},
+        "split": {"by": cfg.split.get("by", "time"), "val_start": time_text(val_start, rows.zone),
+                  "test_start": time_text(test_start, rows.zone)},
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
@@ -165,7 +171,7 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
 def keep_period(split, rows: TableRows) -> None:
     """``data.split.train_start`` / ``test_end`` (a walk-forward fold's period): rows outside
     ``[train_start, test_end)`` are left out before anything is split or fit."""
-    keep = in_period(split, rows.times)
+    keep = in_period(split, rows.times, rows.zone)
     if keep is None:
         return
     if not keep.any():
@@ -176,25 +182,28 @@ def keep_period(split, rows: TableRows) -> None:
     rows.series_names = [rows.series_names[i] for i in present]
 
 
-def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str):
-    """Split id per row (chronological, on one time axis or per series) and the boundaries."""
+def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str, zone: str | None = None):
+    """Split id per row (chronological, on one time axis or per series) and the boundaries
+    (UTC instants for a column with a ``zone``, where dates without an offset are read)."""
     if split_by_series(cfg):
         bounds = series_bounds(series)
         cuts = series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test)
         return assign_splits_by_row(row_numbers(bounds), series, cuts), "per series", "per series"
-    val_start, test_start = split_boundaries(cfg.split, times, time_col)
+    val_start, test_start = split_boundaries(cfg.split, times, time_col, zone)
     return assign_splits(times, val_start, test_start), val_start, test_start
 
 
-def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: str) -> list[str]:
+def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: str,
+                    zone: str | None = None) -> list[str]:
     """``data.time_features``: the calendar cycles that vary over training rows (a statistic
-    like any other); their sine/cosine columns follow the features."""
+    like any other), on the clock of the table's ``zone``; their sine/cosine columns follow
+    the features."""
     if not cfg.time_features:
         return []
     if not np.issubdtype(times.dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
-    return varying_cycles(cycle_ranges(times[train_rows]))
+    return varying_cycles(cycle_ranges(wall_times(times[train_rows], zone)))
 
 
 def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray):
@@ -241,7 +250,7 @@ def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: 
         x = rows.block  # input_matrix's order (features, then the history), filled in place
         x[:, -1] = rows.target_values
     else:
-        x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None)
+        x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None, rows.zone)
     rows.block = None  # in the input matrix now: one copy of the features is enough
     scaler = (StandardScaler.fit(x, train_rows) if cfg.scaler == "standard"
               else StandardScaler.identity(x.shape[1]))
@@ -249,7 +258,7 @@ def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: 
         task=task, target=target, time_col=time_col, group_col=group_col, features=list(rows.features),
         calendar_cycles=cycles, target_history=history, inputs=input_names, known_future=known_future,
         window=WindowSpec.from_config(cfg), scaler=scaler, scaler_kind=cfg.scaler,
-        time_dtype=str(rows.times.dtype), series_names=list(rows.series_names),
+        time_dtype=str(rows.times.dtype), time_zone=rows.zone, series_names=list(rows.series_names),
         nan_policy=cfg.nan_policy, sort=bool(cfg.sort), target_kind=rows.target_kind,
     )
     return contract, scaler.transform(x, out=x)  # scaled in place: x is this function's own copy
@@ -269,14 +278,14 @@ def cut_windows(cfg, rows: TableRows, row_split: np.ndarray) -> dict[str, np.nda
     return ends
 
 
-def _window_classes(cfg, labels, values, ends, classes, target) -> list[list[int]]:
+def _window_classes(cfg, labels, values, ends, contract: DataState, target) -> list[list[int]]:
     """Class counts among each split's window labels (train, val, test); refuse validation or
     test windows whose class training never saw."""
-    counts = []
+    counts, classes = [], contract.classes
     for name in SPLIT_NAMES:
         rows = ends[name] + cfg.horizon
         if name != "train":
-            check_known_classes(labels[rows], values[rows], name, classes, target)
+            check_known_classes(labels[rows], values[rows], name, classes, target, contract.label)
         counts.append(np.bincount(labels[rows], minlength=len(classes)).tolist())
     return counts
 

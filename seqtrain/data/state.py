@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from seqtrain.data import validate
-from seqtrain.data.columns import float_column, label_values
+from seqtrain.data.columns import float_column, label_values, time_zone, wall_times
 from seqtrain.data.labels import labels_from_moves, moves
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.time_features import calendar_features
@@ -28,12 +28,13 @@ from seqtrain.errors import SeqtrainError
 
 
 def input_matrix(features: np.ndarray, times: np.ndarray, cycles: list[str],
-                 target_values: np.ndarray | None) -> np.ndarray:
-    """Unscaled inputs in their one order: feature columns, calendar columns of ``cycles``, then
-    the target's own history (when given)."""
+                 target_values: np.ndarray | None, zone: str | None = None) -> np.ndarray:
+    """Unscaled inputs in their one order: feature columns, calendar columns of ``cycles`` (on
+    the clock of the time column's ``zone``: ``times`` are UTC instants then), then the target's
+    own history (when given)."""
     x = features
     if cycles:
-        x = np.column_stack([x, calendar_features(times, cycles)[0]])
+        x = np.column_stack([x, calendar_features(wall_times(times, zone), cycles)[0]])
     if target_values is not None:
         x = np.column_stack([x, np.asarray(target_values, np.float32)])
     return x
@@ -59,6 +60,8 @@ class DataState:
     scaler_kind: str
     time_dtype: str
     series_names: list
+    time_zone: str | None = None  # the training table's zone: times are UTC instants, calendars local
+    checks_zone: bool = True  # False for a data state saved before the zone was recorded
     nan_policy: str = "error"
     sort: bool = False
     target_kind: str = "numeric"
@@ -124,7 +127,7 @@ class DataState:
         """Scaled inputs ``(N, len(inputs))`` from the feature columns, the times (calendar
         columns) and the target's values (its own history), by the training rules."""
         x = input_matrix(features, times, self.calendar_cycles,
-                         target_values if self.target_history else None)
+                         target_values if self.target_history else None, self.time_zone)
         return np.ascontiguousarray(self.scaler.transform(x))
 
     def check_schema(self, schema: pa.Schema, path: str) -> None:
@@ -135,7 +138,7 @@ class DataState:
                 why = ("the target's history is an input" if column == self.target else "used in training")
                 raise SeqtrainError(
                     f"data.path: column {column!r} is missing from {path} ({why}); the table needs "
-                    f"{', '.join(self.needed_columns)}"
+                    f"{validate.name_list(self.needed_columns)}"
                 )
         numeric = [*self.features, *([self.target] if self.target_history else [])]
         for column in numeric:
@@ -153,6 +156,26 @@ class DataState:
                 f"data.path: time column {self.time_col!r} of {path} is {kind}; the model was trained "
                 f"on {trained}"
             )
+        self._check_zone(schema, path)
+
+    def _check_zone(self, schema: pa.Schema, path: str) -> None:
+        """Times with a zone and times without one cannot be matched (which clock would a naive
+        time be?): one line when the table and the training table differ in that. Any two
+        zones match (their instants are compared, calendars read on the training zone's clock)."""
+        kind = schema.field(self.time_col).type
+        if not self.checks_zone or not pa.types.is_timestamp(kind):
+            return
+        zone = time_zone(schema, self.time_col)
+        if self.time_zone is not None and zone is None:
+            raise SeqtrainError(
+                f"data.path: time column {self.time_col!r} of {path} has no time zone; the model was "
+                f"trained on times in {self.time_zone}: give them their zone (pandas: "
+                f".dt.tz_localize({self.time_zone!r}))")
+        if self.time_zone is None and zone is not None:
+            raise SeqtrainError(
+                f"data.path: time column {self.time_col!r} of {path} is in {zone}; the model was trained "
+                "on times without a zone: drop it on the clock training used (pandas: "
+                ".dt.tz_convert('UTC').dt.tz_localize(None) for UTC)")
 
     # -- saving and loading --------------------------------------------------------------------
 
@@ -169,7 +192,8 @@ class DataState:
             "target_scaler": self.target_scaler.to_dict() if self.target_scaler else None,
             "target_kind": self.target_kind,
             "classes": self.classes, "class_weights": self.class_weights, "class_counts": self.class_counts,
-            "time_dtype": self.time_dtype, "nan_policy": self.nan_policy, "sort": self.sort,
+            "time_dtype": self.time_dtype, "time_zone": self.time_zone, "nan_policy": self.nan_policy,
+            "sort": self.sort,
             "label": {"kind": self.label, "target_kind": self.label_target_kind, "dead_zone": self.dead_zone},
             **self.record,
             "series": len(self.series_names),
@@ -181,8 +205,8 @@ class DataState:
         known = {"task", "target", "time_col", "group_col", "features", "calendar_cycles",
                  "target_history", "inputs", "known_future", "seq_length", "horizon", "output_steps",
                  "pad_short", "stride", "eval_stride", "embargo", "scaler", "target_scaler",
-                 "target_kind", "classes", "class_weights", "class_counts", "time_dtype", "nan_policy",
-                 "sort", "series", "series_names", "label"}
+                 "target_kind", "classes", "class_weights", "class_counts", "time_dtype", "time_zone",
+                 "nan_policy", "sort", "series", "series_names", "label"}
         label = state.get("label") or {"kind": "value", "target_kind": "price", "dead_zone": 0.0}
         window = WindowSpec(state["seq_length"], state["horizon"], state["output_steps"],
                             state.get("stride", 1), state.get("eval_stride", 1), state.get("embargo", 0),
@@ -195,6 +219,7 @@ class DataState:
             inputs=list(state["inputs"]), known_future=list(state["known_future"]), window=window,
             scaler=StandardScaler.from_dict(state["scaler"]), scaler_kind=state["scaler"]["kind"],
             time_dtype=state["time_dtype"], series_names=list(state["series_names"]),
+            time_zone=state.get("time_zone"), checks_zone="time_zone" in state,
             nan_policy=state.get("nan_policy", "error"), sort=bool(state.get("sort", False)),
             target_kind=state.get("target_kind", "numeric"),
             target_scaler=StandardScaler.from_dict(target_scaler) if target_scaler else None,

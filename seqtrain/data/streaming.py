@@ -48,7 +48,10 @@ from seqtrain.data.columns import (
     split_boundaries,
     split_by_series,
     target_history_is_input,
+    time_text,
     time_values,
+    time_zone,
+    wall_times,
 )
 from seqtrain.data.labels import LabelSpec, MoveStream, check_levels, fit_dead_zone, labels_from_moves
 from seqtrain.data.rows import RowBlock, known_label_lag, season_offsets, time_as_number
@@ -127,6 +130,10 @@ class _Source:
     features: list[str]
     period: object = None  # data.split, when it sets train_start/test_end
 
+    @property
+    def zone(self) -> str | None:
+        return time_zone(self.dataset.schema, self.time_col)
+
     def read(self, group, columns: list[str]) -> pa.Table:
         return read_in_period(group, self.dataset.schema, columns, self.time_col, self.period)
 
@@ -182,7 +189,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     scan = _scan_series(src, cfg, path)
     src.groups = scan.groups  # later passes and every epoch skip groups without rows of the period
     by_series = split_by_series(cfg)
-    cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series)
+    cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series, src.zone)
     if cfg.time_features and not np.issubdtype(scan.time_dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
@@ -206,8 +213,8 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
     _refuse_empty_splits(windows, cfg)
     contract.record = {
-        "split": {"by": "series" if by_series else "time", "val_start": str(val_start),
-                  "test_start": str(test_start)},
+        "split": {"by": "series" if by_series else "time", "val_start": time_text(val_start, src.zone),
+                  "test_start": time_text(test_start, src.zone)},
         "rows": {name: int(fitted.split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": windows, "streaming": True, "row_groups": len(src.groups),
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split.tolist(), strict=True))}
@@ -235,15 +242,16 @@ def _input_contract(cfg, task: str, src: _Source, scan: _Scan, fitted: _Fit, use
         known_future=known_future_columns(cfg, input_names, target, calendar),
         window=WindowSpec.from_config(cfg), scaler_kind=cfg.scaler,
         scaler=_input_scaler(cfg, fitted.moments, features, input_names, calendar, bool(cfg.time_features)),
-        time_dtype=str(scan.time_dtype), series_names=scan.series_names, nan_policy=cfg.nan_policy,
+        time_dtype=str(scan.time_dtype), time_zone=src.zone, series_names=scan.series_names,
+        nan_policy=cfg.nan_policy,
         sort=bool(cfg.sort), target_kind=fitted.target_kind,
     )
 
 
-def _split_plan(cfg, scan: _Scan, time_col: str, by_series: bool):
+def _split_plan(cfg, scan: _Scan, time_col: str, by_series: bool, zone: str | None):
     """``(cuts, val_start, test_start)``: per-series row cuts, or the time axis's boundaries."""
     if not by_series:
-        return None, *split_boundaries(cfg.split, scan.axis, time_col)
+        return None, *split_boundaries(cfg.split, scan.axis, time_col, zone)
     lengths = np.zeros(len(scan.series_names), np.int64)
     for present, n_rows in zip(scan.group_series, scan.group_counts, strict=True):
         lengths[present] += n_rows
@@ -355,7 +363,7 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
             log_moves = stream.moves(codes, y)
             labels = labels_from_moves(spec.kind, log_moves, 0.0) if task == "regression" else log_moves
         history = use_target_history and target_kind == "numeric"
-        x = input_matrix(x, times, all_cycles, y if history else None)
+        x = input_matrix(x, times, all_cycles, y if history else None, src.zone)
         if cuts is None:
             row_split = assign_splits(times, val_start, test_start)
         else:
@@ -364,7 +372,8 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
         train = row_split == TRAIN
         if train.any():
             moments = _merge(moments, x[train])
-            for name, (a, b) in (cycle_ranges(times[train]).items() if all_cycles else ()):
+            for name, (a, b) in (cycle_ranges(wall_times(times[train], src.zone)).items()
+                                 if all_cycles else ()):
                 low, high = cycles.get(name, (a, b))
                 cycles[name] = (min(low, a), max(high, b))
             if spec.kind == "direction":  # classes once the dead zone is known (after the pass)
@@ -680,7 +689,7 @@ def read_in_period(group, schema: pa.Schema, columns: list[str], time_col: str, 
     table = source.read_row_group(group, schema, columns)
     if period is None:
         return table
-    keep = in_period(period, time_values(table.column(time_col), time_col))
+    keep = in_period(period, time_values(table.column(time_col), time_col), time_zone(schema, time_col))
     return table if keep.all() else table.filter(pa.array(keep))
 
 
@@ -789,7 +798,7 @@ def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, cuts, v
         for split, name in enumerate(SPLIT_NAMES):
             rows = spec.label_rows(row_number, row_split, codes, segments, split)
             if split != TRAIN:
-                check_known_classes(ids[rows], values[rows], name, classes, src.target)
+                check_known_classes(ids[rows], values[rows], name, classes, src.target, contract.label)
             counts[split] += np.bincount(ids[rows], minlength=len(classes))
     return counts
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 
@@ -36,6 +38,20 @@ def check_window_settings(cfg) -> None:
             )
 
 
+PLAIN_NAME = re.compile(r"[\w.\-]+")  # a name that reads the same bare, in a list and on the command line
+
+
+def name_text(name) -> str:
+    """A column name as a message shows it: bare when plain (``ret``, ``Δprice``), else quoted
+    (``'ret,1d'``, ``'sma(5)'``, ``'a b'``), so that a list of names is never ambiguous."""
+    text = str(name)
+    return text if PLAIN_NAME.fullmatch(text) else repr(text)
+
+
+def name_list(names) -> str:
+    return ", ".join(name_text(n) for n in names)
+
+
 def is_numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
 
@@ -49,7 +65,8 @@ def resolve_columns(schema: pa.Schema, cfg, path: str) -> tuple[str, str | None,
             raise SeqtrainError(f"data.{key}: not set; name a column of {path}")
         if column not in names:
             raise SeqtrainError(
-                f"data.{key}: column {column!r} not found in {path} (columns: {', '.join(names)})"
+                f"data.{key}: column {column!r} not found in {path} (columns: {name_list(names)})"
+                + _quote_hint(key, column, names)
             )
 
     need("time_col", cfg.time_col)
@@ -91,8 +108,17 @@ def unused_columns(schema: pa.Schema, cfg) -> list[str]:
     if cfg.features is not None:
         return []
     reserved = {cfg.time_col, cfg.group_col, cfg.target}
-    return [f"{n} ({schema.field(n).type})" for n in schema.names
+    return [f"{name_text(n)} ({schema.field(n).type})" for n in schema.names
             if n not in reserved and not is_numeric(schema.field(n).type)]
+
+
+def _quote_hint(key: str, column: str, names: list[str]) -> str:
+    """When ``column`` is a piece of a name that holds a comma (``ret`` of ``ret,1d``), the
+    command line split that name: say how to quote it."""
+    whole = next((n for n in names if "," in n and column in n.split(",")), None)
+    if whole is None or key != "features":
+        return ""
+    return f"; quote names that hold commas: data.features=[{whole!r}]"
 
 
 def first_bad(mask: np.ndarray) -> int:

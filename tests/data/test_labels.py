@@ -51,7 +51,7 @@ def test_directions_with_and_without_a_dead_zone():
     log_moves = np.log1p(np.array([-0.02, -0.0005, 0.0, 0.0004, 0.03, np.nan]))
     assert labels_from_moves("direction", log_moves, 0.001).tolist() == ["down", "flat", "flat", "flat",
                                                                            "up", None]
-    assert labels_from_moves("direction", log_moves, 0.0).tolist() == ["down", "down", "down", "up",
+    assert labels_from_moves("direction", log_moves, 0.0).tolist() == ["down", "down", "flat", "up",
                                                                          "up", None]
 
 
