@@ -85,6 +85,7 @@ def _new_run_dir() -> Path:
         run_dir = stamp.with_name(stamp.name + (f"-{n}" if n else ""))
         try:
             run_dir.mkdir(parents=True)
+            (run_dir / ".hydra").mkdir()  # claimed, as a given run_dir is
             return run_dir
         except FileExistsError:
             continue
@@ -97,7 +98,7 @@ def _train_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> Run:
     from seqtrain.cli import _quiet_libraries
     from seqtrain.training import train as train_run
 
-    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     (run_dir / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides) + "\n")
     _quiet_libraries()
@@ -116,6 +117,19 @@ def _train_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> Run:
     return load(run_dir)
 
 
+def _release(run_dir: Path, created: bool) -> None:
+    """Undo a claimed run folder: removed when this fit made it, else emptied (it was empty
+    when claimed, and everything in it since is this fit's)."""
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink()
+
+
 def load(path: str | Path) -> Run:
     """The finished run in folder ``path``."""
     return Run(path)
@@ -127,7 +141,7 @@ class Run:
     def __init__(self, path: str | Path):
         from seqtrain.data.state import DataState
 
-        self.path = Path(path).expanduser()
+        self.path = Path(path).expanduser().absolute()  # still found after os.chdir
         config = self.path / ".hydra" / "config.yaml"
         if not config.exists():
             raise SeqtrainError(f"run: {self.path} is not a seqtrain run folder (no .hydra/config.yaml)")
@@ -276,7 +290,8 @@ class SequenceModel:
         target = str(y.name) if y.name is not None else "target"
         if target in map(str, X.columns):
             raise SeqtrainError(f"y: its name {target!r} is also a column of X; rename one of them")
-        run_dir = self._free_run_dir()
+        _check_columns(X, (time_col, group_col))
+        self._free_run_dir()
         table = _as_table(X, y, target)
         overrides = self._overrides()
         cfg = compose([*self._PENDING, *overrides])
@@ -288,12 +303,17 @@ class SequenceModel:
         if X_val is not None:
             table = self._with_validation(table, X_val, y_val, target, (time_col, group_col), cfg)
         check_config(cfg)
-        run_dir = run_dir or _new_run_dir()
-        data_path = run_dir / "data" / "train.parquet"
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_parquet(data_path, index=False)
-        data.path = str(data_path)
-        self.run_ = _train_config(cfg, overrides, run_dir)
+        run_dir, created = self._claim_run_dir()
+        try:
+            data_path = run_dir / "data" / "train.parquet"
+            data_path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_parquet(data_path, index=False)
+            data.path = str(data_path)
+            self.run_ = _train_config(cfg, overrides, run_dir)
+        except SeqtrainError:
+            if not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists():
+                _release(run_dir, created)  # refused on its data: nothing to keep, free for a retry
+            raise
         self._fitted(X, target, time_col, group_col)
         return self
 
@@ -327,16 +347,31 @@ class SequenceModel:
                                 f"ahead), not {cfg.data.embargo}; drop embargo")
 
     def _free_run_dir(self) -> Path | None:
-        """``run_dir`` as a Path, refused when it exists and is not empty (an earlier run, or
-        anything else of the user's, is never written over); None for a new folder per fit."""
+        """``run_dir`` as an absolute Path, refused when it exists and is not empty (an earlier
+        run, or anything else of the user's, is never written over); None for a new folder per fit."""
         if self.run_dir is None:
             return None
-        run_dir = Path(self.run_dir).expanduser()
+        run_dir = Path(self.run_dir).expanduser().absolute()
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             held = "already holds a run" if (run_dir / ".hydra").exists() else "exists and is not empty"
             raise SeqtrainError(f"run_dir: {run_dir} {held}; choose a new folder, or leave run_dir "
                                 "unset for a new outputs/DATE/TIME folder per fit")
         return run_dir
+
+    def _claim_run_dir(self) -> tuple[Path, bool]:
+        """The run folder, claimed by making its ``.hydra`` (which fails when another fit made it
+        first, so two processes never write into one folder), and whether this fit made the folder."""
+        run_dir = self._free_run_dir()
+        if run_dir is None:
+            return _new_run_dir().absolute(), True
+        created = not run_dir.exists()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / ".hydra").mkdir()
+        except FileExistsError:
+            raise SeqtrainError(f"run_dir: {run_dir} is being written by another fit; choose a new "
+                                "folder, or leave run_dir unset") from None
+        return run_dir, created
 
     def _with_validation(self, table: pd.DataFrame, X_val, y_val, target: str, index: tuple,
                          cfg: DictConfig) -> pd.DataFrame:
@@ -566,6 +601,25 @@ def _naive_times(X: pd.DataFrame) -> pd.DataFrame:
         return X.set_axis(naive.rename(X.index.name), axis=0)
     return X.set_axis(X.index.set_levels(X.index.levels[level].tz_convert("UTC").tz_localize(None),
                                          level=level), axis=0)
+
+
+def _check_columns(X: pd.DataFrame, index: tuple[str, str | None]) -> None:
+    """X's columns and rows as a table can hold them: unique names, none named like an index
+    level, and rows, each (time, series) once."""
+    names = [str(c) for c in X.columns]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise SeqtrainError(f"X: column {name!r} appears twice; give each column one name")
+        if name in index:
+            raise SeqtrainError(f"X: column {name!r} is also the name of an index level; rename one of them")
+        seen.add(name)
+    if X.empty:
+        raise SeqtrainError("X: no rows; give at least seq_length rows per series")
+    duplicated = X.index.duplicated()
+    if duplicated.any():
+        raise SeqtrainError(f"X: index entry {X.index[duplicated][0]!r} appears more than once; each "
+                            "time (per series) must be one row")
 
 
 def _as_table(X: pd.DataFrame, y: pd.Series, target: str) -> pd.DataFrame:

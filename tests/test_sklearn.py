@@ -125,3 +125,39 @@ def test_fit_inside_a_hydra_app_and_in_threads(quick):
         scores = cross_val_score(SequenceModel("lstm", label_ahead=1, **TINY_FIT), X, y, n_jobs=2,
                                  cv=TimeSeriesSplit(n_splits=2), error_score="raise")
     assert scores.shape == (2,)
+
+
+def test_run_dir_is_claimed_once(quick, monkeypatch):
+    first, second = (SequenceModel(run_dir="shared") for _ in range(2))
+    # both processes passed the emptiness check before either wrote: only one claims the folder
+    monkeypatch.setattr(SequenceModel, "_free_run_dir", lambda self: (quick / "shared").absolute())
+    assert first._claim_run_dir() == ((quick / "shared").absolute(), True)
+    with pytest.raises(SeqtrainError, match="being written by another fit"):
+        second._claim_run_dir()
+
+
+def test_a_fit_refused_on_its_data_leaves_no_folder(quick, monkeypatch):
+    X, y = _bars(120)
+    short = SequenceModel("lstm", label_ahead=1, **TINY_FIT)
+    with pytest.raises(SeqtrainError):
+        short.fit(X[:5], y[:5])  # shorter than one window: refused by the data layer
+    assert not list(quick.glob("outputs/*/*"))
+    (quick / "empty").mkdir()
+    for run_dir in ("new", "empty"):
+        with pytest.raises(SeqtrainError):
+            short.set_params(run_dir=run_dir).fit(X[:5], y[:5])
+    assert not (quick / "new").exists() and list((quick / "empty").iterdir()) == []
+    twice = pd.concat([X[:60], X[:60]])
+    with pytest.raises(SeqtrainError, match="X: index entry .* appears more than once"):
+        short.fit(twice, y.reindex(twice.index))
+    with pytest.raises(SeqtrainError, match="X: column 'lead' appears twice"):
+        short.fit(pd.concat([X, X[["lead"]]], axis=1), y)
+    with pytest.raises(SeqtrainError, match="X: column 'time' is also the name of an index level"):
+        short.fit(X.assign(time=1.0), y)
+    with pytest.raises(SeqtrainError, match="X: no rows"):
+        short.fit(X[:0], y[:0])
+    model = short.set_params(run_dir="new").fit(X, y)  # the retry is free to use the folder
+    assert model.run_.path == quick / "new"
+    (quick / "elsewhere").mkdir()
+    monkeypatch.chdir(quick / "elsewhere")  # the run is still found: its path is absolute
+    assert model.run_.path.is_absolute() and model.predict(X).notna().sum() == 120 - 7
