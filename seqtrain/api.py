@@ -206,7 +206,9 @@ class SequenceModel:
     is given with ``label_ahead=k``: the forecast at row ``t`` is then for ``y[t]`` itself
     (``horizon=0``) and the ``k`` rows after each split boundary are embargoed
     (``data.embargo=k``), so that no training label reads into the validation or test rows; a
-    ``horizon`` other than 0, or an embargo under ``k``, beside it is refused.
+    ``horizon`` other than 0, or an embargo under ``k``, beside it is refused. The last ``k`` rows
+    of each series may have no label yet (``close.shift(-1)`` ends in NaN): fit leaves those rows
+    out; any other missing label is refused.
 
     Settings: ``model`` (lstm, gru, tcn, ...); ``task``; ``seq_length``, ``horizon``,
     ``output_steps``, ``batch_size``, ``max_epochs``, ``lr``, ``seed``, ``embargo``, ...
@@ -292,6 +294,7 @@ class SequenceModel:
             raise SeqtrainError(f"y: its name {target!r} is also a column of X; rename one of them")
         _check_columns(X, (time_col, group_col))
         self._free_run_dir()
+        X, y = self._labelled(X, y, "y")
         table = _as_table(X, y, target)
         overrides = self._overrides()
         cfg = compose([*self._PENDING, *overrides])
@@ -334,6 +337,29 @@ class SequenceModel:
         for key, value in settings.items():
             overrides.append(f"{self.TRAINING_KEYS.get(key, f'model.{key}')}={_override_value(value)}")
         return [*overrides, *(self.overrides or [])]
+
+    def _labelled(self, X: pd.DataFrame, y: pd.Series, name: str) -> tuple[pd.DataFrame, pd.Series]:
+        """``X``, ``y`` without the rows whose label is not known yet: with ``label_ahead=k``
+        the last k rows of each series (a look-ahead label always ends so); any other missing
+        or infinite label is refused."""
+        if not X.index.equals(y.index):
+            raise SeqtrainError(f"{name}: its index differs from X's; give it on the same "
+                                "(time[, series]) index")
+        bad = y.isna().to_numpy().copy()
+        if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
+            bad |= ~np.isfinite(y.to_numpy(float, na_value=np.nan))
+        k = self.label_ahead
+        if k and bad.any():
+            times = pd.Series(X.index.get_level_values(_time_level(X)).to_numpy())
+            level = _time_level(X)
+            series = X.index.get_level_values(1 - level) if X.index.nlevels == 2 else np.zeros(len(X))
+            last = (times.groupby(series).rank(ascending=False, method="first") <= k).to_numpy()
+            X, y, bad = X[~(bad & last)], y[~(bad & last)], bad[~(bad & last)]
+        if bad.any():
+            allowed = f" (label_ahead={k}: only each series' last {k} rows may lack one)" if k else ""
+            raise SeqtrainError(f"{name}: {int(bad.sum())} missing or infinite label(s), the first at "
+                                f"{y.index[bad][0]!r}; every row needs its label{allowed}")
+        return X, y
 
     def _check_label_ahead(self, cfg: DictConfig) -> None:
         k = self.label_ahead
@@ -380,6 +406,7 @@ class SequenceModel:
             raise SeqtrainError("fit: X_val given without y_val (a Series on X_val's index)")
         if _index_columns(X_val) != index:
             raise SeqtrainError(f"X_val: indexed by {_index_columns(X_val)}; index it as X is, by {index}")
+        X_val, y_val = self._labelled(X_val, y_val, "y_val")
         val, time_col = _as_table(X_val, y_val.rename(target), target), index[0]
         times = np.unique(val[time_col].to_numpy())
         if len(times) < 2 or times[0] <= table[time_col].to_numpy().max():

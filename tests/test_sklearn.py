@@ -161,3 +161,16 @@ def test_a_fit_refused_on_its_data_leaves_no_folder(quick, monkeypatch):
     (quick / "elsewhere").mkdir()
     monkeypatch.chdir(quick / "elsewhere")  # the run is still found: its path is absolute
     assert model.run_.path.is_absolute() and model.predict(X).notna().sum() == 120 - 7
+
+
+def test_label_ahead_leaves_out_the_rows_without_a_label_yet(quick):
+    X, y = _bars(120)
+    close = (100 + X["lead"].cumsum()).rename("close")
+    model = SequenceModel("lstm", task="regression", label_ahead=1, **TINY_FIT).fit(X, close.shift(-1))
+    assert len(pd.read_parquet(model.run_.path / "data" / "train.parquet")) == 119  # the last row: no label yet
+    hole = close.shift(-1)
+    hole.iloc[50] = np.nan
+    for label_ahead, label in ((1, hole), (None, close.shift(-1))):
+        with pytest.raises(SeqtrainError, match=r"^y: 1 missing or infinite label\(s\), the first at ") as err:
+            model.set_params(label_ahead=label_ahead).fit(X, label)
+        assert "ffill" not in str(err.value) and "data.target" not in str(err.value)
