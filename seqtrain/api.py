@@ -457,13 +457,26 @@ class SequenceModel:
             if not isinstance(y, pd.Series) or not X.index.equals(y.index):
                 raise SeqtrainError("y: a pandas Series on X's index is needed")
             frame[self.target_] = y.to_numpy()
+        if not self._has_window(frame, group_col):  # NaN for every row, as for any row short of history
+            return pd.DataFrame(columns=["window_end", "step", *([group_col] if group_col else []), "y_pred"])
         return run.predict(frame)
+
+    def _has_window(self, frame: pd.DataFrame, group_col: str | None) -> bool:
+        """Whether some series of ``frame`` is long enough for one window (the predictor's rule)."""
+        predictor = self._run().predictor()
+        spec = predictor.state.window
+        need = spec.rows if predictor.needs_label_rows else spec.history
+        sizes = frame.groupby(group_col).size() if group_col else pd.Series([len(frame)])
+        return bool(len(frame)) and int(sizes.max()) >= need
 
     def _on_index(self, X: pd.DataFrame, forecasts: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         """Forecast columns for each row of ``X`` (the window ending at it), on ``X``'s index."""
         state = self._run().data_state
         keys = ["window_end", *([state.group_col] if state.group_col else [])]
         steps = state.window.output_steps
+        if forecasts.empty:
+            names = columns if steps == 1 else [f"{c}_step{s}" for c in columns for s in range(1, steps + 1)]
+            return pd.DataFrame(np.nan, index=X.index, columns=names)
         wide = forecasts.pivot_table(index=keys, columns="step", values=columns, aggfunc="first")
         if steps == 1:
             wide.columns = [c for c, _ in wide.columns]
@@ -491,6 +504,8 @@ class SequenceModel:
             raise SeqtrainError("predict_proba: only for task=classification")
         forecasts = self._forecasts(X)
         columns = [c for c in forecasts.columns if c.startswith("prob_")]
+        if forecasts.empty:
+            columns = [f"prob_{c}" for c in self.classes_]
         out = self._on_index(X, forecasts, columns)
         out.columns = [c.removeprefix("prob_") for c in out.columns]
         return out
@@ -531,7 +546,7 @@ class SequenceModel:
         fitted = {"index_names": self.index_names_, "target": self.target_, "time_zone": self.time_zone_,
                   "features": list(self.feature_names_in_)}
         (path / "sequence_model.json").write_text(json.dumps({"params": params, "fitted": fitted},
-                                                             indent=2, default=str))
+                                                             indent=2, default=_json_value))
         return path
 
     @classmethod
@@ -589,6 +604,13 @@ def forecast_scorer(metric: str = "mae"):
 
     scorer.__name__ = f"forecast_{metric}"
     return scorer
+
+
+def _json_value(value):
+    """A parameter JSON cannot write as it is: numpy numbers as numbers (a loaded model refits)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist() if isinstance(value, np.ndarray) else value.item()
+    return str(value)
 
 
 def _index_columns(X: pd.DataFrame) -> tuple[str, str | None]:

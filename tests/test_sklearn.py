@@ -167,10 +167,24 @@ def test_label_ahead_leaves_out_the_rows_without_a_label_yet(quick):
     X, y = _bars(120)
     close = (100 + X["lead"].cumsum()).rename("close")
     model = SequenceModel("lstm", task="regression", label_ahead=1, **TINY_FIT).fit(X, close.shift(-1))
-    assert len(pd.read_parquet(model.run_.path / "data" / "train.parquet")) == 119  # the last row: no label yet
+    # the last row has no label yet: left out
+    assert len(pd.read_parquet(model.run_.path / "data" / "train.parquet")) == 119
     hole = close.shift(-1)
     hole.iloc[50] = np.nan
     for label_ahead, label in ((1, hole), (None, close.shift(-1))):
-        with pytest.raises(SeqtrainError, match=r"^y: 1 missing or infinite label\(s\), the first at ") as err:
+        with pytest.raises(SeqtrainError, match=r"^y: 1 missing or infinite label\(s\), the first") as err:
             model.set_params(label_ahead=label_ahead).fit(X, label)
         assert "ffill" not in str(err.value) and "data.target" not in str(err.value)
+
+
+def test_save_keeps_numbers_and_short_x_predicts_nan(quick):
+    X, y = _bars(120)
+    model = SequenceModel("lstm", label_ahead=1, **{**TINY_FIT, "hidden_size": np.int64(8)},
+                          lr=np.float32(0.01)).fit(X, y)
+    loaded = SequenceModel.load(model.save(quick / "saved"))
+    params = loaded.get_params()
+    assert params["hidden_size"] == 8 and type(params["hidden_size"]) is int and type(params["lr"]) is float
+    for short in (X[:5], X[:0]):  # rows without a window: NaN, as for any row short of history
+        assert loaded.predict(short).isna().all() and len(loaded.predict(short)) == len(short)
+        proba = loaded.predict_proba(short)
+        assert list(proba.columns) == ["0", "1"] and proba.isna().all().all()
