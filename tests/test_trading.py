@@ -52,11 +52,11 @@ def test_a_perfect_call_earns_every_move_less_costs():
 
 
 def test_holding_periods_do_not_overlap_and_flat_stays_out():
-    moves = np.array([0.01, 0.5, -0.02, 0.5, 0.03, 0.5])  # the odd windows overlap the even ones
-    frame = _frame(moves, ["up", "up", "flat", "up", "up", "up"], horizon=2)
+    moves = np.array([0.5, 0.01, 0.5, -0.02, 0.5, 0.03])  # the even windows overlap the odd ones
+    frame = _frame(moves, ["up", "up", "up", "flat", "up", "up"], horizon=2)
     report = trading_report(frame, "symbol", horizon=2)
     model = report["model"]
-    assert model["periods"] == 3  # windows 0, 2, 4
+    assert model["periods"] == 3  # windows 5, 3, 1, counted back from the newest
     np.testing.assert_allclose(model["mean_return"], np.mean([0.01, 0.0, 0.03]))
     assert model["time_in_market"] == pytest.approx(2 / 3)
 
@@ -113,8 +113,9 @@ def test_a_missing_bar_moves_only_that_series_holds_and_cannot_beat_the_book():
     pd.testing.assert_frame_equal(a_before.reset_index(drop=True), a_after.reset_index(drop=True))
     b = after[after["series"] == "B"]
     day = ((b["start"] - pd.Timestamp("2024-01-01")) / DAY).to_numpy()
-    # B's hold from day 196 spans the gap (4 bars: 197, 198, 199, 201); the next starts at 201
-    np.testing.assert_array_equal(day, np.r_[np.arange(0, 200, 4), np.arange(201, 396, 4)])
+    # counted back from B's newest window (396 -> 400): the hold from day 199 spans the gap (4
+    # bars: 201, 202, 203, 204); before it 195 -> 199, ..., 3 -> 7 (no window ends by day 3)
+    np.testing.assert_array_equal(day, np.r_[np.arange(3, 200, 4), np.arange(204, 397, 4)])
     assert (b["start"].to_numpy()[1:] == b["end"].to_numpy()[:-1]).all()  # consecutive, never overlapping
 
 
@@ -132,6 +133,27 @@ def test_stride_h_and_stride_1_trade_the_same_book():
     assert reports[0]["model"] == reports[1]["model"]
     assert reports[0]["buy_and_hold"] == reports[1]["buy_and_hold"]
     assert reports[0]["model"]["periods"] == 20  # holds 0->3 ... 57->60
+
+
+def test_holds_are_counted_back_from_the_newest_window_as_a_stride_keeps_them():
+    # windows end on days 0..55, labels 4 days on; stride 4 keeps those ending on 3, 7, ..., 55
+    # (counted back from the newest): every window must give the same book, not one from day 0
+    rng = np.random.default_rng(3)
+    price = np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
+    calls = rng.choice(["up", "down", "flat"], 60)
+
+    def windows(ends):
+        times = pd.Timestamp("2024-01-01") + ends * DAY
+        move = price[ends + 4] / price[ends] - 1
+        return pd.DataFrame({"window_end": times, "time": times + 4 * DAY, "step": 1, "symbol": "A",
+                             "move": move, "y_pred": calls[ends], "y_true": np.where(move > 0, "up", "down")})
+
+    every, strided = (trading_report(windows(ends), "symbol", 4, cost_bps=5)
+                      for ends in (np.arange(0, 56), np.arange(55 % 4, 56, 4)))
+    assert every["model"] == strided["model"] and every["buy_and_hold"] == strided["buy_and_hold"]
+    assert every["equity"] == strided["equity"]
+    start = holds(windows(np.arange(0, 56)), "symbol")["start"]
+    assert ((start - pd.Timestamp("2024-01-01")) / DAY).tolist() == list(range(3, 56, 4))
 
 
 def test_a_stride_that_skips_windows_keeps_its_holds_and_says_how_long_it_held():
@@ -167,14 +189,16 @@ def test_the_hit_rate_compares_calls_with_their_labels_as_accuracy_does():
 
 def _three_series() -> pd.DataFrame:
     """Horizon 2 bars, daily, hand-made moves; C has no bar on day 3. The windows marked
-    'skipped' overlap a hold and are not traded (their moves would show if they were)."""
+    'skipped' overlap a hold and are not traded (their moves would show if they were): counted
+    back from each series' newest window, each earlier hold is the latest window whose label is
+    at or before the next hold's start."""
     rows = [  # series, end day, label day, call, move, truth
         ("A", 0, 2, "up", 0.21, "up"), ("A", 1, 3, "up", 9.0, "up"),  # skipped
         ("A", 2, 4, "down", 0.19, "up"), ("A", 4, 6, "flat", -0.19, "down"),
         ("B", 1, 3, "down", -0.44, "down"), ("B", 2, 4, "up", 5.0, "up"),  # skipped
         ("B", 3, 5, "up", -0.19, "down"),
         ("C", 0, 2, "up", 0.44, "up"), ("C", 1, 4, "up", 9.0, "up"),  # skipped
-        ("C", 2, 5, "up", 0.331, "up"), ("C", 4, 6, "up", 9.0, "up"),  # skipped: starts inside 2->5
+        ("C", 2, 5, "up", 0.331, "up"),
     ]
     frame = pd.DataFrame(rows, columns=["symbol", "end", "label", "y_pred", "move", "y_true"])
     start = pd.Timestamp("2024-01-01")

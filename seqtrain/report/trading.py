@@ -4,11 +4,12 @@ backtester (no fills, slippage model, position sizing or capital constraints).
 A book over time, not over row positions:
 
 - **Holds.** A window's call is held from its end (``window_end``) to its label row (``time``):
-  +1 after ``up``, -1 after ``down``, 0 after ``flat``. In each series the first window is a
-  hold, and each next hold is the first window that ends at or after the last hold's label time
-  (chosen by time, so a missing bar, a halt or a late listing moves that series' holds only, and
-  any ``data.eval_stride`` keeps the holds its windows allow). Windows whose label lies beyond
-  the table are left out.
+  +1 after ``up``, -1 after ``down``, 0 after ``flat``. In each series the newest window is a
+  hold, and each earlier hold is the latest window whose label time is at or before the next
+  hold's start (chosen by time, so a missing bar, a halt or a late listing moves that series'
+  holds only; counted back from the newest window, as ``data.eval_stride`` keeps windows, so a
+  stride of h trades the very holds of stride 1, and any stride the holds its windows allow).
+  Windows whose label lies beyond the table are left out.
 - **Calendar.** The sorted distinct hold starts and ends of all series are one calendar of
   rebalancing times; ``periods`` counts its intervals and ``per_year`` (the Sharpe's
   annualisation) is their number over the calendar's span in years.
@@ -44,8 +45,8 @@ YEAR_NS = 365.25 * 86_400e9
 def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
     """The windows the trading view trades, one row per series and hold, in time order:
     ``series``, ``start`` (window end), ``end`` (label time), ``call`` and ``truth`` (``y_true``
-    where given), ``move``. Each next hold of a series is its first window ending at or after the
-    last hold's end."""
+    where given), ``move``. A series' newest window is a hold, and each earlier hold the latest
+    window whose label time is at or before the next hold's start."""
     frame = predictions[predictions["step"] == 1] if "step" in predictions else predictions
     frame = frame[frame["move"].notna() & frame["time"].notna()]
     frame = frame.assign(window_end=_naive(frame["window_end"]), time=_naive(frame["time"]))
@@ -55,7 +56,7 @@ def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
     keep = end > start
     order = np.lexsort((start[keep], codes[keep]))
     rows = np.flatnonzero(keep)[order]
-    chosen = rows[_first_after(codes[rows], start[rows], end[rows])]
+    chosen = rows[_latest_before(codes[rows], start[rows], end[rows])]
     return pd.DataFrame({"series": series[chosen], "start": frame["window_end"].to_numpy()[chosen],
                          "end": frame["time"].to_numpy()[chosen], "call": frame["y_pred"].to_numpy()[chosen],
                          "truth": frame["y_true"].to_numpy()[chosen] if "y_true" in frame else None,
@@ -99,17 +100,20 @@ def _instants(column: pd.Series) -> np.ndarray:
     return values
 
 
-def _first_after(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Positions of the holds in windows sorted by series and start: per series the first
-    window, then the first one starting at or after the last hold's end (one step per hold)."""
+def _latest_before(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Positions of the holds in windows sorted by series and start: per series the newest
+    window, then each earlier hold the latest window whose label time is at or before the next
+    hold's start. Counted back from the newest window, as ``data.eval_stride`` keeps windows, so
+    that a stride trades the holds that every window would."""
     chosen = []
     edges = np.r_[0, np.flatnonzero(np.diff(codes)) + 1, len(codes)]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        following = lo + np.searchsorted(start[lo:hi], end[lo:hi], "left")  # > own position: end > start
-        i = lo
-        while i < hi:
-            chosen.append(i)
-            i = following[i - lo]
+        floor = np.minimum.accumulate(end[lo:hi][::-1])[::-1]  # earliest label from each window on
+        held, i = [], hi - 1
+        while i >= lo:  # the next i is earlier: every window from i on ends after start[i]
+            held.append(i)
+            i = lo + np.searchsorted(floor, start[i], "right") - 1
+        chosen.extend(held[::-1])
     return np.asarray(chosen, np.int64)
 
 
