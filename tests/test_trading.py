@@ -187,6 +187,22 @@ def test_the_hit_rate_compares_calls_with_their_labels_as_accuracy_does():
     assert model["hit_rate"] == pytest.approx(2 / 3)  # the flat call is no call
 
 
+def test_a_model_always_up_is_buy_and_hold_even_across_gaps():
+    # a stride of 4 with horizon 2 leaves a gap after every hold, and B's windows stop for a
+    # fold boundary: out of the market costs the exit and the re-entry in both books alike
+    rng = np.random.default_rng(4)
+    price = np.exp(np.cumsum(rng.normal(0, 0.01, 81)))
+    days = np.r_[np.arange(0, 30), np.arange(40, 81)]
+    frame = pd.concat([_bars("A", np.arange(81), 2, 4, lambda d: price[d]),
+                       _bars("B", days, 2, 1, lambda d: price[d] * 1.001 ** d)], ignore_index=True)
+    frame = frame[~((frame["window_end"] < pd.Timestamp("2024-01-01") + 30 * DAY)
+                    & (frame["time"] > pd.Timestamp("2024-01-01") + 30 * DAY))]  # purged at the boundary
+    report = trading_report(frame, "symbol", 2, cost_bps=10)
+    assert report["model"] == report["buy_and_hold"]
+    assert report["equity"]["model"] == report["equity"]["buy_and_hold"]
+    assert report["model"]["total_return"] < trading_report(frame, "symbol", 2)["model"]["total_return"]
+
+
 def _three_series() -> pd.DataFrame:
     """Horizon 2 bars, daily, hand-made moves; C has no bar on day 3. The windows marked
     'skipped' overlap a hold and are not traded (their moves would show if they were): counted

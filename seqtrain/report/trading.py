@@ -21,8 +21,10 @@ A book over time, not over row positions:
   that a series' intervals compound to exactly its hold's return; the book is exact when holds
   align. A short through a more than 100% rise books its loss in the hold's last interval.
 - **Costs.** ``cost_bps`` per unit of position change, charged in the hold's first interval; a
-  gap between two holds counts as going out and back in. Rebalancing between series is free.
-- **Buy-and-hold** is +1 on the same holds, one entry per series.
+  gap between two holds (a stride that skips windows, a fold boundary) is time out of the market
+  and costs the exit and the re-entry, in both books, so identical positions cost the same. The
+  last position is marked, not closed. Rebalancing between series is free.
+- **Buy-and-hold** is +1 on the same holds, under the same cost rule.
 
 ``time_in_market`` is the share of the calendar's span during which the book held a position
 (the active series' mean absolute position, weighted by time); ``hit_rate`` the share of the
@@ -118,12 +120,13 @@ def _latest_before(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.
 
 
 def _positions(chosen: pd.DataFrame, policy: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each hold's position and its change from the series' previous one (the model's, with a
-    gap between holds as out and back in), or +1 with one entry per series (buy-and-hold)."""
+    """Each hold's position (the call's, or +1 for buy-and-hold) and its change from the
+    series' previous hold. One rule for both books: a gap between two holds (a stride or a fold
+    boundary) is time out of the market, so it costs the exit and the re-entry; identical
+    positions then cost the same."""
     first = ~pd.Series(chosen["series"]).duplicated().to_numpy()
-    if policy == "hold":
-        return np.ones(len(chosen)), first.astype(np.float64)
-    held = chosen["call"].map(POSITIONS).fillna(0.0).to_numpy(np.float64)
+    held = (np.ones(len(chosen)) if policy == "hold"
+            else chosen["call"].map(POSITIONS).fillna(0.0).to_numpy(np.float64))
     before = np.where(first, 0.0, np.r_[0.0, held[:-1]])
     start, end = _instants(chosen["start"]), _instants(chosen["end"])
     joined = first | (start == np.r_[start[:1], end[:-1]])
