@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -37,12 +38,28 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     sweeps = [o for o in overrides if o.startswith("-")]
     if sweeps:
         raise SeqtrainError(f"train: {sweeps[0]!r}: flags are for the command line; pass key=value overrides")
+    sweep = _first_sweep(overrides)
+    if sweep:
+        raise SeqtrainError(f"{sweep}: a sweep is not a setting of one model; give one value "
+                            "(search over values with GridSearchCV, or the command line's -m)")
     with _COMPOSE_LOCK, _own_global_hydra():
         problem = check_group_choices(overrides) or check_overrides(overrides)
         if problem:
             raise SeqtrainError(problem)
         with initialize_config_module("seqtrain.conf", version_base="1.3"):
             return hydra_compose("config", overrides=overrides)
+
+
+def _first_sweep(overrides: list[str]) -> str | None:
+    """The first override that is a sweep (``key=a,b``, ``choice(...)``, ``range(...)``); None
+    also when they do not parse (check_overrides names that)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # hydra's OverrideParseException
+        return None
+    return next((o.input_line for o in parsed if o.is_sweep_override()), None)
 
 
 # Hydra's config search path is one process-wide GlobalHydra: composition takes turns
@@ -680,8 +697,9 @@ def _as_table(X: pd.DataFrame, y: pd.Series, target: str) -> pd.DataFrame:
 
 
 def _literal(name: str) -> str:
-    """A column name as a config value read back verbatim (OmegaConf would resolve ``${...}``)."""
-    return name.replace("${", "\\${")
+    """A column name as a config value read back verbatim: OmegaConf resolves ``${...}``, and
+    reads the backslashes just before one as escapes (``\\${`` is a backslash, then ``${``)."""
+    return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", name)
 
 
 def _time_value(value):

@@ -188,3 +188,23 @@ def test_save_keeps_numbers_and_short_x_predicts_nan(quick):
         assert loaded.predict(short).isna().all() and len(loaded.predict(short)) == len(short)
         proba = loaded.predict_proba(short)
         assert list(proba.columns) == ["0", "1"] and proba.isna().all().all()
+
+
+def test_column_names_read_back_verbatim():
+    from omegaconf import OmegaConf
+
+    from seqtrain.api import _literal
+
+    for name in ["a\\${x}", "a\\\\${x}", "${x}", "p\\q", "x\\", "$${a}b"]:  # backslashes before ${ too
+        config = OmegaConf.create({"features": [_literal(name)]})
+        assert config.features[0] == name
+        assert OmegaConf.to_container(config, resolve=True)["features"] == [name]
+
+
+@pytest.mark.parametrize("model", [SequenceModel(precision="16,32"),
+                                   SequenceModel(overrides=["data.seq_length=8,16"])])
+def test_a_sweep_is_not_a_setting(quick, model):
+    X, y = _bars(40)
+    with pytest.raises(SeqtrainError, match=r"=.*,.*: a sweep is not a setting of one model"):
+        model.fit(X, y)
+    assert not list(quick.glob("outputs/*/*"))
