@@ -602,8 +602,9 @@ def _data_path(cfg: DictConfig, run_dir: Path) -> str:
         if distributed.global_rank() == 0:  # other DDP ranks read the table rank 0 wrote
             if table.exists() and not table.resolve().is_relative_to(run_dir.resolve()):
                 # most likely the user's own table, named without data=parquet: never replace it
-                raise SeqtrainError(f"data.path: {data.path} exists, and data=synthetic would replace it "
-                                    "with the demo table; to train on it add data=parquet, or name a new file")
+                raise SeqtrainError(f"data.path: {data.path} exists, and data=synthetic would replace "
+                                    "it with the demo table; to train on it add data=parquet, or name a new "
+                                    "file")
             synthetic.write_parquet(str(table), **OmegaConf.to_container(data.generator, resolve=True))
         elif not table.exists():
             synthetic.write_parquet(str(table), **OmegaConf.to_container(data.generator, resolve=True))
