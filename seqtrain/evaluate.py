@@ -76,7 +76,7 @@ def fold_configs(cfg: DictConfig, data_path: str) -> list[tuple[dict, DictConfig
                   "val_start": _text(axis[fold.val_start], zone),
                   "test_start": _text(axis[fold.test_start], zone),
                   "test_end": _text(axis[fold.test_end], zone) if fold.test_end is not None else None}
-        fold_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        fold_cfg = OmegaConf.create(OmegaConf.to_container(cfg))
         fold_cfg.eval.name = "single"
         fold_cfg.data.kind, fold_cfg.data.path = "parquet", data_path
         for key, value in bounds.items():

@@ -208,3 +208,17 @@ def test_a_sweep_is_not_a_setting(quick, model):
     with pytest.raises(SeqtrainError, match=r"=.*,.*: a sweep is not a setting of one model"):
         model.fit(X, y)
     assert not list(quick.glob("outputs/*/*"))
+
+
+def test_walk_forward_folds_keep_column_names_verbatim(tmp_path):
+    from seqtrain.api import _literal, compose
+    from seqtrain.evaluate import fold_configs
+
+    X, y = _bars(120)
+    table = X.rename(columns={"lead": "${x}"}).assign(up=y).reset_index()
+    table.to_parquet(tmp_path / "t.parquet")
+    cfg = compose(["data=parquet", f"data.path={tmp_path / 't.parquet'}", "data.target=up",
+                   "eval=walk_forward", "data.seq_length=8"])
+    cfg.data.features = [_literal("${x}"), "noise"]
+    folds = fold_configs(cfg, str(tmp_path / "t.parquet"))
+    assert folds and all(list(fold.data.features) == ["${x}", "noise"] for _, fold in folds)
