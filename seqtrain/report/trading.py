@@ -11,8 +11,15 @@ A book over time, not over row positions:
   stride of h trades the very holds of stride 1, and any stride the holds its windows allow).
   Windows whose label lies beyond the table are left out.
 - **Calendar.** The sorted distinct hold starts and ends of all series are one calendar of
-  rebalancing times; ``periods`` counts its intervals and ``per_year`` (the Sharpe's
-  annualisation) is their number over the calendar's span in years.
+  rebalancing times, on which the book's equity, total return, drawdown and time in market are
+  measured.
+- **Grid.** The calendar grows finer with every series whose holds are off the others' phase (a
+  missing bar, a late listing), and the pieces of one hold split over it are one bet, not
+  several. So the mean return, the Sharpe ratio with its interval and turnover are per period of
+  a regular grid: from the calendar's first time every median hold length, the equity at or
+  before each grid time. ``periods`` counts the grid's periods and ``per_year`` (the Sharpe's
+  annualisation) is a year over the median hold; series that do not trade, or trade off phase,
+  cannot sharpen the ratio.
 - **Book.** A series is *active* from its first hold's start to its last hold's end; in each
   interval the book is an equal weight over the active series, and an active series that is not
   holding (a flat call, or between two holds where a stride skipped windows) earns 0 there. A
@@ -67,8 +74,8 @@ def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
 
 def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: int,
                    cost_bps: float = 0.0) -> dict | None:
-    """Mean return per calendar interval, total return, annualised Sharpe with its interval, hit
-    rate, time in market, turnover and maximum drawdown of the book that trades the predicted
+    """Mean return per period (of the grid), total return, annualised Sharpe with its interval,
+    hit rate, time in market, turnover and maximum drawdown of the book that trades the predicted
     direction, beside buy-and-hold on the same holds; None without realised moves (labels other
     than direction). ``horizon`` (rows) is reported; the holds' times come from the frame."""
     if "move" not in predictions or predictions["move"].isna().all():
@@ -76,11 +83,17 @@ def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: in
     chosen = holds(predictions, group_col)
     if chosen.empty:
         return None
-    points = np.unique(np.r_[_instants(chosen["start"]), _instants(chosen["end"])])
-    per_year = _per_year(points, pd.api.types.is_datetime64_any_dtype(chosen["start"]))
-    model, model_equity = _stats(_book(chosen, points, cost_bps, "model"), chosen, per_year, "model")
-    hold, hold_equity = _stats(_book(chosen, points, cost_bps, "hold"), chosen, per_year, "hold")
-    times = pd.to_datetime(points) if pd.api.types.is_datetime64_any_dtype(chosen["start"]) else points
+    start, end = _instants(chosen["start"]), _instants(chosen["end"])
+    points = np.unique(np.r_[start, end])
+    datetimes = pd.api.types.is_datetime64_any_dtype(chosen["start"])
+    step = np.median(end - start)  # the typical hold: the grid's period
+    step = max(int(round(step)), 1) if np.issubdtype(points.dtype, np.integer) else float(step)
+    grid = _grid(points, step)
+    per_year = YEAR_NS / step if datetimes else None
+    model, model_equity = (_stats(_book(chosen, points, cost_bps, "model"), chosen, grid, step, per_year,
+                                  "model"))
+    hold, hold_equity = _stats(_book(chosen, points, cost_bps, "hold"), chosen, grid, step, per_year, "hold")
+    times = pd.to_datetime(points) if datetimes else points
     return {"cost_bps": cost_bps, "horizon_rows": horizon, "per_year": per_year,
             "model": model, "buy_and_hold": hold,
             "equity": {"time": [str(t) for t in times], "model": model_equity.tolist(),
@@ -171,20 +184,25 @@ def _lasts(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~pd.Series(codes).duplicated(keep="last").to_numpy())
 
 
-def _stats(book: dict, chosen: pd.DataFrame, per_year: float | None, policy: str) -> tuple[dict, np.ndarray]:
-    """The book's statistics, and its equity at each calendar time (1 at the first)."""
-    returns = book["returns"]
-    equity = np.r_[1.0, np.cumprod(1 + returns)]
+def _stats(book: dict, chosen: pd.DataFrame, grid: np.ndarray, step: float, per_year: float | None,
+           policy: str) -> tuple[dict, np.ndarray]:
+    """The book's statistics, and its equity at each calendar time (1 at the first). Total
+    return, drawdown and time in market come from the calendar; the mean, the Sharpe ratio and
+    turnover per period from the equity sampled on the grid (``_grid``)."""
+    equity = np.r_[1.0, np.cumprod(1 + book["returns"])]
     drawdown = 1 - equity / np.maximum.accumulate(equity)  # from the starting 1
+    sampled = equity[grid]
+    returns = np.divide(sampled[1:], sampled[:-1], out=np.ones(len(grid) - 1), where=sampled[:-1] != 0) - 1
     std = returns.std(ddof=1) if len(returns) > 1 else 0.0
     sharpe = returns.mean() / std * math.sqrt(per_year) if per_year and std > 0 else None
     interval = _sharpe_interval(returns, per_year) if sharpe is not None else None
+    span = book["length"].sum()
     return {"mean_return": float(returns.mean()), "total_return": float(equity[-1] - 1),
             "sharpe_annualised": float(sharpe) if sharpe is not None else None,
             "sharpe_interval": interval, "max_drawdown": float(drawdown.max()),
             "hit_rate": _hit_rate(chosen, policy),
-            "time_in_market": float((book["exposure"] * book["length"]).sum() / book["length"].sum()),
-            "turnover": float(book["turnover"].mean()), "periods": len(returns),
+            "time_in_market": float((book["exposure"] * book["length"]).sum() / span),
+            "turnover": float(book["turnover"].sum() / (span / step)), "periods": len(returns),
             "holds": len(chosen)}, equity
 
 
@@ -199,7 +217,7 @@ def _hit_rate(chosen: pd.DataFrame, policy: str) -> float | None:
 
 def _sharpe_interval(returns: np.ndarray, per_year: float, seed: int = 0) -> list[float] | None:
     """95% interval of the annualised Sharpe ratio from a moving-block bootstrap of the
-    calendar's interval returns (blocks of √n intervals): a short record's Sharpe is mostly
+    grid's period returns (blocks of √n periods): a short record's Sharpe is mostly
     noise, and this says how much."""
     n = len(returns)
     if n < 4:
@@ -211,9 +229,15 @@ def _sharpe_interval(returns: np.ndarray, per_year: float, seed: int = 0) -> lis
     return [float(low), float(high)]
 
 
-def _per_year(points: np.ndarray, datetimes: bool) -> float | None:
-    """Calendar intervals per year, from the calendar's span (None for numeric time)."""
-    if len(points) < 2 or not datetimes:
-        return None
-    years = float(points[-1] - points[0]) / YEAR_NS
-    return (len(points) - 1) / years if years > 0 else None
+def _grid(points: np.ndarray, step: float) -> np.ndarray:
+    """Calendar positions of the equity at or before each time of a regular grid, from the
+    first calendar time every ``step`` (the median hold) up to the last. The calendar grows finer
+    with every series off the others' phase, and a hold's time-split pieces are one bet, so the
+    Sharpe ratio is measured on this grid: adding series that do not trade, or trade off phase,
+    cannot sharpen it."""
+    offsets = points - points[0]
+    exact = np.issubdtype(offsets.dtype, np.integer)
+    slack = 0 if exact else 1e-9 * step  # float times: a grid time on a calendar time is on it
+    count = int((offsets[-1] + slack) // step) + 1
+    times = np.arange(count, dtype=np.int64) * step if exact else np.arange(count) * step + slack
+    return np.searchsorted(offsets, times, "right") - 1
