@@ -188,6 +188,16 @@ def test_series_off_phase_or_out_of_the_market_cannot_sharpen_the_book():
     assert pair["per_year"] == pytest.approx(365.25 / 4) and pair["model"]["periods"] == 500
 
 
+def test_a_book_without_variance_has_no_sharpe_ratio():
+    # +1% every 4 days in both series, one of them missing a bar: the book grows at a constant
+    # rate, its period returns differ only in their last bits
+    full, gap = np.arange(401), np.delete(np.arange(401), 200)
+    for frame in (_bars("A", full, 4), pd.concat([_bars("A", full, 4), _bars("B", gap, 4)])):
+        model = trading_report(frame, "symbol", 4)["model"]
+        assert model["sharpe_annualised"] is None and model["sharpe_interval"] is None
+        assert model["mean_return"] == pytest.approx(0.01)
+
+
 def test_a_stride_that_skips_windows_keeps_its_holds_and_says_how_long_it_held():
     # horizon 2, a window every 4 days: holds 0->2, 4->6, ..., 36->38, out in between
     rng = np.random.default_rng(2)

@@ -194,7 +194,7 @@ def _stats(book: dict, chosen: pd.DataFrame, grid: np.ndarray, step: float, per_
     sampled = equity[grid]
     returns = np.divide(sampled[1:], sampled[:-1], out=np.ones(len(grid) - 1), where=sampled[:-1] != 0) - 1
     std = returns.std(ddof=1) if len(returns) > 1 else 0.0
-    sharpe = returns.mean() / std * math.sqrt(per_year) if per_year and std > 0 else None
+    sharpe = returns.mean() / std * math.sqrt(per_year) if per_year and _varies(returns.mean(), std) else None
     interval = _sharpe_interval(returns, per_year) if sharpe is not None else None
     span = book["length"].sum()
     return {"mean_return": float(returns.mean()), "total_return": float(equity[-1] - 1),
@@ -224,9 +224,16 @@ def _sharpe_interval(returns: np.ndarray, per_year: float, seed: int = 0) -> lis
         return None
     sample = returns[block_resample_index(n, math.ceil(math.sqrt(n)), seed)]
     mean, std = sample.mean(axis=1), sample.std(axis=1, ddof=1)
-    sharpe = np.where(std > 0, mean / np.where(std > 0, std, 1) * math.sqrt(per_year), 0.0)
+    varies = _varies(mean, std)
+    sharpe = np.where(varies, mean / np.where(varies, std, 1) * math.sqrt(per_year), 0.0)
     low, high = np.percentile(sharpe, [2.5, 97.5])
     return [float(low), float(high)]
+
+
+def _varies(mean, std):
+    """Whether returns vary beyond float noise (a constant book's split returns differ in their
+    last bits, which would give a Sharpe ratio of 1e15)."""
+    return std > 1e-12 * np.maximum(1.0, np.abs(mean))
 
 
 def _grid(points: np.ndarray, step: float) -> np.ndarray:
