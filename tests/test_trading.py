@@ -245,6 +245,24 @@ def test_a_model_always_up_is_buy_and_hold_even_across_gaps():
     assert report["model"]["total_return"] < trading_report(frame, "symbol", 2)["model"]["total_return"]
 
 
+@pytest.mark.parametrize("gain", [0.01, 0.5])
+def test_holds_off_phase_gain_from_rebalancing_within_the_stated_bound(gain):
+    # A holds days [0,1), [1,10); B [0,9), [9,10); every hold +gain. Each series compounds to
+    # (1 + gain)**2; the book's per-interval rebalance on the time-split path may add at most
+    # (max f - min f)**2 / (8 min f**2) to the log growth of each interval (f: the growths there)
+    rows = [("A", 0, 1), ("A", 1, 10), ("B", 0, 9), ("B", 9, 10)]
+    start = pd.Timestamp("2024-01-01")
+    frame = pd.DataFrame([(s, start + a * DAY, start + b * DAY, gain) for s, a, b in rows],
+                         columns=["symbol", "window_end", "time", "move"]).assign(y_pred="up", y_true="up")
+    total = trading_report(frame, "symbol", 1)["model"]["total_return"]
+    g = 1 + gain
+    growths = [(g, g ** (1 / 9)), (g ** (8 / 9), g ** (8 / 9)), (g ** (1 / 9), g)]
+    bound = sum((max(f) - min(f)) ** 2 / (8 * min(f) ** 2) for f in growths)
+    assert g ** 2 <= 1 + total <= g ** 2 * np.exp(bound)
+    if gain == 0.01:
+        assert total == pytest.approx(0.020120, abs=1e-6)
+
+
 def _three_series() -> pd.DataFrame:
     """Horizon 2 bars, daily, hand-made moves; C has no bar on day 3. The windows marked
     'skipped' overlap a hold and are not traded (their moves would show if they were): counted

@@ -26,7 +26,13 @@ A book over time, not over row positions:
   hold that spans several intervals (holds not aligned across series) has its return split over
   them geometrically in proportion to elapsed time (the time column's own units when numeric), so
   that a series' intervals compound to exactly its hold's return; the book is exact when holds
-  align. A short through a more than 100% rise books its loss in the hold's last interval.
+  align. Otherwise rebalancing to equal weights inside a hold, on that assumed path, is an
+  approximation of second order: in each interval the book's log growth exceeds the mean log
+  growth of its series by between 0 and (max f - min f)² / (8 min f²), f the series' growths
+  there (Jensen's inequality for the log): two series of +1% holds off phase by a day make
+  0.020120 instead of 1.01² - 1 = 0.020100; an active series out of the market (cash) makes it a
+  drag of the same order. A short through a more than 100% rise books its loss in the hold's
+  last interval.
 - **Costs.** ``cost_bps`` per unit of position change, charged in the hold's first interval; a
   gap between two holds (a stride that skips windows, a fold boundary) is time out of the market
   and costs the exit and the re-entry, in both books, so identical positions cost the same. The
