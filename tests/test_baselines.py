@@ -130,6 +130,11 @@ def test_eval_season_must_be_a_period(run_cli):
 # -- every baseline is what its name says: hand-computed on a tiny table ----------------------------
 
 VAL_START, TEST_START, SEASON = 10, 19, 20
+# how a case is read: (streamed, row group size, B's first time, eval.season). With small row
+# groups and B listed early the first chunk read starts inside every series, so the rows a move
+# label moves from, behind the earliest label a window reads, must be read too
+READS = {"memory": (False, 5, 17, SEASON), "streamed": (True, 5, 17, SEASON),
+         "streamed-small": (True, 2, 3, 4)}
 LABEL_CASES = [("regression", "value"), ("regression", "return"), ("regression", "log_return"),
                ("classification", "value"), ("classification", "direction")]
 CASES = [(task, label, h, k, e) for task, label in LABEL_CASES for h in (0, 1, 3)
@@ -137,12 +142,12 @@ CASES = [(task, label, h, k, e) for task, label in LABEL_CASES for h in (0, 1, 3
          if not (label != "value" and h == 0)]
 
 
-def tiny_table() -> pd.DataFrame:
-    """Two series by integer time, rows interleaved: A at 0..29; B listed late (from 17) and
-    missing time 22, so that a row back is not a time step back and B's first test windows have
-    no move behind them."""
+def tiny_table(listed: int = 17) -> pd.DataFrame:
+    """Two series by integer time, rows interleaved: A at 0..29; B listed late (from ``listed``)
+    and missing time 22, so that a row back is not a time step back and (listed at 17) B's first
+    test windows have no move behind them."""
     frames = []
-    for s, times in enumerate([np.arange(30), np.r_[17:22, 23:30]]):
+    for s, times in enumerate([np.arange(30), np.r_[listed:22, 23:30]]):
         frames.append(pd.DataFrame({
             "time": times, "symbol": f"S{s}", "f1": np.cos(1.3 * times + s),
             "price": 50 + 3 * np.sin(0.9 * times + s) + 0.1 * times,  # no move is ever zero
@@ -163,12 +168,13 @@ def hand_labels(part: pd.DataFrame, target: str, label: str, h: int) -> np.ndarr
             "direction": np.where(np.isnan(ratio), np.nan, ratio > 1)}[label]
 
 
-def hand_case(task: str, label: str, h: int, k: int, e: int, test_windows: list) -> dict:
+def hand_case(task: str, label: str, h: int, k: int, e: int, test_windows: list, listed: int = 17,
+              season: int = SEASON) -> dict:
     """From the table alone: the training windows (last input row, first label), and each test
     window's persistence (the label ``lag`` rows back in its series: 0 with a horizon, e with
     horizon 0, none without an embargo) and seasonal naive (each label row's value whole seasons
     back, at or before that row), with the fallback where a series does not reach back."""
-    table = tiny_table()
+    table = tiny_table(listed)
     target = "regime" if (task, label) == ("classification", "value") else "price"
     parts = {s: part.reset_index(drop=True) for s, part in table.groupby("symbol")}
     labels = {s: hand_labels(part, target, label, h) for s, part in parts.items()}
@@ -191,7 +197,7 @@ def hand_case(task: str, label: str, h: int, k: int, e: int, test_windows: list)
         out["persistence"].append([persistence] * k)
         seasonal = []
         for o in range(h, h + k):
-            back = t + o - SEASON * max(-(-(o + (lag or 0)) // SEASON), 1)
+            back = t + o - season * max(-(-(o + (lag or 0)) // season), 1)
             reaches = back >= 0 and not np.isnan(y[back])
             seasonal.append(y[back] if reaches else persistence)
             if not reaches and task == "regression" and lag is not None:
@@ -217,11 +223,12 @@ def data_config():
     return copy.deepcopy(_data_config())
 
 
-def run_case(tmp_path, task, label, h, k, e, streaming):
-    """The run's own path on the tiny table: data, windows, the module's test records (the
-    network's forecast a dummy) and ``compare_with_baselines``."""
+def run_case(tmp_path, task, label, h, k, e, read="memory"):
+    """The run's own path on the tiny table, read as ``READS[read]``: data, windows, the
+    module's test records (the network's forecast a dummy) and ``compare_with_baselines``."""
+    streaming, group_rows, listed, season = READS[read]
     path = tmp_path / "tiny.parquet"
-    tiny_table().to_parquet(path, index=False, row_group_size=5)  # streamed: chunks carry rows
+    tiny_table(listed).to_parquet(path, index=False, row_group_size=group_rows)  # streamed: chunks carry rows
     cfg = data_config()
     target = "regime" if (task, label) == ("classification", "value") else "price"
     settings = {"path": str(path), "target": target, "horizon": h, "output_steps": k, "embargo": e,
@@ -229,20 +236,20 @@ def run_case(tmp_path, task, label, h, k, e, streaming):
     for key, value in settings.items():
         cfg[key] = value
     data = load_data(cfg, task, str(path))
-    module = SeqDataModule(data, batch_size=7, embargo=e, season=SEASON)
+    module = SeqDataModule(data, batch_size=7, embargo=e, season=season)
     readout = (lambda out: {"probs": out}) if task == "classification" else (lambda out: {"pred": out})
     stub = SimpleNamespace(readout=readout)
     width = len(data.contract.classes) if task == "classification" else k
     records = [SeqModule.prediction_record(stub, batch, torch.zeros(len(batch["y"]), width))
                for batch in module.test_dataloader()]
     train = module.last_rows("train", size=20_000)
-    return data.contract, records, train, compare_with_baselines(data.contract, records, train, 0, SEASON)
+    return data.contract, records, train, compare_with_baselines(data.contract, records, train, 0, season)
 
 
 def sorted_rows(rows: np.ndarray) -> np.ndarray:
     """Rows in one order whatever order they came in (streamed training windows are shuffled)."""
-    rows = np.asarray(rows, np.float64).reshape(len(rows), -1).round(5)
-    return rows[np.lexsort(rows.T[::-1])]
+    rows = np.asarray(rows, np.float64).reshape(len(rows), -1)
+    return rows[np.lexsort(rows.round(5).T[::-1])]  # sorted by rounded keys, compared unrounded
 
 
 @pytest.fixture
@@ -254,14 +261,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("streaming", [False, True], ids=["memory", "streamed"])
+@pytest.mark.parametrize("read", list(READS))
 @pytest.mark.parametrize("task,label,h,k,e", CASES)
-def test_every_baseline_is_what_its_name_says(tmp_path, one_thread, task, label, h, k, e, streaming):
+def test_every_baseline_is_what_its_name_says(tmp_path, one_thread, task, label, h, k, e, read):
     state, records, train, (baseline_test, skill, columns, notes) = run_case(
-        tmp_path, task, label, h, k, e, streaming)
+        tmp_path, task, label, h, k, e, read)
+    streaming, _, listed, season = READS[read]
     names = state.series_names
     test = [(names[s], r) for record in records for s, r in record["window"].tolist()]
-    hand = hand_case(task, label, h, k, e, test)
+    hand = hand_case(task, label, h, k, e, test, listed, season)
     known = h >= 1 or e >= 1
     expected = ({"majority", "last_row_logistic"} if task == "classification"
                 else {"train_mean", "last_row_linear"})

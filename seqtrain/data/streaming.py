@@ -472,12 +472,15 @@ class StreamingWindows(IterableDataset):
         self.need = spec.rows
         self.season = season
         # rows kept per series for the next chunk: a window's history, its latest known label
-        # and its seasonal-naive rows
+        # and its seasonal-naive rows (a regression baseline)
         self.known_lag = known_label_lag(spec.horizon, spec.embargo)
         back = self.known_lag or 0
-        if season and self.known_lag is not None:
+        if season and self.known_lag is not None and data.task == "regression":
             back = max(back, int(-season_offsets(spec.horizon, spec.output_steps, season, back).min()))
         self.keep = max(self.need - 1, spec.span + back)
+        # a move label is built from the target h rows before its row: the first chunk read
+        # reaches that much further back, so the earliest carried labels are as in memory
+        self.reach = self.keep + (spec.horizon if data.contract.label != "value" else 0)
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
@@ -637,10 +640,16 @@ class StreamingWindows(IterableDataset):
 
     def _first_group(self, lo: int, hi: int) -> int:
         """The first row group to read for the windows of groups ``lo .. hi-1``: the halo of their
-        history, reaching back ``keep`` rows of each of their series, so that the latest known
-        label and the seasonal rows are read as in memory (not cut off at a chunk's edge)."""
+        history, reaching back ``reach`` rows of each of their series, so that the latest known
+        label and the seasonal rows (and, for a move label, the rows it moves from) are read as
+        in memory (not cut off at a chunk's edge). A series with fewer rows before ``lo`` wants
+        them all, and one listed later none (not a read back to the table's start)."""
         start = int(self.data.halo_start[lo:hi].min())
-        wanted = {int(c): self.keep for g in range(lo, hi) for c in self.data.group_series[g]}
+        before = np.zeros(len(self.data.series_names), np.int64)  # rows of each series before lo
+        for g in range(lo):
+            before[self.data.group_series[g]] += self.data.group_counts[g]
+        wanted = {int(c): min(self.reach, int(before[c])) for g in range(lo, hi)
+                  for c in self.data.group_series[g] if before[c]}
         g = lo
         while g > 0 and wanted:
             g -= 1
