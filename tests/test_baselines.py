@@ -343,3 +343,21 @@ def test_a_look_ahead_target_gets_no_persistence_without_an_embargo(run_cli, tmp
     np.testing.assert_allclose(predictions["baseline_persistence"], previous, rtol=1e-5)
     assert told.metrics()["baseline_test"]["persistence_mae"] == pytest.approx(
         np.abs(previous - predictions["y_true"]).mean(), rel=1e-4)
+
+
+def test_the_seasonal_note_names_what_its_windows_take():
+    last_row = np.zeros((3, 1))
+    # the first window reaches back to neither: persistence is the training mean, and so is seasonal
+    guesses, notes = baseline_predictions("regression", np.array([np.nan, 2.0, 4.0]), 5.0, last_row,
+                                          np.array([np.nan, 3.0, 1.0]))
+    assert guesses["seasonal_naive"].ravel().tolist() == [5.0, 3.0, 1.0]
+    assert notes["seasonal_naive"] == ("1 of 3 windows' series do not reach back far enough; "
+                                       "those take the training mean")
+    guesses, notes = baseline_predictions("regression", np.array([np.nan, 2.0, 4.0]), 5.0, last_row,
+                                          np.array([np.nan, np.nan, 1.0]))
+    assert guesses["seasonal_naive"].ravel().tolist() == [5.0, 2.0, 1.0]
+    assert notes["seasonal_naive"].endswith("those take persistence, or the training mean where "
+                                            "persistence is not known either (1 of them)")
+    guesses, notes = baseline_predictions("regression", np.array([1.0, 2.0, 4.0]), 5.0, last_row,
+                                          np.array([np.nan, 3.0, 1.0]))
+    assert notes["seasonal_naive"].endswith("those take persistence") and "persistence" not in notes

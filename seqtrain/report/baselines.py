@@ -16,7 +16,8 @@ Baselines, each read only from what is known at a window's end (row t):
 - regression: the mean of the training labels; a linear regression on the window's last row,
   fit on training windows; with ``eval.season`` the seasonal naive forecast (each label row's
   value whole seasons earlier, at or before the latest known label, so left out where none is
-  known; persistence where the series does not reach back that far).
+  known; persistence where the series does not reach back that far, and the training mean
+  where persistence is not known either).
 """
 
 from __future__ import annotations
@@ -90,19 +91,31 @@ def baseline_predictions(task: str, latest: np.ndarray | None, fallback: float |
         return out, notes
     steps = last_row.shape[1]
     mean = np.full((n, steps), fallback, np.float64)
-    out = {}
+    out, told = {}, np.zeros(n, bool)  # told: windows whose persistence is a known label
     if latest is not None:
         latest = np.repeat(np.asarray(latest, np.float64).reshape(n, 1), steps, 1)
+        told = np.isfinite(latest[:, 0])
         out["persistence"] = _filled(latest, np.isfinite(latest), mean, "persistence",
                                      "the training mean", notes)
     out["train_mean"] = mean
     out["last_row_linear"] = np.asarray(last_row, np.float64)
     if seasonal is not None:
         seasonal = np.asarray(seasonal, np.float64).reshape(n, steps)
-        instead = "persistence" if "persistence" in out else "the training mean"
-        out["seasonal_naive"] = _filled(seasonal, np.isfinite(seasonal), out.get("persistence", mean),
-                                        "seasonal_naive", instead, notes)
+        known = np.isfinite(seasonal)
+        out["seasonal_naive"] = _filled(seasonal, known, out.get("persistence", mean), "seasonal_naive",
+                                        _seasonal_instead(~known.all(1), told), notes)
     return out, notes
+
+
+def _seasonal_instead(missing: np.ndarray, told: np.ndarray) -> str:
+    """What the seasonal naive's filled-in windows take: persistence where it is a known label,
+    the training mean where persistence was filled in (or left out) too."""
+    by_mean = int((missing & ~told).sum())
+    if not by_mean:
+        return "persistence"
+    if by_mean == int(missing.sum()):
+        return "the training mean"
+    return f"persistence, or the training mean where persistence is not known either ({by_mean} of them)"
 
 
 def _filled(values: np.ndarray, known: np.ndarray, instead, name: str, instead_name: str,
