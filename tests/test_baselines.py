@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -361,3 +362,14 @@ def test_the_seasonal_note_names_what_its_windows_take():
     guesses, notes = baseline_predictions("regression", np.array([1.0, 2.0, 4.0]), 5.0, last_row,
                                           np.array([np.nan, 3.0, 1.0]))
     assert notes["seasonal_naive"].endswith("those take persistence") and "persistence" not in notes
+
+
+def test_the_embargo_key_says_how_persistence_reads_it():
+    """With horizon 0 the embargo is also how far the label reads ahead: its config comment says so."""
+    import seqtrain
+
+    text = (Path(seqtrain.__file__).parent / "conf" / "data" / "parquet.yaml").read_text()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("embargo:"))
+    comment = " ".join(line.split("#", 1)[1] for line in lines[at:at + 2] if "#" in line)
+    assert "horizon: 0" in comment and "reads ahead" in comment and "persistence" in comment
