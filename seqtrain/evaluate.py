@@ -98,7 +98,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     previous fold's best checkpoint with ``eval.refit=warm``), then pool; the mean of the folds'
     best monitored validation values (what a sweep optimises)."""
     started = time.perf_counter()
-    rows, frames, best, classes = [], [], [], None
+    rows, frames, best, classes, notes = [], [], [], None, []
     refit = cfg.eval.get("refit", "fresh")
     folds = fold_configs(cfg, data_path)
     for i, (bounds, fold_cfg) in enumerate(folds):
@@ -113,6 +113,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
         best.append(train_fold(fold_cfg, folder, warm))
         metrics = json.loads((folder / "metrics.json").read_text())
         classes = classes or metrics.get("classes")
+        notes.append(metrics.get("baseline_notes") or {})
         frames.append(utc_times(pd.read_parquet(folder / "predictions.parquet")).assign(fold=i))
         rows.append({**_fold_row(i, bounds, metrics, time.perf_counter() - fold_started),
                      "warm_from": warm.parent.parent.name if warm else None})
@@ -127,6 +128,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     monitor = cfg.early_stopping.monitor
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
                "scheme": cfg.eval.scheme, "refit": refit, "folds": rows, "pooled": pooled,
+               "baseline_notes": pooled_notes(notes),  # baselines a fold left out or filled in
                # what a sweep ranks: the folds' mean best validation value
                "monitor": monitor, "mode": metrics["mode"], "best_val": {monitor: float(np.mean(best))},
                "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
@@ -155,6 +157,18 @@ def _fold_row(i: int, bounds: dict, metrics: dict, wall: float) -> dict:
             "interval_high": high, **{f"baseline_{k}": v for k, v in skill["baselines"].items()},
             "skill": skill["skill"], "beats_best_baseline": skill["beats_best_baseline"],
             "wall_time_s": round(wall, 3)}
+
+
+def pooled_notes(notes: list[dict]) -> dict[str, str]:
+    """Each baseline's notes over the folds (``notes``: each fold's ``baseline_notes``): one
+    note where every fold says the same, else each fold's own, by fold."""
+    out = {}
+    for name in dict.fromkeys(k for fold in notes for k in fold):
+        said = {i: fold[name] for i, fold in enumerate(notes) if name in fold}
+        texts = set(said.values())
+        out[name] = (texts.pop() if len(said) == len(notes) and len(texts) == 1
+                     else "; ".join(f"fold {i}: {text}" for i, text in said.items()))
+    return out
 
 
 def pooled_skill(task: str, predictions: pd.DataFrame, group_col: str | None, seed: int = 0) -> dict:

@@ -14,6 +14,7 @@ import torch
 
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
+from seqtrain.evaluate import pooled_notes
 from seqtrain.module import SeqModule
 from seqtrain.report.baselines import (
     baseline_predictions,
@@ -24,6 +25,7 @@ from seqtrain.report.baselines import (
     skill_report,
     window_losses,
 )
+from tests.conftest import TINY
 from tests.helpers import make_table
 
 
@@ -373,3 +375,20 @@ def test_the_embargo_key_says_how_persistence_reads_it():
     at = next(i for i, line in enumerate(lines) if line.startswith("embargo:"))
     comment = " ".join(line.split("#", 1)[1] for line in lines[at:at + 2] if "#" in line)
     assert "horizon: 0" in comment and "reads ahead" in comment and "persistence" in comment
+
+
+def test_a_walk_forward_run_says_which_baselines_its_folds_left_out(run_cli, one_thread):
+    result = run_cli(*TINY, "trainer.max_steps=1", "data.generator.length=200", "data.seq_length=8",
+                     "data.horizon=0", "eval=walk_forward", "eval.folds=2", "eval.test_size=0.15")
+    assert result.code == 0, result.err
+    metrics = result.metrics()
+    note = metrics["baseline_notes"]["persistence"]  # every fold's own note, once
+    assert note.startswith("not known at the window's end with horizon=0 and no embargo")
+    assert "persistence" not in metrics["pooled"]["baselines"]
+    assert f"baseline persistence: {note[:40]}" in " ".join(result.out.split())
+
+
+def test_pooled_notes_keep_each_folds_own():
+    folds = [{"persistence": "left out"}, {"persistence": "left out", "seasonal_naive": "2 of 9 filled"}]
+    assert pooled_notes(folds) == {"persistence": "left out", "seasonal_naive": "fold 1: 2 of 9 filled"}
+    assert pooled_notes([{"a": "x"}, {"a": "y"}]) == {"a": "fold 0: x; fold 1: y"}

@@ -106,7 +106,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
 def print_walk_forward(summary: dict, console: Console | None = None) -> None:
     """One row per fold (test period start, windows, the main metric with its interval, the
     pooled best baseline on the same windows, skill against the fold's best baseline, whether it
-    beats it beyond the interval) and the pooled result."""
+    beats it beyond the interval) and the pooled result; under it, the baselines a fold left out
+    or filled in (``baseline_notes``)."""
     pooled = summary["pooled"]
     metric, best = pooled["metric"], pooled["best_baseline"]
     table = Table(title=f"seqtrain · {summary['model']} · {summary['task']} · walk-forward "
@@ -128,6 +129,8 @@ def print_walk_forward(summary: dict, console: Console | None = None) -> None:
         width = Console().width
         console = Console(width=max(width, 100))
     console.print(table)
+    for name, note in (summary.get("baseline_notes") or {}).items():  # baselines left out or filled in
+        console.print(f"baseline {name}: {note}", soft_wrap=True, highlight=False)
     for name, value in _trading_rows(summary["trading"]) if summary.get("trading") else ():
         console.print(f"{name}: {value}", soft_wrap=True, highlight=False)
     console.print(f"run folder: {summary['run_dir']}", soft_wrap=True, highlight=False)
