@@ -337,6 +337,9 @@ def main() -> None:
     _hydra_main()()
 
 
+REFUSED_RUN = {".hydra", "train.log"}  # what a run stopped before reading its data leaves
+
+
 class ProtectEarlierRuns(Callback):
     """Hydra callback: refuse to start in a folder that already holds a run or a sweep.
 
@@ -357,17 +360,22 @@ class ProtectEarlierRuns(Callback):
             raise SystemExit(2)
 
     def on_run_start(self, config, **kwargs) -> None:
-        folder = config.hydra.run.dir
-        self._check(folder, "hydra.run.dir", (".hydra",), "run")
-        # a run writes data/, plots/, predictions.parquet, ...: a folder of other files could lose
-        # some of them (train.log may be this very run's, opened by Hydra's logging)
         from seqtrain.distributed import global_rank
 
-        if global_rank() == 0 and Path(folder).is_dir() and any(
-                p.name != "train.log" for p in Path(folder).iterdir()):
+        folder = Path(config.hydra.run.dir)
+        if global_rank() != 0 or not folder.is_dir():
+            return
+        names = {p.name for p in folder.iterdir()}
+        # A run refused on its settings or data leaves only its config and log: the same command,
+        # mended, may start there again. train.log alone may be this very run's (Hydra's logging).
+        if names <= REFUSED_RUN:
+            return
+        if ".hydra" in names:
+            _error(f"hydra.run.dir: {folder} already holds a run; choose a new folder")
+        else:  # a run writes data/, plots/, predictions.parquet, ...: other files could be lost
             _error(f"hydra.run.dir: {folder} holds other files, which a run's could replace; "
                    "choose a new or empty folder")
-            raise SystemExit(2)
+        raise SystemExit(2)
 
     def on_multirun_start(self, config, **kwargs) -> None:
         marks = ("multirun.yaml", ".hydra", "*/.hydra")  # the sweep's record, a run's, a job's

@@ -469,7 +469,9 @@ def check_output(output: Path, table: Path, overwrite: bool, trained_on: Path | 
             raise SeqtrainError(f"output: {output} is {where}{what}, which is never overwritten; "
                                 "choose another file")
     owner = run_folder_holding(target)
-    if owner is not None and not target.is_relative_to(owner / "predictions"):
+    # the run's predictions/ folder itself is no file name: later predictions go inside it
+    if owner is not None and (target == owner / "predictions"
+                              or not target.is_relative_to(owner / "predictions")):
         raise SeqtrainError(f"output: {output} {_in_run(target, owner)}, whose files are never "
                             f"overwritten; write under {owner / 'predictions'} or outside the run")
     if output.is_dir():
@@ -576,6 +578,8 @@ def _setting(command: str, key: str, value: str, default):
         if value.lower() not in STREAMING:
             raise SeqtrainError(f"{command}: streaming={value!r}; choose auto, true or false")
         return value.lower()
+    if not value and default is not None:  # ckpt=, device=: a key with a default takes a value
+        raise SeqtrainError(f"{command}: {key}= is empty; give a value (default {default})")
     return value or None  # a path or a name, as written
 
 

@@ -292,3 +292,22 @@ def test_a_tz_aware_time_column_predicts_as_its_utc_times_or_is_one_line(trained
         for column in ("time", "window_end"):
             got[column] = as_utc(got[column]).astype(expected[column].dtype)
         pd.testing.assert_frame_equal(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("setting", ["ckpt", "device"])
+def test_an_empty_setting_with_a_default_is_one_line(trained_run, tmp_path, monkeypatch, capsys, setting):
+    output = tmp_path / "out.parquet"
+    code, said = run_predict(monkeypatch, capsys, f"run={trained_run}",
+                             f"data.path={trained_run / 'data' / 'synthetic.parquet'}", f"output={output}",
+                             f"{setting}=")
+    assert code == 2 and "Traceback" not in said and f"predict: {setting}= is empty" in said, said
+    assert not output.exists()
+
+
+def test_the_runs_predictions_folder_is_no_output_file(trained_run, monkeypatch, capsys):
+    folder = trained_run / "predictions"
+    code, said = run_predict(monkeypatch, capsys, f"run={trained_run}",
+                             f"data.path={trained_run / 'data' / 'synthetic.parquet'}", f"output={folder}",
+                             "overwrite=true")
+    assert code == 2 and "never overwritten" in " ".join(said.split()), said
+    assert not folder.is_file()
