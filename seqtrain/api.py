@@ -88,8 +88,9 @@ def train(overrides: list[str] | None = None, run_dir: str | Path | None = None)
     >>> run.metrics["test"]["test_acc"], run.path
     """
     cfg = compose(overrides)
-    run_dir = Path(run_dir).expanduser() if run_dir is not None else _new_run_dir()
-    if (run_dir / ".hydra").exists():
+    if run_dir is None:
+        run_dir = _new_run_dir()  # made and claimed here
+    elif (run_dir := Path(run_dir).expanduser()).joinpath(".hydra").exists():
         raise SeqtrainError(f"run_dir: {run_dir} already holds a run; choose a new folder")
     return _train_config(cfg, list(overrides or []), run_dir)
 
