@@ -501,15 +501,15 @@ def publish(tmp: Path, path: Path, overwrite: bool, key: str) -> None:
     if overwrite:
         tmp.replace(path)
         return
+    appeared = SeqtrainError(f"{key}: {path} appeared while this command ran; nothing was replaced "
+                             "(run it again)")
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise SeqtrainError(f"{key}: {path} appeared while this command ran; nothing was replaced "
-                            "(run it again)") from None
+        raise appeared from None
     except OSError:  # no hard links here (some network and FAT file systems)
         if path.exists():
-            raise SeqtrainError(f"{key}: {path} appeared while this command ran; nothing was replaced "
-                                "(run it again)") from None
+            raise appeared from None
         tmp.replace(path)
         return
     tmp.unlink()
