@@ -55,13 +55,19 @@ def planted(tmp_path_factory):
     return path
 
 
+# Epochs allowed: the attention models learn the planted signal by their 8th epoch (0.99 and 0.94
+# validation accuracy) but keep improving their loss slowly, and an epoch of theirs costs several
+# of a recurrent network's; the recurrent networks need 12-18 epochs.
+EPOCHS = {"tft": 10, "informer": 10}
+
+
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_model_learns_a_planted_signal_at_its_defaults(run_cli, planted, model):
     """The label at t+1 is decided by x1[t]·sign(x2[t-3]) among noise: chance is 0.5 and no
     single column helps. Model, optimizer, schedule and early stopping all at their defaults."""
     result = run_cli(f"model={model}", "data=parquet", f"data.path={planted}", "data.target=label",
-                     "data.seq_length=16", "task=classification", "trainer.max_epochs=20",
-                     "progress_bar=false")
+                     "data.seq_length=16", "task=classification",
+                     f"trainer.max_epochs={EPOCHS.get(model, 20)}", "progress_bar=false")
     assert result.code == 0, result.err
     metrics = result.metrics()
     assert metrics["test"]["test_acc"] > 0.8, metrics
