@@ -221,7 +221,7 @@ def _hydra_main():
 
 # what may change when a run resumes: how it trains from here and how data is loaded, never what
 # the checkpoint holds (model, data columns and windows, task, loss, optimizer, schedule, seed)
-RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "eval.", "data.num_workers", "data.pin_memory",
+RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "plots", "eval.", "data.num_workers", "data.pin_memory",
                "data.persistent_workers", "data.shuffle_buffer", "data.streaming", "data.memory_budget",
                "data.device_resident")
 
@@ -255,7 +255,7 @@ def resume_overrides(cfg, overrides: list[str]):
         if not key.startswith(RESUME_KEYS):
             raise SeqtrainError(
                 f"resume: {text} would change what the checkpoint holds; a resumed run may change "
-                "only trainer.*, early_stopping.*, progress_bar and data loading (data.num_workers, "
+                "only trainer.*, early_stopping.*, progress_bar, plots and data loading (data.num_workers, "
                 "data.pin_memory, data.persistent_workers, data.shuffle_buffer, data.streaming, "
                 "data.memory_budget); start a new run to change the rest")
         OmegaConf.update(cfg, key, override.value(), merge=False, force_add=adding)

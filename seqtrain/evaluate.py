@@ -138,12 +138,13 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     from seqtrain.report.plots import plot_equity, plot_folds, plot_predictions
     from seqtrain.report.summary import print_walk_forward
 
-    plot_folds(folds_table, pooled, run_dir / "plots" / "folds.png")
-    starts = [pd.Timestamp(b) if isinstance(b, str) else b for b in folds_table["test_start"]]
-    plot_predictions(predictions, cfg.data.group_col, task, classes, run_dir / "plots" / "predictions.png",
-                     boundaries=starts)
-    if trading:
-        plot_equity(trading, run_dir / "plots" / "equity.png")
+    if cfg.get("plots", True):
+        plot_folds(folds_table, pooled, run_dir / "plots" / "folds.png")
+        starts = [pd.Timestamp(b) if isinstance(b, str) else b for b in folds_table["test_start"]]
+        plot_predictions(predictions, cfg.data.group_col, task, classes,
+                         run_dir / "plots" / "predictions.png", boundaries=starts)
+        if trading:
+            plot_equity(trading, run_dir / "plots" / "equity.png")
     print_walk_forward(summary)
     return float(np.mean(best))
 

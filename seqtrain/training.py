@@ -313,15 +313,16 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
     write_parquet_atomic(in_zone(predictions, data.contract.time_zone), run_dir / "predictions.parquet")
     trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps)
-    if trading:
-        plot_equity(trading, run_dir / "plots" / "equity.png")
     epochs = fitted.epochs
-    if epochs.rows:
-        plot_curves(epochs.rows, module.main_metric, run_dir / "plots" / "curves.png", epochs.steps)
-    plot_predictions(predictions, data.group_col, cfg.task, data.classes,
-                     run_dir / "plots" / "predictions.png")
-    plot_interpretation(gathered.attention, gathered.importance, module.model.output_steps, data,
-                        run_dir / "plots")
+    if cfg.get("plots", True):
+        if trading:
+            plot_equity(trading, run_dir / "plots" / "equity.png")
+        if epochs.rows:
+            plot_curves(epochs.rows, module.main_metric, run_dir / "plots" / "curves.png", epochs.steps)
+        plot_predictions(predictions, data.group_col, cfg.task, data.classes,
+                         run_dir / "plots" / "predictions.png")
+        plot_interpretation(gathered.attention, gathered.importance, module.model.output_steps, data,
+                            run_dir / "plots")
     speed = fitted.throughput.samples_per_second
     summary = {
         "task": cfg.task,
@@ -420,7 +421,8 @@ def _choose_learning_rate(cfg: DictConfig, trainer: L.Trainer, module: SeqModule
                             "fell); set optim.lr to a number")
     module.lr = chosen
     found = {"lr": float(chosen), "tried": len(finder.results["lr"])}
-    plot_lr_find(finder.results["lr"], finder.results["loss"], chosen, run_dir / "plots" / "lr_find.png")
+    if cfg.get("plots", True):
+        plot_lr_find(finder.results["lr"], finder.results["loss"], chosen, run_dir / "plots" / "lr_find.png")
     _write_json(record, found)
     log.info("optim.lr=find: learning rate %.3g (curve in plots/lr_find.png)", chosen)
     return found
@@ -437,6 +439,9 @@ def check_config(cfg: DictConfig) -> None:
     costs a second, not a table load."""
     if cfg.task not in TASKS:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    for key in ("plots", "progress_bar"):
+        if not isinstance(cfg.get(key, True), bool):
+            raise SeqtrainError(f"{key}: {cfg.get(key)!r}; true or false")
     _monitor(cfg)
     patience = cfg.early_stopping.patience
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):

@@ -28,6 +28,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # Small enough for a few seconds per run on 2 CPU cores, large enough to exercise everything.
 TINY_RUN = [
     "progress_bar=false",
+    "plots=false",  # the slowest part of a tiny run; the tests of the plots turn them on
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=4",
     "trainer.limit_val_batches=2",

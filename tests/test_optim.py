@@ -170,7 +170,7 @@ def test_early_stopping_waits_for_the_warm_up(run_cli, bars):
 
 
 def test_learning_rate_finder_picks_the_rate_and_draws_its_curve(run_cli):
-    result = run_cli("optim.lr=find", *TINY)
+    result = run_cli("optim.lr=find", *TINY, "plots=true")
     assert result.code == 0, result.err
     found = result.metrics()["lr_find"]
     assert 0 < found["lr"] < 1 and found["tried"] > 10

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import make_table
 
 README = Path(__file__).parents[1] / "README.md"
-SHRINK = ["progress_bar=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+SHRINK = ["progress_bar=false", "plots=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
           "trainer.limit_val_batches=2"]
 
 

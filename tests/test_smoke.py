@@ -22,7 +22,7 @@ WITH_ATTENTION = {"seq2seq_attention", "tft", "informer"}
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_each_model_and_task_writes_the_run_folder(run_cli, model, task, tmp_path):
-    result = run_cli(f"model={model}", f"task={task}", *TINY_RUN, *TINY_MODELS[model])
+    result = run_cli(f"model={model}", f"task={task}", *TINY_RUN, *TINY_MODELS[model], "plots=true")
     assert result.code == 0, result.err
     for name in RUN_FILES:
         assert (result.run_dir / name).is_file(), name
@@ -90,6 +90,17 @@ def test_bidirectional_gru_and_optimizer_scheduler_choices(run_cli):
                      "class_weights=true", "early_stopping.monitor=val_auroc", *TINY)
     assert result.code == 0, result.err
     assert result.metrics()["monitor"] == "val_auroc"
+
+
+def test_plots_false_writes_every_number_and_no_picture(run_cli):
+    result = run_cli(*TINY)  # TINY turns the plots off
+    assert result.code == 0, result.err
+    assert not (result.run_dir / "plots").exists()
+    for name in ("metrics.json", "predictions.parquet", "metrics.csv", "checkpoints/best.ckpt"):
+        assert (result.run_dir / name).is_file(), name
+    for bad in ("plots=flase", "progress_bar=1"):
+        refused = run_cli(*TINY, bad)
+        assert refused.code != 0 and f"{bad.split('=')[0]}: " in refused.err and "true or false" in refused.err
 
 
 def test_max_steps_before_the_first_validation_still_reports(run_cli):

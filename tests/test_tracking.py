@@ -18,7 +18,7 @@ def _client(store):
 
 def test_mlflow_run_reads_back_through_the_client(run_cli, tmp_path):
     store = tmp_path / "mlflow.db"
-    result = run_cli(*TINY, "logger=mlflow", f"logger.tracking_uri=sqlite:///{store}",
+    result = run_cli(*TINY, "plots=true", "logger=mlflow", f"logger.tracking_uri=sqlite:///{store}",
                      f"logger.artifact_location={tmp_path / 'artifacts'}", "trainer.log_every_n_steps=2")
     assert result.code == 0, result.err
     assert "Creating it" not in result.out + result.err  # MLflow's chatter stays out

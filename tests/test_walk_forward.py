@@ -75,7 +75,8 @@ def test_every_fold_is_purged_and_fit_on_its_own_training_rows(tmp_path):
 
 
 def test_walk_forward_run_pools_the_folds(run_cli):
-    result = run_cli(*TINY, "eval=walk_forward", "eval.folds=3", "eval.test_size=0.1", "data.embargo=1")
+    result = run_cli(*TINY, "plots=true", "eval=walk_forward", "eval.folds=3", "eval.test_size=0.1",
+                     "data.embargo=1")
     assert result.code == 0, result.err
     run = result.run_dir
     folds = pd.read_csv(run / "folds.csv")
