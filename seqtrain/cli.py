@@ -221,8 +221,9 @@ def _hydra_main():
 
 # what may change when a run resumes: how it trains from here and how data is loaded, never what
 # the checkpoint holds (model, data columns and windows, task, loss, optimizer, schedule, seed)
-RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "plots", "eval.", "data.num_workers", "data.pin_memory",
-               "data.persistent_workers", "data.shuffle_buffer", "data.streaming", "data.memory_budget",
+RESUME_KEYS = ("trainer.", "early_stopping.", "progress_bar", "plots", "eval.", "data.num_workers",
+               "data.pin_memory", "data.persistent_workers", "data.shuffle_buffer", "data.streaming",
+               "data.memory_budget",
                "data.device_resident")
 
 

@@ -14,7 +14,7 @@ from tests.conftest import TINY
 def test_train_through_the_api_equals_the_command_line(run_cli, tmp_path):
     by_cli = run_cli(*TINY)
     assert by_cli.code == 0, by_cli.err
-    run = seqtrain.train(TINY + ["progress_bar=false"], run_dir=tmp_path / "api")
+    run = seqtrain.train(TINY + ["progress_bar=false", "plots=false"], run_dir=tmp_path / "api")
     assert run.path == tmp_path / "api"
     assert run.metrics["test"] == by_cli.metrics()["test"]
     assert run.metrics["best_val"] == by_cli.metrics()["best_val"]

@@ -94,7 +94,8 @@ def random_walk(tmp_path):
 def test_on_a_random_walk_no_model_beats_the_baselines(run_cli, random_walk, model):
     result = run_cli(f"model={model}", "data=parquet", f"data.path={random_walk}", "data.target=up",
                      "data.group_col=symbol", "data.horizon=0", "data.features=[ret,vol,rsi]",
-                     "data.embargo=1", "data.seq_length=16", "trainer.max_epochs=3", "progress_bar=false")
+                     "data.embargo=1", "data.seq_length=16", "trainer.max_epochs=3", "progress_bar=false",
+                     "plots=false")
     assert result.code == 0, result.err
     metrics = result.metrics()
     skill = metrics["skill"]
@@ -115,7 +116,7 @@ def test_seasonal_naive_baseline_with_eval_season(run_cli, tmp_path):
     table.to_parquet(path, index=False)
     result = run_cli("data=parquet", f"data.path={path}", "data.target=load", "task=regression",
                      "data.output_steps=3", "data.seq_length=12", "eval.season=24", "model.hidden_size=8",
-                     "trainer.max_epochs=1", "progress_bar=false")
+                     "trainer.max_epochs=1", "progress_bar=false", "plots=false")
     assert result.code == 0, result.err
     baselines = result.metrics()["baseline_test"]
     # yesterday's value at the same hour is off by the noise alone; persistence by the cycle
@@ -125,7 +126,7 @@ def test_seasonal_naive_baseline_with_eval_season(run_cli, tmp_path):
 
 
 def test_eval_season_must_be_a_period(run_cli):
-    result = run_cli("eval.season=0", "progress_bar=false")
+    result = run_cli("eval.season=0", "progress_bar=false", "plots=false")
     assert result.code == 2 and "eval.season: 0" in result.err
 
 
@@ -329,7 +330,7 @@ def test_a_look_ahead_target_gets_no_persistence_without_an_embargo(run_cli, tmp
     table.to_parquet(path, index=False)
     common = ["data=parquet", f"data.path={path}", "data.target=next_close", "task=regression",
               "data.horizon=0", "data.features=[ret,vol,close]", "data.seq_length=8", "model.hidden_size=8",
-              "model.num_layers=1", "trainer.max_steps=1", "progress_bar=false"]
+              "model.num_layers=1", "trainer.max_steps=1", "progress_bar=false", "plots=false"]
     blind = run_cli(*common, "data.embargo=0")
     assert blind.code == 0, blind.err
     metrics = blind.metrics()

@@ -9,7 +9,7 @@ import pytest
 from seqtrain.data.synthetic import planted_signal_table
 from seqtrain.models.registry import MODELS
 
-BUDGET = ["progress_bar=false", "trainer.max_epochs=6", "optim.lr=0.005"]
+BUDGET = ["progress_bar=false", "plots=false", "trainer.max_epochs=6", "optim.lr=0.005"]
 SIZES = {
     "lstm": ["model.hidden_size=32"],
     "gru": ["model.hidden_size=32"],
@@ -67,7 +67,7 @@ def test_every_model_learns_a_planted_signal_at_its_defaults(run_cli, planted, m
     single column helps. Model, optimizer, schedule and early stopping all at their defaults."""
     result = run_cli(f"model={model}", "data=parquet", f"data.path={planted}", "data.target=label",
                      "data.seq_length=16", "task=classification",
-                     f"trainer.max_epochs={EPOCHS.get(model, 20)}", "progress_bar=false")
+                     f"trainer.max_epochs={EPOCHS.get(model, 20)}", "progress_bar=false", "plots=false")
     assert result.code == 0, result.err
     metrics = result.metrics()
     assert metrics["test"]["test_acc"] > 0.8, metrics

@@ -228,7 +228,7 @@ def test_a_run_never_starts_in_a_folder_of_other_files(run_cli, tmp_path):
 def test_a_run_refused_on_its_data_leaves_a_folder_the_mended_command_can_use(run_cli, tmp_path, bars):
     folder = tmp_path / "retry"
     table = ["data=parquet", f"data.path={bars}", "data.target=close", "data.group_col=symbol",
-             "task=regression", "trainer=debug", "progress_bar=false", "model.hidden_size=8"]
+             "task=regression", "trainer=debug", "progress_bar=false", "plots=false", "model.hidden_size=8"]
     refused = run_cli(*table, "data.features=[no_such_column]", run_dir=folder)
     assert refused.code == 2 and "no_such_column" in refused.err, refused.err
     mended = run_cli(*table, run_dir=folder)

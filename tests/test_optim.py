@@ -156,7 +156,8 @@ def test_precision_spelling_reaches_the_trainer(run_cli, monkeypatch):
 
 
 NOISE = ["data=parquet", "data.target=up", "data.horizon=0", "data.features=[rsi]", "data.group_col=symbol",
-         "task=classification", "progress_bar=false", "model.hidden_size=16", "trainer.max_epochs=8",
+         "task=classification", "progress_bar=false", "plots=false", "model.hidden_size=16",
+         "trainer.max_epochs=8",
          "early_stopping.patience=1", "data.embargo=1"]
 
 

@@ -23,9 +23,10 @@ def readme_commands() -> list[str]:
 
 def _here(arg: str) -> str:
     """What a README command asks of a cluster or a long search, on this machine and briefly: the
-    SLURM launcher's local twin, and 2 trials of a search."""
+    jobs in this process (test_launchers.py composes the SLURM launcher and runs its local twin's
+    jobs as processes), and 2 trials of a search."""
     if arg == "hydra/launcher=slurm":
-        return "hydra/launcher=submitit_local"
+        return "hydra/launcher=basic"
     return "hydra.sweeper.n_trials=2" if arg.startswith("hydra.sweeper.n_trials=") else arg
 
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from seqtrain import cli
+from tests.conftest import run_seqtrain
 
-ARGS = ["trainer.max_epochs=6", "early_stopping.patience=null", "data.generator.length=800",
-        "model.hidden_size=16", "progress_bar=false"]
+ARGS = ["trainer.max_epochs=6", "early_stopping.patience=null", "data.generator.length=800", "plots=false",
+        "model.hidden_size=16", "progress_bar=false", "plots=false"]
 SCRIPT = str(Path(sys.executable).with_name("seqtrain"))
 
 
@@ -54,14 +55,13 @@ def test_sigterm_then_resume_finishes_the_same_run(tmp_path, run_cli):
     assert finished["steps"] == uninterrupted.metrics()["steps"]
 
 
-def test_resume_refuses_what_it_cannot_continue(tmp_path, run_cli):
-    finished = run_cli("trainer=debug", "progress_bar=false", "data.generator.length=300")
+def test_resume_refuses_what_it_cannot_continue(tmp_path, run_cli, monkeypatch, capsys):
+    finished = run_cli("trainer=debug", "progress_bar=false", "plots=false", "data.generator.length=300")
     assert finished.code == 0
-    again = subprocess.run([SCRIPT, f"resume={finished.run_dir}"], capture_output=True, text=True,
-                           timeout=120)
-    assert again.returncode == 2 and "already finished" in again.stderr
-    nowhere = subprocess.run([SCRIPT, f"resume={tmp_path}"], capture_output=True, text=True, timeout=120)
-    assert nowhere.returncode == 2 and "not a seqtrain run folder" in nowhere.stderr
+    code, said = run_seqtrain(monkeypatch, capsys, f"resume={finished.run_dir}")
+    assert code == 2 and "already finished" in said
+    code, said = run_seqtrain(monkeypatch, capsys, f"resume={tmp_path}")
+    assert code == 2 and "not a seqtrain run folder" in said
 
 
 def _finished_then_reopened(run_cli, *args):
@@ -75,7 +75,7 @@ def _finished_then_reopened(run_cli, *args):
 @pytest.mark.parametrize("scheduler", ["onecycle", "cosine", "plateau", "none"])
 def test_extending_a_run_follows_the_schedule_of_its_new_length(run_cli, capsys, scheduler):
     args = [f"scheduler={scheduler}", "trainer.max_epochs=2", "early_stopping.patience=null",
-            "data.generator.length=400", "model.hidden_size=16", "progress_bar=false"]
+            "data.generator.length=400", "model.hidden_size=16", "progress_bar=false", "plots=false"]
     run_dir = _finished_then_reopened(run_cli, *args)
     before = pd.read_csv(run_dir / "steps.csv")
     cli.resume(str(run_dir), ["trainer.max_epochs=4"])
@@ -90,7 +90,7 @@ def test_extending_a_run_follows_the_schedule_of_its_new_length(run_cli, capsys,
 
 
 def test_resume_checks_its_overrides(run_cli, capsys):
-    run_dir = _finished_then_reopened(run_cli, "trainer=debug", "progress_bar=false",
+    run_dir = _finished_then_reopened(run_cli, "trainer=debug", "progress_bar=false", "plots=false",
                                       "data.generator.length=300")
     for overrides, expected in [
         (["model=gru"], "would change what the checkpoint holds"),
@@ -112,7 +112,7 @@ def test_hard_kill_then_resume_equals_an_uninterrupted_run(tmp_path):
     written): the resumed run's files agree with each other and with a run never interrupted,
     to the last digit, since the random stream continues where it stopped."""
     args = ["trainer.max_epochs=4", "early_stopping.patience=null", "data.generator.length=1500",
-            "model.hidden_size=16", "progress_bar=false", "scheduler=cosine"]
+            "model.hidden_size=16", "progress_bar=false", "scheduler=cosine", "plots=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     process = subprocess.Popen([SCRIPT, *args, f"hydra.run.dir={killed}"], env=env,

@@ -100,7 +100,8 @@ def test_plots_false_writes_every_number_and_no_picture(run_cli):
         assert (result.run_dir / name).is_file(), name
     for bad in ("plots=flase", "progress_bar=1"):
         refused = run_cli(*TINY, bad)
-        assert refused.code != 0 and f"{bad.split('=')[0]}: " in refused.err and "true or false" in refused.err
+        key = bad.split("=")[0]
+        assert refused.code != 0 and f"{key}: " in refused.err and "true or false" in refused.err
 
 
 def test_max_steps_before_the_first_validation_still_reports(run_cli):

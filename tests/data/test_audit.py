@@ -6,7 +6,7 @@ import pytest
 from seqtrain.data.audit import audit, leakage_scores
 from tests.helpers import make_table
 
-PARQUET = ["data=parquet", "data.group_col=symbol", "progress_bar=false", "trainer=debug"]
+PARQUET = ["data=parquet", "data.group_col=symbol", "progress_bar=false", "plots=false", "trainer=debug"]
 
 
 def test_scores_see_through_scaling_and_ties():

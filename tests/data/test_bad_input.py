@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import make_table
 
-PARQUET = ["data=parquet", "data.target=close", "data.group_col=symbol", "progress_bar=false",
+PARQUET = ["data=parquet", "data.target=close", "data.group_col=symbol", "progress_bar=false", "plots=false",
            "task=regression"]
 
 

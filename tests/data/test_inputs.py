@@ -20,7 +20,7 @@ from tests.helpers import make_table
 ZONE = "America/New_York"
 TINY = ["data=parquet", "data.target=close", "data.group_col=symbol", "task=regression",
         "data.features=[ret,vol,rsi]", "data.seq_length=8", "model.hidden_size=8", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "progress_bar=false"]
+        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "progress_bar=false", "plots=false"]
 
 
 def data_cfg(path, *overrides):

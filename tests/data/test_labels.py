@@ -138,7 +138,7 @@ def test_a_direction_run_predicts_its_own_test_windows_back(run_cli, tmp_path):
     result = run_cli("data=parquet", f"data.path={path}", "data.target=close", "data.group_col=symbol",
                      "data.features=[ret,vol,rsi]", "data.label=direction", "data.horizon=2",
                      "data.dead_zone=q0.33", "data.seq_length=8", "model.hidden_size=8",
-                     "trainer.max_epochs=1", "progress_bar=false")
+                     "trainer.max_epochs=1", "progress_bar=false", "plots=false")
     assert result.code == 0, result.err
     predicted = assert_predict_reproduces_the_run(result.run_dir, tmp_path, path)
     assert {"prob_down", "prob_flat", "prob_up"} <= set(predicted.columns)

@@ -216,7 +216,7 @@ def test_cli_streams_a_partitioned_directory_and_writes_the_run_folder(run_cli, 
         (root / f"symbol={symbol}").mkdir(parents=True)
         write(part.drop(columns="symbol"), root / f"symbol={symbol}" / "part-0.parquet", 40)
     args = ["data=parquet", f"data.path={root}", "data.target=close", "data.group_col=symbol",
-            "task=regression", "data.seq_length=10", "trainer=debug", "progress_bar=false",
+            "task=regression", "data.seq_length=10", "trainer=debug", "progress_bar=false", "plots=false",
             "model.hidden_size=8"]
     streamed_run = run_cli(*args, "data.streaming=true")
     assert streamed_run.code == 0, streamed_run.err
@@ -234,7 +234,7 @@ def test_cli_streams_a_partitioned_directory_and_writes_the_run_folder(run_cli, 
 
 
 def test_auto_streams_when_the_table_exceeds_the_memory_budget(run_cli):
-    result = run_cli("data.memory_budget=1KiB", "trainer=debug", "progress_bar=false",
+    result = run_cli("data.memory_budget=1KiB", "trainer=debug", "progress_bar=false", "plots=false",
                      "data.generator.length=300", "data.seq_length=8", "model.hidden_size=8")
     assert result.code == 0, result.err
     assert "would exceed data.memory_budget" in " ".join((result.out + result.err).split())
@@ -279,7 +279,7 @@ def test_cli_trains_with_pad_short(run_cli, tmp_path):
     path = write(unequal_series(seed=9), tmp_path / "t.parquet", 61)
     result = run_cli("data=parquet", f"data.path={path}", "data.target=close", "data.group_col=symbol",
                      "task=regression", "data.seq_length=60", "data.pad_short=true", "trainer=debug",
-                     "progress_bar=false", "model=gru", "model.hidden_size=8")
+                     "progress_bar=false", "plots=false", "model=gru", "model.hidden_size=8")
     assert result.code == 0, result.err
 
 
