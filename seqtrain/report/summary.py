@@ -173,7 +173,8 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
 
 def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list[dict]:
     """Print the sweep's jobs side by side and save them as ``summary.csv`` in the sweep folder;
-    a failed job's row says so, with its error under the table. Returns the rows."""
+    a failed job's row says so, with its error under the table. Walk-forward jobs also get the
+    search's nested out-of-sample result beside the ★ job's (``report.nested``). Returns the rows."""
     rows = sweep_table(sweep_dir)
     if not rows:
         return rows
