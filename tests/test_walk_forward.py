@@ -12,9 +12,10 @@ from hydra import compose, initialize_config_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqtrain.data.columns import utc_times
 from seqtrain.data.prepare import prepare
 from seqtrain.data.windows import walk_forward_folds
-from seqtrain.evaluate import fold_configs
+from seqtrain.evaluate import fold_configs, pooled_skill
 from tests.conftest import TINY
 from tests.helpers import make_table
 
@@ -129,12 +130,27 @@ def test_bad_walk_forward_settings_are_one_line(run_cli, overrides, expected):
     assert expected in " ".join(result.err.split())
 
 
-def test_a_sweep_of_walk_forward_runs_compares_their_pooled_results(run_cli):
+def test_a_sweep_of_walk_forward_runs_compares_their_pooled_results_and_its_nested_one(run_cli):
     result = run_cli("-m", *TINY, "eval=walk_forward", "eval.folds=2", "eval.test_size=0.1",
                      "model.hidden_size=8,16")
     assert result.code == 0, result.err
     summary = pd.read_csv(result.run_dir / "summary.csv")
     assert len(summary) == 2 and summary["test_acc"].notna().all() and "skill" in summary
+    # the search's own out-of-sample result: block k scored by the job chosen for it
+    nested = json.loads((result.run_dir / "summary.json").read_text())["nested"]
+    blocks = pd.read_csv(result.run_dir / "nested.csv")
+    assert blocks["block"].tolist() == [0, 1] and nested["jobs"] == ["0", "1"] and not nested["left_out"]
+    read = lambda job: pd.read_parquet(result.run_dir / str(job) / "predictions.parquet")  # noqa: E731
+    chosen = pd.concat([read(job).query(f"fold == {k}")
+                        for k, job in enumerate(blocks["job"])])
+    again = pooled_skill("classification", utc_times(chosen), "symbol", 42)
+    assert nested["windows"] == again["windows"] == (chosen["step"] == 1).sum()
+    assert (nested["value"], nested["interval"]) == (again["value"], again["interval"])
+    star = str(summary.loc[summary["rank"] == 1, "job"].item())
+    assert nested["selected_in_sample"]["job"] == star == str(blocks["job"].iloc[-1])
+    star_metrics = json.loads((result.run_dir / star / "metrics.json").read_text())
+    assert nested["windows"] == star_metrics["windows_tested"]  # the same windows, chosen block by block
+    assert "selected in-sample" in result.out and "nested out-of-sample test_acc" in result.out
 
 
 def test_the_python_api_opens_a_walk_forward_run_and_its_folds(tmp_path):

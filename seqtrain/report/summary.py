@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqtrain.precision import PRECISIONS
+from seqtrain.report.nested import nested_lines, nested_summary, nested_table_rows
 
 
 def _fmt(value) -> str:
@@ -172,11 +173,13 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
 
 def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list[dict]:
     """Print the sweep's jobs side by side and save them as ``summary.csv`` in the sweep folder;
-    a failed job's row says so, with its error under the table. Returns the rows."""
+    a failed job's row says so, with its error under the table. Walk-forward jobs also get the
+    search's nested out-of-sample result beside the ★ job's (``report.nested``). Returns the rows."""
     rows = sweep_table(sweep_dir)
     if not rows:
         return rows
     best = rank(rows)
+    nested = nested_summary(sweep_dir, best["job"] if best else None)  # walk-forward jobs only
     frame = pd.DataFrame(rows)
     frame.to_csv(Path(sweep_dir) / "summary.csv", index=False)
     shared = set.intersection(*(set(r["overrides"].split()) for r in rows))
@@ -200,6 +203,11 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list
                  for i, c in enumerate(columns)]
         job = f"{row['job']} ★" if best is not None and row is best else row["job"]
         table.add_row(job, row["overrides"], *cells)
+    if nested and "blocks" in nested:  # the ★ job's pooled result beside the search's own
+        table.add_section()
+        for extra in nested_table_rows(nested):
+            cells = [_fmt(extra[c]) if c in extra else "" for c in columns]
+            table.add_row(extra["job"], extra["overrides"], *cells)
     console = console or Console()
     console.print(table)
     if best is not None:
@@ -212,6 +220,8 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list
                    Path(sweep_dir) / "summary.png")
         console.print(f"best: job {best['job']} ({best['monitor']} {_fmt(best['best_val'])}) "
                       f"{best['overrides'] or '(the shared settings)'}", soft_wrap=True, highlight=False)
+    for line in nested_lines(nested):
+        console.print(line, soft_wrap=True, highlight=False)
     for row in rows:
         if row.get("error"):
             console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)
