@@ -3,7 +3,9 @@
 import json
 
 import pandas as pd
+import pytest
 
+from seqtrain.report.overfitting import probabilistic_sharpe, sharpe_moments
 from tests.conftest import TINY
 
 
@@ -21,7 +23,26 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(run_cli):
     assert "job 1 failed: data.seq_length" in text and "1 of 3 runs failed" in text
 
 
-def test_a_sweep_without_failures_exits_zero_with_no_error_column(run_cli):
-    result = run_cli("-m", *TINY, "data.seq_length=8,12")
+def test_a_sweep_deflates_the_best_jobs_sharpe_and_measures_its_overfitting(run_cli):
+    # four seeds on the bars demo (three series): each job's book returns are saved per grid
+    # period, and the sweep judges them together; without failures it exits 0, no error column
+    result = run_cli("-m", *TINY, "trainer.max_epochs=1", "data.generator.name=bars", "data.target=close",
+                     "data.label=direction", "seed=0,1,2,3", "eval.pbo_blocks=4")
     assert result.code == 0, result.err
-    assert "error" not in pd.read_csv(result.run_dir / "summary.csv")
+    summary = pd.read_csv(result.run_dir / "summary.csv")
+    assert "error" not in summary and summary[["sharpe", "psr"]].notna().all().all()
+    judged = json.loads((result.run_dir / "summary.json").read_text())
+    best = summary.loc[summary["rank"] == 1, "job"].item()
+    assert judged["best_job"] == str(best) and judged["n_trials"] == 4 and judged["trials_from"] == "jobs"
+    assert judged["sharpe_variance"] == pytest.approx(summary["sharpe"].var(ddof=1))
+    assert 0 <= judged["dsr"] <= judged["psr"] <= 1 and judged["expected_max_sharpe"] > 0
+    assert 0 <= judged["pbo"] <= 1 and judged["pbo_splits"] == 6 and len(judged["logits"]) == 6
+    assert judged["pbo_jobs"] == ["0", "1", "2", "3"] and judged["pbo_left_out"] == []
+    assert (result.run_dir / "summary_pbo.png").stat().st_size > 0
+    book = pd.read_parquet(result.run_dir / str(best) / "trading.parquet")
+    assert list(book) == ["period_start", "period_end", "model", "buy_and_hold"]
+    metrics = json.loads((result.run_dir / str(best) / "metrics.json").read_text())["trading"]["model"]
+    assert len(book) == metrics["periods"] == judged["pbo_periods"]
+    assert metrics["psr"] == pytest.approx(probabilistic_sharpe(**sharpe_moments(book["model"].to_numpy())))
+    text = " ".join(result.out.split())
+    assert f"deflated Sharpe of job {best} ★" in text and "PBO " in text and "probabilistic Sharpe" in text
