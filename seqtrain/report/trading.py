@@ -39,6 +39,10 @@ A book over time, not over row positions:
   last position is marked, not closed. Rebalancing between series is free.
 - **Buy-and-hold** is +1 on the same holds, under the same cost rule.
 
+**Significance.** Beside the annualised Sharpe ratio: the Sharpe ratio per period, the grid
+returns' skew and kurtosis and the probabilistic Sharpe ratio against 0 (``psr``, see
+``overfitting``); the grid returns themselves are ``periods`` (``trading.parquet``).
+
 ``time_in_market`` is the share of the calendar's span during which the book held a position
 (the active series' mean absolute position, weighted by time); ``hit_rate`` the share of the
 traded up/down calls whose label (``y_true``) is that call, the same comparison as accuracy.
