@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from seqtrain.report.overfitting import probabilistic_sharpe, sharpe_moments
+from seqtrain.report.sweep_overfitting import aligned_returns
 from tests.conftest import TINY
 
 
@@ -46,3 +48,26 @@ def test_a_sweep_deflates_the_best_jobs_sharpe_and_measures_its_overfitting(run_
     assert metrics["psr"] == pytest.approx(probabilistic_sharpe(**sharpe_moments(book["model"].to_numpy())))
     text = " ".join(result.out.split())
     assert f"deflated Sharpe of job {best} ★" in text and "PBO " in text and "probabilistic Sharpe" in text
+
+
+def _book(folder, starts, length, returns):
+    folder.mkdir(parents=True)
+    starts = pd.Timestamp("2024-01-01") + pd.to_timedelta(starts, "D")
+    pd.DataFrame({"period_start": starts, "period_end": starts + pd.Timedelta(length, "D"),
+                  "model": returns, "buy_and_hold": 0.0}).to_parquet(folder / "trading.parquet")
+
+
+def test_jobs_are_lined_up_on_the_periods_they_share_and_other_hold_lengths_left_out(tmp_path):
+    # jobs 0-3 hold 4 days; job 1 starts a period later and job 2 ends one earlier; job 4 holds 2 days
+    rng = np.random.default_rng(0)
+    layout = ((0, 0, 10, 4), (1, 4, 9, 4), (2, 0, 9, 4), (3, 0, 10, 4), (4, 0, 20, 2))
+    for job, first, count, length in layout:
+        starts = np.arange(first, first + count * length, length)
+        _book(tmp_path / str(job), starts, length, rng.normal(size=count))
+    rows = [{"job": str(j), "sharpe": 0.1} for j in range(5)]
+    returns, left_out = aligned_returns(tmp_path, rows, rows[0])
+    assert list(returns.columns) == ["0", "1", "2", "3"] and left_out == ["4"]
+    starts = returns.index.get_level_values("period_start")
+    assert (starts - pd.Timestamp("2024-01-01")).days.tolist() == list(range(4, 36, 4))  # periods 1..8
+    original = pd.read_parquet(tmp_path / "3" / "trading.parquet")["model"].to_numpy()
+    np.testing.assert_array_equal(returns["3"].to_numpy(), original[1:9])

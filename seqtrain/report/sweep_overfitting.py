@@ -78,8 +78,10 @@ def _deflated(sweep_dir: Path, traded: list[dict], best: dict | None, trials: in
     variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
     out = {"n_trials": count, "trials_from": "optuna study" if count > len(traded) else "jobs",
            "sharpe_variance": variance, "dsr": None}
-    if best is None or "sharpe" not in best:
-        return {**out, "dsr_note": "the best job has no trading view"}
+    if best is None:
+        return {**out, "dsr_note": "no job is ranked first (none finished with a monitored value)"}
+    if "sharpe" not in best:
+        return {**out, "dsr_note": f"the best job ({best['job']} ★) has no trading view"}
     model = json.loads((sweep_dir / best["job"] / "metrics.json").read_text())["trading"]["model"]
     report = deflated_report(model, count, variance)
     if report is None:
