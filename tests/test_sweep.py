@@ -25,9 +25,14 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(run_cli):
     assert "job 1 failed: data.seq_length" in text and "1 of 3 runs failed" in text
 
 
-def test_a_sweep_deflates_the_best_jobs_sharpe_and_measures_its_overfitting(run_cli):
+def test_a_sweep_deflates_the_best_jobs_sharpe_and_measures_its_overfitting(run_cli, monkeypatch):
     # four seeds on the bars demo (three series): each job's book returns are saved per grid
-    # period, and the sweep judges them together; without failures it exits 0, no error column
+    # period, and the sweep judges them together; without failures it exits 0, no error column.
+    # The jobs' own plots are the slowest part of a tiny run and not what is checked here
+    from seqtrain import training
+
+    for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
+        monkeypatch.setattr(training, name, lambda *args, **kwargs: None)
     result = run_cli("-m", *TINY, "trainer.max_epochs=1", "data.generator.name=bars", "data.target=close",
                      "data.label=direction", "seed=0,1,2,3", "eval.pbo_blocks=4")
     assert result.code == 0, result.err
