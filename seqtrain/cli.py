@@ -389,8 +389,10 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from seqtrain.report.summary import print_sweep_summary
+        from seqtrain.report.sweep_overfitting import study_trials
 
-        rows = print_sweep_summary(Path(config.hydra.sweep.dir))
+        rows = print_sweep_summary(Path(config.hydra.sweep.dir), pbo_blocks=config.eval.get("pbo_blocks", 16),
+                                   study_trials=study_trials(config.hydra.sweeper))
         failed = [row for row in rows if row.get("error")]
         if failed:
             _error(f"{len(failed)} of {len(rows)} runs failed (their errors are above and in summary.csv)")

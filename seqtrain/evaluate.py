@@ -25,8 +25,9 @@ from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import walk_forward_folds
 from seqtrain.errors import SeqtrainError
 from seqtrain.report.baselines import skill_report
+from seqtrain.report.overfitting import deflated_report
 from seqtrain.report.predictions import write_parquet_atomic
-from seqtrain.report.trading import trading_report
+from seqtrain.report.trading import book_returns, in_metrics, trading_report
 
 log = logging.getLogger("seqtrain")
 
@@ -50,6 +51,15 @@ def check_walk_forward(settings) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise SeqtrainError(f"eval.{key}: {value!r}; a share of the timestamps in (0, 1)")
+    trials = settings.get("trials", 1)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise SeqtrainError(f"eval.trials: {trials!r}; an integer >= 1, the configurations tried in all "
+                            "(this one included) for the deflated Sharpe ratio")
+    variance = settings.get("trial_sharpe_variance")
+    if variance is not None and (isinstance(variance, bool) or not isinstance(variance, (int, float))
+                                 or not variance >= 0):
+        raise SeqtrainError(f"eval.trial_sharpe_variance: {variance!r}; the variance of the trials' "
+                            "per-period Sharpe ratios (>= 0), or null to use the estimator's")
     if settings.scheme == "sliding" and settings.get("train_size") is None:
         raise SeqtrainError("eval.scheme=sliding: set eval.train_size, the share each fold trains on")
 
@@ -125,13 +135,17 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     task = cfg.task
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
     trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps)
+    if trading:  # the pooled book: its periods, and its Sharpe deflated by the trials run elsewhere
+        write_parquet_atomic(book_returns(trading, zone), run_dir / "trading.parquet")
+        trading["deflated_sharpe"] = deflated_report(trading["model"], cfg.eval.get("trials", 1),
+                                                     cfg.eval.get("trial_sharpe_variance"))
     monitor = cfg.early_stopping.monitor
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
                "scheme": cfg.eval.scheme, "refit": refit, "folds": rows, "pooled": pooled,
                "baseline_notes": pooled_notes(notes),  # baselines a fold left out or filled in
                # what a sweep ranks: the folds' mean best validation value
                "monitor": monitor, "mode": metrics["mode"], "best_val": {monitor: float(np.mean(best))},
-               "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
+               "trading": in_metrics(trading),
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -58,7 +58,8 @@ from seqtrain.report.plots import (
 )
 from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
-from seqtrain.report.trading import trading_report
+from seqtrain.report.sweep_overfitting import check_pbo_blocks
+from seqtrain.report.trading import book_returns, in_metrics, trading_report
 from seqtrain.tracking import check_logger, log_config, log_results, make_logger
 
 log = logging.getLogger("seqtrain")
@@ -313,6 +314,8 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
     write_parquet_atomic(in_zone(predictions, data.contract.time_zone), run_dir / "predictions.parquet")
     trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps)
+    if trading:
+        write_parquet_atomic(book_returns(trading, data.contract.time_zone), run_dir / "trading.parquet")
     epochs = fitted.epochs
     if cfg.get("plots", True):
         if trading:
@@ -335,7 +338,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "baseline_test": baseline_test,
         "baseline_notes": baseline_notes,  # baselines left out (not known at a window's end) or filled in
         "skill": skill,
-        "trading": {k: v for k, v in trading.items() if k != "equity"} if trading else None,
+        "trading": in_metrics(trading),
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
         "windows": data.contract.record["windows"],
@@ -456,6 +459,7 @@ def check_config(cfg: DictConfig) -> None:
     cost = cfg.eval.get("cost_bps", 0.0)
     if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:
         raise SeqtrainError(f"eval.cost_bps: {cost!r}; a cost in basis points >= 0")
+    check_pbo_blocks(cfg.eval.get("pbo_blocks", 16))
     season = cfg.eval.season
     if season is not None and (isinstance(season, bool) or not isinstance(season, int) or season < 1):
         raise SeqtrainError(f"eval.season: {season!r}; a period in rows >= 1 (e.g. 24 for hourly data), "

@@ -1,5 +1,6 @@
 """Hyperparameter search (hparams_search=optuna): Optuna's TPE through Hydra's sweeper."""
 
+import json
 import math
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import yaml
 from tests.conftest import TINY
 
 SEARCH = ["-m", "hparams_search=optuna", *TINY]
+DIRECTION = ["data.generator.name=bars", "data.target=close", "data.label=direction"]  # a trading view
 
 
 def test_a_three_trial_study_ranks_its_trials_and_marks_the_best(run_cli):
@@ -44,7 +46,7 @@ def test_the_direction_follows_the_monitor_and_a_study_resumes_from_its_database
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     args = [*SEARCH, "early_stopping.monitor=val_acc", f"hydra.sweeper.storage={storage}",
-            "hydra.sweeper.study_name=resumed"]
+            "hydra.sweeper.study_name=resumed", *DIRECTION]
     assert run_cli(*args, "hydra.sweeper.n_trials=2").code == 0
     second = run_cli(*args, "hydra.sweeper.n_trials=1")  # the same study, one trial more
     assert second.code == 0, second.err
@@ -53,6 +55,9 @@ def test_the_direction_follows_the_monitor_and_a_study_resumes_from_its_database
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
     summary = pd.read_csv(second.run_dir / "summary.csv")
     assert math.isclose(study.trials[2].value, summary.loc[0, "best_val"], rel_tol=1e-6)
+    # the best trial's Sharpe is deflated by the study's three trials, not the folder's one
+    judged = json.loads((second.run_dir / "summary.json").read_text())
+    assert judged["n_trials"] == 3 and judged["trials_from"] == "optuna study"
 
 
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(run_cli):

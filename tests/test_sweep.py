@@ -2,8 +2,12 @@
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
+from seqtrain.report.overfitting import probabilistic_sharpe, sharpe_moments
+from seqtrain.report.sweep_overfitting import aligned_returns
 from tests.conftest import TINY
 
 
@@ -21,7 +25,54 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(run_cli):
     assert "job 1 failed: data.seq_length" in text and "1 of 3 runs failed" in text
 
 
-def test_a_sweep_without_failures_exits_zero_with_no_error_column(run_cli):
-    result = run_cli("-m", *TINY, "data.seq_length=8,12")
+def test_a_sweep_deflates_the_best_jobs_sharpe_and_measures_its_overfitting(run_cli, monkeypatch):
+    # four seeds on the bars demo (three series): each job's book returns are saved per grid
+    # period, and the sweep judges them together; without failures it exits 0, no error column.
+    # The jobs' own plots are the slowest part of a tiny run and not what is checked here
+    from seqtrain import training
+
+    for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
+        monkeypatch.setattr(training, name, lambda *args, **kwargs: None)
+    result = run_cli("-m", *TINY, "trainer.max_epochs=1", "data.generator.name=bars", "data.target=close",
+                     "data.label=direction", "seed=0,1,2,3", "eval.pbo_blocks=4")
     assert result.code == 0, result.err
-    assert "error" not in pd.read_csv(result.run_dir / "summary.csv")
+    summary = pd.read_csv(result.run_dir / "summary.csv")
+    assert "error" not in summary and summary[["sharpe", "psr"]].notna().all().all()
+    judged = json.loads((result.run_dir / "summary.json").read_text())
+    best = summary.loc[summary["rank"] == 1, "job"].item()
+    assert judged["best_job"] == str(best) and judged["n_trials"] == 4 and judged["trials_from"] == "jobs"
+    assert judged["sharpe_variance"] == pytest.approx(summary["sharpe"].var(ddof=1))
+    assert 0 <= judged["dsr"] <= judged["psr"] <= 1 and judged["expected_max_sharpe"] > 0
+    assert 0 <= judged["pbo"] <= 1 and judged["pbo_splits"] == 6 and len(judged["logits"]) == 6
+    assert judged["pbo_jobs"] == ["0", "1", "2", "3"] and judged["pbo_left_out"] == []
+    assert (result.run_dir / "summary_pbo.png").stat().st_size > 0
+    book = pd.read_parquet(result.run_dir / str(best) / "trading.parquet")
+    assert list(book) == ["period_start", "period_end", "model", "buy_and_hold"]
+    metrics = json.loads((result.run_dir / str(best) / "metrics.json").read_text())["trading"]["model"]
+    assert len(book) == metrics["periods"] == judged["pbo_periods"]
+    assert metrics["psr"] == pytest.approx(probabilistic_sharpe(**sharpe_moments(book["model"].to_numpy())))
+    text = " ".join(result.out.split())
+    assert f"deflated Sharpe of job {best} ★" in text and "PBO " in text and "probabilistic Sharpe" in text
+
+
+def _book(folder, starts, length, returns):
+    folder.mkdir(parents=True)
+    starts = pd.Timestamp("2024-01-01") + pd.to_timedelta(starts, "D")
+    pd.DataFrame({"period_start": starts, "period_end": starts + pd.Timedelta(length, "D"),
+                  "model": returns, "buy_and_hold": 0.0}).to_parquet(folder / "trading.parquet")
+
+
+def test_jobs_are_lined_up_on_the_periods_they_share_and_other_hold_lengths_left_out(tmp_path):
+    # jobs 0-3 hold 4 days; job 1 starts a period later and job 2 ends one earlier; job 4 holds 2 days
+    rng = np.random.default_rng(0)
+    layout = ((0, 0, 10, 4), (1, 4, 9, 4), (2, 0, 9, 4), (3, 0, 10, 4), (4, 0, 20, 2))
+    for job, first, count, length in layout:
+        starts = np.arange(first, first + count * length, length)
+        _book(tmp_path / str(job), starts, length, rng.normal(size=count))
+    rows = [{"job": str(j), "sharpe": 0.1} for j in range(5)]
+    returns, left_out = aligned_returns(tmp_path, rows, rows[0])
+    assert list(returns.columns) == ["0", "1", "2", "3"] and left_out == ["4"]
+    starts = returns.index.get_level_values("period_start")
+    assert (starts - pd.Timestamp("2024-01-01")).days.tolist() == list(range(4, 36, 4))  # periods 1..8
+    original = pd.read_parquet(tmp_path / "3" / "trading.parquet")["model"].to_numpy()
+    np.testing.assert_array_equal(returns["3"].to_numpy(), original[1:9])

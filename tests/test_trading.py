@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seqtrain.report.overfitting import probabilistic_sharpe, sharpe_moments
 from seqtrain.report.trading import holds, trading_report
 from tests.helpers import make_table
 
@@ -340,3 +341,31 @@ def test_costs_are_charged_in_a_hold_first_interval():
         0.0,
     ]
     assert model["total_return"] == pytest.approx(np.prod(1 + np.array(days)) - 1)
+
+
+def test_the_psr_of_many_series_is_measured_on_the_books_grid_returns():
+    # three series, one missing a bar (off the others' phase from then on): the calendar is
+    # finer than the grid of 4-day periods, and the PSR is that of the grid's returns, which
+    # trading.parquet holds (period by period), not of the calendar's intervals
+    rng = np.random.default_rng(4)
+    price = np.exp(np.cumsum(rng.normal(0, 0.01, 420)))
+    right = rng.random(420) < 0.55
+    full = np.arange(401)
+    frame = pd.concat([_called("A", full, price, right), _called("B", np.delete(full, 150), price, right),
+                       _called("C", full, price, ~right)], ignore_index=True)
+    report = trading_report(frame, "symbol", 4)
+    model, periods = report["model"], report["periods"]
+    assert list(periods) == ["period_start", "period_end", "model", "buy_and_hold"]
+    assert len(periods) == model["periods"] == 100
+    assert ((periods["period_end"] - periods["period_start"]) == 4 * DAY).all()
+    assert model["mean_return"] == pytest.approx(periods["model"].mean())
+    moments = sharpe_moments(periods["model"].to_numpy())
+    assert model["psr"] == pytest.approx(probabilistic_sharpe(**moments))
+    annualised = model["sharpe_per_period"] * np.sqrt(report["per_year"])
+    assert annualised == pytest.approx(model["sharpe_annualised"])
+    equity = np.asarray(report["equity"]["model"])
+    calendar = equity[1:] / equity[:-1] - 1
+    assert len(calendar) > len(periods)  # the missing bar split the calendar
+    assert probabilistic_sharpe(**sharpe_moments(calendar)) != pytest.approx(model["psr"])
+    hold = sharpe_moments(periods["buy_and_hold"].to_numpy())
+    assert report["buy_and_hold"]["psr"] == pytest.approx(probabilistic_sharpe(**hold))

@@ -123,6 +123,8 @@ def test_sliding_regression_walk_forward(run_cli, streaming):
     (["eval.folds=40", "eval.test_size=0.1"], "too few for 40 folds"),
     (["eval.test_size=2"], "eval.test_size: 2"),
     (["eval.refit=cold"], "eval.refit: 'cold'"),
+    (["eval.trials=0"], "eval.trials: 0"),
+    (["eval.pbo_blocks=5"], "eval.pbo_blocks: 5"),
 ])
 def test_bad_walk_forward_settings_are_one_line(run_cli, overrides, expected):
     result = run_cli(*TINY, "eval=walk_forward", *overrides)
@@ -131,7 +133,10 @@ def test_bad_walk_forward_settings_are_one_line(run_cli, overrides, expected):
 
 
 def test_a_sweep_of_walk_forward_runs_compares_their_pooled_results_and_its_nested_one(run_cli):
+    # direction labels on the bars demo: each job's pooled book is saved and its Sharpe deflated
+    # by eval.trials; two jobs are too few for the sweep's PBO, which says so in one line
     result = run_cli("-m", *TINY, "eval=walk_forward", "eval.folds=2", "eval.test_size=0.1",
+                     "data.generator.name=bars", "data.target=close", "data.label=direction", "eval.trials=3",
                      "model.hidden_size=8,16")
     assert result.code == 0, result.err
     summary = pd.read_csv(result.run_dir / "summary.csv")
@@ -151,6 +156,17 @@ def test_a_sweep_of_walk_forward_runs_compares_their_pooled_results_and_its_nest
     star_metrics = json.loads((result.run_dir / star / "metrics.json").read_text())
     assert nested["windows"] == star_metrics["windows_tested"]  # the same windows, chosen block by block
     assert "selected in-sample" in result.out and "nested out-of-sample test_acc" in result.out
+    trading = json.loads((result.run_dir / "0" / "metrics.json").read_text())["trading"]
+    book = pd.read_parquet(result.run_dir / "0" / "trading.parquet")  # the folds' pooled book
+    assert len(book) == trading["model"]["periods"] and book["model"].mean() == pytest.approx(
+        trading["model"]["mean_return"])
+    deflated = trading["deflated_sharpe"]
+    assert deflated["trials"] == 3 and deflated["variance_from"] == "estimator"
+    assert deflated["dsr"] < deflated["psr"] == trading["model"]["psr"]
+    judged = json.loads((result.run_dir / "summary.json").read_text())
+    assert judged["pbo"] is None and "at least 4 jobs" in judged["pbo_note"]
+    text = " ".join(result.out.split())
+    assert "deflated Sharpe: " in text and "eval.trials=3" in text and "PBO needs at least 4 jobs" in text
 
 
 def test_the_python_api_opens_a_walk_forward_run_and_its_folds(tmp_path):

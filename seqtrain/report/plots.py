@@ -225,3 +225,21 @@ def plot_equity(trading: dict, path: Path) -> None:
     fig.autofmt_xdate()
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_pbo(logits: np.ndarray, pbo: float, path: Path) -> None:
+    """A sweep's probability of backtest overfitting: the logits of the out-of-sample relative
+    rank of the job best in-sample, over every split; the mass at or left of 0 is the PBO."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    values, counts = np.unique(np.round(logits, 9), return_counts=True)
+    if len(values) <= 40:  # few trials: the logit takes one value per rank, a bar each
+        width = 0.8 * (np.diff(values).min() if len(values) > 1 else 1.0)
+        ax.bar(values, counts, width=width, color="tab:blue", alpha=0.8)
+    else:
+        ax.hist(logits, bins=40, color="tab:blue", alpha=0.8)
+    ax.axvline(0.0, color="tab:red", linestyle="--", label=f"PBO = {pbo:.2f} (share at or left of 0)")
+    ax.set_xlabel("logit of the in-sample best job's out-of-sample rank")
+    ax.set_ylabel("splits")
+    ax.set_title("probability of backtest overfitting (combinatorially symmetric CV)")
+    ax.legend(fontsize=8)
+    _save(fig, path)

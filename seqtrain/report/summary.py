@@ -13,6 +13,7 @@ from rich.table import Table
 
 from seqtrain.precision import PRECISIONS
 from seqtrain.report.nested import nested_lines, nested_summary, nested_table_rows
+from seqtrain.report.sweep_overfitting import judge_sweep, print_judgement, trading_columns
 
 
 def _fmt(value) -> str:
@@ -54,7 +55,27 @@ def _trading_rows(trading: dict) -> list[tuple[str, str]]:
     model = trading["model"]
     return [(f"trading (cost {trading['cost_bps']:g} bp)",
              f"{line(model)} · hit {_fmt(model['hit_rate'])} · turnover {model['turnover']:.2f}"),
-            ("buy and hold", line(trading["buy_and_hold"]))]
+            ("buy and hold", line(trading["buy_and_hold"])), *_significance_rows(trading)]
+
+
+def _significance_rows(trading: dict) -> list[tuple[str, str]]:
+    """The model book's probabilistic Sharpe ratio, and a walk-forward run's deflated one."""
+    model, deflated = trading["model"], trading.get("deflated_sharpe")
+    if model.get("psr") is None:
+        return []
+    rows = [("probabilistic Sharpe",
+             f"{model['psr']:.3f}: P(true Sharpe > 0) from {model['periods']} periods (Sharpe "
+             f"{model['sharpe_per_period']:.3g}/period, skew {model['skew']:.2f}, "
+             f"kurtosis {model['kurtosis']:.2f})")]
+    if deflated and deflated["trials"] == 1:
+        rows.append(("deflated Sharpe", f"{deflated['dsr']:.3f}: one trial (eval.trials=1), so DSR = PSR"))
+    elif deflated:
+        spread = "given" if deflated["variance_from"] == "given" else "the estimator's"
+        rows.append(("deflated Sharpe",
+                     f"{deflated['dsr']:.3f}: the best of eval.trials={deflated['trials']} would reach "
+                     f"{deflated['expected_max_sharpe']:.3g}/period without skill (Sharpe variance "
+                     f"{deflated['sharpe_variance']:.3g}, {spread})"))
+    return rows
 
 
 def _skill_rows(skill: dict) -> list[tuple[str, str]]:
@@ -167,14 +188,18 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
                             "beats_baselines": skill["beats_best_baseline"]})
             if not walk_forward:
                 row["wall_time_s"] = metrics["wall_time_s"]
+            row.update(trading_columns(metrics))  # sharpe (per period) and psr, with a trading view
         rows.append(row)
     return rows
 
 
-def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list[dict]:
+def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blocks: int = 16,
+                        study_trials: int | None = None) -> list[dict]:
     """Print the sweep's jobs side by side and save them as ``summary.csv`` in the sweep folder;
-    a failed job's row says so, with its error under the table. Walk-forward jobs also get the
-    search's nested out-of-sample result beside the ★ job's (``report.nested``). Returns the rows."""
+    a failed job's row says so, with its error under the table; under it, walk-forward jobs' nested
+    out-of-sample result beside the ★ job's (``report.nested``), the ★ job's deflated Sharpe and the
+    sweep's PBO (``sweep_overfitting.judge_sweep``: ``pbo_blocks`` blocks, ``study_trials`` an Optuna
+    study's trials). Returns the rows."""
     rows = sweep_table(sweep_dir)
     if not rows:
         return rows
@@ -196,7 +221,7 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list
     table.add_column("overrides", min_width=20)
     for column in columns:
         name = monitor if column == "best_val" else column.removeprefix("test_")
-        table.add_column(name.replace("wall_time_s", "s"), justify="right")
+        table.add_column(name.replace("wall_time_s", "s").replace("sharpe", "sharpe/period"), justify="right")
     for row in rows:
         finished = any(key not in ("job", "overrides", "error") for key in row)
         cells = [_fmt(row[c]) if c in row else "" if finished or i else "failed"
@@ -222,6 +247,8 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None) -> list
                       f"{best['overrides'] or '(the shared settings)'}", soft_wrap=True, highlight=False)
     for line in nested_lines(nested):
         console.print(line, soft_wrap=True, highlight=False)
+    judged = judge_sweep(sweep_dir, rows, best, pbo_blocks, study_trials)  # deflated Sharpe, PBO
+    print_judgement(judged, monitor, console)
     for row in rows:
         if row.get("error"):
             console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)

@@ -39,6 +39,10 @@ A book over time, not over row positions:
   last position is marked, not closed. Rebalancing between series is free.
 - **Buy-and-hold** is +1 on the same holds, under the same cost rule.
 
+**Significance.** Beside the annualised Sharpe ratio: the Sharpe ratio per period, the grid
+returns' skew and kurtosis and the probabilistic Sharpe ratio against 0 (``psr``, see
+``overfitting``); the grid returns themselves are ``periods`` (``trading.parquet``).
+
 ``time_in_market`` is the share of the calendar's span during which the book held a position
 (the active series' mean absolute position, weighted by time); ``hit_rate`` the share of the
 traded up/down calls whose label (``y_true``) is that call, the same comparison as accuracy.
@@ -52,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from seqtrain.report.baselines import block_resample_index
+from seqtrain.report.overfitting import probabilistic_sharpe, sharpe_moments
 
 POSITIONS = {"up": 1.0, "down": -1.0, "flat": 0.0}
 YEAR_NS = 365.25 * 86_400e9
@@ -94,16 +99,38 @@ def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: in
     datetimes = pd.api.types.is_datetime64_any_dtype(chosen["start"])
     step = np.median(end - start)  # the typical hold: the grid's period
     step = max(int(round(step)), 1) if np.issubdtype(points.dtype, np.integer) else float(step)
-    grid = _grid(points, step)
+    grid, offsets = _grid(points, step)
     per_year = YEAR_NS / step if datetimes else None
-    model, model_equity = (_stats(_book(chosen, points, cost_bps, "model"), chosen, grid, step, per_year,
-                                  "model"))
-    hold, hold_equity = _stats(_book(chosen, points, cost_bps, "hold"), chosen, grid, step, per_year, "hold")
+    model, model_equity, model_returns = _stats(_book(chosen, points, cost_bps, "model"), chosen, grid, step,
+                                                per_year, "model")
+    hold, hold_equity, hold_returns = _stats(_book(chosen, points, cost_bps, "hold"), chosen, grid, step,
+                                             per_year, "hold")
     times = pd.to_datetime(points) if datetimes else points
+    on_grid = (offsets + points[0]).astype(points.dtype)
+    on_grid = pd.to_datetime(on_grid) if datetimes else on_grid
     return {"cost_bps": cost_bps, "horizon_rows": horizon, "per_year": per_year,
             "model": model, "buy_and_hold": hold,
             "equity": {"time": [str(t) for t in times], "model": model_equity.tolist(),
-                       "buy_and_hold": hold_equity.tolist()}}
+                       "buy_and_hold": hold_equity.tolist()},
+            "periods": pd.DataFrame({"period_start": on_grid[:-1], "period_end": on_grid[1:],
+                                     "model": model_returns, "buy_and_hold": hold_returns})}
+
+
+def book_returns(trading: dict, zone: str | None = None) -> pd.DataFrame:
+    """The books' return per grid period, as ``trading.parquet`` holds them: ``period_start``
+    and ``period_end`` (grid times; datetimes back in the table's ``zone``, as in
+    predictions.parquet), ``model`` and ``buy_and_hold``. The Sharpe ratios and the PSR are
+    measured on these returns, and a sweep lines its jobs up by their periods."""
+    frame = trading["periods"]
+    if zone is None:
+        return frame
+    columns = [c for c in ("period_start", "period_end") if pd.api.types.is_datetime64_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].dt.tz_localize("UTC").dt.tz_convert(zone) for c in columns})
+
+
+def in_metrics(trading: dict | None) -> dict | None:
+    """The trading view as ``metrics.json`` holds it: without the equity curve and the periods."""
+    return {k: v for k, v in trading.items() if k not in ("equity", "periods")} if trading else None
 
 
 def _naive(column: pd.Series) -> pd.Series:
@@ -191,10 +218,11 @@ def _lasts(codes: np.ndarray) -> np.ndarray:
 
 
 def _stats(book: dict, chosen: pd.DataFrame, grid: np.ndarray, step: float, per_year: float | None,
-           policy: str) -> tuple[dict, np.ndarray]:
-    """The book's statistics, and its equity at each calendar time (1 at the first). Total
-    return, drawdown and time in market come from the calendar; the mean, the Sharpe ratio and
-    turnover per period from the equity sampled on the grid (``_grid``)."""
+           policy: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The book's statistics, its equity at each calendar time (1 at the first) and its return
+    per grid period. Total return, drawdown and time in market come from the calendar; the mean,
+    the Sharpe ratio (with its PSR) and turnover per period from the equity sampled on the grid
+    (``_grid``)."""
     equity = np.r_[1.0, np.cumprod(1 + book["returns"])]
     drawdown = 1 - equity / np.maximum.accumulate(equity)  # from the starting 1
     sampled = equity[grid]
@@ -205,11 +233,23 @@ def _stats(book: dict, chosen: pd.DataFrame, grid: np.ndarray, step: float, per_
     span = book["length"].sum()
     return {"mean_return": float(returns.mean()), "total_return": float(equity[-1] - 1),
             "sharpe_annualised": float(sharpe) if sharpe is not None else None,
-            "sharpe_interval": interval, "max_drawdown": float(drawdown.max()),
+            "sharpe_interval": interval, **_significance(returns), "max_drawdown": float(drawdown.max()),
             "hit_rate": _hit_rate(chosen, policy),
             "time_in_market": float((book["exposure"] * book["length"]).sum() / span),
             "turnover": float(book["turnover"].sum() / (span / step)), "periods": len(returns),
-            "holds": len(chosen)}, equity
+            "holds": len(chosen)}, equity, returns
+
+
+def _significance(returns: np.ndarray) -> dict:
+    """The Sharpe ratio per period (not annualised), the returns' skew and kurtosis, and the
+    probabilistic Sharpe ratio against 0 (``overfitting.probabilistic_sharpe``): the probability
+    that the true Sharpe ratio is above 0 given this record's length and shape."""
+    moments = sharpe_moments(returns)
+    if moments is None:
+        return {"sharpe_per_period": None, "skew": None, "kurtosis": None, "psr": None}
+    return {"sharpe_per_period": moments["sharpe"], "skew": moments["skew"], "kurtosis": moments["kurtosis"],
+            "psr": probabilistic_sharpe(moments["sharpe"], moments["periods"], moments["skew"],
+                                        moments["kurtosis"])}
 
 
 def _hit_rate(chosen: pd.DataFrame, policy: str) -> float | None:
@@ -242,15 +282,15 @@ def _varies(mean, std):
     return std > 1e-12 * np.maximum(1.0, np.abs(mean))
 
 
-def _grid(points: np.ndarray, step: float) -> np.ndarray:
+def _grid(points: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
     """Calendar positions of the equity at or before each time of a regular grid, from the
-    first calendar time every ``step`` (the median hold) up to the last. The calendar grows finer
-    with every series off the others' phase, and a hold's time-split pieces are one bet, so the
-    Sharpe ratio is measured on this grid: adding series that do not trade, or trade off phase,
-    cannot sharpen it."""
+    first calendar time every ``step`` (the median hold) up to the last, and the grid's times as
+    offsets from the first. The calendar grows finer with every series off the others' phase,
+    and a hold's time-split pieces are one bet, so the Sharpe ratio is measured on this grid:
+    adding series that do not trade, or trade off phase, cannot sharpen it."""
     offsets = points - points[0]
     exact = np.issubdtype(offsets.dtype, np.integer)
     slack = 0 if exact else 1e-9 * step  # float times: a grid time on a calendar time is on it
     count = int((offsets[-1] + slack) // step) + 1
-    times = np.arange(count, dtype=np.int64) * step if exact else np.arange(count) * step + slack
-    return np.searchsorted(offsets, times, "right") - 1
+    times = np.arange(count, dtype=np.int64) * step if exact else np.arange(count) * step
+    return np.searchsorted(offsets, times + slack, "right") - 1, times
