@@ -416,6 +416,23 @@ def period_window_ends(bounds: np.ndarray, row_number: np.ndarray, row_period: n
     return t[ok]
 
 
+def table_period_window_ends(bounds: np.ndarray, row_period: np.ndarray, roles: np.ndarray, split: int,
+                             spec: WindowSpec) -> np.ndarray:
+    """Global end rows of every window of ``split`` in a whole table split by periods (each
+    row's period ``row_period``, each period's split ``roles``), a few whole series at a time
+    as in ``window_ends``."""
+    series = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    starts = period_starts(period_counts(series, row_period, len(bounds) - 1, len(roles)))
+    parts = [np.zeros(0, np.int64)]
+    for first, last in series_groups(bounds, GROUP_ROWS):
+        local = bounds[first:last + 1] - bounds[first]
+        rows = slice(int(bounds[first]), int(bounds[last]))
+        parts.append(bounds[first] + period_window_ends(
+            local, row_numbers(local), row_period[rows], starts[first:last], roles, split, spec.seq_length,
+            spec.history, spec.horizon, spec.output_steps, spec.stride_of(split), spec.embargo))
+    return np.concatenate(parts)
+
+
 def period_last_label_ok(last_label: np.ndarray, row_period: np.ndarray, series: np.ndarray,
                          starts: np.ndarray, roles: np.ndarray, split: int, seq_length: int, history: int,
                          span: int, stride: int = 1, embargo: int = 0) -> np.ndarray:
