@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
+import seqtrain
 from seqtrain.cpcv import split_configs
 from seqtrain.data.prepare import prepare
 from tests.conftest import TINY
@@ -75,9 +76,10 @@ def test_no_training_or_validation_window_touches_a_test_group(tmp_path):
 
 
 def test_cpcv_run_recombines_the_splits_into_paths(run_cli):
+    """Streamed here (the README's command runs in memory)."""
     result = run_cli(*TINY, "trainer.max_epochs=1", "data.generator.name=bars", "data.target=close",
                      "data.label=direction", "data.horizon=2", "data.embargo=2", "eval=cpcv",
-                     "eval.groups=3", "eval.test_groups=2")
+                     "eval.groups=3", "eval.test_groups=2", "data.streaming=true")
     assert result.code == 0, result.err
     run = result.run_dir
     assert sorted(p.name for p in run.glob("split_*")) == ["split_00", "split_01", "split_02"]
@@ -101,6 +103,8 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli):
     assert list(quantiles) == ["q5", "q25", "q50", "q75", "q95"]
     assert paths["test_acc"].min() <= quantiles["q50"] <= paths["test_acc"].max()
     assert (run / "plots" / "paths.png").is_file()
+    loaded = seqtrain.load(run)  # one model per split, each a run of its own
+    assert len(loaded.splits) == 3 and loaded.splits[2].data_state.record["streaming"]
     out = " ".join(result.out.split())
     assert "cpcv (3 groups, 2 tested: 3 splits, 2 paths)" in out
     assert "walk-forward tests each period once" in out
