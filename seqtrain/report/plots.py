@@ -239,7 +239,7 @@ def plot_paths(paths: pd.DataFrame, path: Path) -> None:
     for ax, (name, values) in zip(axes[0], panels, strict=True):
         values = values.dropna()
         ax.boxplot(values, widths=0.5, showfliers=False)
-        ax.plot(np.ones(len(values)), values, "o", color="black", alpha=0.6, label="paths")
+        ax.plot(np.ones(len(values)), values, "o", color="black", alpha=0.6, label="model, per path")
         if name == metric:
             ax.plot(np.full(len(paths), 1.35), paths["baseline"].astype(float), "x", color="tab:orange",
                     label="best baseline")
