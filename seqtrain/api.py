@@ -172,7 +172,11 @@ class Run:
         # a walk-forward run holds one model per fold (``folds``), each a run of its own
         self.walk_forward = self.metrics.get("eval") == "walk_forward"
         self.folds = [Run(p) for p in sorted(self.path.glob("fold_*"))] if self.walk_forward else []
-        self.data_state = None if self.walk_forward else DataState.load(self.path / "data_state.json")
+        # a cpcv run holds one model per split (``splits``), each a run of its own
+        self.cpcv = self.metrics.get("eval") == "cpcv"
+        self.splits = [Run(p) for p in sorted(self.path.glob("split_*"))] if self.cpcv else []
+        self.data_state = (None if self.walk_forward or self.cpcv
+                           else DataState.load(self.path / "data_state.json"))
         self._predictors: dict = {}
 
     def __repr__(self) -> str:
@@ -197,6 +201,9 @@ class Run:
         if self.walk_forward:
             raise SeqtrainError(f"predict: {self.path} is a walk-forward run with one model per fold; "
                                 "predict with one of run.folds (the last fold saw the most data)")
+        if self.cpcv:
+            raise SeqtrainError(f"predict: {self.path} is a cpcv run with one model per split; "
+                                "predict with one of run.splits")
         predictor = self.predictor(ckpt, device)
         if isinstance(data, (str, Path)):
             from seqtrain.data import source
@@ -453,6 +460,9 @@ class SequenceModel:
         if run.walk_forward:
             raise SeqtrainError(f"predict: {run.path} is a walk-forward run with one model per fold; "
                                 "predict with seqtrain.load(model.run_.path).folds[-1]")
+        if run.cpcv:
+            raise SeqtrainError(f"predict: {run.path} is a cpcv run with one model per split; "
+                                "predict with one of seqtrain.load(model.run_.path).splits")
         return run
 
     def _forecasts(self, X: pd.DataFrame, y: pd.Series | None = None) -> pd.DataFrame:

@@ -521,6 +521,9 @@ def model_folder(run_dir: Path, fold: int | None, command: str) -> Path:
     folds = {int(p.name[5:]): p for p in run_dir.glob("fold_*")
              if p.name[5:].isdigit() and (p / "data_state.json").exists()}
     walk_forward = bool(folds) and not (run_dir / "data_state.json").exists()
+    if not (run_dir / "data_state.json").exists() and any(run_dir.glob("split_*/data_state.json")):
+        raise SeqtrainError(f"{command}: {run_dir} is a cpcv run with one model per split; name one: "
+                            f"run={run_dir / 'split_00'} (each split_NN folder is a run)")
     if not walk_forward:
         if fold is not None:
             raise SeqtrainError(f"{command}: fold={fold}: {run_dir} is not a walk-forward run (it has no "

@@ -33,6 +33,7 @@ from seqtrain.callbacks import (
     Throughput,
 )
 from seqtrain.compiling import compile_mode, compile_network, worth_compiling
+from seqtrain.cpcv import check_cpcv, cpcv
 from seqtrain.data import synthetic, validate
 from seqtrain.data.audit import audit
 from seqtrain.data.augment import Augmenter
@@ -72,8 +73,9 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
           quiet: bool = False, warm_from: Path | None = None) -> float:
     """Train, test and report one run (or continue one from its checkpoint ``resume_from``;
     ``quiet``: no summary table; ``warm_from``: start from that checkpoint's weights), or, with
-    ``eval=walk_forward``, one run per fold (``seqtrain.evaluate``). Returns the best monitored
-    validation value (walk-forward: the folds' mean)."""
+    ``eval=walk_forward``, one run per fold (``seqtrain.evaluate``), with ``eval=cpcv`` one per
+    split (``seqtrain.cpcv``). Returns the best monitored validation value (walk-forward, cpcv:
+    the folds' or splits' mean)."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     check_config(cfg)
@@ -85,6 +87,11 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         return walk_forward(cfg, run_dir, _data_path(cfg, run_dir),
                             lambda fold_cfg, folder, warm: train(fold_cfg, folder, quiet=True,
                                                                  warm_from=warm))
+    if cfg.eval.get("name", "single") == "cpcv":
+        if resume_from is not None:
+            raise SeqtrainError("resume: a cpcv run is not resumed; start it again")
+        return cpcv(cfg, run_dir, _data_path(cfg, run_dir),
+                    lambda split_cfg, folder: train(split_cfg, folder, quiet=True))
     path = _data_path(cfg, run_dir)  # a built-in table is written before other DDP ranks start
     with distributed.processes(cfg, run_dir, resume_from, warm_from):
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -453,8 +460,11 @@ def check_config(cfg: DictConfig) -> None:
     _loss(cfg)
     if cfg.eval.get("name", "single") == "walk_forward":
         check_walk_forward(cfg.eval)
+    elif cfg.eval.get("name", "single") == "cpcv":
+        check_cpcv(cfg.eval)
     elif cfg.eval.get("name", "single") != "single":
-        raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default or eval=walk_forward")
+        raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default, eval=walk_forward "
+                            "or eval=cpcv")
     LabelSpec.from_config(cfg.data, cfg.task)  # data.label, target_kind, dead_zone
     cost = cfg.eval.get("cost_bps", 0.0)
     if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from seqtrain.data import validate
-from seqtrain.data.windows import fraction_boundaries
+from seqtrain.data.windows import SPLIT_NAMES, fraction_boundaries
 from seqtrain.errors import SeqtrainError, first_line
 
 
@@ -160,6 +160,26 @@ def split_boundaries(split, times: np.ndarray, time_col: str, zone: str | None =
             f"val={split.val}, test={split.test}"
         )
     return bounds
+
+
+def split_periods(split, times: np.ndarray, zone: str | None = None):
+    """``data.split.periods`` as ``(starts, splits)``: each period's first timestamp as a value
+    of the time column (increasing), and its split id; None when not set."""
+    if split.get("periods") is None:
+        return None
+    starts = [as_time(p[0], times, f"data.split.periods[{i}]", zone) for i, p in enumerate(split.periods)]
+    starts = np.asarray(starts, dtype=times.dtype)
+    if (starts[1:] <= starts[:-1]).any():
+        raise SeqtrainError("data.split.periods: the first timestamps must increase; "
+                            "list the periods in time order")
+    splits = np.asarray([validate.PERIOD_SPLITS.index(str(p[1])) for p in split.periods], np.int8)
+    return starts, splits
+
+
+def period_record(starts: np.ndarray, splits: np.ndarray, zone: str | None) -> dict:
+    """What data_state.json records of a split by periods."""
+    return {"by": "time", "periods": [[time_text(s, zone), SPLIT_NAMES[int(i)]]
+                                      for s, i in zip(starts, splits, strict=True)]}
 
 
 def as_time(value, times: np.ndarray, key: str, zone: str | None = None):

@@ -25,9 +25,11 @@ from seqtrain.data.columns import (
     known_future_columns,
     label_values,
     missing_values,
+    period_record,
     read_target,
     split_boundaries,
     split_by_series,
+    split_periods,
     target_history_is_input,
     time_text,
     time_values,
@@ -42,11 +44,13 @@ from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
     WindowSpec,
+    assign_periods,
     assign_splits,
     assign_splits_by_row,
     row_numbers,
     series_bounds,
     series_cuts,
+    table_period_window_ends,
 )
 from seqtrain.errors import SeqtrainError
 
@@ -102,21 +106,20 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     rows = read_rows(cfg, task, path, time_col, group_col, target, features)
     rows.zone = time_zone(schema, time_col)
     keep_period(cfg.split, rows)
-    row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col, rows.zone)
+    row_split, periods, split_record = split_table(cfg, rows, time_col)
     train_rows = row_split == TRAIN
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col, rows.zone)
     contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
     values, log_moves = fit_labels(cfg, contract, rows, train_rows)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
     contract.classes, labels, contract.target_scaler = fit_target(task, values, train_rows & defined, target)
-    ends = cut_windows(cfg, rows, row_split)
+    ends = cut_windows(cfg, rows, row_split, periods)
     by_split = None
     if task == "classification":
         by_split = _window_classes(cfg, labels, values, ends, contract, target)
         contract.class_counts, contract.class_weights = class_balance(by_split[0])
     contract.record = {
-        "split": {"by": cfg.split.get("by", "time"), "val_start": time_text(val_start, rows.zone),
-                  "test_start": time_text(test_start, rows.zone)},
+        "split": split_record,
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
@@ -180,6 +183,20 @@ def keep_period(split, rows: TableRows) -> None:
     rows.take(np.flatnonzero(keep))
     present, rows.series = np.unique(rows.series, return_inverse=True)  # series with rows in it
     rows.series_names = [rows.series_names[i] for i in present]
+
+
+def split_table(cfg, rows: TableRows, time_col: str):
+    """Split id per row, and what data_state.json records of the split: by ``data.split.periods``
+    (then also each row's period and each period's split, else None), or ``split_rows``."""
+    found = split_periods(cfg.split, rows.times, rows.zone)
+    if found is None:
+        row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col, rows.zone)
+        record = {"by": cfg.split.get("by", "time"), "val_start": time_text(val_start, rows.zone),
+                  "test_start": time_text(test_start, rows.zone)}
+        return row_split, None, record
+    starts, splits = found
+    row_period = assign_periods(rows.times, starts)
+    return splits[row_period], (row_period, splits), period_record(starts, splits, rows.zone)
 
 
 def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str, zone: str | None = None):
@@ -264,15 +281,19 @@ def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: 
     return contract, scaler.transform(x, out=x)  # scaled in place: x is this function's own copy
 
 
-def cut_windows(cfg, rows: TableRows, row_split: np.ndarray) -> dict[str, np.ndarray]:
-    """Split name -> global end rows of its windows (``windows.window_ends``); an empty split
-    is an error."""
+def cut_windows(cfg, rows: TableRows, row_split: np.ndarray, periods=None) -> dict[str, np.ndarray]:
+    """Split name -> global end rows of its windows (``windows.window_ends``, or with
+    ``periods``, each row's period and each period's split, ``windows.period_window_ends``); an
+    empty split is an error."""
     bounds = series_bounds(rows.series)
     spec = WindowSpec.from_config(cfg)
     _warn_short_series(bounds, rows.series_names, spec)
     ends = {}
     for split, name in enumerate(SPLIT_NAMES):
-        ends[name] = spec.ends(bounds, row_split, split)
+        if periods is None:
+            ends[name] = spec.ends(bounds, row_split, split)
+        else:
+            ends[name] = table_period_window_ends(bounds, *periods, split, spec)
         if len(ends[name]) == 0:
             raise SeqtrainError(_empty_split_message(name, cfg, row_split == split))
     return ends

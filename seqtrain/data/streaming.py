@@ -43,10 +43,12 @@ from seqtrain.data.columns import (
     known_future_columns,
     label_values,
     missing_values,
+    period_record,
     read_target,
     series_dictionary,
     split_boundaries,
     split_by_series,
+    split_periods,
     target_history_is_input,
     time_text,
     time_values,
@@ -67,10 +69,15 @@ from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
     WindowSpec,
+    assign_periods,
     assign_splits,
     assign_splits_by_row,
     block_window_ends,
     chunk_row_numbers,
+    period_last_label_ok,
+    period_starts,
+    period_window_counts,
+    period_window_ends,
     segments_from_counts,
     series_bounds,
     series_cuts,
@@ -116,6 +123,21 @@ class StreamData(HasDataState):
     test_start: object
     contract: DataState  # every fitted statistic, saved as data_state.json
     period: object = None  # data.split (train_start/test_end): rows outside are never read
+    periods: tuple | None = None  # data.split.periods: (first timestamps, split ids), else None
+    period_starts: np.ndarray | None = None  # (n_series, P+1) rows of each series before each period
+
+    def row_split(self, times: np.ndarray, codes: np.ndarray, row_number: np.ndarray):
+        """Split id per row of a chunk, and (split by periods) each row's period, else None."""
+        return _row_split(times, codes, row_number, self.cuts, self.val_start, self.test_start, self.periods)
+
+
+def _row_split(times, codes, row_number, cuts, val_start, test_start, periods):
+    if periods is not None:
+        row_period = assign_periods(times, periods[0])
+        return periods[1][row_period], row_period
+    if cuts is None:
+        return assign_splits(times, val_start, test_start), None
+    return assign_splits_by_row(row_number, codes, cuts), None
 
 
 @dataclass
@@ -168,6 +190,7 @@ class _Fit:
     split_rows: np.ndarray
     target_kind: str
     train_moves: np.ndarray | None = None  # data.label=direction: log moves of training rows
+    period_rows: np.ndarray | None = None  # data.split.periods: rows per series and period
 
 
 def plan_stream(cfg, task: str, path: str) -> StreamData:
@@ -190,31 +213,38 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     src.groups = scan.groups  # later passes and every epoch skip groups without rows of the period
     by_series = split_by_series(cfg)
     cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series, src.zone)
+    periods = split_periods(cfg.split, scan.axis, src.zone)
     if cfg.time_features and not np.issubdtype(scan.time_dtype, np.datetime64):
         raise SeqtrainError(f"data.time_features: needs timestamps in {time_col!r}, which holds numbers; "
                             "set data.time_features=false")
     use_target_history = target_history_is_input(cfg, target)
     spec = LabelSpec.from_config(cfg, task)
-    fitted = _fit_statistics(src, cfg, task, scan, cuts, val_start, test_start, use_target_history, spec)
+    splitting = (cuts, val_start, test_start, periods)
+    fitted = _fit_statistics(src, cfg, task, scan, splitting, use_target_history, spec)
 
     contract = _input_contract(cfg, task, src, scan, fitted, use_target_history)
     contract.label, contract.label_target_kind = spec.kind, spec.target_kind
     if spec.kind == "direction":
         contract.dead_zone, fitted.label_counts = _direction_classes(spec, fitted)
     segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
+    starts = None if periods is None else period_starts(fitted.period_rows)
     if task == "classification":
         contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
         check_classes(contract.classes, target)
-        by_split = _window_label_counts(src, contract, scan, cuts, val_start, test_start, segments, cfg)
+        by_split = _window_label_counts(src, contract, scan, splitting, segments, cfg, starts)
         contract.class_counts, contract.class_weights = class_balance(by_split[TRAIN])
     else:
         contract.target_scaler = _scaler(fitted.target_moments)
-    group_windows = _count_windows(scan.group_series, scan.group_counts, segments, cfg)
+    if periods is None:
+        group_windows = _count_windows(scan.group_series, scan.group_counts, segments, cfg)
+    else:
+        group_windows = _count_period_windows(scan.group_series, scan.group_counts, starts, periods[1], cfg)
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
     _refuse_empty_splits(windows, cfg)
     contract.record = {
-        "split": {"by": "series" if by_series else "time", "val_start": time_text(val_start, src.zone),
-                  "test_start": time_text(test_start, src.zone)},
+        "split": ({"by": "series" if by_series else "time", "val_start": time_text(val_start, src.zone),
+                   "test_start": time_text(test_start, src.zone)} if periods is None
+                  else period_record(*periods, src.zone)),
         "rows": {name: int(fitted.split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": windows, "streaming": True, "row_groups": len(src.groups),
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split.tolist(), strict=True))}
@@ -224,7 +254,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
         dataset=dataset, groups=src.groups, columns=_columns(src), group_series=scan.group_series,
         group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
         cuts=cuts, group_windows=group_windows, val_start=val_start, test_start=test_start,
-        contract=contract, period=period,
+        contract=contract, period=period, periods=periods, period_starts=starts,
     )
 
 
@@ -250,6 +280,8 @@ def _input_contract(cfg, task: str, src: _Source, scan: _Scan, fitted: _Fit, use
 
 def _split_plan(cfg, scan: _Scan, time_col: str, by_series: bool, zone: str | None):
     """``(cuts, val_start, test_start)``: per-series row cuts, or the time axis's boundaries."""
+    if cfg.split.get("periods") is not None:
+        return None, None, None
     if not by_series:
         return None, *split_boundaries(cfg.split, scan.axis, time_col, zone)
     lengths = np.zeros(len(scan.series_names), np.int64)
@@ -311,7 +343,7 @@ def _scan_series(src: _Source, cfg, path: str) -> _Scan:
         halo.append(back)
         low, high = times.min(), times.max()
         extremes = [low, high] if not extremes else [min(extremes[0], low), max(extremes[1], high)]
-        if cfg.split.val_start is None:
+        if cfg.split.val_start is None and cfg.split.get("periods") is None:
             distinct.append(np.unique(times))
             if len(distinct) > 64:
                 distinct = [np.unique(np.concatenate(distinct))]
@@ -334,14 +366,17 @@ def _scan_series(src: _Source, cfg, path: str) -> _Scan:
                  np.asarray(halo, np.int64), axis, times.dtype, kept)
 
 
-def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, test_start,
+def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
                     use_target_history: bool, spec: LabelSpec) -> _Fit:
     """Pass 2, every needed column: NaN/inf checks on all rows; on training rows the input
     moments (every calendar cycle: those constant over training rows are dropped after), the
-    calendar ranges, the target's moments or class counts; rows per series and split."""
+    calendar ranges, the target's moments or class counts; rows per series and split (and per
+    series and period, split by periods). ``splitting``: the arguments of ``_row_split``."""
     all_cycles = list(CALENDAR) if cfg.time_features else []
     columns = _columns(src)
     split_rows = np.zeros((len(scan.series_names), 3), np.int64)
+    periods = splitting[-1]
+    period_rows = None if periods is None else np.zeros((len(scan.series_names), len(periods[1])), np.int64)
     moments = target_moments = None
     label_counts: dict = {}
     cycles: dict[str, tuple[float, float]] = {}
@@ -364,11 +399,10 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
             labels = labels_from_moves(spec.kind, log_moves, 0.0) if task == "regression" else log_moves
         history = use_target_history and target_kind == "numeric"
         x = input_matrix(x, times, all_cycles, y if history else None, src.zone)
-        if cuts is None:
-            row_split = assign_splits(times, val_start, test_start)
-        else:
-            row_split = assign_splits_by_row(chunk_row_numbers(codes, counters), codes, cuts)
+        row_split, row_period = _row_split(times, codes, chunk_row_numbers(codes, counters), *splitting)
         np.add.at(split_rows, (codes, row_split), 1)
+        if row_period is not None:
+            np.add.at(period_rows, (codes, row_period), 1)
         train = row_split == TRAIN
         if train.any():
             moments = _merge(moments, x[train])
@@ -390,7 +424,8 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, cuts, val_start, 
     if moments is None:
         raise SeqtrainError("data.split: no training rows before the validation period")
     moves_seen = np.concatenate(train_moves) if train_moves else None
-    return _Fit(moments, target_moments, label_counts, cycles, split_rows, target_kind, moves_seen)
+    return _Fit(moments, target_moments, label_counts, cycles, split_rows, target_kind, moves_seen,
+                period_rows)
 
 
 def _check_label_target(spec: LabelSpec, target_kind: str, target: str) -> None:
@@ -629,13 +664,17 @@ class StreamingWindows(IterableDataset):
         times = block["times"]
         if self.data.contract.time_dtype.startswith("datetime64"):
             times = times.view("datetime64[ns]")
-        if self.data.cuts is None:
-            row_split = assign_splits(times, self.data.val_start, self.data.test_start)
+        row_split, row_period = self.data.row_split(times, block["series"], block["row_number"])
+        present = block["series"][bounds[:-1]]
+        if row_period is None:
+            ends = block_window_ends(bounds, block["row_number"], row_split, self.data.segments[present],
+                                     self.split_id, self.history, self.horizon, self.steps, self.stride,
+                                     self.embargo)
         else:
-            row_split = assign_splits_by_row(block["row_number"], block["series"], self.data.cuts)
-        segments = self.data.segments[block["series"][bounds[:-1]]]
-        ends = block_window_ends(bounds, block["row_number"], row_split, segments, self.split_id,
-                                 self.history, self.horizon, self.steps, self.stride, self.embargo)
+            ends = period_window_ends(bounds, block["row_number"], row_period,
+                                      self.data.period_starts[present], self.data.periods[1], self.split_id,
+                                      self.seq_length, self.history, self.horizon, self.steps, self.stride,
+                                      self.embargo)
         return ends[is_new[ends + self.horizon + self.steps - 1]]
 
     def _first_group(self, lo: int, hi: int) -> int:
@@ -778,12 +817,13 @@ def _scaler(moments) -> StandardScaler:
     return StandardScaler(mean=mean, std=np.where(std > 1e-12, std, 1.0))
 
 
-def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, cuts, val_start, test_start,
-                         segments: np.ndarray, cfg) -> np.ndarray:
+def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, splitting: tuple,
+                         segments: np.ndarray, cfg, starts: np.ndarray | None = None) -> np.ndarray:
     """Pass 3 (classification), the target column only: class counts among the labels of each
     split's windows ``(3, classes)``, refusing a validation or test window whose label class
     never occurs in training rows: the in-memory rule, row group by row group
-    (``last_label_rows``); built labels from the moves carried across row groups."""
+    (``last_label_rows``, or ``period_last_label_ok`` with the period ``starts``); built labels
+    from the moves carried across row groups."""
     classes = contract.classes
     counts = np.zeros((3, len(classes)), np.int64)
     counters = np.zeros(len(segments), np.int64)
@@ -793,11 +833,8 @@ def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, cuts, v
         table = src.read(group, [*src.key_columns, src.target])
         codes = scan.remap[_provisional_codes(table, src.group_col, scan.names)]
         row_number = chunk_row_numbers(codes, counters)
-        if cuts is None:
-            times = time_values(table.column(src.time_col), src.time_col)
-            row_split = assign_splits(times, val_start, test_start)
-        else:
-            row_split = assign_splits_by_row(row_number, codes, cuts)
+        times = time_values(table.column(src.time_col), src.time_col)
+        row_split, row_period = _row_split(times, codes, row_number, *splitting)
         values = read_target(table.column(src.target), src.target, contract.task)[1]
         if contract.label == "value":
             values = label_values(values, src.target)
@@ -805,7 +842,12 @@ def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, cuts, v
             values = labels_from_moves(contract.label, stream.moves(codes, values), contract.dead_zone)
         ids = index.get_indexer(values)
         for split, name in enumerate(SPLIT_NAMES):
-            rows = spec.label_rows(row_number, row_split, codes, segments, split)
+            if row_period is None:
+                rows = spec.label_rows(row_number, row_split, codes, segments, split)
+            else:
+                rows = period_last_label_ok(row_number, row_period, codes, starts, splitting[-1][1], split,
+                                            spec.seq_length, spec.history, spec.span, spec.stride_of(split),
+                                            spec.embargo)
             if split != TRAIN:
                 check_known_classes(ids[rows], values[rows], name, classes, src.target, contract.label)
             counts[split] += np.bincount(ids[rows], minlength=len(classes))
@@ -832,4 +874,20 @@ def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.nd
             # last label rows l in [low, high] with (seg_last - l) % stride == 0
             n = np.where(valid, (seg_last - low) // stride - (seg_last - high + stride - 1) // stride + 1, 0)
             out[name][g] = int(np.maximum(n, 0).sum())
+    return out
+
+
+def _count_period_windows(group_series, group_counts, starts: np.ndarray, roles: np.ndarray,
+                          cfg) -> dict[str, np.ndarray]:
+    """``_count_windows`` for a split by periods (``period_window_counts``)."""
+    spec = WindowSpec.from_config(cfg)
+    out = {name: np.zeros(len(group_series), np.int64) for name in SPLIT_NAMES}
+    seen = np.zeros(len(starts), np.int64)
+    for g, (series, counts) in enumerate(zip(group_series, group_counts, strict=True)):
+        first_row, last_row = seen[series], seen[series] + counts - 1
+        seen[series] += counts
+        for split, name in enumerate(SPLIT_NAMES):
+            out[name][g] = int(period_window_counts(first_row, last_row, starts[series], roles, split,
+                                                    spec.seq_length, spec.history, spec.span,
+                                                    spec.stride_of(split), spec.embargo).sum())
     return out

@@ -26,7 +26,9 @@ def check_window_settings(cfg) -> None:
     if cfg.scaler not in ("standard", "none"):
         raise SeqtrainError(f"data.scaler: unknown value {cfg.scaler!r}; choose standard or none")
     split = cfg.split
-    if split.val_start is None or split.test_start is None:
+    if split.get("periods") is not None:
+        check_periods(split)
+    elif split.val_start is None or split.test_start is None:
         for key in ("val", "test"):
             frac = split.get(key)
             if not isinstance(frac, (int, float)) or not 0 < frac < 1:
@@ -36,6 +38,32 @@ def check_window_settings(cfg) -> None:
                 f"data.split: val + test = {split.val + split.test:g} leaves no training rows; "
                 "make their sum < 1"
             )
+
+
+PERIOD_SPLITS = ("train", "val", "test")  # the names of data.split.periods' splits, by split id
+
+
+def check_periods(split) -> None:
+    """``data.split.periods``: a list of ``[first timestamp, split]``, every split present, and
+    nothing else of the split's cut points set beside it."""
+    periods = split.periods
+    shape_ok = (not isinstance(periods, str) and hasattr(periods, "__len__") and len(periods) >= 3
+                and all(not isinstance(p, str) and hasattr(p, "__len__") and len(p) == 2 for p in periods))
+    if not shape_ok:
+        raise SeqtrainError(f"data.split.periods: {periods!r}; a list of [first timestamp, train|val|test] "
+                            "pairs in time order, e.g. [[2020-01-01,train],[2021-01-01,test],...]")
+    names = [str(p[1]) for p in periods]
+    wrong = next((n for n in names if n not in PERIOD_SPLITS), None)
+    if wrong is not None:
+        raise SeqtrainError(f"data.split.periods: split {wrong!r}; each period is train, val or test")
+    missing = [n for n in PERIOD_SPLITS if n not in names]
+    if missing:
+        raise SeqtrainError(f"data.split.periods: no {'/'.join(missing)} period; "
+                            "give each split at least one")
+    clash = [k for k in ("val_start", "test_start", "train_start", "test_end") if split.get(k) is not None]
+    if clash or split.get("by", "time") != "time":
+        raise SeqtrainError("data.split.periods: cuts the time axis by itself; drop "
+                            + (", ".join(f"data.split.{k}" for k in clash) or "data.split.by=series"))
 
 
 PLAIN_NAME = re.compile(r"[\w.\-]+")  # a name that reads the same bare, in a list and on the command line

@@ -243,3 +243,26 @@ def plot_pbo(logits: np.ndarray, pbo: float, path: Path) -> None:
     ax.set_title("probability of backtest overfitting (combinatorially symmetric CV)")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_paths(paths: pd.DataFrame, path: Path) -> None:
+    """CPCV: the main metric of each backtest path beside its best baseline, and each path's
+    Sharpe ratio where the label has moves, as points over a box of their spread."""
+    metric = next(c for c in paths.columns if c.startswith("test_"))
+    sharpe = pd.to_numeric(paths["sharpe"], errors="coerce")
+    panels = [(metric, paths[metric].astype(float))]
+    if sharpe.notna().any():
+        panels.append(("Sharpe (annualised)", sharpe))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels) + 1, 3.5), squeeze=False)
+    for ax, (name, values) in zip(axes[0], panels, strict=True):
+        values = values.dropna()
+        ax.boxplot(values, widths=0.5, showfliers=False)
+        ax.plot(np.ones(len(values)), values, "o", color="black", alpha=0.6, label="model, per path")
+        if name == metric:
+            ax.plot(np.full(len(paths), 1.35), paths["baseline"].astype(float), "x", color="tab:orange",
+                    label="best baseline")
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xticks([])
+        ax.set_ylabel(name.removeprefix("test_"))
+    fig.suptitle(f"cpcv: {len(paths)} backtest paths (walk-forward: one)")
+    _save(fig, path)

@@ -172,7 +172,7 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
         metrics_file = job / "metrics.json"
         if metrics_file.exists():
             metrics = json.loads(metrics_file.read_text())
-            walk_forward = metrics.get("eval") == "walk_forward"
+            walk_forward = metrics.get("eval") in ("walk_forward", "cpcv")
             if "monitor" in metrics:  # walk-forward: the folds' mean
                 row.update(monitor=metrics["monitor"], mode=metrics.get("mode", "min"),
                            best_val=metrics["best_val"].get(metrics["monitor"]))
@@ -280,3 +280,42 @@ def _short(override: str) -> str:
 
 def _job_number(path: Path):
     return (0, int(path.name)) if path.name.isdigit() else (1, path.name)
+
+
+def _maybe(value) -> str:
+    """A figure that may be missing (None or NaN): n/a then."""
+    return "n/a" if value is None or value != value else _fmt(value)
+
+
+def print_cpcv(summary: dict, console: Console | None = None) -> None:
+    """One row per backtest path of a CPCV run (the splits it takes, windows, the main metric,
+    the best baseline on the same windows, skill, Sharpe), then each figure's quantiles over the
+    paths, and the line that says walk-forward gives one path."""
+    paths, quantiles = summary["paths"], summary["quantiles"]
+    metric = next(k for k in quantiles if k.startswith("test_"))
+    name = metric.removeprefix("test_")
+    table = Table(title=f"seqtrain · {summary['model']} · {summary['task']} · cpcv ({summary['groups']} "
+                        f"groups, {summary['test_groups']} tested: {len(summary['splits'])} splits, "
+                        f"{summary['n_paths']} paths)", header_style="bold",
+                  caption="each path tests every group once; splits: the split each group's test comes from")
+    for column in ("path", "splits", "windows", name, "best baseline", "skill", "sharpe"):
+        table.add_column(column, justify="left" if column in ("splits", "best baseline") else "right")
+    for row in paths:
+        table.add_row(str(row["path"]), row["splits"], f"{row['windows']:,}", _fmt(row[metric]),
+                      f"{row['best_baseline']} {_fmt(row['baseline'])}", _maybe(row["skill"]),
+                      _maybe(row["sharpe"]))
+    spread = Table(title="over the paths", header_style="bold")
+    spread.add_column("")
+    for q in ("5%", "25%", "50%", "75%", "95%"):
+        spread.add_column(q, justify="right")
+    for key, label in ((metric, name), ("skill", "skill"), ("sharpe", "sharpe")):
+        if quantiles.get(key):
+            spread.add_row(label, *(_fmt(v) for v in quantiles[key].values()))
+    if console is None:
+        console = Console(width=max(Console().width, 100))
+    console.print(table)
+    console.print(spread)
+    console.print(summary["walk_forward"], soft_wrap=True, highlight=False)
+    for baseline, note in (summary.get("baseline_notes") or {}).items():
+        console.print(f"baseline {baseline}: {note}", soft_wrap=True, highlight=False)
+    console.print(f"run folder: {summary['run_dir']}", soft_wrap=True, highlight=False)
