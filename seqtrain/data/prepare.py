@@ -47,6 +47,7 @@ from seqtrain.data.labels import (
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.time_features import calendar_names, cycle_ranges, varying_cycles
+from seqtrain.data.weights import SampleWeightSpec, training_weights
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
@@ -77,6 +78,7 @@ class PreparedData(HasDataState):
     moves: np.ndarray | None = None  # direction labels: the realised return of each label row
     # (triple-barrier: to the label's end row)
     touch: np.ndarray | None = None  # triple-barrier labels: rows from a window's end to its label's end
+    weights: np.ndarray | None = None  # data.sample_weight: loss weight of the window ending at each row
 
 
 @dataclass
@@ -125,6 +127,7 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     reach = (window_reach(touch, series_bounds(rows.series), contract.window.horizon, contract.window.span)
              if touch is not None else None)
     ends = cut_windows(cfg, rows, row_split, reach)
+    weights, weight_record = fit_sample_weights(cfg, ends["train"], reach, rows.series)
     by_split = None
     if task == "classification":
         by_split = _window_classes(cfg, labels, values, ends, contract, target)
@@ -135,10 +138,11 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
+        **({"sample_weight": weight_record} if weight_record else {}),
     }
     realised = contract.realised_moves(built.moves) if built is not None else None
     return PreparedData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
-                        contract=contract, moves=realised, touch=touch)
+                        contract=contract, moves=realised, touch=touch, weights=weights)
 
 
 def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,
@@ -257,6 +261,24 @@ def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray
     log_moves = moves(rows.target_values, bounds, spec.horizon, spec.target_kind)
     contract.dead_zone = fit_dead_zone(spec, log_moves[train_rows])
     return labels_from_moves(spec.kind, log_moves, contract.dead_zone), BuiltLabels(None, log_moves)
+
+
+def fit_sample_weights(cfg, train_ends: np.ndarray, reach: np.ndarray | None, series: np.ndarray):
+    """``data.sample_weight=uniqueness``: the loss weight of each training window (``weights.py``,
+    from the label spans of training windows only; 1 at every other row), and what to report
+    (the mean average uniqueness); ``(None, None)`` without weights."""
+    spec = SampleWeightSpec.from_config(cfg)
+    if not spec.active:
+        return None, None
+    window = WindowSpec.from_config(cfg)
+    spans = reach[train_ends] if reach is not None else np.full(len(train_ends), window.span)
+    if window.span < 1:
+        raise SeqtrainError("data.sample_weight=uniqueness: labels at t (data.horizon=0) span no "
+                            "rows after the window's end; set data.sample_weight=none")
+    fitted, mean = training_weights(train_ends, spans, series[train_ends], len(series), spec.decay)
+    weights = np.ones(len(series), np.float32)
+    weights[train_ends] = fitted
+    return weights, {"kind": spec.kind, "decay": float(spec.decay), "mean_uniqueness": mean}
 
 
 def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: str):

@@ -72,6 +72,7 @@ from seqtrain.data.time_features import (
     cycle_ranges,
     varying_cycles,
 )
+from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
@@ -190,6 +191,10 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if cfg.sort:
         raise SeqtrainError("data.sort=true needs the whole table in memory; sort the files "
                             "or set data.streaming=false")
+    if SampleWeightSpec.from_config(cfg).active:
+        raise SeqtrainError("data.sample_weight=uniqueness needs the whole table in memory (a window's "
+                            "weight reads the label spans of the windows after it); set "
+                            "data.streaming=false or data.sample_weight=none")
     dataset = source.open_dataset(path)
     time_col, group_col, target, features = validate.resolve_columns(dataset.schema, cfg, path)
     fold = cfg.split.get("train_start") is not None or cfg.split.get("test_end") is not None
