@@ -270,11 +270,8 @@ def fit_sample_weights(cfg, train_ends: np.ndarray, reach: np.ndarray | None, se
     spec = SampleWeightSpec.from_config(cfg)
     if not spec.active:
         return None, None
-    window = WindowSpec.from_config(cfg)
-    spans = reach[train_ends] if reach is not None else np.full(len(train_ends), window.span)
-    if window.span < 1:
-        raise SeqtrainError("data.sample_weight=uniqueness: labels at t (data.horizon=0) span no "
-                            "rows after the window's end; set data.sample_weight=none")
+    span = WindowSpec.from_config(cfg).span  # >= 1: the spec refuses horizon 0
+    spans = reach[train_ends] if reach is not None else np.full(len(train_ends), span)
     fitted, mean = training_weights(train_ends, spans, series[train_ends], len(series), spec.decay)
     weights = np.ones(len(series), np.float32)
     weights[train_ends] = fitted

@@ -45,6 +45,9 @@ class SampleWeightSpec:
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
             raise SeqtrainError(f"data.sample_weight_decay: {decay!r}; the oldest training window's weight "
                                 "relative to the newest, in (0, 1] (1: no decay)")
+        if spec.active and data.get("horizon", 1) == 0:
+            raise SeqtrainError("data.sample_weight=uniqueness: with data.horizon=0 the label column "
+                                "looks ahead by itself, so its span is unknown; set data.sample_weight=none")
         return spec
 
     @property

@@ -151,10 +151,13 @@ def test_streamed_barrier_labels_and_end_rows_are_the_whole_tables():
             assert got.tolist() == expected.tolist(), key
 
 
-def test_streaming_gives_the_in_memory_triple_barrier_windows(tmp_path):
-    path = write(unequal_series(), tmp_path / "t.parquet", 41)
+@pytest.mark.parametrize("meta", [False, True])
+def test_streaming_gives_the_in_memory_triple_barrier_windows(tmp_path, meta):
+    frame = unequal_series().assign(side=lambda f: np.where(f["rsi"] > 50, 1.0, -1.0))
+    path = write(frame, tmp_path / "t.parquet", 41)
     cfg = data_cfg(path, "data.seq_length=6", "data.horizon=4", "data.label=triple_barrier",
-                   "data.barrier.span=5", "data.barrier.profit=0.8", "data.embargo=2", "data.stride=2")
+                   "data.barrier.span=5", "data.barrier.profit=0.8", "data.embargo=2", "data.stride=2",
+                   *(["data.barrier.side=side"] if meta else []))
     memory, expected = in_memory(cfg, "classification", path)
     stream, got = streamed(cfg, "classification", path)
     assert stream.state["windows"] == memory.state["windows"]
@@ -162,6 +165,7 @@ def test_streaming_gives_the_in_memory_triple_barrier_windows(tmp_path):
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])  # the purge by touch rows, labels, moves
     assert "move" in expected["test"]
+    assert memory.state["classes"] == ([0, 1] if meta else ["down", "flat", "up"])
 
 
 def test_uniqueness_on_a_hand_computed_example_with_two_series():
@@ -176,6 +180,8 @@ def test_uniqueness_on_a_hand_computed_example_with_two_series():
     # decay 0.5 in cumulative uniqueness per series: A's x = .75, 1.25, 2.0; B's 1, 2
     np.testing.assert_allclose(time_decay(np.array(expected), series, 0.5),
                                [0.5 + 0.5 * 0.75 / 2, 0.5 + 0.5 * 1.25 / 2, 1.0, 0.75, 1.0])
+    # every other row under a stride of h: no two labels share a row
+    np.testing.assert_array_equal(average_uniqueness(np.array([0, 2, 4]), np.full(3, 2), 8), 1.0)
     weights, mean = training_weights(ends, reach, series, 12, 1.0)
     assert mean == pytest.approx(np.mean(expected))
     assert weights.mean() == pytest.approx(1.0)
