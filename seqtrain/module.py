@@ -88,10 +88,13 @@ class WeightedMean(tm.Metric):
         return self.total / self.weight
 
 
-def pinball_loss(pred: torch.Tensor, y: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
-    """Mean quantile (pinball) loss of ``pred`` ``(B, k, Q)`` against ``y`` ``(B, k)``."""
+def pinball_loss(pred: torch.Tensor, y: torch.Tensor, quantiles: torch.Tensor,
+                 reduction: str = "mean") -> torch.Tensor:
+    """Mean quantile (pinball) loss of ``pred`` ``(B, k, Q)`` against ``y`` ``(B, k)`` (each
+    element's with ``reduction="none"``)."""
     error = y.unsqueeze(-1) - pred
-    return torch.maximum(quantiles * error, (quantiles - 1) * error).mean()
+    each = torch.maximum(quantiles * error, (quantiles - 1) * error)
+    return each.mean() if reduction == "mean" else each
 
 
 class SeqModule(L.LightningModule):
@@ -180,18 +183,33 @@ class SeqModule(L.LightningModule):
             return batch
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The task's loss; with ``weight`` (``data.sample_weight``, training batches only) each
+        window's loss weighted, as the class weights already are: ``Σ w·loss / Σ w``."""
         out = out.float()
+        reduction = "mean" if weight is None else "none"
         if self.task == "classification":
-            return F.cross_entropy(out[:, 0], y, weight=self.class_weights)
+            each = F.cross_entropy(out[:, 0], y, weight=self.class_weights, reduction=reduction)
+            if weight is None:
+                return each
+            # torch divides by the class weights of hard labels, by the window count of soft ones
+            soft = y.is_floating_point()  # mixup
+            scale = weight if self.class_weights is None or soft else weight * self.class_weights[y]
+            return (each * weight).sum() / scale.sum()
         if self.loss_name == "quantile":
-            return pinball_loss(out, y, self.quantiles)
-        point = out[..., 0]
-        if self.loss_name == "mae":
-            return F.l1_loss(point, y)
-        if self.loss_name == "huber":
-            return F.huber_loss(point, y, delta=self.huber_delta)
-        return F.mse_loss(point, y)
+            each = pinball_loss(out, y, self.quantiles, reduction)
+        else:
+            point = out[..., 0]
+            if self.loss_name == "mae":
+                each = F.l1_loss(point, y, reduction=reduction)
+            elif self.loss_name == "huber":
+                each = F.huber_loss(point, y, delta=self.huber_delta, reduction=reduction)
+            else:
+                each = F.mse_loss(point, y, reduction=reduction)
+        if weight is None:
+            return each
+        each = each.reshape(len(weight), -1).mean(1)  # per window, over its steps (and quantiles)
+        return (each * weight).sum() / weight.sum()
 
     def _to_units(self, values: torch.Tensor) -> torch.Tensor:
         return values.float() * self.target_std + self.target_mean
@@ -226,7 +244,8 @@ class SeqModule(L.LightningModule):
             x, target = self.augmenter(batch["x"], batch["y"], batch.get("mask"))
             batch = {**batch, "x": x}
         out = self(batch)
-        loss = self.loss(out, target)
+        # sample weights weigh the training loss only: validation and test are scored unweighted
+        loss = self.loss(out, target, batch.get("weight") if split == "train" else None)
         metrics = getattr(self, f"{split}_metrics")
         # training's one metric directly: the collection's bookkeeping costs more than its update
         updated = next(metrics.children()) if split == "train" else metrics

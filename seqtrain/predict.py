@@ -371,21 +371,24 @@ class _Stream:
         row_number[is_new] = chunk_row_numbers(new["series"][is_new], self.counters)
         target = new["target"]
         x = state.model_inputs(new["raw"], new["time_values"], target)
-        return _Block(x=x, raw=new["raw"], target=target, labels=self._labels(target, new["series"]),
+        labels = self._labels(target, new["series"], new["raw"])
+        return _Block(x=x, raw=new["raw"], target=target, labels=labels,
                       times=time_as_number(new["time_values"]), time_values=new["time_values"],
                       series=new["series"], row_number=row_number, file_rows=new["file_rows"],
                       is_new=is_new, bounds=series_bounds(new["series"]), has_truth=has_truth)
 
-    def _labels(self, target: np.ndarray | None, series: np.ndarray) -> np.ndarray:
+    def _labels(self, target: np.ndarray | None, series: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """The truth where the table holds the target: class ids (-1: missing or unseen) or
-        scaled values (NaN: missing); a built label (a move) reads only rows of the block."""
+        scaled values (NaN: missing); a built label (a move, a triple-barrier class) reads only
+        rows of the block (and a meta-label the side among the raw inputs)."""
         state = self.state
         if target is None:
             return np.zeros(len(series), np.int64 if state.task == "classification" else np.float32)
         if state.label != "value":  # no move from a level that cannot make one: no truth there
             floor = 0 if state.label_target_kind == "price" else -1
             target = np.where(np.asarray(target, np.float64) > floor, target, np.nan)
-        return state.encode_labels(target, series_bounds(series))
+        side = raw[:, state.features.index(state.side_column)] if state.side_column else None
+        return state.encode_labels(target, series_bounds(series), side=side)
 
     def _nan_policy(self, rows: dict, is_new: np.ndarray) -> np.ndarray | None:
         """The run's ``data.nan_policy`` on the inputs read (carried rows are already clean)."""
@@ -417,7 +420,7 @@ class _Stream:
         later window can read."""
         series = block.series
         after = np.searchsorted(series, series, side="right") - np.arange(len(series))
-        keep = after <= self.state.window.rows - 1
+        keep = after <= max(self.state.window.rows - 1, self.state.label_reach)  # and what a label reads
         self.kept = _Block(
             x=block.x[keep], raw=block.raw[keep], target=block.target[keep] if block.has_truth else None,
             labels=block.labels[keep], times=block.times[keep], time_values=block.time_values[keep],

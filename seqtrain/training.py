@@ -42,6 +42,7 @@ from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.labels import LabelSpec
 from seqtrain.data.loading import load_data
 from seqtrain.data.streaming import parse_bytes
+from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.evaluate import check_walk_forward, walk_forward
 from seqtrain.models.instance_norm import InstanceNorm
@@ -352,6 +353,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "label": data.contract.to_dict()["label"],
         "classes": data.classes,
         "class_counts_by_split": data.contract.record.get("class_counts_by_split"),
+        "sample_weight": data.contract.record.get("sample_weight"),  # data.sample_weight: mean uniqueness
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
         "threads": torch.get_num_threads(),  # torch's CPU threads (shared out under hydra/launcher=joblib)
@@ -465,7 +467,8 @@ def check_config(cfg: DictConfig) -> None:
     elif cfg.eval.get("name", "single") != "single":
         raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default, eval=walk_forward "
                             "or eval=cpcv")
-    LabelSpec.from_config(cfg.data, cfg.task)  # data.label, target_kind, dead_zone
+    LabelSpec.from_config(cfg.data, cfg.task)  # data.label, target_kind, dead_zone, barrier
+    SampleWeightSpec.from_config(cfg.data)  # data.sample_weight, sample_weight_decay
     cost = cfg.eval.get("cost_bps", 0.0)
     if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:
         raise SeqtrainError(f"eval.cost_bps: {cost!r}; a cost in basis points >= 0")

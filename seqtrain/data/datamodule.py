@@ -131,6 +131,7 @@ class SeqDataModule(L.LightningDataModule):
             data.task == "classification", [data.input_names.index(c) for c in data.known_future],
             spec.pad_short, season, torch.from_numpy(data.moves) if data.moves is not None else None,
             known_label_lag(spec.horizon, spec.embargo),
+            torch.from_numpy(data.weights) if getattr(data, "weights", None) is not None else None,
         )
         if device is not None:
             block = block.to(device)

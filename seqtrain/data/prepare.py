@@ -36,10 +36,20 @@ from seqtrain.data.columns import (
     time_zone,
     wall_times,
 )
-from seqtrain.data.labels import LabelSpec, check_levels, fit_dead_zone, labels_from_moves, moves
+from seqtrain.data.labels import (
+    BuiltLabels,
+    LabelSpec,
+    check_levels,
+    check_side,
+    fit_dead_zone,
+    labels_from_moves,
+    moves,
+    window_reach,
+)
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.time_features import calendar_names, cycle_ranges, varying_cycles
+from seqtrain.data.weights import SampleWeightSpec, training_weights
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
@@ -70,6 +80,9 @@ class PreparedData(HasDataState):
     ends: dict[str, np.ndarray]  # split name -> global end rows of its windows
     contract: DataState  # every fitted statistic, saved as data_state.json
     moves: np.ndarray | None = None  # direction labels: the realised return of each label row
+    # (triple-barrier: to the label's end row)
+    touch: np.ndarray | None = None  # triple-barrier labels: rows from a window's end to its label's end
+    weights: np.ndarray | None = None  # data.sample_weight: loss weight of the window ending at each row
 
 
 @dataclass
@@ -109,11 +122,16 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     row_split, periods, split_record = split_table(cfg, rows, time_col)
     train_rows = row_split == TRAIN
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col, rows.zone)
+    side = side_values(cfg, rows)  # before fit_inputs scales the feature block in place
     contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
-    values, log_moves = fit_labels(cfg, contract, rows, train_rows)
+    values, built = fit_labels(cfg, contract, rows, train_rows, side)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
     contract.classes, labels, contract.target_scaler = fit_target(task, values, train_rows & defined, target)
-    ends = cut_windows(cfg, rows, row_split, periods)
+    touch = built.touch if built is not None else None
+    reach = (window_reach(touch, series_bounds(rows.series), contract.window.horizon, contract.window.span)
+             if touch is not None else None)
+    ends = cut_windows(cfg, rows, row_split, periods, reach)
+    weights, weight_record = fit_sample_weights(cfg, ends["train"], reach, rows.series)
     by_split = None
     if task == "classification":
         by_split = _window_classes(cfg, labels, values, ends, contract, target)
@@ -123,10 +141,11 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
         "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
         "windows": {name: int(len(e)) for name, e in ends.items()},
         **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
+        **({"sample_weight": weight_record} if weight_record else {}),
     }
-    realised = np.expm1(log_moves).astype(np.float32) if contract.label == "direction" else None
+    realised = contract.realised_moves(built.moves) if built is not None else None
     return PreparedData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
-                        contract=contract, moves=realised)
+                        contract=contract, moves=realised, touch=touch, weights=weights)
 
 
 def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,
@@ -223,12 +242,29 @@ def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: st
     return varying_cycles(cycle_ranges(wall_times(times[train_rows], zone)))
 
 
-def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray):
-    """The label of every row (``data.label``: the target, or its move over the horizon, with a
-    dead zone fit on training rows when given as a quantile), recorded in the data state; and
-    the log moves it was built from (None for ``value``)."""
+def side_values(cfg, rows: TableRows) -> np.ndarray | None:
+    """The meta-labels' side column (``data.barrier.side``, +1/-1 on every row), which must be
+    an input: the model judges the primary model's trade knowing its side."""
+    spec = LabelSpec.from_config(cfg, "classification") if cfg.get("label") == "triple_barrier" else None
+    if spec is None or spec.barrier.side is None:
+        return None
+    column = spec.barrier.side
+    if column not in rows.features:
+        raise SeqtrainError(f"data.barrier.side: column {column!r} is not an input; add it to "
+                            "data.features (the model judges the primary's trade knowing its side)")
+    side = rows.x[:, rows.features.index(column)].astype(np.float64)
+    check_side(side, column, rows.file_rows)
+    return side
+
+
+def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray,
+               side: np.ndarray | None = None) -> tuple[np.ndarray, BuiltLabels | None]:
+    """The label of every row (``data.label``: the target, its move over the horizon with a
+    dead zone fit on training rows when given as a quantile, or its triple-barrier class),
+    recorded in the data state; and what it was built from (None for ``value``)."""
     spec = LabelSpec.from_config(cfg, contract.task)
     contract.label, contract.label_target_kind = spec.kind, spec.target_kind
+    contract.barrier = spec.barrier
     if not spec.builds:
         return rows.target_values, None
     if rows.target_kind != "numeric":
@@ -236,9 +272,27 @@ def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray
                             "(prices, or returns with data.target_kind=return)")
     check_levels(rows.target_values, spec.target_kind, contract.target, rows.file_rows)
     bounds = series_bounds(rows.series)
+    if spec.barrier is not None:
+        built = contract.build_labels(rows.target_values, bounds, side)
+        return built.values, built
     log_moves = moves(rows.target_values, bounds, spec.horizon, spec.target_kind)
     contract.dead_zone = fit_dead_zone(spec, log_moves[train_rows])
-    return labels_from_moves(spec.kind, log_moves, contract.dead_zone), log_moves
+    return labels_from_moves(spec.kind, log_moves, contract.dead_zone), BuiltLabels(None, log_moves)
+
+
+def fit_sample_weights(cfg, train_ends: np.ndarray, reach: np.ndarray | None, series: np.ndarray):
+    """``data.sample_weight=uniqueness``: the loss weight of each training window (``weights.py``,
+    from the label spans of training windows only; 1 at every other row), and what to report
+    (the mean average uniqueness); ``(None, None)`` without weights."""
+    spec = SampleWeightSpec.from_config(cfg)
+    if not spec.active:
+        return None, None
+    span = WindowSpec.from_config(cfg).span  # >= 1: the spec refuses horizon 0
+    spans = reach[train_ends] if reach is not None else np.full(len(train_ends), span)
+    fitted, mean = training_weights(train_ends, spans, series[train_ends], len(series), spec.decay)
+    weights = np.ones(len(series), np.float32)
+    weights[train_ends] = fitted
+    return weights, {"kind": spec.kind, "decay": float(spec.decay), "mean_uniqueness": mean}
 
 
 def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: str):
@@ -281,17 +335,19 @@ def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: 
     return contract, scaler.transform(x, out=x)  # scaled in place: x is this function's own copy
 
 
-def cut_windows(cfg, rows: TableRows, row_split: np.ndarray, periods=None) -> dict[str, np.ndarray]:
-    """Split name -> global end rows of its windows (``windows.window_ends``, or with
-    ``periods``, each row's period and each period's split, ``windows.period_window_ends``); an
-    empty split is an error."""
+def cut_windows(cfg, rows: TableRows, row_split: np.ndarray, periods=None,
+                reach: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Split name -> global end rows of its windows (``windows.window_ends``; ``reach``: rows
+    from each window's end to its label's end row, when not the span; or with ``periods``, each
+    row's period and each period's split, ``windows.period_window_ends``, a label counted to its
+    span's end, where every touch row lies at the latest); an empty split is an error."""
     bounds = series_bounds(rows.series)
     spec = WindowSpec.from_config(cfg)
     _warn_short_series(bounds, rows.series_names, spec)
     ends = {}
     for split, name in enumerate(SPLIT_NAMES):
         if periods is None:
-            ends[name] = spec.ends(bounds, row_split, split)
+            ends[name] = spec.ends(bounds, row_split, split, reach)
         else:
             ends[name] = table_period_window_ends(bounds, *periods, split, spec)
         if len(ends[name]) == 0:

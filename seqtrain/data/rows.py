@@ -59,9 +59,10 @@ class RowBlock:
                  series: torch.Tensor, row_number: torch.Tensor, seq_length: int, horizon: int,
                  output_steps: int, classification: bool, known_columns: list[int] | None = None,
                  pad_short: bool = False, season: int = 0, moves: torch.Tensor | None = None,
-                 known_lag: int | None = 0):
+                 known_lag: int | None = 0, weights: torch.Tensor | None = None):
         self.labels, self.times, self.series, self.row_number = labels, times, series, row_number
         self.moves = moves  # direction labels: realised return at each label row (evaluation only)
+        self.weights = weights  # data.sample_weight: loss weight of the window ending at each row
         self.inputs, self.pad_short, self.known_lag = inputs, pad_short, known_lag
         if pad_short or season or known_lag:  # where each row's series starts (rows grouped by series)
             self.series_start = torch.searchsorted(series, series)
@@ -133,6 +134,8 @@ class RowBlock:
         ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
         rows = ends[:, None] + self.label_offsets
         batch = {"y": self.labels_at(rows), **self.inputs_of(ends)}
+        if self.weights is not None:  # read by the training loss only
+            batch["weight"] = self.weights[ends]
         if identify and self.season_offsets is not None:
             batch["y_season"] = self.labels_back(ends, self.season_offsets)
         if identify and self.moves is not None:

@@ -20,7 +20,14 @@ import pyarrow as pa
 
 from seqtrain.data import validate
 from seqtrain.data.columns import float_column, label_values, time_zone, wall_times
-from seqtrain.data.labels import labels_from_moves, moves
+from seqtrain.data.labels import (
+    BarrierSpec,
+    BuiltLabels,
+    barrier_labels,
+    labels_from_moves,
+    log_levels,
+    moves,
+)
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.time_features import calendar_features
 from seqtrain.data.windows import WindowSpec
@@ -72,6 +79,7 @@ class DataState:
     label: str = "value"  # data.label: the target itself, or a move built from it (labels.py)
     label_target_kind: str = "price"
     dead_zone: float = 0.0  # fitted on training rows when given as a quantile
+    barrier: BarrierSpec | None = None  # data.label=triple_barrier: the barriers (labels.py)
     record: dict = field(default_factory=dict)  # what the fit saw: split bounds, rows, windows ...
 
     # -- labels ------------------------------------------------------------------------------------
@@ -84,23 +92,54 @@ class DataState:
             return None
         return moves(target_values, bounds, self.window.horizon, self.label_target_kind)
 
+    @property
+    def label_reach(self) -> int:
+        """Rows before a label row that its label reads: none for the target itself, ``h`` for a
+        move, ``h`` and the volatility's returns for a triple-barrier label."""
+        if self.label == "value":
+            return 0
+        return self.window.horizon + (self.barrier.lookback if self.barrier else 0)
+
+    @property
+    def side_column(self) -> str | None:
+        """The meta-labels' primary side column (``data.barrier.side``), or None."""
+        return self.barrier.side if self.barrier else None
+
+    def build_labels(self, target_values: np.ndarray, bounds: np.ndarray,
+                     side: np.ndarray | None = None) -> BuiltLabels | None:
+        """The labels built from the target's values of rows grouped by series (``bounds``;
+        ``side``: the meta-labels' side column), or None when the label is the target itself."""
+        if self.label == "value":
+            return None
+        if self.barrier is not None:
+            return barrier_labels(log_levels(target_values, self.label_target_kind), bounds,
+                                  self.window.horizon, self.barrier, side)
+        log_moves = self.log_moves(target_values, bounds)
+        return BuiltLabels(labels_from_moves(self.label, log_moves, self.dead_zone), log_moves)
+
     def realised_moves(self, log_moves: np.ndarray | None) -> np.ndarray | None:
-        """With direction labels, the simple return of each ``log_moves`` (what trading the
-        predicted direction would have earned); None for other labels."""
-        if self.label != "direction":
+        """With direction or triple-barrier labels, the simple return of each ``log_moves`` (what
+        trading the predicted direction would have earned: to the label row, or to a
+        triple-barrier label's end row, where its trade is closed); None for other labels."""
+        if self.label not in ("direction", "triple_barrier"):
             return None
         return np.expm1(log_moves).astype(np.float32)
 
     def encode_labels(self, target_values: np.ndarray, bounds: np.ndarray | None,
-                      log_moves: np.ndarray | None = None) -> np.ndarray:
+                      log_moves: np.ndarray | None = None, side: np.ndarray | None = None) -> np.ndarray:
         """Labels as the model trains on them: class ids (-1 for a missing or unseen class), or
         the scaled target (NaN where missing); a move label from ``log_moves`` when given, else
-        from the target's values grouped by series (``bounds``)."""
+        built from the target's values grouped by series (``bounds``)."""
         if self.label == "value":
             values = target_values
-        else:
-            log_moves = self.log_moves(target_values, bounds) if log_moves is None else log_moves
+        elif log_moves is not None and self.barrier is None:
             values = labels_from_moves(self.label, log_moves, self.dead_zone)
+        else:
+            values = self.build_labels(target_values, bounds, side).values
+        return self.encode_values(values)
+
+    def encode_values(self, values: np.ndarray) -> np.ndarray:
+        """Label values (as in the file, or built) as the model trains on them."""
         if self.task == "regression":
             return self.target_scaler.transform(np.asarray(values, np.float64))
         bad = pd.isna(values) if values.dtype == object else ~np.isfinite(values)
@@ -194,7 +233,8 @@ class DataState:
             "classes": self.classes, "class_weights": self.class_weights, "class_counts": self.class_counts,
             "time_dtype": self.time_dtype, "time_zone": self.time_zone, "nan_policy": self.nan_policy,
             "sort": self.sort,
-            "label": {"kind": self.label, "target_kind": self.label_target_kind, "dead_zone": self.dead_zone},
+            "label": {"kind": self.label, "target_kind": self.label_target_kind, "dead_zone": self.dead_zone,
+                      **({"barrier": self.barrier.to_dict()} if self.barrier else {})},
             **self.record,
             "series": len(self.series_names),
             "series_names": [str(name) for name in self.series_names],  # the series the model knows
@@ -226,6 +266,7 @@ class DataState:
             classes=state.get("classes"), class_weights=state.get("class_weights"),
             class_counts=state.get("class_counts"), label=label["kind"],
             label_target_kind=label["target_kind"], dead_zone=float(label["dead_zone"]),
+            barrier=BarrierSpec(**label["barrier"]) if label.get("barrier") else None,
             record={k: v for k, v in state.items() if k not in known},
         )
 

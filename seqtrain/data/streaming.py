@@ -55,7 +55,16 @@ from seqtrain.data.columns import (
     time_zone,
     wall_times,
 )
-from seqtrain.data.labels import LabelSpec, MoveStream, check_levels, fit_dead_zone, labels_from_moves
+from seqtrain.data.labels import (
+    BarrierStream,
+    LabelSpec,
+    MoveStream,
+    check_levels,
+    check_side,
+    fit_dead_zone,
+    labels_from_moves,
+    window_reach,
+)
 from seqtrain.data.rows import RowBlock, known_label_lag, season_offsets, time_as_number
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
@@ -65,6 +74,7 @@ from seqtrain.data.time_features import (
     cycle_ranges,
     varying_cycles,
 )
+from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
@@ -204,6 +214,10 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if cfg.sort:
         raise SeqtrainError("data.sort=true needs the whole table in memory; sort the files "
                             "or set data.streaming=false")
+    if SampleWeightSpec.from_config(cfg).active:
+        raise SeqtrainError("data.sample_weight=uniqueness needs the whole table in memory (a window's "
+                            "weight reads the label spans of the windows after it); set "
+                            "data.streaming=false or data.sample_weight=none")
     dataset = source.open_dataset(path)
     time_col, group_col, target, features = validate.resolve_columns(dataset.schema, cfg, path)
     fold = cfg.split.get("train_start") is not None or cfg.split.get("test_end") is not None
@@ -219,11 +233,15 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
                             "set data.time_features=false")
     use_target_history = target_history_is_input(cfg, target)
     spec = LabelSpec.from_config(cfg, task)
+    if spec.barrier is not None and spec.barrier.side is not None and spec.barrier.side not in features:
+        raise SeqtrainError(f"data.barrier.side: column {spec.barrier.side!r} is not an input; add it to "
+                            "data.features (the model judges the primary's trade knowing its side)")
     splitting = (cuts, val_start, test_start, periods)
     fitted = _fit_statistics(src, cfg, task, scan, splitting, use_target_history, spec)
 
     contract = _input_contract(cfg, task, src, scan, fitted, use_target_history)
     contract.label, contract.label_target_kind = spec.kind, spec.target_kind
+    contract.barrier = spec.barrier
     if spec.kind == "direction":
         contract.dead_zone, fitted.label_counts = _direction_classes(spec, fitted)
     segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
@@ -231,14 +249,16 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if task == "classification":
         contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
         check_classes(contract.classes, target)
-        by_split = _window_label_counts(src, contract, scan, splitting, segments, cfg, starts)
+        by_split, counted = _window_label_counts(src, contract, scan, splitting, segments, cfg, starts)
         contract.class_counts, contract.class_weights = class_balance(by_split[TRAIN])
     else:
         contract.target_scaler = _scaler(fitted.target_moments)
-    if periods is None:
-        group_windows = _count_windows(scan.group_series, scan.group_counts, segments, cfg)
-    else:
+        counted = None
+    if periods is not None:  # a label counted to t+h, where every touch row lies at the latest
         group_windows = _count_period_windows(scan.group_series, scan.group_counts, starts, periods[1], cfg)
+    else:  # from row numbers alone, unless label end rows (touch rows) decide the purge: then as
+        # pass 3 counted them
+        group_windows = counted or _count_windows(scan.group_series, scan.group_counts, segments, cfg)
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
     _refuse_empty_splits(windows, cfg)
     contract.record = {
@@ -384,6 +404,7 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
     counters = np.zeros(len(scan.series_names), np.int64)
     row0 = 0
     stream, train_moves = MoveStream(spec.horizon, spec.target_kind), []
+    barriers = BarrierStream(spec.horizon, spec.target_kind, spec.barrier) if spec.barrier else None
     for group in src.groups:
         table = src.read(group, columns)
         times = time_values(table.column(src.time_col), src.time_col)
@@ -395,8 +416,12 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
         if spec.builds:  # the move over the horizon ending at each row (carried across row groups)
             _check_label_target(spec, target_kind, src.target)
             check_levels(y, spec.target_kind, src.target, row0 + np.arange(table.num_rows))
-            log_moves = stream.moves(codes, y)
-            labels = labels_from_moves(spec.kind, log_moves, 0.0) if task == "regression" else log_moves
+            if barriers is not None:  # the class of each label row, from the rows carried before it
+                side = _side(x, src.features, spec, row0 + np.arange(table.num_rows))
+                labels = barriers.labels(codes, y, side).values
+            else:
+                log_moves = stream.moves(codes, y)
+                labels = labels_from_moves(spec.kind, log_moves, 0.0) if task == "regression" else log_moves
         history = use_target_history and target_kind == "numeric"
         x = input_matrix(x, times, all_cycles, y if history else None, src.zone)
         row_split, row_period = _row_split(times, codes, chunk_row_numbers(codes, counters), *splitting)
@@ -417,7 +442,10 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
                 if defined.any():
                     target_moments = _merge(target_moments, labels[defined, None])
             else:
-                values, n = np.unique(label_values(y[train], src.target), return_counts=True)
+                chosen = labels[train] if barriers is not None else y[train]
+                if barriers is not None:
+                    chosen = chosen[~pd.isna(chosen)]
+                values, n = np.unique(label_values(chosen, src.target), return_counts=True)
                 for v, c in zip(values.tolist(), n.tolist(), strict=True):
                     label_counts[v] = label_counts.get(v, 0) + c
         row0 += table.num_rows
@@ -426,6 +454,15 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
     moves_seen = np.concatenate(train_moves) if train_moves else None
     return _Fit(moments, target_moments, label_counts, cycles, split_rows, target_kind, moves_seen,
                 period_rows)
+
+
+def _side(x: np.ndarray, features: list[str], spec: LabelSpec, file_rows: np.ndarray) -> np.ndarray | None:
+    """The meta-labels' side column among the raw features, checked (+1/-1), or None."""
+    if spec.barrier is None or spec.barrier.side is None:
+        return None
+    side = x[:, features.index(spec.barrier.side)].astype(np.float64)
+    check_side(side, spec.barrier.side, file_rows)
+    return side
 
 
 def _check_label_target(spec: LabelSpec, target_kind: str, target: str) -> None:
@@ -512,10 +549,11 @@ class StreamingWindows(IterableDataset):
         back = self.known_lag or 0
         if season and self.known_lag is not None and data.task == "regression":
             back = max(back, int(-season_offsets(spec.horizon, spec.output_steps, season, back).min()))
-        self.keep = max(self.need - 1, spec.span + back)
-        # a move label is built from the target h rows before its row: the first chunk read
-        # reaches that much further back, so the earliest carried labels are as in memory
-        self.reach = self.keep + (spec.horizon if data.contract.label != "value" else 0)
+        # a built label reads rows before its row (a move h, a triple-barrier label also the
+        # volatility's): each chunk is labelled after that many carried rows, and the first
+        # chunk read reaches that much further back, so the earliest carried labels are as in memory
+        self.keep = max(self.need - 1, spec.span + back, data.contract.label_reach)
+        self.reach = self.keep + data.contract.label_reach
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
@@ -634,6 +672,11 @@ class StreamingWindows(IterableDataset):
         row_number = chunk_row_numbers(codes, counters)
         new = {"x": x, "labels": labels, "times": time_as_number(times), "series": codes,
                "row_number": row_number, "target": y}
+        side = contract.side_column
+        if side is not None:  # the meta-labels' side, read at window ends
+            new["side"] = float_column(table, side).astype(np.float64)[order]
+        if contract.barrier is not None:
+            new["touch"] = np.zeros(len(y), np.int64)
         if carry is not None:
             new = {k: np.concatenate([carry[k], v]) for k, v in new.items()}
         is_new = np.concatenate([np.zeros(len(carry["series"]) if carry else 0, bool),
@@ -641,10 +684,11 @@ class StreamingWindows(IterableDataset):
         order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
         block, is_new = {k: v[order] for k, v in new.items()}, is_new[order]
         if built:  # each row labelled once, when new, with the rows before it in the block
-            log_moves = contract.log_moves(block["target"], series_bounds(block["series"]))
-            fresh = contract.encode_labels(block["target"], None, log_moves)
-            block["labels"][is_new] = fresh[is_new]
-            moves = contract.realised_moves(log_moves)
+            made = contract.build_labels(block["target"], series_bounds(block["series"]), block.get("side"))
+            block["labels"][is_new] = contract.encode_values(made.values)[is_new]
+            if made.touch is not None:
+                block["touch"][is_new] = made.touch[is_new]
+            moves = contract.realised_moves(made.moves)
             if moves is not None:  # read at label rows only, whose h rows before are in the block
                 block["moves"] = moves
         return block, is_new
@@ -667,10 +711,12 @@ class StreamingWindows(IterableDataset):
         row_split, row_period = self.data.row_split(times, block["series"], block["row_number"])
         present = block["series"][bounds[:-1]]
         if row_period is None:
+            reach = (window_reach(block["touch"], bounds, self.horizon, self.data.contract.window.span)
+                     if "touch" in block else None)
             ends = block_window_ends(bounds, block["row_number"], row_split, self.data.segments[present],
                                      self.split_id, self.history, self.horizon, self.steps, self.stride,
-                                     self.embargo)
-        else:
+                                     self.embargo, reach)
+        else:  # a label counted to t+h, where every touch row lies at the latest
             ends = period_window_ends(bounds, block["row_number"], row_period,
                                       self.data.period_starts[present], self.data.periods[1], self.split_id,
                                       self.seq_length, self.history, self.horizon, self.steps, self.stride,
@@ -818,32 +864,44 @@ def _scaler(moments) -> StandardScaler:
 
 
 def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, splitting: tuple,
-                         segments: np.ndarray, cfg, starts: np.ndarray | None = None) -> np.ndarray:
+                         segments: np.ndarray, cfg, starts: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, dict | None]:
     """Pass 3 (classification), the target column only: class counts among the labels of each
     split's windows ``(3, classes)``, refusing a validation or test window whose label class
     never occurs in training rows: the in-memory rule, row group by row group
     (``last_label_rows``, or ``period_last_label_ok`` with the period ``starts``); built labels
-    from the moves carried across row groups."""
+    from the moves carried across row groups. With triple-barrier labels also the windows per
+    row group and split (their touch rows decide the purge, so they cannot be counted from row
+    numbers alone); else None."""
     classes = contract.classes
     counts = np.zeros((3, len(classes)), np.int64)
     counters = np.zeros(len(segments), np.int64)
     index, spec = pd.Index(classes), WindowSpec.from_config(cfg)
     stream = MoveStream(spec.horizon, contract.label_target_kind)
-    for group in src.groups:
-        table = src.read(group, [*src.key_columns, src.target])
+    barriers = (BarrierStream(spec.horizon, contract.label_target_kind, contract.barrier)
+                if contract.barrier else None)
+    side = contract.side_column
+    windows = {name: np.zeros(len(src.groups), np.int64) for name in SPLIT_NAMES} if barriers else None
+    for g, group in enumerate(src.groups):
+        columns = [*src.key_columns, src.target, *([side] if side else [])]
+        table = src.read(group, list(dict.fromkeys(columns)))
         codes = scan.remap[_provisional_codes(table, src.group_col, scan.names)]
         row_number = chunk_row_numbers(codes, counters)
         times = time_values(table.column(src.time_col), src.time_col)
         row_split, row_period = _row_split(times, codes, row_number, *splitting)
         values = read_target(table.column(src.target), src.target, contract.task)[1]
+        touch = None
         if contract.label == "value":
             values = label_values(values, src.target)
+        elif barriers is not None:
+            built = barriers.labels(codes, values, float_column(table, side) if side else None)
+            values, touch = built.values, built.touch
         else:
             values = labels_from_moves(contract.label, stream.moves(codes, values), contract.dead_zone)
         ids = index.get_indexer(values)
         for split, name in enumerate(SPLIT_NAMES):
             if row_period is None:
-                rows = spec.label_rows(row_number, row_split, codes, segments, split)
+                rows = spec.label_rows(row_number, row_split, codes, segments, split, touch)
             else:
                 rows = period_last_label_ok(row_number, row_period, codes, starts, splitting[-1][1], split,
                                             spec.seq_length, spec.history, spec.span, spec.stride_of(split),
@@ -851,7 +909,9 @@ def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, splitti
             if split != TRAIN:
                 check_known_classes(ids[rows], values[rows], name, classes, src.target, contract.label)
             counts[split] += np.bincount(ids[rows], minlength=len(classes))
-    return counts
+            if windows is not None:
+                windows[name][g] = int(rows.sum())
+    return counts, windows
 
 
 def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.ndarray]:

@@ -61,15 +61,17 @@ class WindowSpec:
     def embargo_of(self, split: int) -> int:
         return 0 if split == TRAIN else self.embargo
 
-    def ends(self, bounds: np.ndarray, row_split: np.ndarray, split: int) -> np.ndarray:
+    def ends(self, bounds: np.ndarray, row_split: np.ndarray, split: int,
+             reach: np.ndarray | None = None) -> np.ndarray:
         """``window_ends`` of ``split`` under this spec."""
         return window_ends(bounds, row_split, split, self.history, self.horizon, self.output_steps,
-                           self.stride_of(split), self.embargo)
+                           self.stride_of(split), self.embargo, reach)
 
-    def label_rows(self, row_number, row_split, series, segments, split: int) -> np.ndarray:
+    def label_rows(self, row_number, row_split, series, segments, split: int,
+                   touch: np.ndarray | None = None) -> np.ndarray:
         """``last_label_rows`` of ``split`` under this spec."""
         return last_label_rows(row_number, row_split, series, segments, split, self.history, self.horizon,
-                               self.output_steps, self.stride_of(split), self.embargo)
+                               self.output_steps, self.stride_of(split), self.embargo, touch)
 
 
 def series_bounds(series_codes: np.ndarray) -> np.ndarray:
@@ -194,6 +196,7 @@ def block_window_ends(
     output_steps: int = 1,
     stride: int = 1,
     embargo: int = 0,
+    reach: np.ndarray | None = None,
 ) -> np.ndarray:
     """End rows (block indices) of the windows of ``split`` inside a block of rows.
 
@@ -208,7 +211,10 @@ def block_window_ends(
       ``seq_length`` rows exist in the series (pass the minimum history instead, e.g. 1, when
       missing rows are left-padded),
     - its label rows exist in the same series and lie in the same split as its end row
-      (purge: a training window whose labels reach into validation is dropped),
+      (purge: a training window whose labels reach into validation is dropped); with
+      ``reach`` (per row, rows from the window ending there to its label's end row: a
+      triple-barrier label's touch row), the label's end row decides the split instead of
+      the last label row,
     - for validation/test, its end is not within the first ``embargo`` rows of the split in its
       series (a gap after each boundary),
     - with ``stride`` k > 1, its last label row is a multiple of k rows before the split's last
@@ -223,7 +229,8 @@ def block_window_ends(
     t = np.arange(n, dtype=np.int64)
     last_label = t + horizon + output_steps - 1
     ok = (t - seq_length + 1 >= start_of_row) & (last_label < end_of_row) & (row_split == split)
-    ok[ok] &= row_split[last_label[ok]] == split
+    label_end = last_label if reach is None else t + reach
+    ok[ok] &= row_split[label_end[ok]] == split
     ends = t[ok]
     s = series_of_row[ends]
     if embargo > 0 and split != TRAIN:
@@ -245,15 +252,22 @@ def last_label_rows(
     output_steps: int = 1,
     stride: int = 1,
     embargo: int = 0,
+    touch: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which rows are the last label row of a window of ``split``: the rule of
     ``block_window_ends`` stated on the label row alone (``segments`` indexed by ``series``), so
     that the labels of a split's windows can be counted from a stream of rows without cutting
-    the windows. ``rows - (horizon + output_steps - 1)`` are exactly the window ends."""
+    the windows. ``rows - (horizon + output_steps - 1)`` are exactly the window ends. With
+    ``touch`` (per label row, rows from its window's end to the label's end row; 0: the span),
+    that end row must lie in the split instead of the label row."""
     span = horizon + output_steps - 1
     first, last = segments[series, split, 0], segments[series, split, 1]
     end = row_number - span  # the window's end row, as a position in its series
-    ok = (row_split == split) & (end >= seq_length - 1) & (end >= first)
+    if touch is None:
+        ok = (row_split == split) & (end >= seq_length - 1) & (end >= first)
+    else:
+        reach = np.where(touch > 0, touch, span)
+        ok = (end + reach <= last) & (end >= seq_length - 1) & (end >= first)
     if embargo > 0 and split != TRAIN:
         ok &= end - first >= embargo
     if stride > 1:
@@ -297,6 +311,7 @@ def window_ends(
     output_steps: int = 1,
     stride: int = 1,
     embargo: int = 0,
+    reach: np.ndarray | None = None,
 ) -> np.ndarray:
     """Global end rows of every window of ``split`` in a whole table (see ``block_window_ends``),
     a few whole series at a time: windows never cross series, and the index temporaries stay the
@@ -307,7 +322,7 @@ def window_ends(
         rows = slice(int(bounds[first]), int(bounds[last]))
         parts.append(bounds[first] + block_window_ends(
             local, row_numbers(local), row_split[rows], segment_rows(local, row_split[rows]), split,
-            seq_length, horizon, output_steps, stride, embargo))
+            seq_length, horizon, output_steps, stride, embargo, None if reach is None else reach[rows]))
     return np.concatenate(parts)
 
 

@@ -45,6 +45,12 @@ def _balance(summary: dict) -> str:
     return " · ".join(parts)
 
 
+def _sample_weight(record: dict) -> str:
+    """``data.sample_weight``: the training labels' mean average uniqueness (1: no overlap)."""
+    decay = f" · time decay {record['decay']:g}" if record["decay"] != 1 else ""
+    return f"mean uniqueness {record['mean_uniqueness']:.3f} of training labels{decay}"
+
+
 def _trading_rows(trading: dict) -> list[tuple[str, str]]:
     def line(stats: dict) -> str:
         sharpe = "n/a" if stats["sharpe_annualised"] is None else _fmt(stats["sharpe_annualised"])
@@ -106,6 +112,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         ("windows train/val/test", f"{windows['train']:,} / {windows['val']:,} / {windows['test']:,}"),
         *((("classes train · val · test", _balance(summary)),)
           if summary.get("class_counts_by_split") else ()),
+        *(((f"sample weight {summary['sample_weight']['kind']}",
+            _sample_weight(summary["sample_weight"])),) if summary.get("sample_weight") else ()),
         ("epochs run (best)", f"{summary['epochs']} (epoch {summary['best_epoch']})"),
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),
         *((k, _fmt(v)) for k, v in summary["test"].items()),

@@ -58,7 +58,8 @@ import pandas as pd
 from seqtrain.report.baselines import block_resample_index
 from seqtrain.report.overfitting import probabilistic_sharpe, sharpe_moments
 
-POSITIONS = {"up": 1.0, "down": -1.0, "flat": 0.0}
+POSITIONS = {"up": 1.0, "down": -1.0, "flat": 0.0,
+             1: 1.0, 0: 0.0}  # meta-labels: take the primary side's trade (its return is the move), or pass
 YEAR_NS = 365.25 * 86_400e9
 
 
@@ -88,7 +89,8 @@ def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: in
     """Mean return per period (of the grid), total return, annualised Sharpe with its interval,
     hit rate, time in market, turnover and maximum drawdown of the book that trades the predicted
     direction, beside buy-and-hold on the same holds; None without realised moves (labels other
-    than direction). ``horizon`` (rows) is reported; the holds' times come from the frame."""
+    than direction and triple_barrier). ``horizon`` (rows) is reported; the holds' times come from
+    the frame."""
     if "move" not in predictions or predictions["move"].isna().all():
         return None
     chosen = holds(predictions, group_col)
