@@ -16,13 +16,14 @@ SIZES = {
     "seq2seq_attention": ["model.hidden_size=32"],
     "tcn": ["model.num_channels=[16,16,16,16]"],
     "cnn_lstm": ["model.channels=[16,16]", "model.hidden_size=32", "trainer.max_epochs=8"],
-    "informer": ["model.d_model=32", "model.d_ff=64", "trainer.max_epochs=4"],
     "tft": ["model.hidden_size=24", "model.hidden_continuous_size=8", "trainer.max_epochs=5",
             "optim.lr=0.01"],
 }
 
 
-@pytest.mark.parametrize("model", sorted(SIZES))
+# tft and informer learn a classification signal in test_every_model_learns_a_planted_signal_at_its_defaults
+# (an epoch of theirs costs several of the others'); here, on the demo, the rest (tft's regression below)
+@pytest.mark.parametrize("model", sorted(set(SIZES) - {"tft"}))
 def test_beats_the_majority_class_on_the_next_move(run_cli, model):
     result = run_cli(f"model={model}", "task=classification", *BUDGET, *SIZES[model])
     assert result.code == 0, result.err
