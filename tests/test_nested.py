@@ -15,7 +15,9 @@ from seqtrain.report.nested import (
     block_choices,
     merge_into_json,
     nested_frame,
+    nested_lines,
     nested_result,
+    nested_table_rows,
     selection_scores,
 )
 
@@ -101,6 +103,20 @@ def test_the_search_scores_each_block_with_what_was_known_before_it(tmp_path):
     assert result["interval"] == pooled_skill("classification", expected, "symbol", 0)["interval"]
     assert list(result["left_out"]) == ["2"] and "folds differ" in result["left_out"]["2"]
     assert result["blocks"][1]["selection_val_loss"] == pytest.approx(0.525)
+
+
+def test_the_star_mark_stays_on_the_sweeps_star_when_it_is_left_out(tmp_path):
+    # job 2 is the sweep's ★ (best val_loss) but tests other folds: job 1, the best of the
+    # compared jobs, stands in as selected in-sample, without the ★
+    jobs = [_job(tmp_path, "0", A, [0.4, 0.7]), _job(tmp_path, "1", B, [0.6, 0.45]),
+            _job(tmp_path, "2", B, [0.1, 0.1], folds=(("2024-01-01T01:00:00", None),))]
+    left_out = nested_result(jobs, star="2")
+    assert left_out["selected_in_sample"]["job"] == "1" and not left_out["selected_in_sample"]["star"]
+    rows = nested_table_rows(left_out)
+    assert rows[0]["job"] == "1" and "★ job is left out" in rows[0]["overrides"]
+    assert "job 1 ★" not in nested_lines(left_out)[-1]
+    kept = nested_result(jobs, star="1")
+    assert nested_table_rows(kept)[0]["job"] == "1 ★" and "job 1 ★" in nested_lines(kept)[-1]
 
 
 def test_jobs_that_disagree_with_the_majority_are_named_and_left_out(tmp_path):
