@@ -7,12 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from seqtrain.evaluate import pooled_skill
 from seqtrain.report.nested import (
     WalkForwardJob,
     agreeing_jobs,
     block_choices,
+    load_job,
     merge_into_json,
     nested_frame,
     nested_lines,
@@ -126,6 +128,27 @@ def test_jobs_that_disagree_with_the_majority_are_named_and_left_out(tmp_path):
     assert set(left_out) == {"1", "2"} and "data.horizon" in left_out["1"]
     alone = nested_result(jobs[:2])
     assert "skipped" in alone and "blocks" not in alone
+
+
+def _job_folder(tmp_path, name: str, profit: float):
+    """A finished one-fold walk-forward job folder with triple-barrier labels at ``profit``."""
+    folder = tmp_path / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "fold_00").mkdir()
+    data = {"kind": "parquet", "path": "t.parquet", "target": "close", "label": "triple_barrier",
+            "horizon": 5, "barrier": {"profit": profit, "loss": 1.0, "span": 20}}
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task": "classification", "data": data}))
+    (folder / "fold_00" / "metrics.json").write_text(json.dumps({"best_val": {"val_loss": 0.5}}))
+    (folder / "metrics.json").write_text(json.dumps(
+        {"eval": "walk_forward", "monitor": "val_loss", "mode": "min", "task": "classification",
+         "folds": [{"fold": 0, "test_start": 10, "test_end": None}], "pooled": {}}))
+    return load_job(folder)
+
+
+def test_jobs_with_other_barriers_predict_other_labels(tmp_path):
+    kept, left_out = agreeing_jobs([_job_folder(tmp_path, "0", 1.0), _job_folder(tmp_path, "1", 3.0),
+                                    _job_folder(tmp_path, "2", 1.0)])
+    assert [j.name for j in kept] == ["0", "2"] and "data.barrier" in left_out["1"]
 
 
 def test_summary_json_keeps_what_others_wrote(tmp_path):

@@ -29,8 +29,8 @@ RULE = ("test block k is scored with the job whose mean best monitored validatio
 
 # What a job predicts, from what: jobs that differ here answer different questions.
 TABLE_KEYS = ("task", "data.kind", "data.path", "data.generator", "data.target", "data.label",
-              "data.target_kind", "data.dead_zone", "data.horizon", "data.output_steps", "data.time_col",
-              "data.group_col")
+              "data.target_kind", "data.dead_zone", "data.barrier", "data.horizon", "data.output_steps",
+              "data.time_col", "data.group_col")
 
 
 @dataclass
