@@ -7,15 +7,19 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from seqtrain.evaluate import pooled_skill
 from seqtrain.report.nested import (
     WalkForwardJob,
     agreeing_jobs,
     block_choices,
+    load_job,
     merge_into_json,
     nested_frame,
+    nested_lines,
     nested_result,
+    nested_table_rows,
     selection_scores,
 )
 
@@ -103,6 +107,20 @@ def test_the_search_scores_each_block_with_what_was_known_before_it(tmp_path):
     assert result["blocks"][1]["selection_val_loss"] == pytest.approx(0.525)
 
 
+def test_the_star_mark_stays_on_the_sweeps_star_when_it_is_left_out(tmp_path):
+    # job 2 is the sweep's ★ (best val_loss) but tests other folds: job 1, the best of the
+    # compared jobs, stands in as selected in-sample, without the ★
+    jobs = [_job(tmp_path, "0", A, [0.4, 0.7]), _job(tmp_path, "1", B, [0.6, 0.45]),
+            _job(tmp_path, "2", B, [0.1, 0.1], folds=(("2024-01-01T01:00:00", None),))]
+    left_out = nested_result(jobs, star="2")
+    assert left_out["selected_in_sample"]["job"] == "1" and not left_out["selected_in_sample"]["star"]
+    rows = nested_table_rows(left_out)
+    assert rows[0]["job"] == "1" and "★ job is left out" in rows[0]["overrides"]
+    assert "job 1 ★" not in nested_lines(left_out)[-1]
+    kept = nested_result(jobs, star="1")
+    assert nested_table_rows(kept)[0]["job"] == "1 ★" and "job 1 ★" in nested_lines(kept)[-1]
+
+
 def test_jobs_that_disagree_with_the_majority_are_named_and_left_out(tmp_path):
     jobs = [_job(tmp_path, str(i), A, [0.5, 0.5], horizon=h) for i, h in enumerate((1, 2, 2, 1))]
     kept, left_out = agreeing_jobs(jobs)  # two against two: the first job's side
@@ -110,6 +128,27 @@ def test_jobs_that_disagree_with_the_majority_are_named_and_left_out(tmp_path):
     assert set(left_out) == {"1", "2"} and "data.horizon" in left_out["1"]
     alone = nested_result(jobs[:2])
     assert "skipped" in alone and "blocks" not in alone
+
+
+def _job_folder(tmp_path, name: str, profit: float):
+    """A finished one-fold walk-forward job folder with triple-barrier labels at ``profit``."""
+    folder = tmp_path / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "fold_00").mkdir()
+    data = {"kind": "parquet", "path": "t.parquet", "target": "close", "label": "triple_barrier",
+            "horizon": 5, "barrier": {"profit": profit, "loss": 1.0, "span": 20}}
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task": "classification", "data": data}))
+    (folder / "fold_00" / "metrics.json").write_text(json.dumps({"best_val": {"val_loss": 0.5}}))
+    (folder / "metrics.json").write_text(json.dumps(
+        {"eval": "walk_forward", "monitor": "val_loss", "mode": "min", "task": "classification",
+         "folds": [{"fold": 0, "test_start": 10, "test_end": None}], "pooled": {}}))
+    return load_job(folder)
+
+
+def test_jobs_with_other_barriers_predict_other_labels(tmp_path):
+    kept, left_out = agreeing_jobs([_job_folder(tmp_path, "0", 1.0), _job_folder(tmp_path, "1", 3.0),
+                                    _job_folder(tmp_path, "2", 1.0)])
+    assert [j.name for j in kept] == ["0", "2"] and "data.barrier" in left_out["1"]
 
 
 def test_summary_json_keeps_what_others_wrote(tmp_path):

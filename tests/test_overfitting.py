@@ -66,9 +66,20 @@ def test_one_trial_deflates_nothing():
     stats = {"sharpe_per_period": 0.1, "periods": 200, "skew": -0.5, "kurtosis": 4.0}
     report = deflated_report(stats, trials=1)
     assert report["dsr"] == report["psr"] == probabilistic_sharpe(0.1, 200, -0.5, 4.0)
-    more = deflated_report(stats, trials=10)  # V from the estimator: (1 + 0.05 + 0.0075) / 199
-    assert more["sharpe_variance"] == pytest.approx(1.0575 / 199) and more["dsr"] < report["dsr"]
+    more = deflated_report(stats, trials=10)  # V from the estimator at SR 0 (no skill): 1 / 199
+    assert more["sharpe_variance"] == pytest.approx(1 / 199) and more["dsr"] < report["dsr"]
     assert expected_max_sharpe(10, 1.0) < expected_max_sharpe(100, 1.0)
+
+
+def test_trials_without_skill_set_the_benchmark_not_the_winners_own_shape():
+    # a right-skewed winner (SR 0.15 per period, skew 2, kurtosis 9, T 200): at its own SR the
+    # estimator's variance is (1 - 0.3 + 0.045) / 199, below the 1/199 that Sharpe ratios of
+    # trials without skill show (their true SR is 0), and would lower its own benchmark
+    stats = {"sharpe_per_period": 0.15, "periods": 200, "skew": 2.0, "kurtosis": 9.0}
+    report = deflated_report(stats, trials=10)
+    assert report["sharpe_variance"] == pytest.approx(1 / 199)
+    assert report["dsr"] == pytest.approx(deflated_sharpe(0.15, 200, 2.0, 9.0, 10, 1 / 199))
+    assert report["dsr"] < deflated_sharpe(0.15, 200, 2.0, 9.0, 10, 0.745 / 199)
 
 
 def test_pbo_of_two_trials_by_hand():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from seqtrain.report.overfitting import probabilistic_sharpe, sharpe_moments
-from seqtrain.report.sweep_overfitting import aligned_returns
+from seqtrain.report.sweep_overfitting import aligned_returns, judge_sweep, same_period_sharpes
 from tests.conftest import TINY
 
 
@@ -76,3 +76,18 @@ def test_jobs_are_lined_up_on_the_periods_they_share_and_other_hold_lengths_left
     assert (starts - pd.Timestamp("2024-01-01")).days.tolist() == list(range(4, 36, 4))  # periods 1..8
     original = pd.read_parquet(tmp_path / "3" / "trading.parquet")["model"].to_numpy()
     np.testing.assert_array_equal(returns["3"].to_numpy(), original[1:9])
+
+
+def test_the_trials_sharpe_ratios_are_measured_on_the_star_jobs_periods(tmp_path):
+    # jobs 0 and 1 hold 1 day, job 2 holds 4 days: on 4-day periods a daily Sharpe ratio is twice
+    # as large (sqrt 4), on 1-day periods a 4-day one half; V of 0.2, 0.6, 0.4 is 0.04
+    for job, length in ((0, 1), (1, 1), (2, 4)):
+        _book(tmp_path / str(job), np.arange(0, 40, length), length, 0.0)
+    rows = [{"job": "0", "sharpe": 0.1}, {"job": "1", "sharpe": 0.3}, {"job": "2", "sharpe": 0.4},
+            {"job": "3", "sharpe": None}]  # job 3: a book that never varies
+    assert same_period_sharpes(tmp_path, rows, rows[2]) == pytest.approx([0.2, 0.6, 0.4])
+    assert same_period_sharpes(tmp_path, rows, rows[0]) == pytest.approx([0.1, 0.3, 0.2])
+    assert np.var(same_period_sharpes(tmp_path, rows, rows[2]), ddof=1) == pytest.approx(0.04)
+    model = {"sharpe_per_period": 0.4, "periods": 10, "skew": 0.0, "kurtosis": 3.0}
+    (tmp_path / "2" / "metrics.json").write_text(json.dumps({"trading": {"model": model}}))
+    assert judge_sweep(tmp_path, rows, rows[2])["sharpe_variance"] == pytest.approx(0.04)

@@ -29,8 +29,8 @@ RULE = ("test block k is scored with the job whose mean best monitored validatio
 
 # What a job predicts, from what: jobs that differ here answer different questions.
 TABLE_KEYS = ("task", "data.kind", "data.path", "data.generator", "data.target", "data.label",
-              "data.target_kind", "data.dead_zone", "data.horizon", "data.output_steps", "data.time_col",
-              "data.group_col")
+              "data.target_kind", "data.dead_zone", "data.barrier", "data.horizon", "data.output_steps",
+              "data.time_col", "data.group_col")
 
 
 @dataclass
@@ -123,12 +123,12 @@ def nested_result(jobs: list[WalkForwardJob], star: str | None = None) -> dict |
                f"selection_{first.monitor}": float(known[j, k]), "windows": kept[j].blocks[k]["windows_test"],
                pooled["metric"]: kept[j].blocks[k].get(pooled["metric"])}
               for k, (j, (start, end)) in enumerate(zip(choices, first.folds, strict=True))]
-    chosen = next((j for j in kept if j.name == star), kept[choices[-1]])
+    chosen = next((j for j in kept if j.name == star), kept[choices[-1]])  # the ★ left out: these jobs' best
     in_sample = {k: chosen.pooled[k] for k in ("metric", "value", "interval", "best_baseline", "skill",
                                                "beats_best_baseline")}
     return {**pooled, "rule": RULE, "monitor": first.monitor, "mode": first.mode, "blocks": blocks,
             "jobs": [j.name for j in kept], "left_out": left_out,
-            "selected_in_sample": {"job": chosen.name, **in_sample}}
+            "selected_in_sample": {"job": chosen.name, "star": chosen.name == star, **in_sample}}
 
 
 def load_job(folder: Path) -> WalkForwardJob | None:
@@ -199,7 +199,8 @@ def nested_table_rows(nested: dict) -> list[dict]:
 
     star = nested["selected_in_sample"]
     chosen = " ".join(str(b["job"]) for b in nested["blocks"])
-    return [row(f"{star['job']} ★", "selected in-sample", star),
+    note = "" if star.get("star", True) else " (the best of these jobs; the ★ job is left out)"
+    return [row(_selected(star), f"selected in-sample{note}", star),
             row("nested", f"out-of-sample; jobs by block: {chosen}", nested)]
 
 
@@ -215,5 +216,11 @@ def nested_lines(nested: dict | None) -> list[str]:
     return [*lines, f"nested out-of-sample {nested['metric']}: {nested['value']:.4g} ({low:.3g}–{high:.3g}), "
             f"skill vs {nested['best_baseline']} {'n/a' if skill is None else f'{skill:.3g}'}: "
             "what this search would have got "
-            f"(each test block scored by the job best before it); job {star['job']} ★ "
+            f"(each test block scored by the job best before it); job {_selected(star)} "
             f"{star['value']:.4g} was selected in-sample. Per block: nested.csv"]
+
+
+def _selected(star: dict) -> str:
+    """The in-sample job's name, with ★ only when it is the sweep's ★ (not when that job was left
+    out of the nested comparison and these jobs' best stands in for it)."""
+    return f"{star['job']} ★" if star.get("star", True) else str(star["job"])

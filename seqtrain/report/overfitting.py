@@ -137,13 +137,15 @@ def deflated_report(stats: dict, trials: int, variance: float | None = None) -> 
     """The deflated Sharpe ratio of a book (``stats``: its trading statistics, with
     ``sharpe_per_period``, ``periods``, ``skew`` and ``kurtosis``) picked as the best of
     ``trials``, whose Sharpe ratios vary with ``variance`` (None: as much as an estimate from this
-    many periods varies by chance, ``sharpe_estimator_variance``); None without a Sharpe ratio."""
+    many periods varies by chance, ``sharpe_estimator_variance`` at a true Sharpe ratio of 0,
+    1/(T-1): the trials without skill, not at this book's Sharpe ratio, which would let a
+    right-skewed winner shrink its own benchmark); None without a Sharpe ratio."""
     sharpe = stats.get("sharpe_per_period")
     if sharpe is None:
         return None
     shape = (sharpe, stats["periods"], stats["skew"], stats["kurtosis"])
     given = variance is not None
-    variance = float(variance) if given else sharpe_estimator_variance(*shape)
+    variance = float(variance) if given else sharpe_estimator_variance(0.0, *shape[1:])
     benchmark = expected_max_sharpe(trials, variance)
     return {"dsr": probabilistic_sharpe(*shape, benchmark), "trials": trials, "sharpe_variance": variance,
             "variance_from": "given" if given else "estimator", "expected_max_sharpe": benchmark,

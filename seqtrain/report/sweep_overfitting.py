@@ -72,8 +72,9 @@ def judge_sweep(sweep_dir: Path, rows: list[dict], best: dict | None, blocks: in
 
 def _deflated(sweep_dir: Path, traded: list[dict], best: dict | None, trials: int | None) -> dict:
     """DSR of the ★ job: N the jobs with a trading view (or the study's trials, if more), V the
-    variance (ddof=1) of their per-period Sharpe ratios."""
-    sharpes = [r["sharpe"] for r in traded if r["sharpe"] is not None]
+    variance (ddof=1) of their per-period Sharpe ratios on the ★ job's periods
+    (``same_period_sharpes``)."""
+    sharpes = same_period_sharpes(sweep_dir, traded, best)
     count = max(len(traded), trials or 0)
     variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
     out = {"n_trials": count, "trials_from": "optuna study" if count > len(traded) else "jobs",
@@ -88,6 +89,28 @@ def _deflated(sweep_dir: Path, traded: list[dict], best: dict | None, trials: in
         return {**out, "dsr_note": "the best job's book has no Sharpe ratio (its returns do not vary)"}
     return {**out, "dsr": report["dsr"], "psr": report["psr"], "sharpe": report["sharpe_per_period"],
             "expected_max_sharpe": report["expected_max_sharpe"], "periods": model["periods"]}
+
+
+def same_period_sharpes(sweep_dir: Path, traded: list[dict], best: dict | None) -> list[float]:
+    """The jobs' per-period Sharpe ratios, each brought to the ★ job's period length (times the
+    square root of its length over the job's, as annualising does): a job with another hold or
+    ``data.horizon`` measures its Sharpe ratio over longer or shorter periods, and mixed as they
+    are they would misstate how far apart the trials fall."""
+    lengths = {}
+    for row in traded:
+        path = Path(sweep_dir) / row["job"] / "trading.parquet"
+        if path.exists():
+            periods = pd.read_parquet(path, columns=["period_start", "period_end"])
+            lengths[row["job"]] = _period_length(periods.set_index(["period_start", "period_end"]))
+    reference = lengths.get(best["job"]) if best is not None else None
+    out = []
+    for row in traded:
+        if row["sharpe"] is None:
+            continue
+        length = lengths.get(row["job"])
+        scale = math.sqrt(reference / length) if reference is not None and length is not None else 1.0
+        out.append(row["sharpe"] * scale)
+    return out
 
 
 def _pbo(sweep_dir: Path, traded: list[dict], best: dict | None, blocks: int) -> dict:
