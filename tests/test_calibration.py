@@ -108,8 +108,8 @@ def test_probability_sizing_holds_p_up_minus_p_down():
 
 def _tiny(table, *extra: str) -> list[str]:
     return ["data=parquet", f"data.path={table}", "data.target=direction", "data.group_col=symbol",
-            "progress_bar=false", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
-            "data.seq_length=8", "model.hidden_size=8", "model.num_layers=1", "optim.lr=0.01", *extra]
+            "progress_bar=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+            "data.seq_length=4", "model.hidden_size=8", "model.num_layers=1", "optim.lr=0.01", *extra]
 
 
 @pytest.fixture
@@ -186,29 +186,31 @@ def _noise_table(path, n_series: int = 4, rows: int = 5000):
     return table
 
 
+@pytest.mark.parametrize("loss, method", [("mse", "split_conformal"), ("quantile", "cqr")])
 def test_conformal_intervals_cover_exchangeable_noise_and_reach_predict_and_the_api(
-        run_cli, tmp_path, monkeypatch, capsys, quiet_plots):
+        run_cli, tmp_path, monkeypatch, capsys, quiet_plots, loss, method):
     path = tmp_path / "noise.parquet"
-    table = _noise_table(path)
+    table = _noise_table(path)  # 4 series: their residuals pooled
     result = run_cli("data=parquet", f"data.path={path}", "data.target=y", "data.group_col=symbol",
-                     "task=regression", "data.seq_length=4", "data.batch_size=512", "data.output_steps=2",
-                     "progress_bar=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                     "model.hidden_size=4", "model.num_layers=1", "data.leakage_audit=off")
+                     "task=regression", f"loss={loss}", "data.seq_length=4", "data.batch_size=512",
+                     "data.output_steps=2", "progress_bar=false", "trainer.max_epochs=1",
+                     "trainer.limit_train_batches=2", "model.hidden_size=4", "model.num_layers=1",
+                     "data.leakage_audit=off")
     assert result.code == 0, result.err
     metrics = result.metrics()
     intervals = metrics["intervals"]
-    assert intervals["method"] == "split_conformal" and metrics["windows"]["test"] >= 2900
+    assert intervals["method"] == method and metrics["windows"]["test"] >= 2900
     for name, nominal in (("80", 0.8), ("95", 0.95)):
         level = intervals["levels"][name]
         assert level["nominal"] == nominal and abs(level["coverage"] - nominal) <= 0.03, level
         assert all(abs(c - nominal) <= 0.04 for c in level["coverage_by_step"])
-    assert "80% interval (split conformal)" in result.out
+    assert f"80% interval ({method.replace('_', ' ')})" in result.out
 
     reported = pd.read_parquet(result.run_dir / "predictions.parquet")
     saved = json.loads((result.run_dir / "calibration.json").read_text())
     first_step = reported[reported["step"] == 1]
-    margin = first_step["hi_80"] - first_step["y_pred"]
-    np.testing.assert_allclose(margin, saved["margins"]["80"][0], rtol=1e-5)
+    around = first_step["y_pred"] if loss == "mse" else first_step["q0.9"]  # CQR: the outermost quantiles
+    np.testing.assert_allclose(first_step["hi_80"] - around, saved["margins"]["80"][0], rtol=1e-5, atol=1e-6)
     recent = table[table["time"] >= 4900]  # test windows of every series
     recent_path = tmp_path / "recent.parquet"
     recent.to_parquet(recent_path, index=False)
