@@ -63,6 +63,9 @@ def _calibration_rows(calibration: dict) -> list[tuple[str, str]]:
     """Brier score and ECE on the test windows; after temperature scaling, beside before."""
     def scores(values: dict) -> str:
         return f"Brier {values['brier']:.4f} · ECE {values['ece']:.4f}"
+    if "temperatures" in calibration:  # walk-forward: each fold's own temperature, pooled test windows
+        each = ", ".join(f"{t:.3g}" for t in calibration["temperatures"])
+        return [(f"calibration (test, T by fold {each})", scores(calibration))]
     if "before" not in calibration:
         return [("calibration (test)", scores(calibration))]
     return [(f"calibration (test, T={calibration['temperature']:.3g})",
