@@ -112,7 +112,7 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
     pd.DataFrame(rows).to_csv(run_dir / "splits.csv", index=False)
     paths = cpcv_paths(cfg.eval.groups, cfg.eval.test_groups)
     table = path_table(cfg.task, predictions, paths, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps,
-                       cfg.seed)
+                       cfg.seed, cfg.eval.get("sizing", "sign"))
     table.to_csv(run_dir / "paths.csv", index=False)
     monitor = cfg.early_stopping.monitor
     summary = {"eval": "cpcv", "task": cfg.task, "model": cfg.model.name, "groups": cfg.eval.groups,
@@ -142,7 +142,7 @@ def group_of(window_end: pd.Series, group_starts: np.ndarray) -> np.ndarray:
 
 
 def path_table(task: str, predictions: pd.DataFrame, paths: np.ndarray, group_col: str | None, horizon: int,
-               cost_bps: float, seed: int = 0) -> pd.DataFrame:
+               cost_bps: float, seed: int = 0, sizing: str = "sign") -> pd.DataFrame:
     """One row per backtest path (``paths``: the split each path takes for each group): its
     windows, main metric, best baseline on the same windows, skill against it and, for labels
     with moves, the annualised Sharpe ratio of the trading view."""
@@ -153,7 +153,7 @@ def path_table(task: str, predictions: pd.DataFrame, paths: np.ndarray, group_co
             chosen |= (predictions["split"].to_numpy() == split) & (predictions["group"].to_numpy() == group)
         frame = predictions[chosen]
         skill = pooled_skill(task, frame, group_col, seed)
-        trading = trading_report(frame, group_col, horizon, cost_bps)
+        trading = trading_report(frame, group_col, horizon, cost_bps, sizing)
         out.append({"path": j, "splits": "-".join(str(int(s)) for s in path), "windows": skill["windows"],
                     skill["metric"]: skill["value"], "best_baseline": skill["best_baseline"],
                     "baseline": skill["baselines"][skill["best_baseline"]], "skill": skill["skill"],

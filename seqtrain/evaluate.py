@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from seqtrain.calibration import Calibration, interval_report, probability_report
 from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import walk_forward_folds
@@ -134,11 +135,14 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
     folds_table.to_csv(run_dir / "folds.csv", index=False)
     task = cfg.task
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
-    trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps)
+    trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps,
+                             cfg.eval.get("sizing", "sign"))
     if trading:  # the pooled book: its periods, and its Sharpe deflated by the trials run elsewhere
         write_parquet_atomic(book_returns(trading, zone), run_dir / "trading.parquet")
         trading["deflated_sharpe"] = deflated_report(trading["model"], cfg.eval.get("trials", 1),
                                                      cfg.eval.get("trial_sharpe_variance"))
+    calibration, intervals = pooled_calibration(task, predictions, classes,
+                                                [run_dir / f"fold_{i:02d}" for i in range(len(folds))])
     monitor = cfg.early_stopping.monitor
     summary = {"eval": "walk_forward", "task": task, "model": cfg.model.name,
                "scheme": cfg.eval.scheme, "refit": refit, "folds": rows, "pooled": pooled,
@@ -146,6 +150,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
                # what a sweep ranks: the folds' mean best validation value
                "monitor": monitor, "mode": metrics["mode"], "best_val": {monitor: float(np.mean(best))},
                "trading": in_metrics(trading),
+               "calibration": calibration, "intervals": intervals,
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -161,6 +166,26 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
             plot_equity(trading, run_dir / "plots" / "equity.png")
     print_walk_forward(summary)
     return float(np.mean(best))
+
+
+def pooled_calibration(task: str, predictions: pd.DataFrame, classes: list | None,
+                       folders: list[Path]) -> tuple[dict | None, dict | None]:
+    """Brier score and ECE, or the conformal bands' coverage and width, over every fold's test
+    windows together; each fold calibrated on its own validation block (its calibration.json)."""
+    saved = [Calibration.load(folder / "calibration.json") for folder in folders]
+    fitted = [c for c in saved if c is not None]
+    if task == "classification":
+        report = probability_report(predictions, classes or [])
+        if report and fitted and len(fitted) == len(saved):
+            report.update(method="temperature (each fold's own)",
+                          temperatures=[c.temperature for c in fitted])
+        return report, None
+    if not fitted or len(fitted) != len(saved):
+        return None, None
+    report = interval_report(predictions, fitted[0])
+    if report:
+        report["validation_windows"] = [c.validation_windows for c in fitted]  # each fold's own block
+    return None, report
 
 
 def _fold_row(i: int, bounds: dict, metrics: dict, wall: float) -> dict:

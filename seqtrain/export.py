@@ -4,8 +4,9 @@ The exported graph takes windows already scaled with ``data_state.json`` (``x`` 
 plus ``future`` ``(B, k, K)`` where the model reads known-future columns and ``mask`` ``(B, L)``
 where the run left-padded short histories) and returns what a user reads: class probabilities
 ``(B, C)``, or point forecasts ``(B, k)`` in the target's units (and ``quantiles``
-``(B, k, Q)`` with a quantile loss). Every export is checked against PyTorch on sample windows
-before it is reported written.
+``(B, k, Q)`` with a quantile loss). A run calibrated with ``calibrate=temperature`` exports its
+calibrated probabilities (the temperature is part of the graph). Every export is checked against
+PyTorch on sample windows before it is reported written.
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ class ExportedNetwork(nn.Module):
         self.quantile = module.loss_name == "quantile"
         self.median = 0 if self.classification else module.median
         self.mean, self.std = float(module.target_mean), float(module.target_std)
+        # calibrate=temperature's T (1 otherwise: a conformal calibration has no temperature)
+        self.temperature = module.calibration.temperature if module.calibration else 1.0
 
     def forward(self, x: torch.Tensor, *extra: torch.Tensor):
         given = dict(zip(self.inputs[1:], extra, strict=True))
         out = self.model(x, future=given.get("future"), target=None, mask=given.get("mask")).float()
         if self.classification:
-            return out[:, 0].softmax(-1)
+            return (out[:, 0] / self.temperature).softmax(-1)
         pred = out[..., self.median] * self.std + self.mean
         return (pred, out * self.std + self.mean) if self.quantile else pred
 
@@ -125,7 +128,7 @@ def export(predictor: Predictor, fmt: str, folder: Path, overwrite: bool = False
     outputs = (["probs"] if network.classification else ["pred", "quantiles"] if network.quantile
                else ["pred"])
     record = {"format": fmt, "file": FORMATS[fmt], "model": model_name, "inputs": names, "outputs": outputs,
-              "max_abs_difference": difference,
+              "max_abs_difference": difference, "temperature": network.temperature,
               "checkpoint": str(predictor.checkpoint) if predictor.checkpoint else None}
     index = temporary_beside(folder / "export.json")  # one entry per format exported into the folder
     try:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import torchmetrics as tm
 from torch import nn
 
+from seqtrain.calibration import Calibration
 from seqtrain.data.augment import Augmenter
 from seqtrain.optim import build_optimizer, build_scheduler, optimizer_parameters, warmup_steps
 
@@ -151,6 +152,8 @@ class SeqModule(L.LightningModule):
         # before dividing, so each window counts once
         self.train_loss_mean, self.val_loss_mean, self.test_loss_mean = (WeightedMean() for _ in range(3))
         self.warmup_steps = 0
+        # fit after training on the validation windows (seqtrain.calibration), applied by the readout
+        self.calibration: Calibration | None = None
 
     # set on every hook call (Lightning's _current_fx_name, ~46 times a step) or step: plain
     # values, set past nn.Module's checks for parameters, buffers and submodules
@@ -217,7 +220,7 @@ class SeqModule(L.LightningModule):
     def _readout(self, out: torch.Tensor, y: torch.Tensor):
         """What metrics compare: probabilities and class ids, or point forecasts in target units."""
         if self.task == "classification":
-            probs = out[:, 0].float().softmax(-1)
+            probs = self._probabilities(out[:, 0].float())
             return (probs[:, 1] if self.n_classes == 2 else probs), y
         return self._to_units(out[..., self.median]).flatten(), self._to_units(y).flatten()
 
@@ -296,17 +299,31 @@ class SeqModule(L.LightningModule):
                 record[key] = batch[key].cpu()
         return {**record, **self.readout(out)}
 
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """The batch's prediction record (the validation windows' predictions that calibration
+        is fit on are gathered through ``Trainer.predict``)."""
+        return self.prediction_record(batch, self(batch))
+
     def readout(self, out: torch.Tensor) -> dict:
         """Model outputs ``(B, k, O)`` as what a user reads, on the CPU: class probabilities
-        ``probs`` ``(B, C)``, or point forecasts ``pred`` ``(B, k)`` (and ``quantiles``
-        ``(B, k, Q)``) in the target's units."""
+        ``probs`` ``(B, C)`` (temperature-scaled when calibrated; ``logits`` beside them), or point
+        forecasts ``pred`` ``(B, k)`` (and ``quantiles`` ``(B, k, Q)``) in the target's units, with
+        conformal bands ``lo_<level>``/``hi_<level>`` ``(B, k)`` when calibrated."""
         out = out.detach().float()
         if self.task == "classification":
-            return {"probs": out[:, 0].softmax(-1).cpu()}
+            logits = out[:, 0]
+            return {"probs": self._probabilities(logits).cpu(), "logits": logits.cpu()}
         record = {"pred": self._to_units(out[..., self.median]).cpu()}
         if self.loss_name == "quantile":
             record["quantiles"] = self._to_units(out).cpu()
+        if self.calibration is not None and self.calibration.margins:
+            record.update(self.calibration.bands(record["pred"], record.get("quantiles")))
         return record
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.calibration is None or self.calibration.method != "temperature":
+            return logits.softmax(-1)
+        return self.calibration.probabilities(logits)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optim)

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.allocator import settle_malloc
+from seqtrain.calibration import Calibration
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
     forward_fill,
@@ -68,6 +69,17 @@ def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> S
     return module.eval()
 
 
+def run_calibration(run_dir: Path, checkpoint: Path) -> Calibration | None:
+    """The run's calibration.json, for the checkpoint it was fit on (best.ckpt); another
+    checkpoint's outputs are not calibrated, and one line says so."""
+    calibration = Calibration.load(run_dir / "calibration.json")
+    if calibration is None or calibration.checkpoint in (None, checkpoint.name):
+        return calibration
+    log.warning("ckpt: %s was calibrated (calibration.json) for %s, not %s; these predictions are "
+                "not calibrated", run_dir, calibration.checkpoint, checkpoint.name)
+    return None
+
+
 def checkpoint_path(run_dir: Path, ckpt: str) -> Path:
     """``best`` or ``last`` of the run's checkpoints, or a path."""
     if ckpt in ("best", "last"):
@@ -108,7 +120,9 @@ class Predictor:
         state = DataState.load(run_dir / "data_state.json")
         device = _device(device)
         checkpoint = checkpoint_path(run_dir, ckpt)
-        predictor = cls(cfg, state, load_network(cfg, state, checkpoint), batch_size, device, run_dir)
+        module = load_network(cfg, state, checkpoint)
+        module.calibration = run_calibration(run_dir, checkpoint)
+        predictor = cls(cfg, state, module, batch_size, device, run_dir)
         predictor.checkpoint = checkpoint
         return predictor
 

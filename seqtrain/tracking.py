@@ -77,7 +77,7 @@ def log_config(logger, cfg: DictConfig) -> None:
 
 
 def log_results(logger, summary: dict, run_dir: Path, step: int) -> None:
-    """Baselines and skill beside the test metrics; for MLflow also the run
+    """Baselines, skill, calibration and interval coverage beside the test metrics; for MLflow also the run
     folder's plots, metrics.json, config, predictions and best checkpoint as artifacts."""
     if logger is None:
         return
@@ -86,6 +86,11 @@ def log_results(logger, summary: dict, run_dir: Path, step: int) -> None:
     skill = summary.get("skill") or {}
     values.update(skill=skill.get("skill"), beats_best_baseline=skill.get("beats_best_baseline"))
     values.update({f"trading.{k}": v for k, v in (summary.get("trading") or {}).items()})
+    calibration = summary.get("calibration") or {}
+    values.update({f"calibration.{k}": calibration.get(k) for k in ("brier", "ece", "temperature")})
+    for name, level in ((summary.get("intervals") or {}).get("levels") or {}).items():
+        values.update({f"interval_{name}.coverage": level["coverage"],
+                       f"interval_{name}.width": level["mean_width"]})
     logger.log_metrics({k: float(v) for k, v in values.items()  # numbers only (True counts as 1)
                         if isinstance(v, (int, float)) and math.isfinite(v)}, step=step)
     logger.save()

@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as L
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain import distributed
 from seqtrain.allocator import settle_malloc
+from seqtrain.calibration import (
+    TEMPERATURE_RANGE,
+    Calibration,
+    check_settings,
+    interval_report,
+    labelled_probabilities,
+    probability_report,
+    reliability,
+    softmax,
+)
 from seqtrain.callbacks import (
     AtomicCheckpointIO,
     CollectPredictions,
@@ -52,13 +63,14 @@ from seqtrain.optim import check_optim, check_scheduler
 from seqtrain.precision import PRECISIONS, resolve_precision
 from seqtrain.report.baselines import compare_with_baselines
 from seqtrain.report.plots import (
+    plot_calibration,
     plot_curves,
     plot_equity,
     plot_interpretation,
     plot_lr_find,
     plot_predictions,
 )
-from seqtrain.report.predictions import predictions_frame, write_parquet_atomic
+from seqtrain.report.predictions import concat_records, predictions_frame, write_parquet_atomic
 from seqtrain.report.summary import print_summary
 from seqtrain.report.sweep_overfitting import check_pbo_blocks
 from seqtrain.report.trading import book_returns, in_metrics, trading_report
@@ -102,9 +114,11 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
             warm_start(module, warm_from)
         fitted = fit(cfg, module, data, run_dir, resume_from)
         best = best_epoch(fitted, module)
+        calibration = calibrate(cfg, module, fitted, run_dir)
         tested = test(fitted, module, run_dir)
         if fitted.trainer.is_global_zero:  # DDP: one process writes the run folder
-            report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started, quiet)
+            report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started, quiet,
+                   calibration)
     return float(best.get(module.monitor, float("nan")))
 
 
@@ -296,12 +310,77 @@ def best_epoch(fitted: Fitted, module: SeqModule) -> dict:
     return {**row, "epoch": epoch}
 
 
+def _tested_checkpoint(fitted: Fitted) -> str | None:
+    """The checkpoint test reads (best.ckpt), or None: the weights as they stand."""
+    best = fitted.checkpoints.best_path
+    return str(best) if best and best.exists() else None
+
+
+def validation_predictions(fitted: Fitted, module: SeqModule) -> list[dict]:
+    """The prediction records (``SeqModule.prediction_record``) of every validation window,
+    from the checkpoint test reads, through the one prediction path; under DDP every rank's
+    share, on every rank. Calibration is fit on these, never on test rows."""
+    trainer = fitted.trainer
+    records = trainer.predict(module, dataloaders=fitted.datamodule.val_dataloader(),
+                              ckpt_path=_tested_checkpoint(fitted), return_predictions=True,
+                              weights_only=True) or []
+    if trainer.world_size > 1:
+        import torch.distributed as dist
+
+        shares = [None] * trainer.world_size
+        dist.all_gather_object(shares, records)
+        records = [r for share in shares for r in share]
+    return [r for r in records if len(r["y"])]
+
+
+def coverage_levels(cfg: DictConfig) -> list[float]:
+    """``eval.coverage`` (a run saved before the key existed: the default levels)."""
+    return [float(c) for c in cfg.eval.get("coverage", [0.8, 0.95]) or []]
+
+
+def calibrate(cfg: DictConfig, module: SeqModule, fitted: Fitted, run_dir: Path) -> Calibration | None:
+    """``calibrate=temperature`` (classification) or conformal intervals at ``eval.coverage``
+    (regression), fit on the validation windows' predictions, set on the module (its readout
+    applies them from the test pass on) and saved as calibration.json; None where neither is
+    asked, or without validation windows (one warning)."""
+    classification = cfg.task == "classification"
+    if (cfg.get("calibrate", "none") == "none") if classification else not coverage_levels(cfg):
+        return None
+    records = validation_predictions(fitted, module)
+    what = "calibrate=temperature" if classification else "eval.coverage"
+    if not records:
+        log.warning("%s: no validation windows to fit on; the run is not calibrated", what)
+        return None
+    checkpoint = _tested_checkpoint(fitted)
+    checkpoint = Path(checkpoint).name if checkpoint else None
+    if classification:
+        calibration = Calibration.temperature_from(concat_records(records, "logits"),
+                                                   concat_records(records, "y"), checkpoint)
+        if not TEMPERATURE_RANGE[0] * 1.01 < calibration.temperature < TEMPERATURE_RANGE[1] / 1.01:
+            log.warning("calibrate=temperature: T=%.3g, at the end of its range: on the validation "
+                        "windows the model's logits are %s", calibration.temperature,
+                        "no better than chance" if calibration.temperature > 1 else "never wrong")
+    else:
+        truth = concat_records(records, "y").astype(np.float64) * module.target_std + module.target_mean
+        quantiles = concat_records(records, "quantiles") if "quantiles" in records[0] else None
+        calibration = Calibration.conformal_from(truth, concat_records(records, "pred"), quantiles,
+                                                 coverage_levels(cfg), checkpoint)
+        short = [n for n, margins in calibration.margins.items() if not all(map(math.isfinite, margins))]
+        if short:
+            log.warning("eval.coverage: %d validation windows are too few for a finite %s%% band; "
+                        "its interval is unbounded (more validation windows, or a lower level)",
+                        calibration.validation_windows, ", ".join(short))
+    module.calibration = calibration
+    if distributed.global_rank() == 0:
+        calibration.save(run_dir / "calibration.json")
+    return calibration
+
+
 def test(fitted: Fitted, module: SeqModule, run_dir: Path) -> dict:
     """Test metrics of the best checkpoint (or of the weights as they stand, without one)."""
-    best = fitted.checkpoints.best_path
-    ckpt = str(best) if best and best.exists() else None
     try:
-        return fitted.trainer.test(module, datamodule=fitted.datamodule, ckpt_path=ckpt, verbose=False,
+        return fitted.trainer.test(module, datamodule=fitted.datamodule, ckpt_path=_tested_checkpoint(fitted),
+                                   verbose=False,
                                    weights_only=True)[0]
     except (KeyboardInterrupt, SystemExit):
         raise SeqtrainError(
@@ -311,7 +390,7 @@ def test(fitted: Fitted, module: SeqModule, run_dir: Path) -> dict:
 
 
 def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict, tested: dict,
-           run_dir: Path, wall: float, quiet: bool = False) -> dict:
+           run_dir: Path, wall: float, quiet: bool = False, calibration: Calibration | None = None) -> dict:
     """predictions.parquet, the plots, metrics.json and the summary table."""
     _, quantiles = _loss(cfg)
     gathered = fitted.predictions
@@ -321,9 +400,12 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
     write_parquet_atomic(in_zone(predictions, data.contract.time_zone), run_dir / "predictions.parquet")
-    trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps)
+    trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps,
+                             cfg.eval.get("sizing", "sign"))
     if trading:
         write_parquet_atomic(book_returns(trading, data.contract.time_zone), run_dir / "trading.parquet")
+    probabilities, intervals = _calibration_reports(cfg, data, predictions, gathered.records, calibration,
+                                                    run_dir)
     epochs = fitted.epochs
     if cfg.get("plots", True):
         if trading:
@@ -347,6 +429,8 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "baseline_notes": baseline_notes,  # baselines left out (not known at a window's end) or filled in
         "skill": skill,
         "trading": in_metrics(trading),
+        "calibration": probabilities,  # classification: Brier score, ECE (before and after calibrating)
+        "intervals": intervals,  # regression: conformal bands' test coverage and width per level
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
         "windows": data.contract.record["windows"],
@@ -371,6 +455,25 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
     if not quiet:
         print_summary(summary)
     return summary
+
+
+def _calibration_reports(cfg: DictConfig, data, predictions, records: list[dict],
+                         calibration: Calibration | None, run_dir: Path) -> tuple[dict | None, dict | None]:
+    """The test windows' Brier score and ECE (before and after calibrating) with
+    plots/calibration.png, or the conformal bands' coverage and width."""
+    if cfg.task != "classification":
+        return None, interval_report(predictions, calibration)
+    calibrated = calibration is not None and calibration.method == "temperature"
+    before = softmax(concat_records(records, "logits")) if calibrated else None
+    probabilities = probability_report(predictions, data.classes, before, calibration)
+    if probabilities is None:
+        return None, None
+    probs, labels, rows = labelled_probabilities(predictions, data.classes)
+    curves = {"before": reliability(before[rows], labels)} if calibrated else {}
+    after = f"after (T={calibration.temperature:.2f})" if calibrated else "model"
+    if cfg.get("plots", True):
+        plot_calibration({**curves, after: reliability(probs, labels)}, run_dir / "plots" / "calibration.png")
+    return probabilities, None
 
 
 AUDIT_MODES = ("warn", "error", "off")
@@ -469,6 +572,8 @@ def check_config(cfg: DictConfig) -> None:
                             "or eval=cpcv")
     LabelSpec.from_config(cfg.data, cfg.task)  # data.label, target_kind, dead_zone, barrier
     SampleWeightSpec.from_config(cfg.data)  # data.sample_weight, sample_weight_decay
+    check_settings(cfg.task, cfg.get("calibrate", "none"), cfg.eval.get("coverage", [0.8, 0.95]),
+                   cfg.eval.get("sizing", "sign"))
     cost = cfg.eval.get("cost_bps", 0.0)
     if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:
         raise SeqtrainError(f"eval.cost_bps: {cost!r}; a cost in basis points >= 0")

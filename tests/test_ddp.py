@@ -24,7 +24,7 @@ def _outputs(run_dir):
 
 @pytest.mark.parametrize("streaming", ["false", "true"])
 def test_two_processes_evaluate_every_window_once_like_one(run_cli, streaming):
-    args = [*FROZEN, f"data.streaming={streaming}"]
+    args = [*FROZEN, f"data.streaming={streaming}", "calibrate=temperature"]
     one = run_cli(*args)
     two = run_cli(*DDP, *args)
     assert one.code == 0 and two.code == 0, two.err
@@ -39,6 +39,10 @@ def test_two_processes_evaluate_every_window_once_like_one(run_cli, streaming):
     assert len(p2) == len(p1) == m1["windows"]["test"]
     assert (p2["window_end"].to_numpy() == p1["window_end"].to_numpy()).all()
     np.testing.assert_allclose(p2["prob_1"], p1["prob_1"], atol=1e-5)
+    # the temperature is fit on every rank's validation windows together, as one process fits it
+    fits = [json.loads((run.run_dir / "calibration.json").read_text()) for run in (one, two)]
+    assert fits[1]["validation_windows"] == fits[0]["validation_windows"] == m1["windows"]["val"]
+    assert fits[1]["temperature"] == pytest.approx(fits[0]["temperature"], rel=1e-4)
     # training: the 792 windows shared out, 396 a rank, so about half the optimizer steps
     assert m1["windows"]["train"] == 792 and (m1["steps"], m2["steps"]) == (13, 7)
     assert m2["threads"] == max(1, cores() // 2)  # the machine's cores shared out between the two

@@ -113,7 +113,15 @@ def test_sliding_regression_walk_forward(run_cli, streaming):
     assert state.get("streaming", False) is streaming
     folds = pd.read_csv(result.run_dir / "folds.csv")
     assert folds["train_start"].notna().all() and "test_mae" in folds
-    assert json.loads((result.run_dir / "metrics.json").read_text())["pooled"]["metric"] == "test_mae"
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["pooled"]["metric"] == "test_mae"
+    # each fold's conformal bands come from its own validation block; pooled, they keep their columns
+    pooled = pd.read_parquet(result.run_dir / "predictions.parquet")
+    assert {"lo_80", "hi_80", "lo_95", "hi_95"} <= set(pooled) and pooled["lo_80"].notna().all()
+    own = [json.loads((result.run_dir / f"fold_0{i}" / "calibration.json").read_text())["validation_windows"]
+           for i in range(2)]
+    assert metrics["intervals"]["validation_windows"] == own == folds["windows_val"].tolist()
+    assert 0 <= metrics["intervals"]["levels"]["80"]["coverage"] <= 1
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -266,3 +266,26 @@ def plot_paths(paths: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel(name.removeprefix("test_"))
     fig.suptitle(f"cpcv: {len(paths)} backtest paths (walk-forward: one)")
     _save(fig, path)
+
+
+def plot_calibration(curves: dict[str, dict], path: Path) -> None:
+    """Reliability diagram: per confidence bin (``seqtrain.calibration.reliability``), the
+    accuracy against the mean top-label confidence of its test windows, one line per set of
+    probabilities (e.g. before and after temperature scaling), the diagonal where they would
+    mean what they say; below, the share of windows in each bin."""
+    fig, (ax, share) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, layout="constrained",
+                                    gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", lw=1, label="perfectly calibrated")
+    width = 1 / len(next(iter(curves.values()))["count"])
+    bar = 0.8 * width / len(curves)  # the curves' bars side by side in each bin
+    for i, (label, table) in enumerate(curves.items()):
+        filled = table["count"] > 0
+        ax.plot(table["confidence"][filled], table["accuracy"][filled], "-o", ms=4, label=label)
+        left = np.arange(len(table["count"])) * width + 0.1 * width + i * bar
+        share.bar(left, table["count"] / table["count"].sum(), width=bar, align="edge", label=label)
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability (test windows)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    share.set(xlabel="top-label confidence", ylabel="share of windows")
+    share.grid(alpha=0.3)
+    _save(fig, path)

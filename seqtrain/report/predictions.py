@@ -24,7 +24,8 @@ def predictions_frame(state, series_names: list, outputs: list[dict],
     ``outputs[i]["window"][:, 0]``. Columns: ``time`` (the label row's time), ``window_end``
     (time of the window's last input row), ``step`` (1..output_steps), the group column if any,
     ``y_true`` (when the outputs hold the truth), ``y_pred``, and ``prob_<class>`` per class
-    (classification) or ``q<quantile>`` per quantile (quantile loss). Where a label row lies
+    (classification) or ``q<quantile>`` per quantile (quantile loss), and ``lo_<level>``,
+    ``hi_<level>`` per conformal coverage level (a calibrated regression run). Where a label row lies
     beyond the end of the table (``label_known`` False), its time and truth are missing.
     """
     steps, time_dtype = state.window.output_steps, state.time_dtype
@@ -67,6 +68,9 @@ def predictions_frame(state, series_names: list, outputs: list[dict],
         values = concat_records(outputs, "quantiles").reshape(-1, len(quantiles))
         for j, q in enumerate(quantiles):
             frame[f"q{q:g}"] = values[:, j].astype(np.float64)
+    for key in outputs[0]:
+        if key.startswith(("lo_", "hi_")):
+            frame[key] = concat_records(outputs, key).reshape(-1).astype(np.float64)
     return pd.DataFrame(frame)
 
 

@@ -59,9 +59,13 @@ def _trading_rows(trading: dict) -> list[tuple[str, str]]:
         return (f"mean {stats['mean_return']:.2e}/period · Sharpe {sharpe}"
                 f" · max drawdown {stats['max_drawdown']:.1%}")
     model = trading["model"]
-    return [(f"trading (cost {trading['cost_bps']:g} bp)",
+    sized = " · sized by probability" if trading.get("sizing") == "probability" else ""
+    return [(f"trading (cost {trading['cost_bps']:g} bp{sized})",
              f"{line(model)} · hit {_fmt(model['hit_rate'])} · turnover {model['turnover']:.2f}"),
-            ("buy and hold", line(trading["buy_and_hold"])), *_significance_rows(trading)]
+            ("buy and hold", line(trading["buy_and_hold"])),
+            # eval.sizing=probability: the book above is sized by p(up) - p(down); the sign rule beside it
+            *((("sign rule", line(trading["sign"])),) if trading.get("sign") else ()),
+            *_significance_rows(trading)]
 
 
 def _significance_rows(trading: dict) -> list[tuple[str, str]]:
@@ -82,6 +86,29 @@ def _significance_rows(trading: dict) -> list[tuple[str, str]]:
                      f"{deflated['expected_max_sharpe']:.3g}/period without skill (Sharpe variance "
                      f"{deflated['sharpe_variance']:.3g}, {spread})"))
     return rows
+
+
+def _calibration_rows(calibration: dict) -> list[tuple[str, str]]:
+    """Brier score and ECE on the test windows; after temperature scaling, beside before."""
+    def scores(values: dict) -> str:
+        return f"Brier {values['brier']:.4f} · ECE {values['ece']:.4f}"
+    if "temperatures" in calibration:  # walk-forward: each fold's own temperature, pooled test windows
+        each = ", ".join(f"{t:.3g}" for t in calibration["temperatures"])
+        return [(f"calibration (test, T by fold {each})", scores(calibration))]
+    if "before" not in calibration:
+        return [("calibration (test)", scores(calibration))]
+    return [(f"calibration (test, T={calibration['temperature']:.3g})",
+             f"{scores(calibration['before'])} → {scores(calibration)}")]
+
+
+def _interval_rows(intervals: dict) -> list[tuple[str, str]]:
+    """Per conformal level: the test windows' coverage beside the nominal level, and the width."""
+    def width(value) -> str:
+        return "unbounded" if value is None else f"{value:.4g}"
+    return [(f"{name}% interval ({intervals['method'].replace('_', ' ')})",
+             f"coverage {_fmt(level['coverage'])} (nominal {level['nominal']:g}) · "
+             f"mean width {width(level['mean_width'])}")
+            for name, level in intervals["levels"].items()]
 
 
 def _skill_rows(skill: dict) -> list[tuple[str, str]]:
@@ -121,6 +148,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         *((f"baseline {k}", note) for k, note in (summary.get("baseline_notes") or {}).items()),
         *(_skill_rows(summary["skill"]) if summary.get("skill") else ()),
         *(_trading_rows(summary["trading"]) if summary.get("trading") else ()),
+        *(_calibration_rows(summary["calibration"]) if summary.get("calibration") else ()),
+        *(_interval_rows(summary["intervals"]) if summary.get("intervals") else ()),
         ("precision", _precision(summary)),
         *((("leakage audit", _audit(summary["leakage_audit"])),) if summary.get("leakage_audit") else ()),
         *((("learning rate (found)", _fmt(summary["lr_find"]["lr"])),) if summary.get("lr_find") else ()),
@@ -161,7 +190,10 @@ def print_walk_forward(summary: dict, console: Console | None = None) -> None:
     console.print(table)
     for name, note in (summary.get("baseline_notes") or {}).items():  # baselines left out or filled in
         console.print(f"baseline {name}: {note}", soft_wrap=True, highlight=False)
-    for name, value in _trading_rows(summary["trading"]) if summary.get("trading") else ():
+    extra = [*(_trading_rows(summary["trading"]) if summary.get("trading") else ()),
+             *(_calibration_rows(summary["calibration"]) if summary.get("calibration") else ()),
+             *(_interval_rows(summary["intervals"]) if summary.get("intervals") else ())]
+    for name, value in extra:
         console.print(f"{name}: {value}", soft_wrap=True, highlight=False)
     console.print(f"run folder: {summary['run_dir']}", soft_wrap=True, highlight=False)
 

@@ -38,6 +38,9 @@ A book over time, not over row positions:
   and costs the exit and the re-entry, in both books, so identical positions cost the same. The
   last position is marked, not closed. Rebalancing between series is free.
 - **Buy-and-hold** is +1 on the same holds, under the same cost rule.
+- **Sizing.** ``sign`` (the default) holds the call's +1/-1/0; ``probability`` holds
+  ``p(up) - p(down)`` (the run's probabilities, temperature-scaled when it was calibrated), a
+  position in [-1, 1], with the sign rule's book reported beside it (``sign``).
 
 **Significance.** Beside the annualised Sharpe ratio: the Sharpe ratio per period, the grid
 returns' skew and kurtosis and the probabilistic Sharpe ratio against 0 (``psr``, see
@@ -67,7 +70,8 @@ def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
     """The windows the trading view trades, one row per series and hold, in time order:
     ``series``, ``start`` (window end), ``end`` (label time), ``call`` and ``truth`` (``y_true``
     where given), ``move``. A series' newest window is a hold, and each earlier hold the latest
-    window whose label time is at or before the next hold's start."""
+    window whose label time is at or before the next hold's start. ``size``: ``p(up) - p(down)``
+    where the frame has those probabilities."""
     frame = predictions[predictions["step"] == 1] if "step" in predictions else predictions
     frame = frame[frame["move"].notna() & frame["time"].notna()]
     frame = frame.assign(window_end=_naive(frame["window_end"]), time=_naive(frame["time"]))
@@ -81,16 +85,18 @@ def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
     return pd.DataFrame({"series": series[chosen], "start": frame["window_end"].to_numpy()[chosen],
                          "end": frame["time"].to_numpy()[chosen], "call": frame["y_pred"].to_numpy()[chosen],
                          "truth": frame["y_true"].to_numpy()[chosen] if "y_true" in frame else None,
-                         "move": frame["move"].to_numpy(np.float64)[chosen]})
+                         "move": frame["move"].to_numpy(np.float64)[chosen],
+                         "size": (frame["prob_up"] - frame["prob_down"]).to_numpy(np.float64)[chosen]
+                         if {"prob_up", "prob_down"} <= set(frame) else np.nan})
 
 
 def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: int,
-                   cost_bps: float = 0.0) -> dict | None:
+                   cost_bps: float = 0.0, sizing: str = "sign") -> dict | None:
     """Mean return per period (of the grid), total return, annualised Sharpe with its interval,
     hit rate, time in market, turnover and maximum drawdown of the book that trades the predicted
     direction, beside buy-and-hold on the same holds; None without realised moves (labels other
     than direction and triple_barrier). ``horizon`` (rows) is reported; the holds' times come from
-    the frame."""
+    the frame. ``sizing``: sign or probability (see the module docstring)."""
     if "move" not in predictions or predictions["move"].isna().all():
         return None
     chosen = holds(predictions, group_col)
@@ -103,15 +109,19 @@ def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: in
     step = max(int(round(step)), 1) if np.issubdtype(points.dtype, np.integer) else float(step)
     grid, offsets = _grid(points, step)
     per_year = YEAR_NS / step if datetimes else None
-    model, model_equity, model_returns = _stats(_book(chosen, points, cost_bps, "model"), chosen, grid, step,
-                                                per_year, "model")
-    hold, hold_equity, hold_returns = _stats(_book(chosen, points, cost_bps, "hold"), chosen, grid, step,
-                                             per_year, "hold")
+
+    def book(policy: str) -> tuple[dict, np.ndarray, np.ndarray]:
+        return _stats(_book(chosen, points, cost_bps, policy), chosen, grid, step, per_year, policy)
+
+    by_probability = sizing == "probability"
+    model, model_equity, model_returns = book("probability" if by_probability else "model")
+    hold, hold_equity, hold_returns = book("hold")
+    beside = {"sign": book("model")[0]} if by_probability else {}  # the sign rule on the same holds
     times = pd.to_datetime(points) if datetimes else points
     on_grid = (offsets + points[0]).astype(points.dtype)
     on_grid = pd.to_datetime(on_grid) if datetimes else on_grid
-    return {"cost_bps": cost_bps, "horizon_rows": horizon, "per_year": per_year,
-            "model": model, "buy_and_hold": hold,
+    return {"cost_bps": cost_bps, "horizon_rows": horizon, "per_year": per_year, "sizing": sizing,
+            "model": model, "buy_and_hold": hold, **beside,
             "equity": {"time": [str(t) for t in times], "model": model_equity.tolist(),
                        "buy_and_hold": hold_equity.tolist()},
             "periods": pd.DataFrame({"period_start": on_grid[:-1], "period_end": on_grid[1:],
@@ -168,13 +178,17 @@ def _latest_before(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.
 
 
 def _positions(chosen: pd.DataFrame, policy: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each hold's position (the call's, or +1 for buy-and-hold) and its change from the
-    series' previous hold. One rule for both books: a gap between two holds (a stride or a fold
-    boundary) is time out of the market, so it costs the exit and the re-entry; identical
-    positions then cost the same."""
+    """Each hold's position (the call's, its ``size`` with probability sizing, or +1 for
+    buy-and-hold) and its change from the series' previous hold. One rule for every book: a gap
+    between two holds (a stride or a fold boundary) is time out of the market, so it costs the
+    exit and the re-entry; identical positions then cost the same."""
     first = ~pd.Series(chosen["series"]).duplicated().to_numpy()
-    held = (np.ones(len(chosen)) if policy == "hold"
-            else chosen["call"].map(POSITIONS).fillna(0.0).to_numpy(np.float64))
+    if policy == "hold":
+        held = np.ones(len(chosen))
+    elif policy == "probability":
+        held = chosen["size"].fillna(0.0).to_numpy(np.float64)
+    else:
+        held = chosen["call"].map(POSITIONS).fillna(0.0).to_numpy(np.float64)
     before = np.where(first, 0.0, np.r_[0.0, held[:-1]])
     start, end = _instants(chosen["start"]), _instants(chosen["end"])
     joined = first | (start == np.r_[start[:1], end[:-1]])
