@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_module
 import seqtrain
 from seqtrain.cpcv import split_configs
 from seqtrain.data.prepare import prepare
+from seqtrain.data.streaming import plan_stream
 from tests.conftest import TINY
 from tests.data.test_streaming import assert_same_windows, in_memory, streamed, write
 from tests.helpers import make_table
@@ -61,14 +62,20 @@ def test_no_training_or_validation_window_touches_a_test_group(tmp_path):
         # validation ends where the last training group does: never in a test group
         assert not _in_test(data.times[data.ends["val"]], tested, starts).any()
         assert _in_test(data.times[data.ends["test"]], tested, starts).all()
-        # statistics fit on training rows: change every test-group row, nothing learned moves
+        # statistics fit on training rows: change every test-group row, nothing learned moves (nor
+        # the dead zone, though the moves of the first training rows after a test group start in it)
         tested_rows = _in_test(table["time"].to_numpy(), tested, starts)
-        moved = table.assign(ret=np.where(tested_rows, 1e6, table["ret"]))
-        again = prepare(split_cfg.data, "classification", str(write(moved, tmp_path / "moved.parquet", 61)))
+        moved = table.assign(ret=np.where(tested_rows, 1e6, table["ret"]),
+                             close=np.where(tested_rows, table["close"] * 1.5, table["close"]))
+        moved_path = str(write(moved, tmp_path / "moved.parquet", 61))
+        again = prepare(split_cfg.data, "classification", moved_path)
         assert again.state["scaler"] == data.state["scaler"] and again.state["label"] == data.state["label"]
         # the streamed path cuts exactly the same windows from row groups
         memory, expected = in_memory(split_cfg.data, "classification", path)
         stream, got = streamed(split_cfg.data, "classification", path)
+        assert stream.state["label"] == memory.state["label"]
+        moved_stream = plan_stream(split_cfg.data, "classification", moved_path)
+        assert moved_stream.state["label"] == memory.state["label"]
         assert stream.state["windows"] == memory.state["windows"]
         assert stream.state["class_counts_by_split"] == memory.state["class_counts_by_split"]
         for split in ("train", "val", "test"):

@@ -369,3 +369,13 @@ def test_the_psr_of_many_series_is_measured_on_the_books_grid_returns():
     assert probabilistic_sharpe(**sharpe_moments(calendar)) != pytest.approx(model["psr"])
     hold = sharpe_moments(periods["buy_and_hold"].to_numpy())
     assert report["buy_and_hold"]["psr"] == pytest.approx(probabilistic_sharpe(**hold))
+
+
+def test_meta_label_hit_rates_count_the_trades_taken_that_took_profit():
+    """Calls of 1 take the primary's trade, 0 pass; buy-and-hold takes every trade."""
+    frame = pd.DataFrame({"window_end": np.arange(8) * 2, "time": np.arange(8) * 2 + 2, "step": 1,
+                          "y_pred": [1, 0, 1, 1, 0, 1, 0, 1], "y_true": [1, 0, 1, 0, 1, 1, 0, 1],
+                          "move": [0.01, -0.01, 0.02, -0.01, 0.01, 0.01, -0.02, 0.01]})
+    report = trading_report(frame, None, 2)
+    assert report["model"]["hit_rate"] == pytest.approx(4 / 5)  # 5 taken, 4 reached profit
+    assert report["buy_and_hold"]["hit_rate"] == pytest.approx(5 / 8)

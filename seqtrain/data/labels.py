@@ -124,6 +124,14 @@ class LabelSpec:
         return spec
 
     @property
+    def reads(self) -> int:
+        """Rows before a label row that its label reads: none for the target itself, ``h`` for a
+        move, ``h`` and the volatility's returns for a triple-barrier label."""
+        if not self.builds:
+            return 0
+        return self.horizon + (self.barrier.lookback if self.barrier else 0)
+
+    @property
     def builds(self) -> bool:
         """Whether labels are built from the target's moves (anything but ``value``)."""
         return self.kind != "value"

@@ -61,6 +61,7 @@ from seqtrain.data.windows import (
     series_bounds,
     series_cuts,
     table_period_window_ends,
+    training_label_rows,
 )
 from seqtrain.errors import SeqtrainError
 
@@ -124,9 +125,10 @@ def prepare(cfg, task: str, path: str) -> PreparedData:
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col, rows.zone)
     side = side_values(cfg, rows)  # before fit_inputs scales the feature block in place
     contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
-    values, built = fit_labels(cfg, contract, rows, train_rows, side)
+    label_rows = label_training_rows(cfg, task, rows, train_rows)
+    values, built = fit_labels(cfg, contract, rows, label_rows, side)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
-    contract.classes, labels, contract.target_scaler = fit_target(task, values, train_rows & defined, target)
+    contract.classes, labels, contract.target_scaler = fit_target(task, values, label_rows & defined, target)
     touch = built.touch if built is not None else None
     reach = (window_reach(touch, series_bounds(rows.series), contract.window.horizon, contract.window.span)
              if touch is not None else None)
@@ -216,6 +218,14 @@ def split_table(cfg, rows: TableRows, time_col: str):
     starts, splits = found
     row_period = assign_periods(rows.times, starts)
     return splits[row_period], (row_period, splits), period_record(starts, splits, rows.zone)
+
+
+def label_training_rows(cfg, task: str, rows: TableRows, train_rows: np.ndarray) -> np.ndarray:
+    """The training rows whose labels read training rows only (``windows.training_label_rows``):
+    the label statistics' rows."""
+    reach = LabelSpec.from_config(cfg, task).reads
+    return training_label_rows(row_numbers(series_bounds(rows.series)), rows.series, train_rows, reach,
+                               np.full(len(rows.series_names), -1, np.int64))
 
 
 def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str, zone: str | None = None):

@@ -91,6 +91,7 @@ from seqtrain.data.windows import (
     segments_from_counts,
     series_bounds,
     series_cuts,
+    training_label_rows,
 )
 from seqtrain.errors import SeqtrainError
 
@@ -402,6 +403,7 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
     cycles: dict[str, tuple[float, float]] = {}
     target_kind = "numeric"
     counters = np.zeros(len(scan.series_names), np.int64)
+    last_blocked = np.full(len(scan.series_names), -1, np.int64)  # training_label_rows' carry
     row0 = 0
     stream, train_moves = MoveStream(spec.horizon, spec.target_kind), []
     barriers = BarrierStream(spec.horizon, spec.target_kind, spec.barrier) if spec.barrier else None
@@ -424,11 +426,13 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
                 labels = labels_from_moves(spec.kind, log_moves, 0.0) if task == "regression" else log_moves
         history = use_target_history and target_kind == "numeric"
         x = input_matrix(x, times, all_cycles, y if history else None, src.zone)
-        row_split, row_period = _row_split(times, codes, chunk_row_numbers(codes, counters), *splitting)
+        row_number = chunk_row_numbers(codes, counters)
+        row_split, row_period = _row_split(times, codes, row_number, *splitting)
         np.add.at(split_rows, (codes, row_split), 1)
         if row_period is not None:
             np.add.at(period_rows, (codes, row_period), 1)
         train = row_split == TRAIN
+        labelled = training_label_rows(row_number, codes, train, spec.reads, last_blocked)  # the labels' rows
         if train.any():
             moments = _merge(moments, x[train])
             for name, (a, b) in (cycle_ranges(wall_times(times[train], src.zone)).items()
@@ -436,13 +440,13 @@ def _fit_statistics(src: _Source, cfg, task: str, scan: _Scan, splitting: tuple,
                 low, high = cycles.get(name, (a, b))
                 cycles[name] = (min(low, a), max(high, b))
             if spec.kind == "direction":  # classes once the dead zone is known (after the pass)
-                train_moves.append(labels[train & np.isfinite(labels)])
+                train_moves.append(labels[labelled & np.isfinite(labels)])
             elif task == "regression":
-                defined = train & np.isfinite(labels)
+                defined = labelled & np.isfinite(labels)
                 if defined.any():
                     target_moments = _merge(target_moments, labels[defined, None])
             else:
-                chosen = labels[train] if barriers is not None else y[train]
+                chosen = labels[labelled] if barriers is not None else y[labelled]
                 if barriers is not None:
                     chosen = chosen[~pd.isna(chosen)]
                 values, n = np.unique(label_values(chosen, src.target), return_counts=True)
@@ -719,8 +723,8 @@ class StreamingWindows(IterableDataset):
         else:  # a label counted to t+h, where every touch row lies at the latest
             ends = period_window_ends(bounds, block["row_number"], row_period,
                                       self.data.period_starts[present], self.data.periods[1], self.split_id,
-                                      self.seq_length, self.history, self.horizon, self.steps, self.stride,
-                                      self.embargo)
+                                      self.data.contract.window.reads, self.history, self.horizon, self.steps,
+                                      self.stride, self.embargo)
         return ends[is_new[ends + self.horizon + self.steps - 1]]
 
     def _first_group(self, lo: int, hi: int) -> int:
@@ -904,7 +908,7 @@ def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, splitti
                 rows = spec.label_rows(row_number, row_split, codes, segments, split, touch)
             else:
                 rows = period_last_label_ok(row_number, row_period, codes, starts, splitting[-1][1], split,
-                                            spec.seq_length, spec.history, spec.span, spec.stride_of(split),
+                                            spec.reads, spec.history, spec.span, spec.stride_of(split),
                                             spec.embargo)
             if split != TRAIN:
                 check_known_classes(ids[rows], values[rows], name, classes, src.target, contract.label)
@@ -948,6 +952,6 @@ def _count_period_windows(group_series, group_counts, starts: np.ndarray, roles:
         seen[series] += counts
         for split, name in enumerate(SPLIT_NAMES):
             out[name][g] = int(period_window_counts(first_row, last_row, starts[series], roles, split,
-                                                    spec.seq_length, spec.history, spec.span,
+                                                    spec.reads, spec.history, spec.span,
                                                     spec.stride_of(split), spec.embargo).sum())
     return out

@@ -20,7 +20,8 @@ class WindowSpec:
     """How windows are cut, read once from the ``data`` settings: ``seq_length`` input rows
     ending at row t, labels at ``t+horizon .. t+horizon+output_steps-1``, every ``stride``-th
     training window (``eval_stride`` for validation and test), ``embargo`` windows dropped after
-    each boundary, short histories left-padded when ``pad_short``."""
+    each boundary, short histories left-padded when ``pad_short``; ``label_reads``: rows before
+    a window's end that its label reads besides (a triple-barrier label's volatility)."""
 
     seq_length: int
     horizon: int = 1
@@ -29,11 +30,16 @@ class WindowSpec:
     eval_stride: int = 1
     embargo: int = 0
     pad_short: bool = False
+    label_reads: int = 0
 
     @classmethod
     def from_config(cls, data) -> WindowSpec:
+        from seqtrain.data.labels import BarrierSpec
+
+        reads = (BarrierSpec.from_config(data.get("barrier")).lookback
+                 if data.get("label") == "triple_barrier" else 0)
         return cls(data.seq_length, data.horizon, data.output_steps, data.stride, data.eval_stride,
-                   data.embargo, bool(data.pad_short))
+                   data.embargo, bool(data.pad_short), reads)
 
     def state(self) -> dict:
         """What data_state.json records of the windows (all a model needs to be fed)."""
@@ -44,6 +50,12 @@ class WindowSpec:
     def history(self) -> int:
         """Rows of a series a window needs up to its end: all L, or 1 when left-padded."""
         return 1 if self.pad_short else self.seq_length
+
+    @property
+    def reads(self) -> int:
+        """Rows up to a window's end that the window reads, its inputs' or its label's: a split by
+        periods starts a window that many rows after a row it may not read (plus the embargo)."""
+        return max(self.seq_length, self.label_reads + 1)
 
     @property
     def span(self) -> int:
@@ -166,6 +178,26 @@ def chunk_row_numbers(codes: np.ndarray, counters: np.ndarray) -> np.ndarray:
     row_number = counters[codes] + ranked
     np.add.at(counters, codes, 1)
     return row_number
+
+
+def training_label_rows(row_number: np.ndarray, codes: np.ndarray, training: np.ndarray, reach: int,
+                        last_blocked: np.ndarray) -> np.ndarray:
+    """Which training rows hold a label that reads training rows only (its row and the ``reach``
+    rows before it in its series: a move's start, a triple-barrier label's volatility), for a
+    chunk in file order within each series: the rows label statistics are fit on. Training rows
+    after a test or validation row (a split by periods) would read it otherwise. ``last_blocked``
+    (per series, the row number of its last non-training row so far, -1 for none) is advanced
+    past the chunk."""
+    order = np.argsort(codes, kind="stable")
+    sorted_codes, number = codes[order], row_number[order]
+    blocked = np.maximum(np.where(training[order], -1, number), last_blocked[sorted_codes])
+    room = int(number.max()) + 2 if len(number) else 1  # each series its own band: a running max per series
+    band = sorted_codes.astype(np.int64) * room
+    latest = np.maximum.accumulate(blocked + 1 + band) - band - 1
+    np.maximum.at(last_blocked, sorted_codes, latest)
+    out = np.empty(len(codes), bool)
+    out[order] = (latest < 0) | (number - reach > latest)
+    return training & out
 
 
 def segments_from_counts(split_rows: np.ndarray) -> np.ndarray:
@@ -396,8 +428,10 @@ def period_label_ranges(starts: np.ndarray, roles: np.ndarray, split: int, seq_l
       of one period reaches into the next, whatever its split),
     - its inputs read only rows it may read (``READABLE``): a training window after a test or
       validation row starts reading ``embargo`` rows after that row, and so does a validation
-      window after a test row (purge on the other side, and the embargo); its ``seq_length``
-      rows exist (``history``: 1 when short histories are left-padded),
+      window after a test row (purge on the other side, and the embargo); ``seq_length`` is
+      the rows a window reads up to its end (``WindowSpec.reads``: its inputs, or its label's
+      volatility when longer); its ``history`` rows exist (1 when short histories are
+      left-padded),
     - for validation/test, its end is not within the first ``embargo`` rows of its period.
     With periods train, val, test in this order this is the rule of ``block_window_ends``.
     """
@@ -443,7 +477,7 @@ def table_period_window_ends(bounds: np.ndarray, row_period: np.ndarray, roles: 
         local = bounds[first:last + 1] - bounds[first]
         rows = slice(int(bounds[first]), int(bounds[last]))
         parts.append(bounds[first] + period_window_ends(
-            local, row_numbers(local), row_period[rows], starts[first:last], roles, split, spec.seq_length,
+            local, row_numbers(local), row_period[rows], starts[first:last], roles, split, spec.reads,
             spec.history, spec.horizon, spec.output_steps, spec.stride_of(split), spec.embargo))
     return np.concatenate(parts)
 

@@ -48,7 +48,8 @@ returns' skew and kurtosis and the probabilistic Sharpe ratio against 0 (``psr``
 
 ``time_in_market`` is the share of the calendar's span during which the book held a position
 (the active series' mean absolute position, weighted by time); ``hit_rate`` the share of the
-traded up/down calls whose label (``y_true``) is that call, the same comparison as accuracy.
+traded up/down calls whose label (``y_true``) is that call, the same comparison as accuracy
+(meta-labels: the share of the trades taken that reached profit first).
 """
 
 from __future__ import annotations
@@ -270,10 +271,13 @@ def _significance(returns: np.ndarray) -> dict:
 
 def _hit_rate(chosen: pd.DataFrame, policy: str) -> float | None:
     """The share of the traded up/down calls (buy-and-hold: every hold, called up) whose label
-    is that call; None without labels."""
-    calls = pd.Series("up", index=chosen.index) if policy == "hold" else chosen["call"]
+    is that call; for meta-labels (0/1) the share of the trades taken (a call of 1; buy-and-hold:
+    every trade) that reached profit first (a label of 1). None without labels."""
     truth = chosen["truth"]
-    made = calls.isin(["up", "down"]).to_numpy() & truth.notna().to_numpy()
+    known = truth.dropna()
+    meta = len(known) > 0 and known.isin([0, 1]).all()
+    calls = pd.Series(1 if meta else "up", index=chosen.index) if policy == "hold" else chosen["call"]
+    made = calls.isin([1] if meta else ["up", "down"]).to_numpy() & truth.notna().to_numpy()
     return float((calls[made] == truth[made]).mean()) if made.any() else None
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from seqtrain.data.labels import (
@@ -18,7 +19,19 @@ from seqtrain.data.labels import (
     window_reach,
 )
 from seqtrain.data.weights import average_uniqueness, time_decay, training_weights
-from seqtrain.data.windows import TRAIN, VAL, last_label_rows, segment_rows, window_ends
+from seqtrain.data.windows import (
+    TEST,
+    TRAIN,
+    VAL,
+    WindowSpec,
+    assign_periods,
+    chunk_row_numbers,
+    last_label_rows,
+    segment_rows,
+    table_period_window_ends,
+    training_label_rows,
+    window_ends,
+)
 from seqtrain.module import SeqModule
 from tests.data.test_streaming import (
     assert_same_windows,
@@ -244,3 +257,44 @@ def test_a_triple_barrier_run_with_uniqueness_weights_predicts_its_test_windows_
     assert predictions["move"].notna().all()  # the trading view's move to each touch row
     predicted = assert_predict_reproduces_the_run(result.run_dir, tmp_path, path)
     assert {"prob_down", "prob_flat", "prob_up"} <= set(predicted.columns)
+
+
+def test_no_training_label_of_a_split_by_periods_reads_a_test_row_through_its_volatility():
+    """A training window after a test period starts where its label's volatility (5 spans of
+    returns) no longer reads the test rows: changing only their returns changes no training label."""
+    rng = np.random.default_rng(0)
+    n, h, span = 300, 3, 10
+    returns = rng.normal(0, 0.01, n)
+    roles = np.array([TRAIN, TEST, TRAIN, VAL])
+    period = assign_periods(np.arange(n), np.array([0, 100, 150, 250]))
+    bounds = np.array([0, n])
+    data = OmegaConf.create({"seq_length": 5, "horizon": h, "output_steps": 1, "stride": 1, "eval_stride": 1,
+                             "embargo": 2, "pad_short": False, "label": "triple_barrier",
+                             "barrier": {"span": span}})
+    ends = table_period_window_ends(bounds, period, roles, TRAIN, WindowSpec.from_config(data))
+    assert ends[ends > 150].min() == 150 + 2 + 5 * span  # the embargo, then the volatility's rows
+    louder = np.where(period == 1, 20 * returns, returns)
+    barrier = BarrierSpec(1.0, 1.0, span)
+    before, after = (barrier_labels(np.cumsum(r), bounds, h, barrier).values[ends + h]
+                     for r in (returns, louder))
+    assert before.tolist() == after.tolist()
+
+
+def test_label_statistics_skip_training_labels_that_read_a_test_row():
+    """Rows 0-4 train, 5-6 test, 7-11 train in one series; a move over 2 rows reads its row and
+    the 2 before: rows 7 and 8 read test rows. Streamed in chunks of 3 rows of two series, the
+    same."""
+    training = np.r_[np.ones(5), np.zeros(2), np.ones(5)].astype(bool)
+    rows = np.arange(12)
+    expected = [True] * 5 + [False] * 4 + [True] * 3
+    got = training_label_rows(rows, np.zeros(12, np.int64), training, 2, np.full(1, -1))
+    assert got.tolist() == expected
+    assert training_label_rows(rows, np.zeros(12, np.int64), training, 0, np.full(1, -1)).tolist() \
+        == training.tolist()  # the target itself reads its own row only
+    codes = np.tile([0, 1], 12)  # two series interleaved, the second its own copy
+    carried, counters, parts = np.full(2, -1), np.zeros(2, np.int64), []
+    for lo in range(0, 24, 3):
+        chunk = codes[lo:lo + 3]
+        number = chunk_row_numbers(chunk, counters)
+        parts.append(training_label_rows(number, chunk, training[number], 2, carried))
+    assert np.concatenate(parts).tolist() == np.repeat(expected, 2).tolist()
