@@ -68,7 +68,8 @@ def _verdict(run_dir) -> tuple[dict, dict, float]:
     labels, calls = (windows[c].astype(str).value_counts(normalize=True) for c in ("y_true", "y_pred"))
     chance = float(sum(calls.get(c, 0.0) * share for c, share in labels.items()))
     print(f"nested {nested['value']:.3f} {nested['interval']} chance {chance:.3f} "
-          f"majority {labels.max():.3f} baselines {nested['baselines']} dsr {summary['dsr']:.3f} pbo {summary['pbo']:.3f}")
+          f"majority {labels.max():.3f} baselines {nested['baselines']} dsr {summary['dsr']:.3f} "
+          f"pbo {summary['pbo']:.3f}")
     return summary, nested, chance
 
 

@@ -114,7 +114,8 @@ def make_bars_table(n_series: int = 3, length: int = 4000, seed: int = 0, freq: 
         raise SeqtrainError(f"data.generator.informed: {informed!r}; a share of the bars between 0 and 1 "
                             "(0: a pure random walk, default 1/7)")
     if not isinstance(derived, bool):
-        raise SeqtrainError(f"data.generator.derived: {derived!r}; true (add the bar_features columns) or false")
+        raise SeqtrainError(f"data.generator.derived: {derived!r}; true (add the bar_features columns) "
+                            "or false")
     rng = np.random.default_rng(seed)
     frames = []
     for s in range(n_series):
