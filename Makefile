@@ -55,6 +55,7 @@ bench: $(DEV_STAMP)  ## throughput, memory and learning benchmarks (results go i
 	$(BIN)/python benchmarks/dropout_speed.py
 	$(BIN)/python benchmarks/gpu_resident.py
 	$(BIN)/python benchmarks/forecast_quality.py
+	$(BIN)/python benchmarks/sweep_honesty.py
 
 clean:           ## remove run folders and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache .hypothesis

@@ -96,31 +96,43 @@ def make_load_table(n_series: int = 3, length: int = 2688, seed: int = 0, freq: 
     return pd.concat(frames, ignore_index=True)
 
 
-def make_bars_table(n_series: int = 3, length: int = 4000, seed: int = 0, freq: str = "h") -> pd.DataFrame:
+def make_bars_table(n_series: int = 3, length: int = 4000, seed: int = 0, freq: str = "h",
+                    informed: float = 1 / 7, derived: bool = False) -> pd.DataFrame:
     """Raw hourly OHLCV bars, deterministic for a given seed: time, symbol, open, high, low,
     close, volume — prices at levels of their own, nothing derived.
 
-    Log returns are noise with slowly changing volatility, except after an "informed" bar (one
-    in seven): its volume is about three times the usual, it closes near its high or its low,
-    and the next four bars drift that way by half the volatility each. Reading it takes the
-    volume and where the close sits in the bar's range together, at the scale of the series'
-    recent moves (a price's level says nothing); every value of row t is known at its close."""
+    Log returns are noise with slowly changing volatility, except after an "informed" bar (a
+    share ``informed`` of the bars, one in seven by default): its volume is about three times the
+    usual, it closes near its high or its low, and the next four bars drift that way by half the
+    volatility each. Reading it takes the volume and where the close sits in the bar's range
+    together, at the scale of the series' recent moves (a price's level says nothing); every
+    value of row t is known at its close. ``informed=0`` is a pure random walk with the same
+    volatility path, base volume and wicks: nothing in it predicts the next move. The random
+    draws are the same whatever ``informed`` is, so only the planted bars differ. ``derived``
+    adds the columns ``bar_features`` computes from them (each from rows at or before its own)."""
+    if isinstance(informed, bool) or not isinstance(informed, int | float) or not 0 <= informed <= 1:
+        raise SeqtrainError(f"data.generator.informed: {informed!r}; a share of the bars between 0 and 1 "
+                            "(0: a pure random walk, default 1/7)")
+    if not isinstance(derived, bool):
+        raise SeqtrainError(f"data.generator.derived: {derived!r}; true (add the bar_features columns) "
+                            "or false")
     rng = np.random.default_rng(seed)
     frames = []
     for s in range(n_series):
         vol = np.exp(np.log(0.004) + np.cumsum(rng.normal(0, 0.02, length)).clip(-1, 1))
-        informed = rng.random(length) < 1 / 7
+        is_informed = rng.random(length) < informed
         side = rng.choice([-1.0, 1.0], length)  # where an informed bar closes, and the drift after
         drift = np.zeros(length)
-        for t in np.flatnonzero(informed):
+        for t in np.flatnonzero(is_informed):
             drift[t + 1:t + 5] += side[t] * vol[t] / 2
         returns = rng.normal(0, 1, length) * vol + drift
         close = 100 * rng.uniform(0.5, 2.0) * np.exp(np.cumsum(returns))
         open_ = np.concatenate([[close[0] / np.exp(returns[0])], close[:-1]])
         wick = np.abs(rng.normal(0, 0.5, (2, length))) * vol
-        wick[0, informed & (side > 0)] *= 0.1  # closes near the high
-        wick[1, informed & (side < 0)] *= 0.1  # ... or near the low
-        volume = 1e5 * rng.uniform(0.5, 2) * np.exp(rng.normal(0, 0.3, length)) * np.where(informed, 3.0, 1.0)
+        wick[0, is_informed & (side > 0)] *= 0.1  # closes near the high
+        wick[1, is_informed & (side < 0)] *= 0.1  # ... or near the low
+        volume = (1e5 * rng.uniform(0.5, 2) * np.exp(rng.normal(0, 0.3, length))
+                  * np.where(is_informed, 3.0, 1.0))
         frames.append(pd.DataFrame({
             "time": pd.date_range("2021-01-04", periods=length, freq=freq),
             "symbol": f"S{s}",
@@ -128,7 +140,27 @@ def make_bars_table(n_series: int = 3, length: int = 4000, seed: int = 0, freq: 
             "low": np.minimum(open_, close) * np.exp(-wick[1]), "close": close,
             "volume": volume.round(),
         }))
+        if derived:
+            frames[-1] = pd.concat([frames[-1], bar_features(frames[-1])], axis=1)
     return pd.concat(frames, ignore_index=True)
+
+
+def bar_features(bars: pd.DataFrame, volume_window: int = 24) -> pd.DataFrame:
+    """Scale-free columns of one series' OHLCV bars, each from rows at or before its own: ``ret``
+    (log close over open), ``upper_wick`` and ``lower_wick`` (the wick above the body and below
+    it, as shares of the bar's log range) and ``volume_ratio`` (log volume over the median of the
+    last ``volume_window`` bars, this one included). What a model of the raw bars must otherwise
+    work out from prices at levels of their own."""
+    open_, high, low, close = (np.log(bars[c].to_numpy(np.float64)) for c in ("open", "high", "low", "close"))
+    span = np.where(high > low, high - low, 1.0)  # a bar without range has no wicks either
+    volume = bars["volume"].astype(np.float64)
+    trailing = volume.rolling(volume_window, min_periods=1).median()
+    return pd.DataFrame({
+        "ret": close - open_,
+        "upper_wick": (high - np.maximum(open_, close)) / span,
+        "lower_wick": (np.minimum(open_, close) - low) / span,
+        "volume_ratio": np.log(np.maximum(volume, 1.0) / np.maximum(trailing, 1.0)),
+    }, index=bars.index).astype(np.float32)
 
 
 GENERATORS = {"demo": make_table, "load": make_load_table, "bars": make_bars_table}
