@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,21 +36,30 @@ ECE_BINS = 15
 TEMPERATURE_RANGE = (1e-2, 1e2)  # searched on log T; a fit at an end says the logits carry no signal
 
 
-def check_settings(task: str, calibrate, coverage, sizing) -> None:
-    """``calibrate``, ``eval.coverage`` and ``eval.sizing``, before any data is read."""
+def check_settings(task: str, calibrate, coverage, sizing, sizes_by_probability: bool = True) -> None:
+    """``calibrate``, ``eval.coverage`` and ``eval.sizing``, before any data is read
+    (``sizes_by_probability``: whether the labels give a trading view with p(up) and p(down))."""
     if calibrate not in CALIBRATIONS:
         raise SeqtrainError(f"calibrate: {calibrate!r}; choose none or temperature")
     if calibrate == "temperature" and task != "classification":
         raise SeqtrainError("calibrate=temperature: scales class probabilities, for task=classification "
                             "(regression gets conformal intervals from eval.coverage); set calibrate=none")
-    levels = list(coverage or [])
-    if any(isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1 for c in levels) \
-            or len(set(levels)) != len(levels):
-        raise SeqtrainError(f"eval.coverage: {coverage!r}; distinct coverage levels in (0, 1), e.g. "
-                            "[0.8, 0.95], or [] for no intervals")
+    levels = list(coverage) if isinstance(coverage, Sequence) and not isinstance(coverage, str) else None
+    names = {level_name(c) for c in levels or [] if _is_share(c)}  # distinct as lo_/hi_ columns too
+    if coverage is not None and (levels is None or len(names) != len(levels)):
+        raise SeqtrainError(f"eval.coverage: {coverage!r}; a list of distinct coverage levels in (0, 1), "
+                            "e.g. [0.8, 0.95] (one level: [0.9]), or [] for no intervals")
     if sizing not in SIZINGS:
         raise SeqtrainError(f"eval.sizing: {sizing!r}; choose sign (+1/-1/0 from the call) or probability "
                             "(p(up) - p(down))")
+    if sizing == "probability" and not (task == "classification" and sizes_by_probability):
+        raise SeqtrainError("eval.sizing=probability: sizes the trading view's holds by p(up) - p(down), "
+                            "which needs task=classification with data.label=direction or triple_barrier "
+                            "(a meta-label's 0/1 has no down); set eval.sizing=sign")
+
+
+def _is_share(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < 1
 
 
 def level_name(level: float) -> str:

@@ -70,13 +70,17 @@ def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> S
 
 
 def run_calibration(run_dir: Path, checkpoint: Path) -> Calibration | None:
-    """The run's calibration.json, for the checkpoint it was fit on (best.ckpt); another
-    checkpoint's outputs are not calibrated, and one line says so."""
+    """The run's calibration.json, for the checkpoint it was fit on (the run's own best.ckpt);
+    another checkpoint's outputs (last.ckpt, or a file of another run) are not calibrated, and
+    one line says so."""
     calibration = Calibration.load(run_dir / "calibration.json")
-    if calibration is None or calibration.checkpoint in (None, checkpoint.name):
+    if calibration is None or calibration.checkpoint is None:
+        return calibration
+    fitted_for = run_dir / "checkpoints" / calibration.checkpoint
+    if checkpoint.expanduser().resolve() == fitted_for.resolve():
         return calibration
     log.warning("ckpt: %s was calibrated (calibration.json) for %s, not %s; these predictions are "
-                "not calibrated", run_dir, calibration.checkpoint, checkpoint.name)
+                "not calibrated", run_dir, fitted_for, checkpoint)
     return None
 
 

@@ -570,10 +570,11 @@ def check_config(cfg: DictConfig) -> None:
     elif cfg.eval.get("name", "single") != "single":
         raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default, eval=walk_forward "
                             "or eval=cpcv")
-    LabelSpec.from_config(cfg.data, cfg.task)  # data.label, target_kind, dead_zone, barrier
+    label = LabelSpec.from_config(cfg.data, cfg.task)  # data.label, target_kind, dead_zone, barrier
     SampleWeightSpec.from_config(cfg.data)  # data.sample_weight, sample_weight_decay
+    up_and_down = label.kind == "direction" or (label.kind == "triple_barrier" and label.barrier.side is None)
     check_settings(cfg.task, cfg.get("calibrate", "none"), cfg.eval.get("coverage", [0.8, 0.95]),
-                   cfg.eval.get("sizing", "sign"))
+                   cfg.eval.get("sizing", "sign"), up_and_down)
     cost = cfg.eval.get("cost_bps", 0.0)
     if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:
         raise SeqtrainError(f"eval.cost_bps: {cost!r}; a cost in basis points >= 0")

@@ -86,10 +86,24 @@ def test_conformity_scores_and_bands_for_point_and_quantile_models():
     ("regression", "none", [0.8, 1.2], "sign", "eval.coverage"),
     ("regression", "none", [0.8, 0.8], "sign", "eval.coverage"),
     ("classification", "none", [0.8], "kelly", "eval.sizing: 'kelly'"),
+    ("regression", "none", 0.8, "sign", "eval.coverage: 0.8; a list"),  # a scalar, not a list
+    ("regression", "none", [0.8, 0.800000001], "sign", "eval.coverage"),  # both would be lo_80
+    ("regression", "none", [0.8], "probability", "eval.sizing=probability"),  # no p(up), no book
 ])
 def test_bad_calibration_settings_are_one_line(task, calibrate, coverage, sizing, expected):
     with pytest.raises(SeqtrainError, match=expected.replace(".", r"\.").replace("(", r"\(")):
         check_settings(task, calibrate, coverage, sizing)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("eval.coverage=0.8", "eval.coverage: 0.8"),
+    ("eval.sizing=probability", "eval.sizing=probability"),  # meta-labels: classes 0/1, no p(down)
+])
+def test_a_scalar_coverage_and_probability_sizing_of_meta_labels_are_refused_before_any_data(
+        run_cli, override, expected):
+    result = run_cli("task=classification", "data.label=triple_barrier", "data.barrier.side=side",
+                     "data.seq_length=4", override)
+    assert result.code != 0 and expected in result.err and "Traceback" not in result.err, result.err
 
 
 def test_probability_sizing_holds_p_up_minus_p_down():
@@ -104,6 +118,23 @@ def test_probability_sizing_holds_p_up_minus_p_down():
     assert sized["model"]["total_return"] == pytest.approx(1.005 * 0.996 * 0.997 - 1)
     assert sized["sign"]["total_return"] == pytest.approx(1.01 * 0.98 * 0.99 - 1)
     assert "sign" not in trading_report(frame, None, 1, 0.0)
+    # a run (or a walk-forward fold) whose training saw no down move has no prob_down: p(down) = 0
+    no_down = frame.drop(columns="prob_down").assign(prob_flat=[0.3, 0.7, 0.4])
+    sized = trading_report(no_down, None, 1, 0.0, sizing="probability")
+    assert sized["model"]["total_return"] == pytest.approx(1.007 * 1.006 * 0.994 - 1)
+
+
+def test_a_calibration_is_applied_only_to_the_runs_own_best_checkpoint(tmp_path):
+    from seqtrain.predict import run_calibration
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    run.mkdir()
+    Calibration("temperature", 9, temperature=2.0, checkpoint="best.ckpt").save(run / "calibration.json")
+    assert run_calibration(run, run / "checkpoints" / "best.ckpt").temperature == 2.0
+    assert run_calibration(run, run / "checkpoints" / ".." / "checkpoints" / "best.ckpt") is not None
+    # last.ckpt, or another run's best.ckpt (the same file name, other weights): not calibrated
+    assert run_calibration(run, run / "checkpoints" / "last.ckpt") is None
+    assert run_calibration(run, other / "checkpoints" / "best.ckpt") is None
 
 
 def _tiny(table, *extra: str) -> list[str]:

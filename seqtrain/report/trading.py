@@ -71,8 +71,8 @@ def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
     """The windows the trading view trades, one row per series and hold, in time order:
     ``series``, ``start`` (window end), ``end`` (label time), ``call`` and ``truth`` (``y_true``
     where given), ``move``. A series' newest window is a hold, and each earlier hold the latest
-    window whose label time is at or before the next hold's start. ``size``: ``p(up) - p(down)``
-    where the frame has those probabilities."""
+    window whose label time is at or before the next hold's start. ``size``: ``p(up) - p(down)``,
+    a class the run (or a walk-forward fold) does not have at probability 0."""
     frame = predictions[predictions["step"] == 1] if "step" in predictions else predictions
     frame = frame[frame["move"].notna() & frame["time"].notna()]
     frame = frame.assign(window_end=_naive(frame["window_end"]), time=_naive(frame["time"]))
@@ -87,8 +87,12 @@ def holds(predictions: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
                          "end": frame["time"].to_numpy()[chosen], "call": frame["y_pred"].to_numpy()[chosen],
                          "truth": frame["y_true"].to_numpy()[chosen] if "y_true" in frame else None,
                          "move": frame["move"].to_numpy(np.float64)[chosen],
-                         "size": (frame["prob_up"] - frame["prob_down"]).to_numpy(np.float64)[chosen]
-                         if {"prob_up", "prob_down"} <= set(frame) else np.nan})
+                         "size": (_probability(frame, "up") - _probability(frame, "down"))[chosen]})
+
+
+def _probability(frame: pd.DataFrame, name: str) -> np.ndarray:
+    column = frame.get(f"prob_{name}")
+    return np.zeros(len(frame)) if column is None else column.fillna(0.0).to_numpy(np.float64)
 
 
 def trading_report(predictions: pd.DataFrame, group_col: str | None, horizon: int,
