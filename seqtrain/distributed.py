@@ -117,12 +117,17 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
         failed = exc
     finally:
         died = [(rank, child.poll()) for rank, child in enumerate(children, 1)]  # before any is stopped
+        if failed is not None:  # a rank waiting in a collective for this one: its connections closed
+            _destroy_process_group()  # end that wait at once (a signal is seen only after it)
         for child in children:
             if child.poll() is None:
                 child.terminate()
         for child in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 child.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # never leave a training process behind
+                child.kill()
+                child.wait()
         for log_file in logs:
             log_file.close()
         _destroy_process_group()
