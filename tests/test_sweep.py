@@ -78,6 +78,17 @@ def test_jobs_are_lined_up_on_the_periods_they_share_and_other_hold_lengths_left
     np.testing.assert_array_equal(returns["3"].to_numpy(), original[1:9])
 
 
+def test_jobs_with_the_same_book_get_a_note_not_a_pbo_of_one(tmp_path):
+    returns = np.random.default_rng(1).normal(size=40)
+    for job in range(4):  # e.g. seeds that all end up calling the same side
+        _book(tmp_path / str(job), np.arange(40), 1, returns)
+    model = {"sharpe_per_period": 0.1, "periods": 40, "skew": 0.0, "kurtosis": 3.0}
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"trading": {"model": model}}))
+    rows = [{"job": str(j), "sharpe": 0.1} for j in range(4)]
+    judged = judge_sweep(tmp_path, rows, rows[0], blocks=4)
+    assert judged["pbo"] is None and "the same period by period" in judged["pbo_note"]
+
+
 def test_the_trials_sharpe_ratios_are_measured_on_the_star_jobs_periods(tmp_path):
     # jobs 0 and 1 hold 1 day, job 2 holds 4 days: on 4-day periods a daily Sharpe ratio is twice
     # as large (sqrt 4), on 1-day periods a 4-day one half; V of 0.2, 0.6, 0.4 is 0.04

@@ -127,6 +127,9 @@ def _pbo(sweep_dir: Path, traded: list[dict], best: dict | None, blocks: int) ->
     if len(returns) < 2 * blocks:
         return {**out, "pbo_note": f"PBO: {len(returns)} common periods are too few for eval.pbo_blocks="
                                    f"{blocks} (at least 2 periods a block); lower eval.pbo_blocks"}
+    if len(returns.T.drop_duplicates()) < 2:  # every split would rank tied jobs at the median
+        return {**out, "pbo_note": f"PBO: the {len(jobs)} jobs' books are the same period by period, so "
+                                   "there is nothing to select between"}
     found = backtest_overfitting(returns.to_numpy(), blocks)
     return {**out, "pbo": found["pbo"], "probability_oos_loss": found["probability_oos_loss"],
             "degradation_slope": found["degradation_slope"],
