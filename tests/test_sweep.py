@@ -102,3 +102,14 @@ def test_the_trials_sharpe_ratios_are_measured_on_the_star_jobs_periods(tmp_path
     model = {"sharpe_per_period": 0.4, "periods": 10, "skew": 0.0, "kurtosis": 3.0}
     (tmp_path / "2" / "metrics.json").write_text(json.dumps({"trading": {"model": model}}))
     assert judge_sweep(tmp_path, rows, rows[2])["sharpe_variance"] == pytest.approx(0.04)
+
+
+def test_jobs_that_monitor_different_values_are_not_ranked_against_each_other():
+    from seqtrain.report.summary import rank
+
+    same = [{"job": "0", "monitor": "val_loss", "mode": "min", "best_val": 0.5},
+            {"job": "1", "monitor": "val_loss", "mode": "min", "best_val": 0.4}]
+    assert rank(same)["job"] == "1" and [r["rank"] for r in same] == [2, 1]
+    mixed = [{"job": "0", "monitor": "val_loss", "mode": "min", "best_val": 0.5},
+             {"job": "1", "monitor": "val_acc", "mode": "max", "best_val": 0.9}]
+    assert rank(mixed) is None and all("rank" not in r for r in mixed)

@@ -285,6 +285,9 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
                    Path(sweep_dir) / "summary.png")
         console.print(f"best: job {best['job']} ({best['monitor']} {_fmt(best['best_val'])}) "
                       f"{best['overrides'] or '(the shared settings)'}", soft_wrap=True, highlight=False)
+    elif len(monitors(rows)) > 1:
+        console.print(f"no job ranked: the jobs monitor different values ({', '.join(monitors(rows))}), "
+                      "which do not compare", soft_wrap=True, highlight=False)
     for line in nested_lines(nested):
         console.print(line, soft_wrap=True, highlight=False)
     judged = judge_sweep(sweep_dir, rows, best, pbo_blocks, study_trials)  # deflated Sharpe, PBO
@@ -297,15 +300,21 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
 
 def rank(rows: list[dict]) -> dict | None:
     """Rank the finished runs by their monitored validation value (1 = best, in the direction
-    the monitor improves; ``rank`` set on each finished row); the best row."""
+    the monitor improves; ``rank`` set on each finished row); the best row. Jobs that monitor
+    different values (a sweep over ``early_stopping.monitor``) are not comparable: None."""
     scored = [r for r in rows if isinstance(r.get("best_val"), (int, float)) and math.isfinite(r["best_val"])]
-    if not scored:
+    if not scored or len(monitors(scored)) > 1:
         return None
     sign = -1 if scored[0].get("mode") == "max" else 1
     scored.sort(key=lambda r: sign * r["best_val"])
     for i, row in enumerate(scored, 1):
         row["rank"] = i
     return scored[0]
+
+
+def monitors(rows: list[dict]) -> list[str]:
+    """The monitored values the finished ``rows`` rank by, each once."""
+    return list(dict.fromkeys(f"{r.get('monitor')} ({r.get('mode', 'min')})" for r in rows if "monitor" in r))
 
 
 def _short(override: str) -> str:
