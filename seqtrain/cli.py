@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from seqtrain.config import monitor_mode
 from seqtrain.console import one_line
 from seqtrain.console import print_error as _error
 from seqtrain.console import quiet_libraries as _quiet_libraries
@@ -41,11 +42,7 @@ def check_launcher(argv: list[str]) -> str | None:
 
 def objective_direction(monitor: str, mode: str) -> str:
     """Optuna's direction for the monitored validation value (``hparams_search=optuna``)."""
-    from seqtrain.training import HIGHER_IS_BETTER
-
-    if mode == "auto":
-        mode = "max" if monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min"
-    return "maximize" if mode == "max" else "minimize"
+    return "maximize" if monitor_mode(monitor, mode) == "max" else "minimize"
 
 
 def _register_resolvers() -> None:

@@ -44,6 +44,7 @@ from seqtrain.callbacks import (
     Throughput,
 )
 from seqtrain.compiling import compile_mode, compile_network, worth_compiling
+from seqtrain.config import monitor_mode
 from seqtrain.cpcv import check_cpcv, cpcv
 from seqtrain.data import synthetic, validate
 from seqtrain.data.audit import audit
@@ -79,7 +80,6 @@ from seqtrain.tracking import check_logger, log_config, log_results, make_logger
 log = logging.getLogger("seqtrain")
 
 TASKS = ("classification", "regression")
-HIGHER_IS_BETTER = ("acc", "f1", "auroc")
 
 
 def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None = None,
@@ -757,8 +757,7 @@ def _monitor(cfg: DictConfig) -> tuple[str, str]:
             f"early_stopping.monitor: {monitor!r} is not logged for task={cfg.task}; "
             f"choose one of {', '.join(valid)}"
         )
-    if mode == "auto":
-        mode = "max" if monitor.split("_", 1)[1] in HIGHER_IS_BETTER else "min"
+    mode = monitor_mode(monitor, mode)
     if mode not in ("min", "max"):
         raise SeqtrainError(f"early_stopping.mode: {mode!r}; choose min, max or auto")
     return monitor, mode

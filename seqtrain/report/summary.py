@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from seqtrain.precision import PRECISIONS
+from seqtrain.config import PRECISIONS
 from seqtrain.report.nested import nested_lines, nested_summary, nested_table_rows
 from seqtrain.report.sweep_overfitting import judge_sweep, print_judgement, trading_columns
 
