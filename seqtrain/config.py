@@ -23,6 +23,22 @@ def monitor_mode(monitor: str, mode: str) -> str:
     return mode
 
 
+def monitor_and_mode(cfg) -> tuple[str, str]:
+    """``early_stopping``'s monitored metric (one the task logs) and its resolved mode."""
+    monitor, mode = cfg.early_stopping.monitor, cfg.early_stopping.mode
+    valid = ["val_loss", *(f"val_{m}" for m in (
+        ("acc", "f1", "auroc") if cfg.task == "classification" else ("mae", "rmse")))]
+    if monitor not in valid:
+        raise SeqtrainError(
+            f"early_stopping.monitor: {monitor!r} is not logged for task={cfg.task}; "
+            f"choose one of {', '.join(valid)}"
+        )
+    mode = monitor_mode(monitor, mode)
+    if mode not in ("min", "max"):
+        raise SeqtrainError(f"early_stopping.mode: {mode!r}; choose min, max or auto")
+    return monitor, mode
+
+
 # -- a subcommand's key=value arguments ------------------------------------------------------------
 
 INTEGER_KEYS = ("fold", "batch_size")

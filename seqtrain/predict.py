@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.allocator import settle_malloc
+from seqtrain.assemble import build_module
 from seqtrain.calibration import Calibration
 from seqtrain.config import parse_arguments
 from seqtrain.data import source, validate
@@ -56,8 +57,6 @@ class _Contract(HasDataState):
 def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> SeqModule:
     """The run's LightningModule with the weights of ``checkpoint`` (read with
     ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode."""
-    from seqtrain.training import build_module
-
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise SeqtrainError(f"ckpt: {checkpoint} not found")
