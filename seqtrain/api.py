@@ -113,13 +113,13 @@ def _new_run_dir() -> Path:
 def _train_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> Run:
     """Train the composed ``cfg`` into ``run_dir`` (its config saved as the command line saves
     it; ``overrides`` recorded beside it) and open the finished run."""
-    from seqtrain.cli import _quiet_libraries
+    from seqtrain.console import quiet_libraries
     from seqtrain.training import train as train_run
 
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     (run_dir / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides) + "\n")
-    _quiet_libraries()
+    quiet_libraries()
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
     root = logging.getLogger()

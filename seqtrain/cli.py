@@ -6,10 +6,14 @@ import json
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+
+from seqtrain.config import monitor_mode
+from seqtrain.console import one_line
+from seqtrain.console import print_error as _error
+from seqtrain.console import quiet_libraries as _quiet_libraries
 
 CONF_DIR = Path(__file__).parent / "conf"
 GROUPS = ("data", "model", "trainer", "optim", "scheduler", "augment", "eval", "logger", "hparams_search")
@@ -38,11 +42,7 @@ def check_launcher(argv: list[str]) -> str | None:
 
 def objective_direction(monitor: str, mode: str) -> str:
     """Optuna's direction for the monitored validation value (``hparams_search=optuna``)."""
-    from seqtrain.training import HIGHER_IS_BETTER
-
-    if mode == "auto":
-        mode = "max" if monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min"
-    return "maximize" if mode == "max" else "minimize"
+    return "maximize" if monitor_mode(monitor, mode) == "max" else "minimize"
 
 
 def _register_resolvers() -> None:
@@ -50,36 +50,6 @@ def _register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("seqtrain.direction"):
         OmegaConf.register_new_resolver("seqtrain.direction", objective_direction)
-
-
-def _quiet_libraries() -> None:
-    """Keep library tips and chatter out of normal output; real problems still show."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning",
-                 "mlflow", "alembic"):  # MLflow's store creation logs every migration
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # "Experiment with name ... not found. Creating it.": what a first run of a sweep always does
-    logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)
-    for pattern in (
-        ".*does not have many workers.*",
-        ".*is smaller than the logging interval.*",
-        ".*Checkpoint directory .* exists and is not empty.*",
-        ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
-        # the module's own batch transfer is meant to be used with the datamodule
-        ".*You have overridden `transfer_batch_to_device` in `LightningModule`.*",
-        # seqtrain's streaming dataset shards itself over workers, so its length is exact
-        ".*Your `IterableDataset` has `__len__` defined.*",
-        # a small validation block may lack a class: its AUROC/F1 term is 0, said once per batch
-        ".*No positive samples in targets.*",
-        ".*No negative samples in targets.*",
-        # DDP: the gradient norm is each rank's own, the same on every rank (DDP averages the
-        # gradients); losses and metrics are metric objects, reduced across ranks
-        ".*when logging on epoch level in distributed setting.*",
-        # torch's own internals, reached while compiling (trainer.compile)
-        ".*torch.jit.script_method. is deprecated.*",
-        # optuna 2.x's database storage is written for SQLAlchemy 1.4, which the sweep extra pins
-        ".*Deprecated API features detected.*",
-    ):
-        warnings.filterwarnings("ignore", message=pattern)
 
 
 def options(group: str) -> list[str]:
@@ -145,27 +115,10 @@ def check_overrides(argv: list[str]) -> str | None:
     return None
 
 
-def one_line(message: str) -> str:
-    """The user's message alone: an error raised in a DataLoader worker comes back wrapped with
-    the worker's traceback, whose last line holds the original message."""
-    if "Original Traceback" not in message:
-        return message
-    last = message.strip().splitlines()[-1]
-    return last.split("SeqtrainError: ", 1)[-1]
-
-
 def record_failure(run_dir: Path, message: str) -> None:
     """``failed.json`` in a sweep job's folder: its one-line error, for the sweep summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "failed.json").write_text(json.dumps({"error": message}, indent=2))
-
-
-def _error(message: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    message = escape(one_line(message))  # "seqtrain[mlflow]" is text, not markup
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", soft_wrap=True)
 
 
 def share_the_cores(launcher) -> None:

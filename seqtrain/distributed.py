@@ -2,7 +2,7 @@
 
 ``trainer=ddp trainer.devices=N``: the process the user started is rank 0 of its node; it writes
 the run's resolved config into ``RUN/.ddp/`` and starts ``N - 1`` more processes
-(``python -m seqtrain.distributed RUN/.ddp/job.yaml``) with ``LOCAL_RANK`` set, which Lightning
+(``python -m seqtrain.worker RUN/.ddp/job.yaml``) with ``LOCAL_RANK`` set, which Lightning
 reads as processes created externally. Every process runs the same ``train`` on the same config
 and run folder; only global rank 0 writes the folder. Started this way (rather than by Lightning
 re-running the command line) a sweep's job, a walk-forward fold and a resumed run each get their
@@ -20,14 +20,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.errors import Interrupted, SeqtrainError
+from seqtrain.errors import SeqtrainError
 
 log = logging.getLogger("seqtrain")
 
@@ -103,7 +101,7 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     os.environ["SEQTRAIN_THREADS"] = str(max(1, cores() // local))
     torch.set_num_threads(int(os.environ["SEQTRAIN_THREADS"]))
     logs = [(folder / f"rank{i}.log").open("w") for i in range(1, local)]  # rank 0 has the console
-    children = [subprocess.Popen([sys.executable, "-m", "seqtrain.distributed", str(job)],
+    children = [subprocess.Popen([sys.executable, "-m", "seqtrain.worker", str(job)],
                                  env={**os.environ, "LOCAL_RANK": str(i)}, stdout=log_file,
                                  stderr=subprocess.STDOUT) for i, log_file in enumerate(logs, 1)]
     # no watcher thread: a rank that dies closes its connections, and rank 0's next collective
@@ -172,44 +170,3 @@ def _visible_devices(cfg: DictConfig) -> int:
     if cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return torch.cuda.device_count()
     return 1
-
-
-def _exit_with_parent() -> None:
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(3)  # rank 0 is gone: nothing left to train with
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def main(job_file: str) -> None:
-    """Rank ``LOCAL_RANK`` of a run that rank 0 started: its config, folder and checkpoints."""
-    from seqtrain.cli import _quiet_libraries
-    from seqtrain.training import train
-
-    _exit_with_parent()
-    torch.set_num_threads(int(os.environ.get("SEQTRAIN_THREADS", torch.get_num_threads())))
-    logging.basicConfig(level=logging.ERROR, format="%(message)s")
-    _quiet_libraries()
-    job = OmegaConf.load(job_file)
-    cfg = job.config
-    cfg.progress_bar = False  # rank 0 draws the one bar
-    run_dir = Path(job.run_dir)
-    rank = os.environ.get("LOCAL_RANK", "?")
-    try:
-        train(cfg, run_dir, resume_from=job.resume_from, quiet=True,
-              warm_from=Path(job.warm_from) if job.warm_from else None)
-    except (Interrupted, KeyboardInterrupt):  # Ctrl-C: rank 0 tells the user where to resume from
-        raise SystemExit(130) from None
-    except SeqtrainError as exc:
-        error = Path(job_file).parent / f"rank{rank}.error"  # whole or absent, if rank 0 stops us midway
-        error.with_suffix(".tmp").write_text(str(exc))
-        error.with_suffix(".tmp").replace(error)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

@@ -25,7 +25,7 @@ from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import walk_forward_folds
 from seqtrain.errors import SeqtrainError
-from seqtrain.report.baselines import skill_report
+from seqtrain.report.baselines import pooled_skill
 from seqtrain.report.overfitting import deflated_report
 from seqtrain.report.predictions import write_parquet_atomic
 from seqtrain.report.trading import book_returns, in_metrics, trading_report
@@ -209,21 +209,3 @@ def pooled_notes(notes: list[dict]) -> dict[str, str]:
         out[name] = (texts.pop() if len(said) == len(notes) and len(texts) == 1
                      else "; ".join(f"fold {i}: {text}" for i, text in said.items()))
     return out
-
-
-def pooled_skill(task: str, predictions: pd.DataFrame, group_col: str | None, seed: int = 0) -> dict:
-    """``skill_report`` over every fold's test windows together; a window's loss is its error
-    averaged over its forecast steps, as in a single run. The bootstrap draws blocks of
-    consecutive ``window_end`` times, every series' windows at a drawn time together."""
-    keys = [*([group_col] if group_col else []), "window_end"]
-    columns = ["y_pred", *(c for c in predictions.columns if c.startswith("baseline_"))]
-    truth = predictions["y_true"]
-    if task == "classification":
-        errors = {c: (predictions[c] != truth).astype(float) for c in columns}
-    else:
-        errors = {c: (predictions[c] - truth).abs() for c in columns}
-    per_window = pd.DataFrame(errors).groupby([predictions[k] for k in keys], observed=True).mean()
-    times = per_window.index.get_level_values("window_end").to_numpy()
-    losses = {c.removeprefix("baseline_"): per_window[c].to_numpy() for c in columns[1:]}
-    metric = "test_acc" if task == "classification" else "test_mae"
-    return skill_report(task, metric, per_window["y_pred"].to_numpy(), losses, seed, times=times)

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqtrain.config import parse_arguments
 from seqtrain.errors import SeqtrainError
 from seqtrain.module import SeqModule
 from seqtrain.predict import (
     Predictor,
     _in_run,
     model_folder,
-    parse_arguments,
     publish,
     run_folder_holding,
     temporary_beside,

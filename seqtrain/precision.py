@@ -13,12 +13,9 @@ import os
 
 import torch
 
+from seqtrain.config import PRECISIONS  # accepted spellings -> Lightning's
 from seqtrain.errors import SeqtrainError
 
-# accepted spellings -> Lightning's; fp16 on GPU uses a loss scaler (Lightning's 16-mixed)
-PRECISIONS = {"32": "32-true", "32-true": "32-true", "64": "64-true", "64-true": "64-true",
-              "16": "16-mixed", "16-mixed": "16-mixed", "bf16": "bf16-mixed",
-              "bf16-mixed": "bf16-mixed"}
 #: ``SEQTRAIN_CPU_BF16=0`` or ``1`` overrides the CPU check (tests force both paths with it)
 CPU_BF16_ENV = "SEQTRAIN_CPU_BF16"
 

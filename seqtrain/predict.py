@@ -25,7 +25,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.allocator import settle_malloc
+from seqtrain.assemble import build_module
 from seqtrain.calibration import Calibration
+from seqtrain.config import parse_arguments
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
     forward_fill,
@@ -55,8 +57,6 @@ class _Contract(HasDataState):
 def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> SeqModule:
     """The run's LightningModule with the weights of ``checkpoint`` (read with
     ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode."""
-    from seqtrain.training import build_module
-
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise SeqtrainError(f"ckpt: {checkpoint} not found")
@@ -564,49 +564,6 @@ def model_folder(run_dir: Path, fold: int | None, command: str) -> Path:
 PREDICT_KEYS = {"run": None, "data.path": None, "fold": None, "ckpt": "best", "output": None,
                 "overwrite": False, "last": False, "allow_new_series": False, "streaming": "auto",
                 "batch_size": 1024, "device": "auto"}
-INTEGER_KEYS = ("fold", "batch_size")
-STREAMING = ("auto", "true", "false")
-
-
-def parse_arguments(argv: list[str], keys: dict, command: str) -> dict:
-    """``key=value`` arguments of a subcommand over ``keys``' defaults; one line for anything else.
-
-    Values are taken as written, not as YAML: a path stays the string given (``#``, ``:`` or
-    brackets in it included), a boolean is ``true`` or ``false`` and nothing else (``last=flase``
-    is an error, not true), an integer key takes an integer."""
-    settings = dict(keys)
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in keys:
-            usage = " ".join(f"{k}=..." for k in keys)
-            raise SeqtrainError(f"{command}: {arg!r} is not a setting; use {usage}")
-        settings[key] = _setting(command, key, value, keys[key])
-    return settings
-
-
-def _setting(command: str, key: str, value: str, default):
-    if isinstance(default, bool):
-        if value.lower() not in ("true", "false"):
-            raise SeqtrainError(f"{command}: {key}={value!r}; choose true or false")
-        return value.lower() == "true"
-    if key in INTEGER_KEYS:
-        try:
-            number = int(value)
-        except ValueError:
-            raise SeqtrainError(f"{command}: {key}={value!r}; an integer"
-                                + (" >= 1" if key == "batch_size" else "")) from None
-        if number < (1 if key == "batch_size" else 0):
-            raise SeqtrainError(f"{command}: {key}={number}; an integer >= {1 if key == 'batch_size' else 0}")
-        return number
-    if key == "streaming":
-        if value.lower() not in STREAMING:
-            raise SeqtrainError(f"{command}: streaming={value!r}; choose auto, true or false")
-        return value.lower()
-    if not value and default is not None:  # ckpt=, device=: a key with a default takes a value
-        raise SeqtrainError(f"{command}: {key}= is empty; give a value (default {default})")
-    return value or None  # a path or a name, as written
-
-
 def predict_command(argv: list[str]) -> None:
     """``seqtrain predict run=RUN data.path=TABLE [fold=K] [last=true] [ckpt=best|last|PATH]
     [output=FILE] [overwrite=true] [allow_new_series=true] [streaming=auto|true|false]

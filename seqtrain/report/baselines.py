@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 
 from seqtrain.data.rows import known_label_lag
@@ -274,3 +275,21 @@ def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
     else:
         columns = {f"baseline_{name}": guess.reshape(-1) for name, guess in guesses.items()}
     return baseline_test, skill, columns, notes
+
+
+def pooled_skill(task: str, predictions: pd.DataFrame, group_col: str | None, seed: int = 0) -> dict:
+    """``skill_report`` over every fold's test windows together; a window's loss is its error
+    averaged over its forecast steps, as in a single run. The bootstrap draws blocks of
+    consecutive ``window_end`` times, every series' windows at a drawn time together."""
+    keys = [*([group_col] if group_col else []), "window_end"]
+    columns = ["y_pred", *(c for c in predictions.columns if c.startswith("baseline_"))]
+    truth = predictions["y_true"]
+    if task == "classification":
+        errors = {c: (predictions[c] != truth).astype(float) for c in columns}
+    else:
+        errors = {c: (predictions[c] - truth).abs() for c in columns}
+    per_window = pd.DataFrame(errors).groupby([predictions[k] for k in keys], observed=True).mean()
+    times = per_window.index.get_level_values("window_end").to_numpy()
+    losses = {c.removeprefix("baseline_"): per_window[c].to_numpy() for c in columns[1:]}
+    metric = "test_acc" if task == "classification" else "test_mae"
+    return skill_report(task, metric, per_window["y_pred"].to_numpy(), losses, seed, times=times)

@@ -5,7 +5,7 @@ k's validation block is (with the default sizes) fold k-1's test block: the best
 test result was chosen on most of its own test rows. The search's own out-of-sample result
 replays the choice block by block instead: test block k is scored with the job that was best on
 what was known before block k started, and the blocks are pooled with the same time-block
-bootstrap interval and skill as a single walk-forward run (``evaluate.pooled_skill``).
+bootstrap interval and skill as a single walk-forward run (``baselines.pooled_skill``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from seqtrain.data.columns import utc_times
+from seqtrain.report.baselines import pooled_skill
 
 RULE = ("test block k is scored with the job whose mean best monitored validation value over folds "
         "0..k is best (fold j's validation block ends before its test block j <= k, so before block k "
@@ -106,8 +107,6 @@ def nested_result(jobs: list[WalkForwardJob], star: str | None = None) -> dict |
     job ``star`` (the sweep's ★; else the agreeing jobs' best on every fold) as selected in-sample;
     ``None`` for fewer than two walk-forward jobs, only ``left_out`` and ``skipped`` when fewer than
     two agree."""
-    from seqtrain.evaluate import pooled_skill
-
     if len(jobs) < 2:
         return None
     kept, left_out = agreeing_jobs(jobs)
@@ -166,8 +165,6 @@ def nested_summary(sweep_dir: Path, star: str | None = None) -> dict | None:
     saved as ``nested.csv`` (one row per test block: the job chosen, its selection score and its
     result on the block) and under ``"nested"`` in ``summary.json``; ``None`` when the sweep has
     fewer than two walk-forward jobs."""
-    from seqtrain.report.summary import _job_number
-
     folders = sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir()), key=_job_number)
     jobs = [job for job in map(load_job, folders) if job is not None]
     result = nested_result(jobs, star)
@@ -224,3 +221,7 @@ def _selected(star: dict) -> str:
     """The in-sample job's name, with ★ only when it is the sweep's ★ (not when that job was left
     out of the nested comparison and these jobs' best stands in for it)."""
     return f"{star['job']} ★" if star.get("star", True) else str(star["job"])
+
+
+def _job_number(path: Path):
+    return (0, int(path.name)) if path.name.isdigit() else (1, path.name)

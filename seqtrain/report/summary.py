@@ -11,8 +11,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from seqtrain.precision import PRECISIONS
-from seqtrain.report.nested import nested_lines, nested_summary, nested_table_rows
+from seqtrain.config import PRECISIONS
+from seqtrain.report.nested import _job_number, nested_lines, nested_summary, nested_table_rows
 from seqtrain.report.sweep_overfitting import judge_sweep, print_judgement, trading_columns
 
 
@@ -325,10 +325,6 @@ def _short(override: str) -> str:
     except ValueError:
         return override
     return override if value.lstrip("-").isdigit() else f"{key}={number:.4g}"
-
-
-def _job_number(path: Path):
-    return (0, int(path.name)) if path.name.isdigit() else (1, path.name)
 
 
 def _maybe(value) -> str:

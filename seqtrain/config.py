@@ -1,0 +1,84 @@
+"""The rules that read the configuration and the subcommands' arguments, shared by the doors,
+the runs and the report: a subcommand's ``key=value`` arguments, which way a monitored metric
+improves, and the spellings ``trainer.precision`` accepts."""
+
+from __future__ import annotations
+
+from seqtrain.errors import SeqtrainError
+
+# accepted spellings -> Lightning's; fp16 on GPU uses a loss scaler (Lightning's 16-mixed)
+PRECISIONS = {"32": "32-true", "32-true": "32-true", "64": "64-true", "64-true": "64-true",
+              "16": "16-mixed", "16-mixed": "16-mixed", "bf16": "bf16-mixed",
+              "bf16-mixed": "bf16-mixed"}
+
+# metrics for which a larger value is better; every other monitored value (loss, mae, rmse) is
+# better smaller
+HIGHER_IS_BETTER = ("acc", "f1", "auroc")
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """``mode`` (``min``/``max``) for the monitored ``val_*`` metric; ``auto``: from its name."""
+    if mode == "auto":
+        return "max" if monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min"
+    return mode
+
+
+def monitor_and_mode(cfg) -> tuple[str, str]:
+    """``early_stopping``'s monitored metric (one the task logs) and its resolved mode."""
+    monitor, mode = cfg.early_stopping.monitor, cfg.early_stopping.mode
+    valid = ["val_loss", *(f"val_{m}" for m in (
+        ("acc", "f1", "auroc") if cfg.task == "classification" else ("mae", "rmse")))]
+    if monitor not in valid:
+        raise SeqtrainError(
+            f"early_stopping.monitor: {monitor!r} is not logged for task={cfg.task}; "
+            f"choose one of {', '.join(valid)}"
+        )
+    mode = monitor_mode(monitor, mode)
+    if mode not in ("min", "max"):
+        raise SeqtrainError(f"early_stopping.mode: {mode!r}; choose min, max or auto")
+    return monitor, mode
+
+
+# -- a subcommand's key=value arguments ------------------------------------------------------------
+
+INTEGER_KEYS = ("fold", "batch_size")
+STREAMING = ("auto", "true", "false")
+
+
+def parse_arguments(argv: list[str], keys: dict, command: str) -> dict:
+    """``key=value`` arguments of a subcommand over ``keys``' defaults; one line for anything else.
+
+    Values are taken as written, not as YAML: a path stays the string given (``#``, ``:`` or
+    brackets in it included), a boolean is ``true`` or ``false`` and nothing else (``last=flase``
+    is an error, not true), an integer key takes an integer."""
+    settings = dict(keys)
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq or key not in keys:
+            usage = " ".join(f"{k}=..." for k in keys)
+            raise SeqtrainError(f"{command}: {arg!r} is not a setting; use {usage}")
+        settings[key] = _setting(command, key, value, keys[key])
+    return settings
+
+
+def _setting(command: str, key: str, value: str, default):
+    if isinstance(default, bool):
+        if value.lower() not in ("true", "false"):
+            raise SeqtrainError(f"{command}: {key}={value!r}; choose true or false")
+        return value.lower() == "true"
+    if key in INTEGER_KEYS:
+        try:
+            number = int(value)
+        except ValueError:
+            raise SeqtrainError(f"{command}: {key}={value!r}; an integer"
+                                + (" >= 1" if key == "batch_size" else "")) from None
+        if number < (1 if key == "batch_size" else 0):
+            raise SeqtrainError(f"{command}: {key}={number}; an integer >= {1 if key == 'batch_size' else 0}")
+        return number
+    if key == "streaming":
+        if value.lower() not in STREAMING:
+            raise SeqtrainError(f"{command}: streaming={value!r}; choose auto, true or false")
+        return value.lower()
+    if not value and default is not None:  # ckpt=, device=: a key with a default takes a value
+        raise SeqtrainError(f"{command}: {key}= is empty; give a value (default {default})")
+    return value or None  # a path or a name, as written
