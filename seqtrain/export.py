@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from seqtrain.errors import SeqtrainError
-from seqtrain.files import atomic, publish, write_json
+from seqtrain.files import copy_file, publish, write_json
 from seqtrain.module import SeqModule
 from seqtrain.predict import (
     Predictor,
@@ -121,8 +121,7 @@ def export(predictor: Predictor, fmt: str, folder: Path, overwrite: bool = False
         shutil.rmtree(scratch, ignore_errors=True)
     state = folder / "data_state.json"
     if not state.exists():
-        with atomic(state, overwrite=False, key="export") as tmp:
-            shutil.copyfile(predictor.run_dir / "data_state.json", tmp)
+        copy_file(predictor.run_dir / "data_state.json", state, overwrite=False, key="export")
     outputs = (["probs"] if network.classification else ["pred", "quantiles"] if network.quantile
                else ["pred"])
     record = {"format": fmt, "file": FORMATS[fmt], "model": model_name, "inputs": names, "outputs": outputs,

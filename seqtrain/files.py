@@ -147,9 +147,11 @@ def save_config(path: str | Path, cfg) -> None:
         OmegaConf.save(cfg, tmp)
 
 
-def copy_file(source: str | Path, target: str | Path, metadata: bool = False) -> None:
-    """``source``'s bytes (and with ``metadata`` its times and mode) at ``target``."""
-    with atomic(target) as tmp:
+def copy_file(source: str | Path, target: str | Path, metadata: bool = False, overwrite: bool = True,
+              key: str | None = None) -> None:
+    """``source``'s bytes (and with ``metadata`` its times and mode) at ``target``; ``overwrite``
+    and ``key`` as for ``atomic``."""
+    with atomic(target, overwrite, key) as tmp:
         (shutil.copy2 if metadata else shutil.copyfile)(source, tmp)
 
 
