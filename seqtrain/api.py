@@ -22,6 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import copy_file, save_config, write_json, write_parquet, write_text
 
 log = logging.getLogger("seqtrain")
 
@@ -117,8 +118,8 @@ def _train_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> Run:
     from seqtrain.training import train as train_run
 
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    (run_dir / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides) + "\n")
+    save_config(run_dir / ".hydra" / "config.yaml", cfg)
+    write_text(run_dir / ".hydra" / "overrides.yaml", json.dumps(overrides) + "\n")
     quiet_libraries()
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
@@ -335,7 +336,7 @@ class SequenceModel:
         try:
             data_path = run_dir / "data" / "train.parquet"
             data_path.parent.mkdir(parents=True, exist_ok=True)
-            table.to_parquet(data_path, index=False)
+            write_parquet(data_path, table)
             data.path = str(data_path)
             self.run_ = _train_config(cfg, overrides, run_dir)
         except SeqtrainError:
@@ -569,12 +570,11 @@ class SequenceModel:
             raise SeqtrainError(f"save: {path} exists and is not empty; choose a new folder")
         for name in (".hydra/config.yaml", "data_state.json", "metrics.json", "checkpoints/best.ckpt"):
             (path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(run.path / name, path / name)
+            copy_file(run.path / name, path / name, metadata=True)
         params = {k: v for k, v in self.get_params().items() if k != "run_dir"}
         fitted = {"index_names": self.index_names_, "target": self.target_, "time_zone": self.time_zone_,
                   "features": list(self.feature_names_in_)}
-        (path / "sequence_model.json").write_text(json.dumps({"params": params, "fitted": fitted},
-                                                             indent=2, default=_json_value))
+        write_json(path / "sequence_model.json", {"params": params, "fitted": fitted}, default=_json_value)
         return path
 
     @classmethod

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import write_json
 
 CALIBRATIONS = ("none", "temperature")
 SIZINGS = ("sign", "probability")
@@ -254,9 +255,7 @@ class Calibration:
                    saved.get("validation_nll"))
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
+        write_json(path, self.to_dict(), default=None)
 
     @classmethod
     def load(cls, path: Path) -> Calibration | None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import math
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import atomic, copy_file, write_csv_rows
 from seqtrain.optim import optimizer_parameters
 
 
@@ -76,22 +74,11 @@ class EpochMetrics(L.Callback):
         self.rows.append(row)
         self._settle()
         if trainer.is_global_zero:  # DDP: one process writes the run folder
-            _write_csv(self.path, self.rows)
-            _write_csv(self.steps_path, self.steps)
+            write_csv_rows(self.path, self.rows)
+            write_csv_rows(self.steps_path, self.steps)
 
     def row(self, epoch: int) -> dict | None:
         return next((r for r in self.rows if r["epoch"] == epoch), None)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    """All ``rows`` to ``path``, atomically (a killed run never leaves half a file)."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
 
 
 class RunCheckpoints(Checkpoint):
@@ -140,7 +127,7 @@ class RunCheckpoints(Checkpoint):
         if best.exists() and _saved_step(best) == self.best_step:
             return
         if _saved_step(resumed_from) == self.best_step:  # killed between last.ckpt and best.ckpt
-            _copy_atomic(resumed_from, best)
+            copy_file(resumed_from, best)
 
     def _improved(self, value) -> bool:
         if value is None or not math.isfinite(float(value)):
@@ -159,19 +146,13 @@ class RunCheckpoints(Checkpoint):
             self.best_epoch, self.best_step = trainer.current_epoch, trainer.global_step
         trainer.save_checkpoint(self.last_path)
         if improved and trainer.is_global_zero:
-            _copy_atomic(self.last_path, self.folder / "best.ckpt")
+            copy_file(self.last_path, self.folder / "best.ckpt")
         trainer.strategy.barrier("best.ckpt")  # DDP: no rank reads best.ckpt before it is complete
 
 
 def _saved_step(path: Path) -> int | None:
     # memory-mapped: only the step is read, not the weights
     return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 class RandomState(L.Callback):
@@ -460,7 +441,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary file and renamed: a kill never leaves half a file."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with atomic(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)

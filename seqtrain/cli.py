@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -117,8 +116,10 @@ def check_overrides(argv: list[str]) -> str | None:
 
 def record_failure(run_dir: Path, message: str) -> None:
     """``failed.json`` in a sweep job's folder: its one-line error, for the sweep summary."""
+    from seqtrain.files import write_json
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "failed.json").write_text(json.dumps({"error": message}, indent=2))
+    write_json(run_dir / "failed.json", {"error": message}, default=None)
 
 
 def share_the_cores(launcher) -> None:

@@ -30,7 +30,7 @@ from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import SPLIT_NAMES, cpcv_group_edges, cpcv_paths, cpcv_periods, cpcv_splits
 from seqtrain.errors import SeqtrainError
 from seqtrain.evaluate import _text, pooled_notes, pooled_skill
-from seqtrain.report.predictions import write_parquet_atomic
+from seqtrain.files import save_config, write_csv, write_json, write_parquet
 from seqtrain.report.trading import trading_report
 
 log = logging.getLogger("seqtrain")
@@ -98,7 +98,7 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
         log.info("cpcv split %d/%d: test groups %s", info["split"] + 1, len(splits), info["test_groups"])
         split_started = time.perf_counter()
         (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
-        OmegaConf.save(split_cfg, folder / ".hydra" / "config.yaml")
+        save_config(folder / ".hydra" / "config.yaml", split_cfg)
         best.append(train_split(split_cfg, folder))
         metrics = json.loads((folder / "metrics.json").read_text())
         notes.append(metrics.get("baseline_notes") or {})
@@ -108,12 +108,12 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
         rows.append(_split_row(info, metrics, time.perf_counter() - split_started))
     predictions = pd.concat(frames, ignore_index=True)
     zone = time_zone(source.read_schema(data_path), cfg.data.time_col)
-    write_parquet_atomic(in_zone(predictions, zone), run_dir / "predictions.parquet")
-    pd.DataFrame(rows).to_csv(run_dir / "splits.csv", index=False)
+    write_parquet(run_dir / "predictions.parquet", in_zone(predictions, zone))
+    write_csv(run_dir / "splits.csv", pd.DataFrame(rows))
     paths = cpcv_paths(cfg.eval.groups, cfg.eval.test_groups)
     table = path_table(cfg.task, predictions, paths, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps,
                        cfg.seed, cfg.eval.get("sizing", "sign"))
-    table.to_csv(run_dir / "paths.csv", index=False)
+    write_csv(run_dir / "paths.csv", table)
     monitor = cfg.early_stopping.monitor
     summary = {"eval": "cpcv", "task": cfg.task, "model": cfg.model.name, "groups": cfg.eval.groups,
                "test_groups": cfg.eval.test_groups, "splits": rows, "n_paths": len(paths),
@@ -126,7 +126,7 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
                "monitor": monitor, "mode": metrics["mode"], "best_val": {monitor: float(np.mean(best))},
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(run_dir / "metrics.json", summary)
     from seqtrain.report.plots import plot_paths
     from seqtrain.report.summary import print_cpcv
 

@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import save_config
 
 log = logging.getLogger("seqtrain")
 
@@ -85,10 +86,10 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     for stale in folder.glob("rank*.error"):
         stale.unlink()
     job = folder / "job.yaml"
-    OmegaConf.save(OmegaConf.create({
+    save_config(job, OmegaConf.create({
         "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir),
         "resume_from": str(resume_from) if resume_from else None,
-        "warm_from": str(warm_from) if warm_from else None}), job)
+        "warm_from": str(warm_from) if warm_from else None}))
     saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "SEQTRAIN_LOCAL_WORLD", "SEQTRAIN_THREADS")}
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(_free_port()))

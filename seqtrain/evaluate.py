@@ -25,9 +25,9 @@ from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import walk_forward_folds
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import save_config, write_csv, write_json, write_parquet
 from seqtrain.report.baselines import pooled_skill
 from seqtrain.report.overfitting import deflated_report
-from seqtrain.report.predictions import write_parquet_atomic
 from seqtrain.report.trading import book_returns, in_metrics, trading_report
 
 log = logging.getLogger("seqtrain")
@@ -118,7 +118,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
                  bounds["test_end"] or "end")
         fold_started = time.perf_counter()
         (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
-        OmegaConf.save(fold_cfg, folder / ".hydra" / "config.yaml")
+        save_config(folder / ".hydra" / "config.yaml", fold_cfg)
         warm = run_dir / f"fold_{i - 1:02d}" / "checkpoints" / "best.ckpt"
         warm = warm if refit == "warm" and i > 0 and warm.exists() else None
         best.append(train_fold(fold_cfg, folder, warm))
@@ -130,15 +130,15 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
                      "warm_from": warm.parent.parent.name if warm else None})
     predictions = pd.concat(frames, ignore_index=True)
     zone = time_zone(source.read_schema(data_path), cfg.data.time_col)
-    write_parquet_atomic(in_zone(predictions, zone), run_dir / "predictions.parquet")
+    write_parquet(run_dir / "predictions.parquet", in_zone(predictions, zone))
     folds_table = pd.DataFrame(rows)
-    folds_table.to_csv(run_dir / "folds.csv", index=False)
+    write_csv(run_dir / "folds.csv", folds_table)
     task = cfg.task
     pooled = pooled_skill(task, predictions, cfg.data.group_col, cfg.seed)
     trading = trading_report(predictions, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps,
                              cfg.eval.get("sizing", "sign"))
     if trading:  # the pooled book: its periods, and its Sharpe deflated by the trials run elsewhere
-        write_parquet_atomic(book_returns(trading, zone), run_dir / "trading.parquet")
+        write_parquet(run_dir / "trading.parquet", book_returns(trading, zone))
         trading["deflated_sharpe"] = deflated_report(trading["model"], cfg.eval.get("trials", 1),
                                                      cfg.eval.get("trial_sharpe_variance"))
     calibration, intervals = pooled_calibration(task, predictions, classes,
@@ -153,7 +153,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
                "calibration": calibration, "intervals": intervals,
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(run_dir / "metrics.json", summary)
     from seqtrain.report.plots import plot_equity, plot_folds, plot_predictions
     from seqtrain.report.summary import print_walk_forward
 

@@ -27,14 +27,13 @@ from torch import nn
 
 from seqtrain.config import parse_arguments
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import copy_file, publish, write_json
 from seqtrain.module import SeqModule
 from seqtrain.predict import (
     Predictor,
     _in_run,
     model_folder,
-    publish,
     run_folder_holding,
-    temporary_beside,
 )
 
 log = logging.getLogger("seqtrain")
@@ -122,20 +121,14 @@ def export(predictor: Predictor, fmt: str, folder: Path, overwrite: bool = False
         shutil.rmtree(scratch, ignore_errors=True)
     state = folder / "data_state.json"
     if not state.exists():
-        tmp = temporary_beside(state)
-        shutil.copyfile(predictor.run_dir / "data_state.json", tmp)
-        publish(tmp, state, False, "export")
+        copy_file(predictor.run_dir / "data_state.json", state, overwrite=False, key="export")
     outputs = (["probs"] if network.classification else ["pred", "quantiles"] if network.quantile
                else ["pred"])
     record = {"format": fmt, "file": FORMATS[fmt], "model": model_name, "inputs": names, "outputs": outputs,
               "max_abs_difference": difference, "temperature": network.temperature,
               "checkpoint": str(predictor.checkpoint) if predictor.checkpoint else None}
-    index = temporary_beside(folder / "export.json")  # one entry per format exported into the folder
-    try:
-        index.write_text(json.dumps({**_exported(folder), fmt: record}, indent=2))
-        index.replace(folder / "export.json")
-    finally:
-        index.unlink(missing_ok=True)
+    # one entry per format exported into the folder
+    write_json(folder / "export.json", {**_exported(folder), fmt: record}, default=None)
     return record
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,8 @@ from seqtrain.data.columns import (
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.state import DataState, HasDataState
 from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
-from seqtrain.errors import SeqtrainError, first_line
+from seqtrain.errors import SeqtrainError
+from seqtrain.files import atomic
 from seqtrain.module import SeqModule
 from seqtrain.report.predictions import predictions_frame
 
@@ -172,17 +172,12 @@ class Predictor:
             chunks = (source.read_row_group(g, dataset.schema, columns) for g in groups)
         else:
             chunks = _slices(source.read_columns(path, columns), whole=self.state.sort)
-        tmp = temporary_beside(output)
-        try:
+        with atomic(output, overwrite, "output") as tmp:
             parts = (in_zone(part, zone)
                      for part in self.predict_chunks(chunks, last, allow_new_series, in_memory=not streaming))
             written = self._write(parts, tmp)
             if written == 0:
                 raise SeqtrainError(self._no_window_message(path))
-            publish(tmp, output, overwrite, "output")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return written
 
     @staticmethod
@@ -501,39 +496,6 @@ def check_output(output: Path, table: Path, overwrite: bool, trained_on: Path | 
     if output.exists() and not overwrite:
         raise SeqtrainError(f"output: {output} already exists; choose another file, or overwrite=true to "
                             "replace it")
-
-
-def temporary_beside(path: Path) -> Path:
-    """A new empty file in ``path``'s folder (made if needed) to write into before ``publish``:
-    its name is unique, so it can never be an existing file of the user's."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise SeqtrainError(f"output: cannot write into {path.parent}: {first_line(exc)}") from None
-    os.close(handle)
-    return Path(name)
-
-
-def publish(tmp: Path, path: Path, overwrite: bool, key: str) -> None:
-    """``tmp`` renamed to ``path`` in one step. Without ``overwrite`` it is linked first, which
-    fails rather than replace a file that appeared meanwhile (e.g. a second command choosing the
-    same name); a file system without hard links gets a check just before the rename."""
-    if overwrite:
-        tmp.replace(path)
-        return
-    appeared = SeqtrainError(f"{key}: {path} appeared while this command ran; nothing was replaced "
-                             "(run it again)")
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise appeared from None
-    except OSError:  # no hard links here (some network and FAT file systems)
-        if path.exists():
-            raise appeared from None
-        tmp.replace(path)
-        return
-    tmp.unlink()
 
 
 def model_folder(run_dir: Path, fold: int | None, command: str) -> Path:

@@ -58,6 +58,7 @@ from seqtrain.data.streaming import parse_bytes
 from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.evaluate import check_walk_forward, walk_forward
+from seqtrain.files import write_json, write_parquet
 from seqtrain.models.registry import MODELS, check_model_args, model_class
 from seqtrain.module import SeqModule
 from seqtrain.optim import check_optim, check_scheduler
@@ -71,7 +72,7 @@ from seqtrain.report.plots import (
     plot_lr_find,
     plot_predictions,
 )
-from seqtrain.report.predictions import concat_records, predictions_frame, write_parquet_atomic
+from seqtrain.report.predictions import concat_records, predictions_frame
 from seqtrain.report.summary import print_summary
 from seqtrain.report.sweep_overfitting import check_pbo_blocks
 from seqtrain.report.trading import book_returns, in_metrics, trading_report
@@ -374,11 +375,11 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         data.contract, gathered.records, train_rows, cfg.seed, cfg.eval.season or 0)
     predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
-    write_parquet_atomic(in_zone(predictions, data.contract.time_zone), run_dir / "predictions.parquet")
+    write_parquet(run_dir / "predictions.parquet", in_zone(predictions, data.contract.time_zone))
     trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps,
                              cfg.eval.get("sizing", "sign"))
     if trading:
-        write_parquet_atomic(book_returns(trading, data.contract.time_zone), run_dir / "trading.parquet")
+        write_parquet(run_dir / "trading.parquet", book_returns(trading, data.contract.time_zone))
     probabilities, intervals = _calibration_reports(cfg, data, predictions, gathered.records, calibration,
                                                     run_dir)
     epochs = fitted.epochs
@@ -425,7 +426,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "precision_requested": str(cfg.trainer.precision),
         "run_dir": str(run_dir),
     }
-    _write_json(run_dir / "metrics.json", summary)
+    write_json(run_dir / "metrics.json", summary)
     log_results(fitted.logger, summary, run_dir, fitted.trainer.global_step)
     if not quiet:
         print_summary(summary)
@@ -513,7 +514,7 @@ def _choose_learning_rate(cfg: DictConfig, trainer: L.Trainer, module: SeqModule
     found = {"lr": float(chosen), "tried": len(finder.results["lr"])}
     if cfg.get("plots", True):
         plot_lr_find(finder.results["lr"], finder.results["loss"], chosen, run_dir / "plots" / "lr_find.png")
-    _write_json(record, found)
+    write_json(record, found)
     log.info("optim.lr=find: learning rate %.3g (curve in plots/lr_find.png)", chosen)
     return found
 
@@ -686,9 +687,3 @@ def _pin_memory(setting, accelerator: str) -> bool:
     if setting == "auto":
         return accelerator == "gpu"
     return bool(setting)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(path)

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from seqtrain.console import quiet_libraries
 from seqtrain.errors import Interrupted, SeqtrainError
+from seqtrain.files import write_text
 from seqtrain.training import train
 
 
@@ -48,8 +49,7 @@ def main(job_file: str) -> None:
         raise SystemExit(130) from None
     except SeqtrainError as exc:
         error = Path(job_file).parent / f"rank{rank}.error"  # whole or absent, if rank 0 stops us midway
-        error.with_suffix(".tmp").write_text(str(exc))
-        error.with_suffix(".tmp").replace(error)
+        write_text(error, str(exc))
         raise SystemExit(2) from None
 
 

@@ -32,6 +32,7 @@ from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.time_features import calendar_features
 from seqtrain.data.windows import WindowSpec
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import write_json
 
 
 def input_matrix(features: np.ndarray, times: np.ndarray, cycles: list[str],
@@ -271,10 +272,7 @@ class DataState:
         )
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        tmp.replace(path)
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> DataState:

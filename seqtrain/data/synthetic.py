@@ -15,15 +15,14 @@ beat. ``make_bars_table`` (``bars``) is raw OHLCV bars, the input of a direction
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import write_table
 
 
 def make_table(n_series: int = 3, length: int = 2000, seed: int = 0, freq: str = "h") -> pd.DataFrame:
@@ -190,9 +189,6 @@ def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
         if key not in accepted:
             raise SeqtrainError(f"data.generator.{key}: not a setting of the {name} table; "
                                 f"valid: {', '.join(sorted(accepted))}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # DDP processes under torchrun may write at once
-    pq.write_table(pa.Table.from_pandas(make(**given), preserve_index=False), tmp)
-    tmp.replace(path)
+    path = Path(path)  # DDP processes under torchrun may write it at once: each has its own temporary
+    write_table(path, pa.Table.from_pandas(make(**given), preserve_index=False))
     return path

@@ -11,7 +11,6 @@ bootstrap interval and skill as a single walk-forward run (``baselines.pooled_sk
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pandas as pd
 import yaml
 
 from seqtrain.data.columns import utc_times
+from seqtrain.files import merge_into_json, write_csv
 from seqtrain.report.baselines import pooled_skill
 
 RULE = ("test block k is scored with the job whose mean best monitored validation value over folds "
@@ -171,18 +171,11 @@ def nested_summary(sweep_dir: Path, star: str | None = None) -> dict | None:
     if result is None:
         return None
     if "blocks" in result:
-        pd.DataFrame(result["blocks"]).to_csv(Path(sweep_dir) / "nested.csv", index=False)
+        write_csv(Path(sweep_dir) / "nested.csv", pd.DataFrame(result["blocks"]))
     merge_into_json(Path(sweep_dir) / "summary.json", {"nested": result})
     return result
 
 
-def merge_into_json(path: Path, entries: dict) -> None:
-    """Set ``entries``' keys in the JSON object at ``path`` (created if absent), keeping its
-    other keys; written atomically (a temporary file renamed over it)."""
-    current = json.loads(path.read_text()) if path.exists() else {}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**current, **entries}, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def nested_table_rows(nested: dict) -> list[dict]:

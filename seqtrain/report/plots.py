@@ -15,16 +15,16 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from seqtrain.data.rows import time_from_number  # noqa: E402
+from seqtrain.files import save_figure  # noqa: E402
 
 MAX_POINTS = 500  # of the test period drawn per series, so single steps stay readable
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        save_figure(path, fig, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def plot_lr_find(lrs: list[float], losses: list[float], chosen: float, path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -87,9 +85,3 @@ def _missing_where(values: np.ndarray, known: np.ndarray | None, integers: bool 
     if values.dtype.kind == "f":
         return np.where(known, values, np.nan)
     return np.where(known, values, None)
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqtrain.config import PRECISIONS
+from seqtrain.files import write_csv
 from seqtrain.report.nested import _job_number, nested_lines, nested_summary, nested_table_rows
 from seqtrain.report.sweep_overfitting import judge_sweep, print_judgement, trading_columns
 
@@ -246,7 +247,7 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
     best = rank(rows)
     nested = nested_summary(sweep_dir, best["job"] if best else None)  # walk-forward jobs only
     frame = pd.DataFrame(rows)
-    frame.to_csv(Path(sweep_dir) / "summary.csv", index=False)
+    write_csv(Path(sweep_dir) / "summary.csv", frame)
     shared = set.intersection(*(set(r["overrides"].split()) for r in rows))
     for row in rows:  # show what differs between the runs, not what they all share
         row["overrides"] = " ".join(_short(o) for o in row["overrides"].split() if o not in shared)

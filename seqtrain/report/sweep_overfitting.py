@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import merge_into_json
 from seqtrain.report.overfitting import backtest_overfitting, deflated_report
 
 MIN_PBO_JOBS = 4
@@ -62,11 +63,7 @@ def judge_sweep(sweep_dir: Path, rows: list[dict], best: dict | None, blocks: in
         from seqtrain.report.plots import plot_pbo
 
         plot_pbo(result["logits"], result["pbo"], sweep_dir / "summary_pbo.png")
-    path = sweep_dir / "summary.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**saved, **result}, indent=2, default=_plain))
-    tmp.replace(path)
+    merge_into_json(sweep_dir / "summary.json", result, default=_plain)
     return result
 
 
