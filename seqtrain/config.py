@@ -41,7 +41,7 @@ def monitor_and_mode(cfg) -> tuple[str, str]:
 
 # -- a subcommand's key=value arguments ------------------------------------------------------------
 
-INTEGER_KEYS = ("fold", "batch_size")
+INTEGER_KEYS = ("fold", "split", "batch_size")
 STREAMING = ("auto", "true", "false")
 
 

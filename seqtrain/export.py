@@ -256,12 +256,12 @@ def check_export(network: nn.Module, path: Path, fmt: str, predictor: Predictor)
     return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
 
 
-EXPORT_KEYS = {"run": None, "fold": None, "format": "onnx", "ckpt": "best", "output": None,
+EXPORT_KEYS = {"run": None, "fold": None, "split": None, "format": "onnx", "ckpt": "best", "output": None,
                "overwrite": False}
 
 
 def export_command(argv: list[str]) -> None:
-    """``seqtrain export run=RUN [fold=K] [format=onnx|torchscript] [ckpt=best|last|PATH]
+    """``seqtrain export run=RUN [fold=K | split=K] [format=onnx|torchscript] [ckpt=best|last|PATH]
     [output=DIR] [overwrite=true]``."""
     from rich.console import Console
 
@@ -269,7 +269,7 @@ def export_command(argv: list[str]) -> None:
     if settings["run"] is None:
         raise SeqtrainError("export: run= is required, e.g. "
                             "seqtrain export run=outputs/DATE/TIME format=onnx")
-    run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "export")
+    run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "export", settings["split"])
     predictor = Predictor.from_run(run_dir, settings["ckpt"], device="cpu")
     folder = Path(settings["output"]).expanduser() if settings["output"] else run_dir / "export"
     record = export(predictor, settings["format"] or "", folder, settings["overwrite"])

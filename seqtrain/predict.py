@@ -498,15 +498,33 @@ def check_output(output: Path, table: Path, overwrite: bool, trained_on: Path | 
                             "replace it")
 
 
-def model_folder(run_dir: Path, fold: int | None, command: str) -> Path:
-    """The folder whose model a command uses: the run itself, or for a walk-forward run (one
-    model per ``fold_NN/``) fold ``fold``, by default the last (it saw the most data)."""
-    folds = {int(p.name[5:]): p for p in run_dir.glob("fold_*")
-             if p.name[5:].isdigit() and (p / "data_state.json").exists()}
-    walk_forward = bool(folds) and not (run_dir / "data_state.json").exists()
-    if not (run_dir / "data_state.json").exists() and any(run_dir.glob("split_*/data_state.json")):
-        raise SeqtrainError(f"{command}: {run_dir} is a cpcv run with one model per split; name one: "
-                            f"run={run_dir / 'split_00'} (each split_NN folder is a run)")
+def _numbered(run_dir: Path, prefix: str) -> dict[int, Path]:
+    """``prefix_NN/`` run folders (a walk-forward run's folds, a cpcv run's splits) by number."""
+    return {int(p.name[len(prefix):]): p for p in run_dir.glob(f"{prefix}*")
+            if p.name[len(prefix):].isdigit() and (p / "data_state.json").exists()}
+
+
+def model_folder(run_dir: Path, fold: int | None, command: str, split: int | None = None) -> Path:
+    """The folder whose model a command uses: the run itself; for a walk-forward run (one model
+    per ``fold_NN/``) fold ``fold``, by default the last (it saw the most data); for a cpcv run
+    (one per ``split_NN/``, none of them the run's model) split ``split``, which must be named."""
+    own = (run_dir / "data_state.json").exists()
+    folds, splits = _numbered(run_dir, "fold_"), _numbered(run_dir, "split_")
+    walk_forward = bool(folds) and not own
+    if splits and not own:
+        if fold is not None:
+            raise SeqtrainError(f"{command}: fold={fold}: {run_dir} is a cpcv run (split_NN folders); "
+                                "choose one with split=K")
+        span = f"split={min(splits)}..{max(splits)}"
+        if split is None:
+            raise SeqtrainError(f"{command}: {run_dir} is a cpcv run with one model per split; name one "
+                                f"with {span} (splits.csv says which groups each tested)")
+        if split not in splits:
+            raise SeqtrainError(f"{command}: split={split}: {run_dir} has no split_{split:02d}; {span}")
+        return splits[split]
+    if split is not None:
+        raise SeqtrainError(f"{command}: split={split}: {run_dir} is not a cpcv run (it has no split_NN "
+                            "folders); drop split=")
     if not walk_forward:
         if fold is not None:
             raise SeqtrainError(f"{command}: fold={fold}: {run_dir} is not a walk-forward run (it has no "
@@ -523,11 +541,11 @@ def model_folder(run_dir: Path, fold: int | None, command: str) -> Path:
 
 # -- the command ---------------------------------------------------------------------------------
 
-PREDICT_KEYS = {"run": None, "data.path": None, "fold": None, "ckpt": "best", "output": None,
+PREDICT_KEYS = {"run": None, "data.path": None, "fold": None, "split": None, "ckpt": "best", "output": None,
                 "overwrite": False, "last": False, "allow_new_series": False, "streaming": "auto",
                 "batch_size": 1024, "device": "auto"}
 def predict_command(argv: list[str]) -> None:
-    """``seqtrain predict run=RUN data.path=TABLE [fold=K] [last=true] [ckpt=best|last|PATH]
+    """``seqtrain predict run=RUN data.path=TABLE [fold=K | split=K] [last=true] [ckpt=best|last|PATH]
     [output=FILE] [overwrite=true] [allow_new_series=true] [streaming=auto|true|false]
     [batch_size=N] [device=auto|cpu|cuda]``."""
     from rich.console import Console
@@ -539,7 +557,7 @@ def predict_command(argv: list[str]) -> None:
         if settings[key] is None:
             raise SeqtrainError(f"predict: {key}= is required, e.g. seqtrain predict run=outputs/DATE/TIME "
                                 "data.path=new.parquet")
-    run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "predict")
+    run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "predict", settings["split"])
     path = Path(settings["data.path"]).expanduser()
     predictor = Predictor.from_run(run_dir, settings["ckpt"], settings["batch_size"], settings["device"])
     output = Path(settings["output"]).expanduser() if settings["output"] else _default_output(run_dir, path)

@@ -15,7 +15,7 @@ import seqtrain
 from seqtrain.cpcv import split_configs
 from seqtrain.data.prepare import prepare
 from seqtrain.data.streaming import plan_stream
-from tests.conftest import TINY
+from tests.conftest import TINY, run_seqtrain
 from tests.data.test_streaming import assert_same_windows, in_memory, streamed, write
 from tests.helpers import make_table
 
@@ -82,7 +82,7 @@ def test_no_training_or_validation_window_touches_a_test_group(tmp_path):
             assert_same_windows(expected[split], got[split])
 
 
-def test_cpcv_run_recombines_the_splits_into_paths(run_cli):
+def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys, tmp_path):
     """Streamed here (the README's command runs in memory)."""
     result = run_cli(*TINY, "plots=true", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                      "data.generator.name=bars", "data.target=close", "data.label=direction",
@@ -113,6 +113,21 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli):
     assert (run / "plots" / "paths.png").is_file()
     loaded = seqtrain.load(run)  # one model per split, each a run of its own
     assert len(loaded.splits) == 3 and loaded.splits[2].data_state.record["streaming"]
+    # predict names a split's model (none is the run's own); without one, or with fold=, one line
+    table = run / "data" / "synthetic.parquet"  # the bars the splits trained on
+    out = tmp_path / "split1.parquet"
+    code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={run}", f"data.path={table}", "split=1",
+                              "last=true", f"output={out}")
+    assert code == 0, said
+    direct = tmp_path / "direct.parquet"
+    code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={run / 'split_01'}", f"data.path={table}",
+                              "last=true", f"output={direct}")
+    assert code == 0, said
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(direct))
+    for args, expected in ((["split=7"], "has no split_07; split=0..2"), ([], "name one with split=0..2"),
+                           (["fold=0"], "choose one with split=K")):
+        code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={run}", f"data.path={table}", *args)
+        assert code == 2 and expected in " ".join(said.split()) and "Traceback" not in said
     out = " ".join(result.out.split())
     assert "cpcv (3 groups, 2 tested: 3 splits, 2 paths)" in out
     assert "walk-forward tests each period once" in out
