@@ -244,7 +244,8 @@ def test_a_triple_barrier_run_with_uniqueness_weights_predicts_its_test_windows_
     result = run_cli("data=parquet", f"data.path={path}", "data.target=close", "data.group_col=symbol",
                      "data.features=[ret,vol,rsi]", "data.label=triple_barrier", "data.horizon=5",
                      "data.barrier.span=10", "data.seq_length=8", "model.hidden_size=8",
-                     "data.sample_weight=uniqueness", "trainer.max_epochs=1", "progress_bar=false")
+                     "data.sample_weight=uniqueness", "trainer.max_epochs=1", "progress_bar=false",
+                     "plots=false")
     assert result.code == 0, result.err
     state = pd.read_json(result.run_dir / "data_state.json", typ="series")
     assert state["label"]["barrier"] == {"profit": 1.0, "loss": 1.0, "span": 10, "vertical": "flat",
