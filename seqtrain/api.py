@@ -257,7 +257,7 @@ class SequenceModel:
                      "max_epochs": "trainer.max_epochs", "lr": "optim.lr", "seed": "seed",
                      "target_as_input": "data.target_as_input", "split_val": "data.split.val",
                      "split_test": "data.split.test", "precision": "trainer.precision",
-                     "progress_bar": "progress_bar", "patience": "early_stopping.patience",
+                     "progress_bar": "progress_bar", "plots": "plots", "patience": "early_stopping.patience",
                      "embargo": "data.embargo"}
     _NAMED = ("model", "task", "run_dir", "overrides", "target_as_input", "label_ahead")
     _PENDING = ["data.path=pending", "data.target=pending"]  # required keys fit sets once composed

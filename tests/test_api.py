@@ -56,6 +56,13 @@ def _frames(n_rows: int = 260, seed: int = 0):
     return frame[["lead", "noise"]], frame["up"]
 
 
+def test_sequence_model_passes_plots_and_progress_bar_as_run_settings():
+    """plots and progress_bar are the run's own keys, not model arguments (model.plots)."""
+    overrides = SequenceModel(plots=np.bool_(False), progress_bar=False)._overrides()
+    assert "plots=False" in overrides and "progress_bar=false" in overrides
+    assert not any(o.startswith("model.plots") for o in overrides)
+
+
 def test_sequence_model_fit_predict_save_load(tmp_path):
     X, y = _frames()
     cut = X.index.get_level_values("time") < pd.Timestamp("2022-01-09")
