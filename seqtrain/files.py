@@ -154,11 +154,11 @@ def write_parquet(path: str | Path, frame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def write_table(path: str | Path, table) -> None:
-    """A pyarrow table as Parquet."""
+def write_table(path: str | Path, table, key: str | None = None) -> None:
+    """A pyarrow table as Parquet; ``key`` as for ``atomic``."""
     import pyarrow.parquet as pq
 
-    with atomic(path) as tmp:
+    with atomic(path, key=key) as tmp:
         pq.write_table(table, tmp)
 
 
