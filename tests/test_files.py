@@ -211,3 +211,12 @@ def test_a_killed_writers_temporary_is_removed_when_the_run_folder_opens_again(t
     open_run_dir(tmp_path, resumed=True)
     assert not any(p.exists() for p in killed)
     assert live.exists() and all(p.exists() for p in users)
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_naming_the_key(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SeqtrainError, match=r"^output: cannot write into .*a_file: "), \
+            files.atomic(tmp_path / "a_file" / "predictions.parquet", key="output"):
+        pass
+    with pytest.raises(OSError), files.atomic(tmp_path / "a_file" / "x.json"):  # no key: the caller's to word
+        pass
