@@ -146,9 +146,8 @@ def open_run_dir(run_dir: Path, resumed: bool) -> None:
     if not resumed:
         _refuse_finished_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if distributed.global_rank() == 0:  # what a killed earlier try was writing (e.g. last.ckpt's)
-        for folder in (run_dir, run_dir / "checkpoints"):
-            remove_stale_temporaries(folder)
+    for folder in (run_dir, run_dir / "checkpoints"):  # what a killed earlier try was writing
+        remove_stale_temporaries(folder)
 
 
 def load_run_data(cfg: DictConfig, run_dir: Path, path: str):
