@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ from typing import Any
 from seqtrain.errors import SeqtrainError, first_line
 
 TEMPORARY_SUFFIX = ".tmp"
+# what temporary_beside names a temporary: ``.NAME.PID.RANDOM.tmp``
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX))
 
 
 def temporary_beside(path: Path, key: str | None = None) -> Path:
@@ -40,6 +43,32 @@ def temporary_beside(path: Path, key: str | None = None) -> Path:
         if key is None:
             raise
         raise SeqtrainError(f"{key}: cannot write into {path.parent}: {first_line(exc)}") from None
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporaries in ``folder`` (not its subfolders) whose writer was killed (its
+    process is gone): each write has a temporary of its own, so nothing else would ever reuse or
+    remove them (a killed checkpoint write leaves one as large as the checkpoint). Those of a
+    live process stay."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMPORARY_SUFFIX}"):
+        found = TEMPORARY_NAME.fullmatch(tmp.name)
+        if found and tmp.is_file() and not _alive(int(found["pid"])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (PermissionError), or no way to tell: keep its file
+        return True
+    return True
 
 
 def publish(tmp: Path, path: Path, overwrite: bool = True, key: str = "output") -> None:
@@ -125,11 +154,11 @@ def write_parquet(path: str | Path, frame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def write_table(path: str | Path, table) -> None:
-    """A pyarrow table as Parquet."""
+def write_table(path: str | Path, table, key: str | None = None) -> None:
+    """A pyarrow table as Parquet; ``key`` as for ``atomic``."""
     import pyarrow.parquet as pq
 
-    with atomic(path) as tmp:
+    with atomic(path, key=key) as tmp:
         pq.write_table(table, tmp)
 
 

@@ -58,7 +58,7 @@ from seqtrain.data.streaming import parse_bytes
 from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.evaluate import check_walk_forward, walk_forward
-from seqtrain.files import write_json, write_parquet
+from seqtrain.files import remove_stale_temporaries, write_json, write_parquet
 from seqtrain.models.registry import MODELS, check_model_args, model_class
 from seqtrain.module import SeqModule
 from seqtrain.optim import check_optim, check_scheduler
@@ -146,6 +146,8 @@ def open_run_dir(run_dir: Path, resumed: bool) -> None:
     if not resumed:
         _refuse_finished_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (run_dir, run_dir / "checkpoints"):  # what a killed earlier try was writing
+        remove_stale_temporaries(folder)
 
 
 def load_run_data(cfg: DictConfig, run_dir: Path, path: str):

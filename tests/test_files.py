@@ -9,6 +9,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +26,7 @@ from omegaconf import OmegaConf
 from seqtrain import files
 from seqtrain.callbacks import AtomicCheckpointIO
 from seqtrain.errors import SeqtrainError
+from seqtrain.training import open_run_dir
 
 matplotlib.use("Agg")
 
@@ -189,3 +192,31 @@ def test_no_module_writes_an_artefact_by_hand():
     hand_rolled = "tmp.replace(path)\nos.replace(a, b)\nframe.to_csv(p)\n'a'.replace('a', 'b')"
     caught = _hand_written(ast.parse(hand_rolled))
     assert len(caught) == 3  # the check itself sees a hand-rolled writer
+
+
+def test_a_killed_writers_temporary_is_removed_when_the_run_folder_opens_again(tmp_path):
+    """Each write has its own temporary, so a kill mid-write (a checkpoint's, say) would leave
+    one behind per kill; the next try at the run removes those whose process is gone."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    killed = [checkpoints / f".last.ckpt.{dead_pid}.0123abcd.tmp",
+              tmp_path / f".metrics.csv.{dead_pid}.89abcdef.tmp"]
+    live = checkpoints / f".best.ckpt.{os.getpid()}.0123abcd.tmp"  # a writer still at work
+    users = [checkpoints / ".notes.tmp", tmp_path / f".x.{dead_pid}.tmp"]  # not names seqtrain gives
+    for path in (*killed, live, *users):
+        path.write_bytes(b"x")
+    open_run_dir(tmp_path, resumed=True)
+    assert not any(p.exists() for p in killed)
+    assert live.exists() and all(p.exists() for p in users)
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_naming_the_key(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SeqtrainError, match=r"^output: cannot write into .*a_file: "), \
+            files.atomic(tmp_path / "a_file" / "predictions.parquet", key="output"):
+        pass
+    with pytest.raises(OSError), files.atomic(tmp_path / "a_file" / "x.json"):  # no key: the caller's to word
+        pass

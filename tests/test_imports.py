@@ -24,14 +24,14 @@ FLOORS = [
 ]
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def modules() -> dict[str, Path]:
-    files = [*PACKAGE.glob("*.py"), *PACKAGE.glob("*/*.py")]
-    return {module_name(path): path for path in files}
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Every module of the package, however deep its folder."""
+    return {module_name(path, package): path for path in package.rglob("*.py")}
 
 
 def imported(name: str, path: Path, known: set[str]) -> set[str]:
@@ -118,5 +118,9 @@ def test_the_walker_sees_imports_inside_functions_and_relative_ones(tmp_path):
     assert imported("seqtrain.data", package / "data" / "__init__.py", known) == {"seqtrain.data.source"}
     assert imported("seqtrain.cli", package / "cli.py", known) == {"seqtrain.data", "seqtrain.data.source",
                                                                    "seqtrain.errors"}
+    (package / "data" / "stream").mkdir()
+    (package / "data" / "stream" / "plan.py").write_text("")
+    assert set(modules(package)) == {"seqtrain.cli", "seqtrain.data", "seqtrain.data.source",
+                                     "seqtrain.data.stream.plan"}  # a folder two down is walked too
     assert circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert circle({"a": {"b"}, "b": set()}) is None

@@ -190,5 +190,5 @@ def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
             raise SeqtrainError(f"data.generator.{key}: not a setting of the {name} table; "
                                 f"valid: {', '.join(sorted(accepted))}")
     path = Path(path)  # DDP processes under torchrun may write it at once: each has its own temporary
-    write_table(path, pa.Table.from_pandas(make(**given), preserve_index=False))
+    write_table(path, pa.Table.from_pandas(make(**given), preserve_index=False), key="data.path")
     return path

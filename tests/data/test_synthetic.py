@@ -23,6 +23,9 @@ def test_an_unknown_table_or_setting_is_one_line(tmp_path):
         write_parquet(tmp_path / "t.parquet", name="stocks")
     with pytest.raises(SeqtrainError, match="data.generator.volatility: not a setting of the bars table"):
         write_parquet(tmp_path / "t.parquet", name="bars", volatility=2)
+    (tmp_path / "a_file").write_text("")  # a folder that cannot be made
+    with pytest.raises(SeqtrainError, match="data.path: cannot write into .*a_file"):
+        write_parquet(tmp_path / "a_file" / "t.parquet")
 
 
 def test_bars_are_consistent_ohlcv_and_open_at_the_previous_close():
