@@ -142,3 +142,14 @@ def test_bad_cpcv_settings_are_one_line(run_cli, overrides, expected):
     result = run_cli(*TINY, "eval=cpcv", *overrides)
     assert result.code == 2 and "Traceback" not in result.err
     assert expected in " ".join(result.err.split())
+
+
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_training_blocks_shorter_than_a_labels_reach_are_one_line(run_cli, streaming):
+    """A triple-barrier label reads 5 x data.barrier.span rows of volatility before it: a training
+    group of 400/3 hourly bars preceded by test groups holds no label that reads training rows only."""
+    result = run_cli(*TINY, "data.generator.name=bars", "data.target=close", "task=classification",
+                     "data.label=triple_barrier", "eval=cpcv", "eval.groups=3", "eval.test_groups=2",
+                     f"data.streaming={streaming}")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "has no training row whose label reads training rows only" in " ".join(result.err.split())
