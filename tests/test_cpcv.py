@@ -87,7 +87,7 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys,
     result = run_cli(*TINY, "plots=true", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                      "data.generator.name=bars", "data.target=close", "data.label=direction",
                      "data.horizon=2", "data.embargo=2", "eval=cpcv", "eval.groups=3", "eval.test_groups=2",
-                     "data.streaming=true")
+                     "data.streaming=true", "calibrate=temperature")
     assert result.code == 0, result.err
     run = result.run_dir
     assert sorted(p.name for p in run.glob("split_*")) == ["split_00", "split_01", "split_02"]
@@ -131,6 +131,10 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys,
     out = " ".join(result.out.split())
     assert "cpcv (3 groups, 2 tested: 3 splits, 2 paths)" in out
     assert "walk-forward tests each period once" in out
+    calibration = metrics["calibration"]  # every split's test windows, each split's own temperature
+    assert calibration["windows"] == (predictions["step"] == 1).sum()
+    assert len(calibration["temperatures"]) == 3
+    assert "calibration (test, T by split" in out and f"Brier {calibration['brier']:.4f}" in out
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -95,7 +95,8 @@ def _calibration_rows(calibration: dict) -> list[tuple[str, str]]:
         return f"Brier {values['brier']:.4f} · ECE {values['ece']:.4f}"
     if "temperatures" in calibration:  # walk-forward: each fold's own temperature, pooled test windows
         each = ", ".join(f"{t:.3g}" for t in calibration["temperatures"])
-        return [(f"calibration (test, T by fold {each})", scores(calibration))]
+        unit = "split" if "split" in calibration.get("method", "") else "fold"  # cpcv or walk-forward
+        return [(f"calibration (test, T by {unit} {each})", scores(calibration))]
     if "before" not in calibration:
         return [("calibration (test)", scores(calibration))]
     return [(f"calibration (test, T={calibration['temperature']:.3g})",
@@ -364,4 +365,8 @@ def print_cpcv(summary: dict, console: Console | None = None) -> None:
     console.print(summary["walk_forward"], soft_wrap=True, highlight=False)
     for baseline, note in (summary.get("baseline_notes") or {}).items():
         console.print(f"baseline {baseline}: {note}", soft_wrap=True, highlight=False)
+    extra = [*(_calibration_rows(summary["calibration"]) if summary.get("calibration") else ()),
+             *(_interval_rows(summary["intervals"]) if summary.get("intervals") else ())]
+    for name, value in extra:  # every split's test windows together
+        console.print(f"{name}: {value}", soft_wrap=True, highlight=False)
     console.print(f"run folder: {summary['run_dir']}", soft_wrap=True, highlight=False)
