@@ -294,10 +294,21 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
         console.print(line, soft_wrap=True, highlight=False)
     judged = judge_sweep(sweep_dir, rows, best, pbo_blocks, study_trials)  # deflated Sharpe, PBO
     print_judgement(judged, monitor, console)
+    cpcv_jobs = [r["job"] for r in rows if _eval_of(Path(sweep_dir) / r["job"]) == "cpcv"]
+    if cpcv_jobs:  # said, not left out silently
+        console.print(f"cpcv job(s) {', '.join(cpcv_jobs)}: no nested result, deflated Sharpe or PBO (they "
+                      "need walk-forward jobs: one test path, one book); a cpcv job is ranked on validation "
+                      "blocks that its other splits test, so the ★ job's pooled result is partly selected "
+                      "in-sample: read its paths' spread (paths.csv)", soft_wrap=True, highlight=False)
     for row in rows:
         if row.get("error"):
             console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)
     return rows
+
+
+def _eval_of(job: Path) -> str | None:
+    metrics_file = job / "metrics.json"
+    return json.loads(metrics_file.read_text()).get("eval") if metrics_file.exists() else None
 
 
 def rank(rows: list[dict]) -> dict | None:
