@@ -31,7 +31,7 @@ from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import SPLIT_NAMES, cpcv_group_edges, cpcv_paths, cpcv_periods, cpcv_splits
 from seqtrain.errors import SeqtrainError
-from seqtrain.evaluate import _text, pooled_calibration, pooled_notes, pooled_skill
+from seqtrain.evaluate import _text, pooled_calibration, pooled_notes, pooled_skill, uniqueness_column
 from seqtrain.files import save_config, write_csv, write_json, write_parquet
 from seqtrain.report.trading import trading_report
 
@@ -185,4 +185,5 @@ def _split_row(info: dict, metrics: dict, wall: float) -> dict:
     skill = metrics["skill"]
     return {**info, "windows_train": metrics["windows"]["train"], "windows_val": metrics["windows"]["val"],
             "windows_test": metrics["windows"]["test"], "best_epoch": metrics["best_epoch"],
-            skill["metric"]: skill["value"], "skill": skill["skill"], "wall_time_s": round(wall, 3)}
+            skill["metric"]: skill["value"], "skill": skill["skill"], **uniqueness_column(metrics),
+            "wall_time_s": round(wall, 3)}
