@@ -11,7 +11,9 @@ occurrence, so the φ = k/N·C(N, k) paths each cover the data once (walk-forwar
 run folder gets every split's test predictions (``predictions.parquet`` with ``split`` and
 ``group`` columns), ``splits.csv``, ``paths.csv`` (each path's main metric, skill against its
 best baseline and, for direction labels, the trading view's Sharpe), ``metrics.json`` with the
-paths' quantiles, and ``plots/paths.png``.
+paths' quantiles and, over every split's test windows together, the Brier score and ECE
+(classification) or the conformal bands' coverage and width (regression), each split calibrated
+on its own validation block, and ``plots/paths.png``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import SPLIT_NAMES, cpcv_group_edges, cpcv_paths, cpcv_periods, cpcv_splits
 from seqtrain.errors import SeqtrainError
-from seqtrain.evaluate import _text, pooled_notes, pooled_skill
+from seqtrain.evaluate import _text, pooled_calibration, pooled_notes, pooled_skill, uniqueness_column
 from seqtrain.files import save_config, write_csv, write_json, write_parquet
 from seqtrain.report.trading import trading_report
 
@@ -92,7 +94,7 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
     optimises)."""
     started = time.perf_counter()
     group_starts, splits = split_configs(cfg, data_path)
-    rows, frames, best, notes = [], [], [], []
+    rows, frames, best, notes, classes = [], [], [], [], None
     for info, split_cfg in splits:
         folder = run_dir / f"split_{info['split']:02d}"
         log.info("cpcv split %d/%d: test groups %s", info["split"] + 1, len(splits), info["test_groups"])
@@ -102,6 +104,7 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
         best.append(train_split(split_cfg, folder))
         metrics = json.loads((folder / "metrics.json").read_text())
         notes.append(metrics.get("baseline_notes") or {})
+        classes = classes or metrics.get("classes")
         predictions = utc_times(pd.read_parquet(folder / "predictions.parquet"))
         frames.append(predictions.assign(split=info["split"], group=group_of(predictions["window_end"],
                                                                              group_starts)))
@@ -114,6 +117,11 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
     table = path_table(cfg.task, predictions, paths, cfg.data.group_col, cfg.data.horizon, cfg.eval.cost_bps,
                        cfg.seed, cfg.eval.get("sizing", "sign"))
     write_csv(run_dir / "paths.csv", table)
+    # every split's test windows together, each split calibrated on its own validation block
+    folders = [run_dir / f"split_{info['split']:02d}" for info, _ in splits]
+    calibration, intervals = pooled_calibration(cfg.task, predictions, classes, folders)
+    if calibration and "temperatures" in calibration:
+        calibration["method"] = "temperature (each split's own)"
     monitor = cfg.early_stopping.monitor
     summary = {"eval": "cpcv", "task": cfg.task, "model": cfg.model.name, "groups": cfg.eval.groups,
                "test_groups": cfg.eval.test_groups, "splits": rows, "n_paths": len(paths),
@@ -122,7 +130,7 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
                "walk_forward": ONE_PATH,
                # every split's test windows together (each group as often as it was tested)
                "pooled": pooled_skill(cfg.task, predictions, cfg.data.group_col, cfg.seed),
-               "baseline_notes": pooled_notes(notes),
+               "baseline_notes": pooled_notes(notes), "calibration": calibration, "intervals": intervals,
                "monitor": monitor, "mode": metrics["mode"], "best_val": {monitor: float(np.mean(best))},
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
@@ -177,4 +185,5 @@ def _split_row(info: dict, metrics: dict, wall: float) -> dict:
     skill = metrics["skill"]
     return {**info, "windows_train": metrics["windows"]["train"], "windows_val": metrics["windows"]["val"],
             "windows_test": metrics["windows"]["test"], "best_epoch": metrics["best_epoch"],
-            skill["metric"]: skill["value"], "skill": skill["skill"], "wall_time_s": round(wall, 3)}
+            skill["metric"]: skill["value"], "skill": skill["skill"], **uniqueness_column(metrics),
+            "wall_time_s": round(wall, 3)}

@@ -196,7 +196,14 @@ def _fold_row(i: int, bounds: dict, metrics: dict, wall: float) -> dict:
             "best_epoch": metrics["best_epoch"], skill["metric"]: skill["value"], "interval_low": low,
             "interval_high": high, **{f"baseline_{k}": v for k, v in skill["baselines"].items()},
             "skill": skill["skill"], "beats_best_baseline": skill["beats_best_baseline"],
-            "wall_time_s": round(wall, 3)}
+            **uniqueness_column(metrics), "wall_time_s": round(wall, 3)}
+
+
+def uniqueness_column(metrics: dict) -> dict:
+    """``data.sample_weight``'s mean average uniqueness of a fold's (or split's) training windows,
+    as a column of its row; nothing without weights."""
+    weight = metrics.get("sample_weight")
+    return {"mean_uniqueness": weight["mean_uniqueness"]} if weight else {}
 
 
 def pooled_notes(notes: list[dict]) -> dict[str, str]:

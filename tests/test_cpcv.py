@@ -87,7 +87,7 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys,
     result = run_cli(*TINY, "plots=true", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                      "data.generator.name=bars", "data.target=close", "data.label=direction",
                      "data.horizon=2", "data.embargo=2", "eval=cpcv", "eval.groups=3", "eval.test_groups=2",
-                     "data.streaming=true")
+                     "data.streaming=true", "calibrate=temperature")
     assert result.code == 0, result.err
     run = result.run_dir
     assert sorted(p.name for p in run.glob("split_*")) == ["split_00", "split_01", "split_02"]
@@ -131,6 +131,10 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys,
     out = " ".join(result.out.split())
     assert "cpcv (3 groups, 2 tested: 3 splits, 2 paths)" in out
     assert "walk-forward tests each period once" in out
+    calibration = metrics["calibration"]  # every split's test windows, each split's own temperature
+    assert calibration["windows"] == (predictions["step"] == 1).sum()
+    assert len(calibration["temperatures"]) == 3
+    assert "calibration (test, T by split" in out and f"Brier {calibration['brier']:.4f}" in out
 
 
 @pytest.mark.parametrize("overrides, expected", [
@@ -142,3 +146,14 @@ def test_bad_cpcv_settings_are_one_line(run_cli, overrides, expected):
     result = run_cli(*TINY, "eval=cpcv", *overrides)
     assert result.code == 2 and "Traceback" not in result.err
     assert expected in " ".join(result.err.split())
+
+
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_training_blocks_shorter_than_a_labels_reach_are_one_line(run_cli, streaming):
+    """A triple-barrier label reads 5 x data.barrier.span rows of volatility before it: a training
+    group of 400/3 hourly bars preceded by test groups holds no label that reads training rows only."""
+    result = run_cli(*TINY, "data.generator.name=bars", "data.target=close", "task=classification",
+                     "data.label=triple_barrier", "eval=cpcv", "eval.groups=3", "eval.test_groups=2",
+                     f"data.streaming={streaming}")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "has no training row whose label reads training rows only" in " ".join(result.err.split())

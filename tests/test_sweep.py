@@ -113,3 +113,26 @@ def test_jobs_that_monitor_different_values_are_not_ranked_against_each_other():
     mixed = [{"job": "0", "monitor": "val_loss", "mode": "min", "best_val": 0.5},
              {"job": "1", "monitor": "val_acc", "mode": "max", "best_val": 0.9}]
     assert rank(mixed) is None and all("rank" not in r for r in mixed)
+
+
+def test_a_cpcv_sweep_says_what_it_leaves_out(tmp_path):
+    """cpcv jobs have no single test path or book: the sweep says so under its table, no traceback."""
+    import io
+
+    from rich.console import Console
+
+    from seqtrain.report.summary import print_sweep_summary
+
+    pooled = {"metric": "test_acc", "value": 0.5, "interval": [0.4, 0.6], "skill": 0.0,
+              "beats_best_baseline": False}
+    for job, loss in (("0", 0.6), ("1", 0.5)):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- eval=cpcv\n- seed={job}\n")
+        (tmp_path / job / "metrics.json").write_text(json.dumps(
+            {"eval": "cpcv", "monitor": "val_loss", "mode": "min", "best_val": {"val_loss": loss},
+             "pooled": pooled}))
+    out = io.StringIO()
+    rows = print_sweep_summary(tmp_path, Console(file=out, width=300))
+    assert [r["rank"] for r in rows] == [2, 1]
+    said = " ".join(out.getvalue().split())
+    assert "cpcv job(s) 0, 1: no nested result, deflated Sharpe or PBO" in said

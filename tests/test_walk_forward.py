@@ -235,3 +235,17 @@ def test_a_fold_whose_shapes_changed_starts_fresh_and_says_so(tmp_path, caplog):
     warm_start(wider, path)
     assert all(torch.equal(wider.state_dict()[k], v) for k, v in before.items())
     assert "fold_00" in caplog.text and "fresh weights" in caplog.text
+
+
+def test_fold_and_split_rows_carry_the_mean_uniqueness_of_their_training_windows():
+    from seqtrain.cpcv import _split_row
+    from seqtrain.evaluate import _fold_row
+
+    skill = {"metric": "test_acc", "value": 0.5, "interval": [0.4, 0.6], "baselines": {"majority": 0.5},
+             "skill": 0.0, "beats_best_baseline": False}
+    metrics = {"skill": skill, "windows": {"train": 10, "val": 4, "test": 4}, "best_epoch": 1}
+    weighted = {**metrics, "sample_weight": {"kind": "uniqueness", "decay": 1.0, "mean_uniqueness": 0.25}}
+    assert _fold_row(0, {}, weighted, 1.0)["mean_uniqueness"] == 0.25
+    assert _split_row({"split": 0}, weighted, 1.0)["mean_uniqueness"] == 0.25
+    assert "mean_uniqueness" not in _fold_row(0, {}, metrics, 1.0)
+    assert "mean_uniqueness" not in _split_row({"split": 0}, metrics, 1.0)

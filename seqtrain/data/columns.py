@@ -233,6 +233,13 @@ def label_values(values: np.ndarray, target: str) -> np.ndarray:
 
 
 def check_classes(classes: list, target: str) -> None:
+    if not classes:  # every training label reads a row outside training (a split by periods)
+        raise SeqtrainError(
+            f"data.target: {target!r} has no training row whose label reads training rows only (a "
+            "label reads the data.horizon rows before it, a triple-barrier label 5 x data.barrier.span "
+            "more); make each training block longer: fewer eval.groups, a longer table or a shorter "
+            "data.barrier.span"
+        )
     if len(classes) < 2:
         raise SeqtrainError(
             f"data.target: {target!r} has a single class ({classes[0]!r}) in the training rows; "

@@ -95,7 +95,8 @@ def _calibration_rows(calibration: dict) -> list[tuple[str, str]]:
         return f"Brier {values['brier']:.4f} · ECE {values['ece']:.4f}"
     if "temperatures" in calibration:  # walk-forward: each fold's own temperature, pooled test windows
         each = ", ".join(f"{t:.3g}" for t in calibration["temperatures"])
-        return [(f"calibration (test, T by fold {each})", scores(calibration))]
+        unit = "split" if "split" in calibration.get("method", "") else "fold"  # cpcv or walk-forward
+        return [(f"calibration (test, T by {unit} {each})", scores(calibration))]
     if "before" not in calibration:
         return [("calibration (test)", scores(calibration))]
     return [(f"calibration (test, T={calibration['temperature']:.3g})",
@@ -293,10 +294,21 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
         console.print(line, soft_wrap=True, highlight=False)
     judged = judge_sweep(sweep_dir, rows, best, pbo_blocks, study_trials)  # deflated Sharpe, PBO
     print_judgement(judged, monitor, console)
+    cpcv_jobs = [r["job"] for r in rows if _eval_of(Path(sweep_dir) / r["job"]) == "cpcv"]
+    if cpcv_jobs:  # said, not left out silently
+        console.print(f"cpcv job(s) {', '.join(cpcv_jobs)}: no nested result, deflated Sharpe or PBO (they "
+                      "need walk-forward jobs: one test path, one book); a cpcv job is ranked on validation "
+                      "blocks that its other splits test, so the ★ job's pooled result is partly selected "
+                      "in-sample: read its paths' spread (paths.csv)", soft_wrap=True, highlight=False)
     for row in rows:
         if row.get("error"):
             console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)
     return rows
+
+
+def _eval_of(job: Path) -> str | None:
+    metrics_file = job / "metrics.json"
+    return json.loads(metrics_file.read_text()).get("eval") if metrics_file.exists() else None
 
 
 def rank(rows: list[dict]) -> dict | None:
@@ -364,4 +376,8 @@ def print_cpcv(summary: dict, console: Console | None = None) -> None:
     console.print(summary["walk_forward"], soft_wrap=True, highlight=False)
     for baseline, note in (summary.get("baseline_notes") or {}).items():
         console.print(f"baseline {baseline}: {note}", soft_wrap=True, highlight=False)
+    extra = [*(_calibration_rows(summary["calibration"]) if summary.get("calibration") else ()),
+             *(_interval_rows(summary["intervals"]) if summary.get("intervals") else ())]
+    for name, value in extra:  # every split's test windows together
+        console.print(f"{name}: {value}", soft_wrap=True, highlight=False)
     console.print(f"run folder: {summary['run_dir']}", soft_wrap=True, highlight=False)
