@@ -5,7 +5,7 @@
 Each figure comes from a fresh process, since glibc's adaptive mmap threshold remembers what the
 process freed before: the bare loop of train_throughput.py (with its page faults per step) and
 seqtrain's own ``train_samples_per_s``, each once with ``SEQTRAIN_MALLOC=0`` (glibc's defaults)
-and once settled (seqtrain.allocator), alternately, ``--repeats`` times; figures are medians,
+and once settled (seqtrain.engine.allocator), alternately, ``--repeats`` times; figures are medians,
 speed-ups the median of each round's ratio (a shared machine drifts more between rounds).
 Only the allocator differs: the same seeds give the same weights, losses and metrics.
 """
@@ -25,9 +25,9 @@ from statistics import median
 import torch
 from train_throughput import bare_run, config
 
-from seqtrain.allocator import ENV, settle_malloc
 from seqtrain.cli import _quiet_libraries
-from seqtrain.training import train
+from seqtrain.engine.allocator import ENV, settle_malloc
+from seqtrain.run.train import train
 
 
 def measure(loop: str, model: str, epochs: int) -> dict:

@@ -29,8 +29,8 @@ import torch._inductor.config as inductor_config
 import torch.nn.functional as F
 from torch.profiler import profile
 
-from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
+from seqtrain.engine.allocator import settle_malloc
 from seqtrain.models.tcn import TCN
 
 BATCH, WINDOW, INPUTS = 128, 50, 16

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from train_throughput import config, demo_data, demo_model
 
-from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
+from seqtrain.engine.allocator import settle_malloc
 
 MODELS = ("lstm", "gru", "tcn", "informer", "cnn_lstm", "seq2seq_attention", "tft")
 

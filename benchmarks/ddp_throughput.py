@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from seqtrain.cli import _quiet_libraries
-from seqtrain.training import train
+from seqtrain.run.train import train
 
 
 def run(model: str, devices: int, epochs: int, gpu: bool) -> dict:

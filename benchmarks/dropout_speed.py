@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from train_throughput import BareLoop, config
 
-from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
+from seqtrain.engine.allocator import settle_malloc
 from seqtrain.models.dropout import MatchedDropout, draws_masks_element_wise
 
 #: name -> overrides: the TCN and LSTM as in train_throughput.py's workloads, and the Informer

@@ -24,9 +24,9 @@ import torch
 from hydra import compose, initialize_config_module
 from train_throughput import bare_loop
 
-from seqtrain.allocator import settle_malloc
 from seqtrain.cli import _quiet_libraries
-from seqtrain.training import train
+from seqtrain.engine.allocator import settle_malloc
+from seqtrain.run.train import train
 
 VARIANTS = {  # column -> seqtrain overrides
     "seqtrain resident 32": ["data.device_resident=true", "trainer.precision=32"],

@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_module
 from seqtrain.cli import _quiet_libraries
 from seqtrain.data.synthetic import planted_signal_table
 from seqtrain.models.registry import MODELS
-from seqtrain.training import train
+from seqtrain.run.train import train
 
 
 def main() -> None:

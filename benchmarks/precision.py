@@ -18,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from seqtrain.cli import _quiet_libraries
-from seqtrain.training import train
+from seqtrain.run.train import train
 
 
 def samples_per_second(model: str, precision: str, epochs: int, gpu: bool) -> float:

@@ -27,7 +27,7 @@ import torch
 from seqtrain import train
 from seqtrain.cli import _quiet_libraries
 from seqtrain.data.synthetic import make_table
-from seqtrain.predict import Predictor
+from seqtrain.run.predict import Predictor
 
 
 def main() -> None:

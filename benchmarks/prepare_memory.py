@@ -29,7 +29,7 @@ def measure(path: str, what: str) -> dict:
     import pyarrow.parquet as pq
     from hydra import compose, initialize_config_module
 
-    from seqtrain.data.prepare import prepare
+    from seqtrain.data.memory import prepare
 
     runtime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()

@@ -48,13 +48,13 @@ from lightning.pytorch.trainer import call
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 from train_throughput import NEGLIGIBLE_NETWORK, BareLoop, config, seqtrain_pairs
 
-from seqtrain.allocator import settle_malloc
-from seqtrain.callbacks import NonFiniteGuard
 from seqtrain.cli import _quiet_libraries
 from seqtrain.data.datamodule import WindowDataset
+from seqtrain.engine.allocator import settle_malloc
+from seqtrain.engine.callbacks import NonFiniteGuard
+from seqtrain.engine.module import SeqModule
 from seqtrain.models.instance_norm import InstanceNorm
 from seqtrain.models.registry import model_class
-from seqtrain.module import SeqModule
 
 #: name -> (model, task, overrides): train_throughput.py's, and its negligible network
 WORKLOADS = {

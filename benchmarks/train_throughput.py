@@ -25,7 +25,7 @@ pair gives a ratio, and the table shows the median and quartiles of those ratios
 ``--repeats`` runs of ``--epochs`` epochs, the first epoch of each run left out (it warms caches
 up for what runs next); seqtrain / Lightning divides the two medians. The samples/s columns are
 medians of single epochs. All three run with glibc's malloc settled as seqtrain's training
-settles it (seqtrain.allocator), so the ratios compare loops, not allocators;
+settles it (seqtrain.engine.allocator), so the ratios compare loops, not allocators;
 benchmarks/allocator.py measures the allocator setting itself.
 
 A second table gives each loop's fixed cost per training step, in milliseconds: the same pairs
@@ -51,14 +51,14 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from seqtrain import training
-from seqtrain.allocator import settle_malloc
-from seqtrain.callbacks import Throughput
 from seqtrain.cli import _quiet_libraries
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.data.synthetic import write_parquet
-from seqtrain.training import build_module, train
+from seqtrain.engine.allocator import settle_malloc
+from seqtrain.engine.callbacks import Throughput
+from seqtrain.run import train as training
+from seqtrain.run.train import build_module, train
 
 #: a network whose compute is negligible beside the loop around it
 NEGLIGIBLE_NETWORK = ["model.num_channels=[2]", "model.dropout=0"]

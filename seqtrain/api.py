@@ -115,7 +115,7 @@ def _train_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> Run:
     """Train the composed ``cfg`` into ``run_dir`` (its config saved as the command line saves
     it; ``overrides`` recorded beside it) and open the finished run."""
     from seqtrain.console import quiet_libraries
-    from seqtrain.training import train as train_run
+    from seqtrain.run.train import train as train_run
 
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     save_config(run_dir / ".hydra" / "config.yaml", cfg)
@@ -184,7 +184,7 @@ class Run:
         return f"Run({str(self.path)!r})"
 
     def predictor(self, ckpt: str = "best", device: str = "auto"):
-        from seqtrain.predict import Predictor
+        from seqtrain.run.predict import Predictor
 
         key = (ckpt, device)
         if key not in self._predictors:
@@ -310,7 +310,7 @@ class SequenceModel:
     def fit(self, X: pd.DataFrame, y: pd.Series, X_val: pd.DataFrame | None = None,
             y_val: pd.Series | None = None) -> SequenceModel:
         """Train a run on ``X``, ``y`` (everything checked before anything is written)."""
-        from seqtrain.training import check_config
+        from seqtrain.run.train import check_config
 
         time_col, group_col = _index_columns(X)
         if not isinstance(y, pd.Series):

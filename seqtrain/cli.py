@@ -127,7 +127,7 @@ def share_the_cores(launcher) -> None:
     each gets ``cores // jobs`` torch threads, so that they do not oversubscribe them."""
     import torch
 
-    from seqtrain.distributed import cores as machine_cores
+    from seqtrain.engine.distributed import cores as machine_cores
 
     if "joblib" not in str(launcher.get("_target_", "")):
         return
@@ -155,7 +155,7 @@ def _hydra_main():
         from hydra.types import RunMode
 
         from seqtrain.errors import SeqtrainError
-        from seqtrain.training import train
+        from seqtrain.run.train import train
 
         _quiet_libraries()
         hydra_cfg = HydraConfig.get()
@@ -225,7 +225,7 @@ def resume(target: str, overrides: list[str]) -> None:
     from rich.logging import RichHandler
 
     from seqtrain.errors import SeqtrainError
-    from seqtrain.training import train
+    from seqtrain.run.train import train
 
     path = Path(target).expanduser()
     if path.is_file():  # a checkpoint inside RUN_FOLDER/checkpoints/
@@ -258,11 +258,11 @@ def subcommand(name: str, argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         if name == "predict":
-            from seqtrain.predict import predict_command
+            from seqtrain.run.predict import predict_command
 
             predict_command(argv)
         else:
-            from seqtrain.export import export_command
+            from seqtrain.run.export import export_command
 
             export_command(argv)
     except SeqtrainError as exc:
@@ -306,7 +306,7 @@ class ProtectEarlierRuns(Callback):
 
     @staticmethod
     def _check(folder: str, key: str, marks: tuple[str, ...], what: str) -> None:
-        from seqtrain.distributed import global_rank
+        from seqtrain.engine.distributed import global_rank
 
         if global_rank() != 0:  # torchrun: the other ranks share rank 0's folder
             return
@@ -315,7 +315,7 @@ class ProtectEarlierRuns(Callback):
             raise SystemExit(2)
 
     def on_run_start(self, config, **kwargs) -> None:
-        from seqtrain.distributed import global_rank
+        from seqtrain.engine.distributed import global_rank
 
         folder = Path(config.hydra.run.dir)
         if global_rank() != 0 or not folder.is_dir():

@@ -1,4 +1,4 @@
-"""glibc's malloc settled for training (seqtrain.allocator): blocks a step frees stay with the
+"""glibc's malloc settled for training (seqtrain.engine.allocator): blocks a step frees stay with the
 process, a user's own allocator settings are left alone, and nothing a run computes changes."""
 
 import json
@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from seqtrain import allocator
+from seqtrain.engine import allocator
 from tests.conftest import TINY_RUN
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -20,7 +20,7 @@ glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0
 # they came from (fresh mappings or the heap), and how much heap the process kept afterwards
 BLOCKS = """
 import ctypes, json, torch
-from seqtrain.allocator import settle_malloc
+from seqtrain.engine.allocator import settle_malloc
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]

@@ -110,7 +110,7 @@ def test_sequence_model_with_validation_rows_and_one_line_errors(tmp_path):
 @pytest.fixture
 def no_plots(monkeypatch):
     """Tiny fits without their plots (the slowest part of a tiny run, not what is checked here)."""
-    from seqtrain import training
+    from seqtrain.run import train as training
 
     for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
         monkeypatch.setattr(training, name, lambda *args, **kwargs: None)

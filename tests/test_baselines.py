@@ -14,8 +14,7 @@ import torch
 
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
-from seqtrain.evaluate import pooled_notes
-from seqtrain.module import SeqModule
+from seqtrain.engine.module import SeqModule
 from seqtrain.report.baselines import (
     baseline_predictions,
     block_bootstrap,
@@ -25,6 +24,7 @@ from seqtrain.report.baselines import (
     skill_report,
     window_losses,
 )
+from seqtrain.run.walk_forward import pooled_notes
 from tests.conftest import TINY
 from tests.helpers import make_table
 

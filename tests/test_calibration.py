@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import seqtrain
-from seqtrain.calibration import (
+from seqtrain.data import synthetic
+from seqtrain.engine.calibration import (
     Calibration,
     brier_score,
     check_settings,
@@ -23,7 +24,6 @@ from seqtrain.calibration import (
     interval_report,
     softmax,
 )
-from seqtrain.data import synthetic
 from seqtrain.errors import SeqtrainError
 from seqtrain.report.trading import trading_report
 from tests.conftest import run_seqtrain
@@ -125,7 +125,7 @@ def test_probability_sizing_holds_p_up_minus_p_down():
 
 
 def test_a_calibration_is_applied_only_to_the_runs_own_best_checkpoint(tmp_path):
-    from seqtrain.predict import run_calibration
+    from seqtrain.run.predict import run_calibration
 
     run, other = tmp_path / "run", tmp_path / "other"
     run.mkdir()
@@ -145,7 +145,7 @@ def _tiny(table, *extra: str) -> list[str]:
 
 @pytest.fixture
 def quiet_plots(monkeypatch):
-    from seqtrain import training
+    from seqtrain.run import train as training
 
     for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
         monkeypatch.setattr(training, name, lambda *args, **kwargs: None)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seqtrain.compiling import worth_compiling
+from seqtrain.engine.compiling import worth_compiling
 from seqtrain.models.registry import MODELS
 from tests.conftest import TINY_RUN
 

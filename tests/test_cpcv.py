@@ -12,9 +12,9 @@ import pytest
 from hydra import compose, initialize_config_module
 
 import seqtrain
-from seqtrain.cpcv import split_configs
-from seqtrain.data.prepare import prepare
+from seqtrain.data.memory import prepare
 from seqtrain.data.streaming import plan_stream
+from seqtrain.run.cpcv import split_configs
 from tests.conftest import TINY, run_seqtrain
 from tests.data.test_streaming import assert_same_windows, in_memory, streamed, write
 from tests.helpers import make_table

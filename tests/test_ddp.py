@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from seqtrain import cli
-from seqtrain.distributed import cores
+from seqtrain.engine.distributed import cores
 from tests.conftest import TINY_MODELS, TINY_RUN
 
 # weights that barely move (lr 1e-9), so a 2-process run and a 1-process run evaluate the same

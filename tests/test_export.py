@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seqtrain.predict import Predictor
+from seqtrain.run.predict import Predictor
 from tests.conftest import TINY_MODELS, TINY_RUN, run_seqtrain
 
 EXPORTABLE = sorted(set(TINY_MODELS) - {"tft"})

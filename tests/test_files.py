@@ -24,9 +24,9 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from seqtrain import files
-from seqtrain.callbacks import AtomicCheckpointIO
+from seqtrain.engine.callbacks import AtomicCheckpointIO
 from seqtrain.errors import SeqtrainError
-from seqtrain.training import open_run_dir
+from seqtrain.run.train import open_run_dir
 
 matplotlib.use("Agg")
 

@@ -11,11 +11,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seqtrain"
 # top to bottom; a module may import its own floor's modules and any floor below
 FLOORS = [
     ("doors", ["seqtrain", "seqtrain.cli", "seqtrain.api"]),
-    ("runs", ["seqtrain.training", "seqtrain.evaluate", "seqtrain.cpcv", "seqtrain.predict",
-              "seqtrain.export", "seqtrain.worker"]),
-    ("engine", ["seqtrain.module", "seqtrain.assemble", "seqtrain.callbacks", "seqtrain.optim",
-                "seqtrain.precision", "seqtrain.compiling", "seqtrain.allocator", "seqtrain.distributed",
-                "seqtrain.tracking", "seqtrain.calibration"]),
+    ("runs", ["seqtrain.run"]),
+    ("engine", ["seqtrain.engine"]),
     # formats what the runs produce (tables, plots, prediction files) from plain numbers and
     # frames: it needs neither a run nor the machinery, only data's row and time helpers
     ("report", ["seqtrain.report"]),

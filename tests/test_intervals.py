@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqtrain.evaluate import pooled_skill
 from seqtrain.report.baselines import skill_report
+from seqtrain.run.walk_forward import pooled_skill
 
 T = 400  # time steps of the one table
 

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from seqtrain.evaluate import pooled_skill
 from seqtrain.report.nested import (
     WalkForwardJob,
     agreeing_jobs,
@@ -22,6 +21,7 @@ from seqtrain.report.nested import (
     nested_table_rows,
     selection_scores,
 )
+from seqtrain.run.walk_forward import pooled_skill
 
 # fold j's best val_loss, per job (rows) and fold (columns)
 SCORES = np.array([[0.50, 0.70, 0.40],

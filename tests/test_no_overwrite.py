@@ -171,7 +171,7 @@ def test_a_failed_export_with_overwrite_keeps_the_earlier_file(walk_forward_run,
     code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=torchscript", f"output={folder}")
     assert code == 0, said
     before = fingerprint(folder)
-    monkeypatch.setattr("seqtrain.export.check_export", lambda *args: 1.0)  # "differs from PyTorch"
+    monkeypatch.setattr("seqtrain.run.export.check_export", lambda *args: 1.0)  # "differs from PyTorch"
     code, said = run_seqtrain(monkeypatch, capsys, "export", run, "format=torchscript", f"output={folder}")
     refused(code, said, "already exists")
     assert fingerprint(folder) == before

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from seqtrain import cli
+from seqtrain.engine.optim import build_optimizer, build_scheduler, parameter_groups
+from seqtrain.engine.precision import PRECISIONS, resolve_precision
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import build_model
-from seqtrain.optim import build_optimizer, build_scheduler, parameter_groups
-from seqtrain.precision import PRECISIONS, resolve_precision
 from tests.conftest import TINY, TINY_RUN
 
 
@@ -190,8 +190,8 @@ def test_clipping_reuses_the_guards_norm_and_clips_as_lightning_does(tmp_path, c
     clip_grad_norm_ (Lightning's clipping), and the norm logged is the norm clipping saw."""
     from types import SimpleNamespace
 
-    from seqtrain.callbacks import NonFiniteGuard
-    from seqtrain.module import SeqModule
+    from seqtrain.engine.callbacks import NonFiniteGuard
+    from seqtrain.engine.module import SeqModule
 
     torch.manual_seed(0)
     model = build_model("tcn", {"num_channels": [8, 8], "kernel_size": 3, "dropout": 0.1}, 4, 2, 1, 0)

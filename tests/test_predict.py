@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from seqtrain.predict import Predictor
+from seqtrain.run.predict import Predictor
 from tests.conftest import TINY, run_seqtrain
 
 KEYS = ["symbol", "window_end", "step"]
@@ -127,7 +127,7 @@ def trained_run(tmp_path_factory):
 def test_a_predictor_settles_malloc_as_training_does(trained_run, monkeypatch):
     """Each batch's activations are freed and allocated again, as in training (README)."""
     calls = []
-    monkeypatch.setattr("seqtrain.predict.settle_malloc", lambda: calls.append(1))
+    monkeypatch.setattr("seqtrain.run.predict.settle_malloc", lambda: calls.append(1))
     Predictor.from_run(trained_run, device="cpu")
     assert calls == [1]
 
@@ -206,12 +206,12 @@ def test_streamed_table_in_several_files_equals_one_file(trained_run, tmp_path):
 
 
 def test_a_table_in_memory_is_fed_in_slices_with_the_same_predictions(trained_run, monkeypatch):
-    import seqtrain.predict
+    import seqtrain.run.predict
 
     predictor = Predictor.from_run(trained_run, device="cpu")
     table = _table(trained_run)
     whole = predictor.predict_frame(table)
-    monkeypatch.setattr(seqtrain.predict, "SLICE_ROWS", 97)
+    monkeypatch.setattr(seqtrain.run.predict, "SLICE_ROWS", 97)
     sliced = predictor.predict_frame(table)
     pd.testing.assert_frame_equal(sliced.sort_values(KEYS, ignore_index=True),
                                   whole.sort_values(KEYS, ignore_index=True), rtol=1e-5, atol=1e-6)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seqtrain.data.datamodule import ResidentBatches, SeqDataModule
-from seqtrain.data.prepare import prepare
+from seqtrain.data.memory import prepare
 from tests.conftest import TINY_MODELS, TINY_RUN
 from tests.data.test_streaming import SETTINGS, assert_same_windows, data_cfg, unequal_series, write
 

@@ -11,8 +11,9 @@ from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_sco
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from seqtrain import SeqtrainError, SequenceModel, training
+from seqtrain import SeqtrainError, SequenceModel
 from seqtrain.api import forecast_scorer
+from seqtrain.run import train as training
 
 TINY_FIT = {"seq_length": 8, "hidden_size": 8, "max_epochs": 1, "progress_bar": False, "num_layers": 1}
 
@@ -212,7 +213,7 @@ def test_a_sweep_is_not_a_setting(quick, model):
 
 def test_walk_forward_folds_keep_column_names_verbatim(tmp_path):
     from seqtrain.api import _literal, compose
-    from seqtrain.evaluate import fold_configs
+    from seqtrain.run.walk_forward import fold_configs
 
     X, y = _bars(120)
     table = X.rename(columns={"lead": "${x}"}).assign(up=y).reset_index()

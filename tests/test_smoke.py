@@ -204,7 +204,7 @@ def test_the_training_accuracy_counts_as_torchmetrics_accuracy(classes):
     import torch
     import torchmetrics as tm
 
-    from seqtrain.module import TrainingAccuracy, _classification_metrics
+    from seqtrain.engine.module import TrainingAccuracy, _classification_metrics
 
     ours, reference = TrainingAccuracy(), _classification_metrics(classes)["acc"]
     generator = torch.Generator().manual_seed(classes)

@@ -29,7 +29,7 @@ def test_a_sweep_deflates_the_best_jobs_sharpe_and_measures_its_overfitting(run_
     # four seeds on the bars demo (three series): each job's book returns are saved per grid
     # period, and the sweep judges them together; without failures it exits 0, no error column.
     # The jobs' own plots are the slowest part of a tiny run and not what is checked here
-    from seqtrain import training
+    from seqtrain.run import train as training
 
     for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
         monkeypatch.setattr(training, name, lambda *args, **kwargs: None)

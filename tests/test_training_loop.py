@@ -8,11 +8,11 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.profilers import SimpleProfiler
 
-from seqtrain import callbacks
-from seqtrain.callbacks import EarlyStoppingAfterWarmup, ProgressBar, QuietProfiler
+from seqtrain.engine import callbacks
+from seqtrain.engine.callbacks import EarlyStoppingAfterWarmup, ProgressBar, QuietProfiler
+from seqtrain.engine.module import SeqModule
 from seqtrain.models.registry import build_model
-from seqtrain.module import SeqModule
-from seqtrain.training import _make_trainer
+from seqtrain.run.train import _make_trainer
 
 
 def test_without_a_profiler_the_trainer_gets_the_quiet_one_and_a_named_profiler_is_kept(tmp_path):

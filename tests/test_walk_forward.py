@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtrain.data.columns import utc_times
-from seqtrain.data.prepare import prepare
+from seqtrain.data.memory import prepare
 from seqtrain.data.windows import walk_forward_folds
-from seqtrain.evaluate import fold_configs, pooled_skill
+from seqtrain.run.walk_forward import fold_configs, pooled_skill
 from tests.conftest import TINY
 from tests.helpers import make_table
 
@@ -195,7 +195,7 @@ def test_warm_refit_starts_each_fold_from_the_previous_folds_best_weights(tmp_pa
     import torch
 
     import seqtrain
-    from seqtrain import training
+    from seqtrain.run import train as training
 
     started = []
     real = training.warm_start
@@ -218,9 +218,9 @@ def test_warm_refit_starts_each_fold_from_the_previous_folds_best_weights(tmp_pa
 def test_a_fold_whose_shapes_changed_starts_fresh_and_says_so(tmp_path, caplog):
     import torch
 
+    from seqtrain.engine.module import SeqModule
     from seqtrain.models.registry import build_model
-    from seqtrain.module import SeqModule
-    from seqtrain.training import warm_start
+    from seqtrain.run.train import warm_start
 
     def module(inputs):
         torch.manual_seed(inputs)
@@ -238,8 +238,8 @@ def test_a_fold_whose_shapes_changed_starts_fresh_and_says_so(tmp_path, caplog):
 
 
 def test_fold_and_split_rows_carry_the_mean_uniqueness_of_their_training_windows():
-    from seqtrain.cpcv import _split_row
-    from seqtrain.evaluate import _fold_row
+    from seqtrain.run.cpcv import _split_row
+    from seqtrain.run.walk_forward import _fold_row
 
     skill = {"metric": "test_acc", "value": 0.5, "interval": [0.4, 0.6], "baselines": {"majority": 0.5},
              "skill": 0.0, "beats_best_baseline": False}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from seqtrain.data import source, validate
-from seqtrain.data.prepare import PreparedData, prepare
+from seqtrain.data.memory import PreparedData, prepare
 from seqtrain.data.streaming import StreamData, in_memory_bytes, parse_bytes, plan_stream
 from seqtrain.errors import SeqtrainError
 

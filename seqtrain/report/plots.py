@@ -269,7 +269,7 @@ def plot_paths(paths: pd.DataFrame, path: Path) -> None:
 
 
 def plot_calibration(curves: dict[str, dict], path: Path) -> None:
-    """Reliability diagram: per confidence bin (``seqtrain.calibration.reliability``), the
+    """Reliability diagram: per confidence bin (``seqtrain.engine.calibration.reliability``), the
     accuracy against the mean top-label confidence of its test windows, one line per set of
     probabilities (e.g. before and after temperature scaling), the diagonal where they would
     mean what they say; below, the share of windows in each bin."""

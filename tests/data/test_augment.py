@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from seqtrain.data import augment
-from seqtrain.data.augment import Augmenter
+from seqtrain.engine import augment
+from seqtrain.engine.augment import Augmenter
+from seqtrain.engine.module import SeqModule
 from seqtrain.models.registry import build_model
-from seqtrain.module import SeqModule
 from tests.conftest import TINY
 
 ALL = {"jitter": {"sigma": 0.1}, "scaling": {"sigma": 0.1}, "magnitude_warp": {"sigma": 0.2},

@@ -32,7 +32,7 @@ from seqtrain.data.windows import (
     training_label_rows,
     window_ends,
 )
-from seqtrain.module import SeqModule
+from seqtrain.engine.module import SeqModule
 from tests.data.test_streaming import (
     assert_same_windows,
     data_cfg,

@@ -9,10 +9,10 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from seqtrain.data.labels import labels_from_moves
-from seqtrain.data.prepare import prepare
+from seqtrain.data.memory import prepare
 from seqtrain.data.streaming import plan_stream
 from seqtrain.errors import SeqtrainError
-from seqtrain.predict import Predictor
+from seqtrain.run.predict import Predictor
 from tests.conftest import run_seqtrain
 from tests.data.test_bad_input import check_error
 from tests.helpers import make_table

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtrain.data.labels import LabelSpec, labels_from_moves, moves
-from seqtrain.data.prepare import prepare
+from seqtrain.data.memory import prepare
 from seqtrain.data.windows import series_bounds
 from seqtrain.errors import SeqtrainError
 from tests.helpers import make_table

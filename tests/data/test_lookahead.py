@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from seqtrain.data.datamodule import SeqDataModule
-from seqtrain.data.prepare import prepare
+from seqtrain.data.memory import prepare
 from tests.helpers import make_table
 
 

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
 
-from seqtrain.data import prepare as prepare_module
-from seqtrain.data.prepare import prepare
+from seqtrain.data import memory as prepare_module
+from seqtrain.data.memory import prepare
 
 SYMBOLS = ["A", "B", "C"]
 

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader
 
 from seqtrain.data.datamodule import SeqDataModule, batch_as_is
-from seqtrain.data.prepare import prepare
+from seqtrain.data.memory import prepare
 from seqtrain.data.streaming import StreamingWindows, plan_stream, shard_ranges
 from seqtrain.errors import SeqtrainError
 from tests.helpers import make_table
@@ -117,7 +117,7 @@ def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task
 def test_each_walk_forward_fold_streams_the_windows_and_statistics_it_has_in_memory(tmp_path, scheme):
     """A fold reads only the rows of its period (train_start .. test_end) on both paths; row
     groups wholly outside it are skipped, and the halo never reaches before train_start."""
-    from seqtrain.evaluate import fold_configs
+    from seqtrain.run.walk_forward import fold_configs
 
     path = write(unequal_series(seed=5), tmp_path / "t.parquet", 41)
     with initialize_config_module("seqtrain.conf", version_base="1.3"):

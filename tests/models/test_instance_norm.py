@@ -119,8 +119,8 @@ def test_calendar_and_known_future_columns_keep_their_values():
     the target's statistics only for a forecast of its value."""
     from types import SimpleNamespace
 
-    from seqtrain.assemble import with_instance_norm
     from seqtrain.data.scaling import StandardScaler
+    from seqtrain.engine.assemble import with_instance_norm
 
     inputs = ["ret", "rsi", "hour_sin", "hour_cos", "close"]
     state = SimpleNamespace(

@@ -8,10 +8,10 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.config import monitor_and_mode
+from seqtrain.engine.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.instance_norm import InstanceNorm
 from seqtrain.models.registry import build_model, model_class
-from seqtrain.module import REGRESSION_LOSSES, SeqModule
 
 log = logging.getLogger("seqtrain")
 

@@ -17,9 +17,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from seqtrain.engine.optim import optimizer_parameters
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import atomic, copy_file, write_csv_rows
-from seqtrain.optim import optimizer_parameters
 
 
 class EpochMetrics(L.Callback):

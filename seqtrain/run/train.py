@@ -17,10 +17,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain import distributed
-from seqtrain.allocator import settle_malloc
-from seqtrain.assemble import _loss, _model_args, build_module
-from seqtrain.calibration import (
+from seqtrain.config import monitor_and_mode
+from seqtrain.data import synthetic, validate
+from seqtrain.data.audit import audit
+from seqtrain.data.columns import in_zone, split_by_series
+from seqtrain.data.datamodule import SeqDataModule
+from seqtrain.data.labels import LabelSpec
+from seqtrain.data.loading import load_data
+from seqtrain.data.streaming import parse_bytes
+from seqtrain.data.weights import SampleWeightSpec
+from seqtrain.engine import distributed
+from seqtrain.engine.allocator import settle_malloc
+from seqtrain.engine.assemble import _loss, _model_args, build_module
+from seqtrain.engine.augment import Augmenter
+from seqtrain.engine.calibration import (
     TEMPERATURE_RANGE,
     Calibration,
     check_settings,
@@ -30,7 +40,7 @@ from seqtrain.calibration import (
     reliability,
     softmax,
 )
-from seqtrain.callbacks import (
+from seqtrain.engine.callbacks import (
     AtomicCheckpointIO,
     CollectPredictions,
     DataEpoch,
@@ -44,25 +54,14 @@ from seqtrain.callbacks import (
     SaveOnInterrupt,
     Throughput,
 )
-from seqtrain.compiling import compile_mode, compile_network, worth_compiling
-from seqtrain.config import monitor_and_mode
-from seqtrain.cpcv import check_cpcv, cpcv
-from seqtrain.data import synthetic, validate
-from seqtrain.data.audit import audit
-from seqtrain.data.augment import Augmenter
-from seqtrain.data.columns import in_zone, split_by_series
-from seqtrain.data.datamodule import SeqDataModule
-from seqtrain.data.labels import LabelSpec
-from seqtrain.data.loading import load_data
-from seqtrain.data.streaming import parse_bytes
-from seqtrain.data.weights import SampleWeightSpec
+from seqtrain.engine.compiling import compile_mode, compile_network, worth_compiling
+from seqtrain.engine.module import SeqModule
+from seqtrain.engine.optim import check_optim, check_scheduler
+from seqtrain.engine.precision import PRECISIONS, resolve_precision
+from seqtrain.engine.tracking import check_logger, log_config, log_results, make_logger
 from seqtrain.errors import Interrupted, SeqtrainError
-from seqtrain.evaluate import check_walk_forward, walk_forward
 from seqtrain.files import remove_stale_temporaries, write_json, write_parquet
 from seqtrain.models.registry import MODELS, check_model_args, model_class
-from seqtrain.module import SeqModule
-from seqtrain.optim import check_optim, check_scheduler
-from seqtrain.precision import PRECISIONS, resolve_precision
 from seqtrain.report.baselines import compare_with_baselines
 from seqtrain.report.plots import (
     plot_calibration,
@@ -76,7 +75,8 @@ from seqtrain.report.predictions import concat_records, predictions_frame
 from seqtrain.report.summary import print_summary
 from seqtrain.report.sweep_overfitting import check_pbo_blocks
 from seqtrain.report.trading import book_returns, in_metrics, trading_report
-from seqtrain.tracking import check_logger, log_config, log_results, make_logger
+from seqtrain.run.cpcv import check_cpcv, cpcv
+from seqtrain.run.walk_forward import check_walk_forward, walk_forward
 
 log = logging.getLogger("seqtrain")
 
@@ -87,8 +87,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
           quiet: bool = False, warm_from: Path | None = None) -> float:
     """Train, test and report one run (or continue one from its checkpoint ``resume_from``;
     ``quiet``: no summary table; ``warm_from``: start from that checkpoint's weights), or, with
-    ``eval=walk_forward``, one run per fold (``seqtrain.evaluate``), with ``eval=cpcv`` one per
-    split (``seqtrain.cpcv``). Returns the best monitored validation value (walk-forward, cpcv:
+    ``eval=walk_forward``, one run per fold (``seqtrain.run.walk_forward``), with ``eval=cpcv`` one per
+    split (``seqtrain.run.cpcv``). Returns the best monitored validation value (walk-forward, cpcv:
     the folds' or splits' mean)."""
     started = time.perf_counter()
     run_dir = Path(run_dir)

@@ -31,9 +31,9 @@ from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.windows import SPLIT_NAMES, cpcv_group_edges, cpcv_paths, cpcv_periods, cpcv_splits
 from seqtrain.errors import SeqtrainError
-from seqtrain.evaluate import _text, pooled_calibration, pooled_notes, pooled_skill, uniqueness_column
 from seqtrain.files import save_config, write_csv, write_json, write_parquet
 from seqtrain.report.trading import trading_report
+from seqtrain.run.walk_forward import _text, pooled_calibration, pooled_notes, pooled_skill, uniqueness_column
 
 log = logging.getLogger("seqtrain")
 

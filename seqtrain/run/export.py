@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from seqtrain.config import parse_arguments
+from seqtrain.engine.module import SeqModule
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import copy_file, publish, write_json
-from seqtrain.module import SeqModule
-from seqtrain.predict import (
+from seqtrain.run.predict import (
     Predictor,
     _in_run,
     model_folder,

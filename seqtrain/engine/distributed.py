@@ -2,7 +2,7 @@
 
 ``trainer=ddp trainer.devices=N``: the process the user started is rank 0 of its node; it writes
 the run's resolved config into ``RUN/.ddp/`` and starts ``N - 1`` more processes
-(``python -m seqtrain.worker RUN/.ddp/job.yaml``) with ``LOCAL_RANK`` set, which Lightning
+(``python -m seqtrain.run.worker RUN/.ddp/job.yaml``) with ``LOCAL_RANK`` set, which Lightning
 reads as processes created externally. Every process runs the same ``train`` on the same config
 and run folder; only global rank 0 writes the folder. Started this way (rather than by Lightning
 re-running the command line) a sweep's job, a walk-forward fold and a resumed run each get their
@@ -102,7 +102,7 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
     os.environ["SEQTRAIN_THREADS"] = str(max(1, cores() // local))
     torch.set_num_threads(int(os.environ["SEQTRAIN_THREADS"]))
     logs = [(folder / f"rank{i}.log").open("w") for i in range(1, local)]  # rank 0 has the console
-    children = [subprocess.Popen([sys.executable, "-m", "seqtrain.worker", str(job)],
+    children = [subprocess.Popen([sys.executable, "-m", "seqtrain.run.worker", str(job)],
                                  env={**os.environ, "LOCAL_RANK": str(i)}, stdout=log_file,
                                  stderr=subprocess.STDOUT) for i, log_file in enumerate(logs, 1)]
     # no watcher thread: a rank that dies closes its connections, and rank 0's next collective

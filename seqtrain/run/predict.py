@@ -23,9 +23,6 @@ import pyarrow.parquet as pq
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.allocator import settle_malloc
-from seqtrain.assemble import build_module
-from seqtrain.calibration import Calibration
 from seqtrain.config import parse_arguments
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
@@ -39,9 +36,12 @@ from seqtrain.data.columns import (
 from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.state import DataState, HasDataState
 from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
+from seqtrain.engine.allocator import settle_malloc
+from seqtrain.engine.assemble import build_module
+from seqtrain.engine.calibration import Calibration
+from seqtrain.engine.module import SeqModule
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import atomic
-from seqtrain.module import SeqModule
 from seqtrain.report.predictions import predictions_frame
 
 log = logging.getLogger("seqtrain")

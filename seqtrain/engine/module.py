@@ -15,9 +15,9 @@ import torch.nn.functional as F
 import torchmetrics as tm
 from torch import nn
 
-from seqtrain.calibration import Calibration
-from seqtrain.data.augment import Augmenter
-from seqtrain.optim import build_optimizer, build_scheduler, optimizer_parameters, warmup_steps
+from seqtrain.engine.augment import Augmenter
+from seqtrain.engine.calibration import Calibration
+from seqtrain.engine.optim import build_optimizer, build_scheduler, optimizer_parameters, warmup_steps
 
 REGRESSION_LOSSES = ("mse", "mae", "huber", "quantile")
 
@@ -105,7 +105,7 @@ class SeqModule(L.LightningModule):
         model: an ``nn.Module`` following ``seqtrain.models.base``.
         task: ``classification`` or ``regression``.
         n_classes: classes (classification; ignored for regression).
-        optim: ``{name, lr, weight_decay, ...}`` (see ``seqtrain.optim``).
+        optim: ``{name, lr, weight_decay, ...}`` (see ``seqtrain.engine.optim``).
         scheduler: ``{name, ...}``: none, onecycle, cosine (with warmup), plateau.
         loss: regression loss: mse, mae, huber, or quantile (the model then emits one output per
             quantile, and the median is the point forecast). Classification uses cross-entropy.
@@ -152,7 +152,7 @@ class SeqModule(L.LightningModule):
         # before dividing, so each window counts once
         self.train_loss_mean, self.val_loss_mean, self.test_loss_mean = (WeightedMean() for _ in range(3))
         self.warmup_steps = 0
-        # fit after training on the validation windows (seqtrain.calibration), applied by the readout
+        # fit after training on the validation windows (seqtrain.engine.calibration), applied by the readout
         self.calibration: Calibration | None = None
 
     # set on every hook call (Lightning's _current_fx_name, ~46 times a step) or step: plain

@@ -1,5 +1,5 @@
-"""One rank of a DDP run that rank 0 started (``seqtrain.distributed.processes``):
-``python -m seqtrain.worker RUN/.ddp/job.yaml`` with ``LOCAL_RANK`` set runs the same ``train``
+"""One rank of a DDP run that rank 0 started (``seqtrain.engine.distributed.processes``):
+``python -m seqtrain.run.worker RUN/.ddp/job.yaml`` with ``LOCAL_RANK`` set runs the same ``train``
 on rank 0's config and run folder."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from seqtrain.console import quiet_libraries
 from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.files import write_text
-from seqtrain.training import train
+from seqtrain.run.train import train
 
 
 def _exit_with_parent() -> None:
