@@ -9,8 +9,10 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
@@ -211,6 +213,40 @@ def test_a_killed_writers_temporary_is_removed_when_the_run_folder_opens_again(t
     open_run_dir(tmp_path, resumed=True)
     assert not any(p.exists() for p in killed)
     assert live.exists() and all(p.exists() for p in users)
+
+
+# a frame whose CSV takes seconds to write, pandas writing it chunk by chunk into the temporary
+SLOW_WRITER = """
+import sys
+import numpy as np
+import pandas as pd
+from seqtrain import files
+files.write_csv(sys.argv[1], pd.DataFrame(np.random.default_rng(0).random((2_000_000, 4))))
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_file_and_a_temporary_removed_later(tmp_path):
+    """A real SIGKILL while the new content is half written: no handler runs, so the temporary
+    stays (half full) beside the previous file, which is whole; the next look removes it."""
+    target = tmp_path / "artefact.csv"
+    target.write_bytes(PREVIOUS)
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(target)],
+                              env={**os.environ, "PYTHONPATH": str(Path(files.__file__).parents[1])})
+    try:
+        deadline = time.monotonic() + 30  # the writer's imports, on a busy machine
+        pattern = f".artefact.csv.{writer.pid}.*.tmp"
+        while not (half := [p for p in tmp_path.glob(pattern) if p.stat().st_size]):
+            assert writer.poll() is None and time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.005)
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL  # killed, not finished
+    assert target.read_bytes() == PREVIOUS
+    assert _left(tmp_path) == sorted([target.name, half[0].name])  # what a kill leaves
+    assert files.remove_stale_temporaries(tmp_path) == half
+    assert _left(tmp_path) == [target.name] and target.read_bytes() == PREVIOUS
 
 
 def test_a_folder_that_cannot_be_written_is_one_line_naming_the_key(tmp_path):
