@@ -114,25 +114,14 @@ def _new_run_dir() -> Path:
 def _train_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> Run:
     """Train the composed ``cfg`` into ``run_dir`` (its config saved as the command line saves
     it; ``overrides`` recorded beside it) and open the finished run."""
-    from seqtrain.console import quiet_libraries
+    from seqtrain.console import logging_into
     from seqtrain.run.train import train as train_run
 
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     save_config(run_dir / ".hydra" / "config.yaml", cfg)
     write_text(run_dir / ".hydra" / "overrides.yaml", json.dumps(overrides) + "\n")
-    quiet_libraries()
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    level = root.level
-    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
-    try:
+    with logging_into(run_dir / "train.log"):
         train_run(cfg, run_dir)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        handler.close()
     return load(run_dir)
 
 
@@ -158,13 +147,11 @@ class Run:
     """A run folder: its ``config``, ``metrics`` (metrics.json), ``data_state`` and ``predict``."""
 
     def __init__(self, path: str | Path):
+        from seqtrain.config import check_run_folder
         from seqtrain.data.state import DataState
 
         self.path = Path(path).expanduser().absolute()  # still found after os.chdir
-        config = self.path / ".hydra" / "config.yaml"
-        if not config.exists():
-            raise SeqtrainError(f"run: {self.path} is not a seqtrain run folder (no .hydra/config.yaml)")
-        self.config = OmegaConf.load(config)
+        self.config = OmegaConf.load(check_run_folder(self.path, "run"))
         metrics = self.path / "metrics.json"
         if not metrics.exists():
             raise SeqtrainError(f"run: {self.path} has not finished (no metrics.json); "

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from seqtrain.config import monitor_mode
-from seqtrain.console import one_line
+from seqtrain.config import check_run_folder, monitor_mode
+from seqtrain.console import one_line, setup_logging
 from seqtrain.console import print_error as _error
 from seqtrain.console import quiet_libraries as _quiet_libraries
 
@@ -222,7 +222,6 @@ def resume(target: str, overrides: list[str]) -> None:
     folder, from ``checkpoints/last.ckpt`` (or the checkpoint file given), with its saved config
     (overrides such as ``trainer.max_epochs=20`` may extend it)."""
     from omegaconf import OmegaConf
-    from rich.logging import RichHandler
 
     from seqtrain.errors import SeqtrainError
     from seqtrain.run.train import train
@@ -232,19 +231,14 @@ def resume(target: str, overrides: list[str]) -> None:
         run_dir, checkpoint = path.parent.parent, path
     else:
         run_dir, checkpoint = path, path / "checkpoints" / "last.ckpt"
-    config = run_dir / ".hydra" / "config.yaml"
     try:
-        if not config.exists():
-            raise SeqtrainError(f"resume: {run_dir} is not a seqtrain run folder (no .hydra/config.yaml)")
+        config = check_run_folder(run_dir, "resume")
         if (run_dir / "metrics.json").exists():
             raise SeqtrainError(f"resume: the run in {run_dir} already finished")
         if not checkpoint.exists():
             raise SeqtrainError(f"resume: no checkpoint {checkpoint} to continue from")
         cfg = resume_overrides(OmegaConf.load(config), overrides)
-        logging.basicConfig(level=logging.INFO, format="%(message)s", force=True, handlers=[
-            RichHandler(show_time=False, show_path=False),
-            logging.FileHandler(run_dir / "train.log")])
-        _quiet_libraries()
+        setup_logging(logging.INFO, run_log=run_dir / "train.log")
         train(cfg, run_dir, resume_from=checkpoint)
     except SeqtrainError as exc:
         _error(str(exc))
@@ -255,7 +249,7 @@ def subcommand(name: str, argv: list[str]) -> None:
     """``seqtrain predict ...`` and ``seqtrain export ...``: one line for bad input, exit 2."""
     from seqtrain.errors import SeqtrainError
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    setup_logging(logging.WARNING)
     try:
         if name == "predict":
             from seqtrain.run.predict import predict_command

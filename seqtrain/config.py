@@ -1,10 +1,28 @@
 """The rules that read the configuration and the subcommands' arguments, shared by the doors,
-the runs and the report: a subcommand's ``key=value`` arguments, which way a monitored metric
-improves, and the spellings ``trainer.precision`` accepts."""
+the runs and the report: what makes a folder a run folder (its saved config), a subcommand's
+``key=value`` arguments, which way a monitored metric improves, and the spellings
+``trainer.precision`` accepts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from seqtrain.errors import SeqtrainError
+
+# a run folder is one that holds the config its run was composed from (Hydra's, or the API's copy)
+RUN_CONFIG = Path(".hydra") / "config.yaml"
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a seqtrain run (finished or not): its ``.hydra/config.yaml``."""
+    return (Path(folder) / RUN_CONFIG).is_file()
+
+
+def check_run_folder(folder: str | Path, key: str) -> Path:
+    """``folder``'s saved config file; one line naming ``key`` when ``folder`` is no run folder."""
+    if not is_run_folder(folder):
+        raise SeqtrainError(f"{key}: {folder} is not a seqtrain run folder (no .hydra/config.yaml)")
+    return Path(folder) / RUN_CONFIG
 
 # accepted spellings -> Lightning's; fp16 on GPU uses a loss scaler (Lightning's 16-mixed)
 PRECISIONS = {"32": "32-true", "32-true": "32-true", "64": "64-true", "64-true": "64-true",

@@ -1,9 +1,50 @@
-"""What the user sees on the terminal: library chatter kept out, an error as one line."""
+"""What the user sees on the terminal and the run's log: how each door sets up logging, library
+chatter kept out, an error as one line."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+# Hydra's job logging format: train.log of a run started from Python reads as the command line's
+RUN_LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
+
+
+def setup_logging(level: int, run_log: Path | None = None) -> None:
+    """A door's logging (Hydra sets up its own runs'), library chatter kept out. A command that
+    trains into an existing run folder (resume) logs into its ``run_log`` (train.log) and, through
+    rich, on the console, replacing what was set up before; any other (predict, export, a DDP
+    rank) prints messages alone on stderr from ``level`` up, unless logging is set up already."""
+    if run_log is None:
+        logging.basicConfig(level=level, format="%(message)s")
+    else:
+        from rich.logging import RichHandler
+
+        logging.basicConfig(level=level, format="%(message)s", force=True, handlers=[
+            RichHandler(show_time=False, show_path=False), logging.FileHandler(run_log)])
+    quiet_libraries()
+
+
+@contextlib.contextmanager
+def logging_into(run_log: Path) -> Iterator[None]:
+    """The root logger also writing into ``run_log`` (from INFO up) while the block runs, and as
+    it was afterwards: a run started from Python leaves its caller's logging alone."""
+    quiet_libraries()
+    handler = logging.FileHandler(run_log)
+    handler.setFormatter(logging.Formatter(RUN_LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 def quiet_libraries() -> None:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.config import parse_arguments
+from seqtrain.config import check_run_folder, is_run_folder, parse_arguments
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
     forward_fill,
@@ -113,10 +113,7 @@ class Predictor:
                  device: str = "auto") -> Predictor:
         """The predictor of the run in folder ``run_dir`` (config, data_state.json, checkpoint)."""
         run_dir = Path(run_dir).expanduser()
-        config = run_dir / ".hydra" / "config.yaml"
-        if not config.exists():
-            raise SeqtrainError(f"run: {run_dir} is not a seqtrain run folder (no .hydra/config.yaml)")
-        cfg = OmegaConf.load(config)
+        cfg = OmegaConf.load(check_run_folder(run_dir, "run"))
         folds = sorted(p.name for p in run_dir.glob("fold_*/data_state.json"))
         if folds and not (run_dir / "data_state.json").exists():
             raise SeqtrainError(f"run: {run_dir} is a walk-forward run with one model per fold "
@@ -449,7 +446,7 @@ def run_folder_holding(path: Path) -> Path | None:
     """The nearest seqtrain run folder (one with ``.hydra/config.yaml``) that is ``path`` or
     holds it, a walk-forward fold being a run folder of its own; None outside every run."""
     for folder in (path, *path.parents):
-        if (folder / ".hydra" / "config.yaml").is_file():
+        if is_run_folder(folder):
             return folder
     return None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from seqtrain.console import quiet_libraries
+from seqtrain.console import setup_logging
 from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.files import write_text
 from seqtrain.run.train import train
@@ -35,8 +35,7 @@ def main(job_file: str) -> None:
     """Rank ``LOCAL_RANK`` of a run that rank 0 started: its config, folder and checkpoints."""
     _exit_with_parent()
     torch.set_num_threads(int(os.environ.get("SEQTRAIN_THREADS", torch.get_num_threads())))
-    logging.basicConfig(level=logging.ERROR, format="%(message)s")
-    quiet_libraries()
+    setup_logging(logging.ERROR)
     job = OmegaConf.load(job_file)
     cfg = job.config
     cfg.progress_bar = False  # rank 0 draws the one bar
