@@ -56,9 +56,10 @@ from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.data.synthetic import write_parquet
 from seqtrain.engine.allocator import settle_malloc
+from seqtrain.engine.assemble import build_module
 from seqtrain.engine.callbacks import Throughput
 from seqtrain.run import train as training
-from seqtrain.run.train import build_module, train
+from seqtrain.run.train import train
 
 #: a network whose compute is negligible beside the loop around it
 NEGLIGIBLE_NETWORK = ["model.num_channels=[2]", "model.dropout=0"]
@@ -249,8 +250,8 @@ def seqtrain_pairs(cfg, run: Path, epochs: int) -> Interleaved:
     def with_pairs(args, callbacks, *rest):  # the benchmark's callback beside seqtrain's own
         return make_trainer(args, [*callbacks, pairs], *rest)
 
-    make_trainer = training._make_trainer
-    with patch.object(training, "_make_trainer", with_pairs):
+    make_trainer = training.make_trainer
+    with patch.object(training, "make_trainer", with_pairs):
         train(cfg, run)
     return pairs
 

@@ -297,7 +297,7 @@ class SequenceModel:
     def fit(self, X: pd.DataFrame, y: pd.Series, X_val: pd.DataFrame | None = None,
             y_val: pd.Series | None = None) -> SequenceModel:
         """Train a run on ``X``, ``y`` (everything checked before anything is written)."""
-        from seqtrain.run.train import check_config
+        from seqtrain.run.checks import check_config
 
         time_col, group_col = _index_columns(X)
         if not isinstance(y, pd.Series):

@@ -110,10 +110,10 @@ def test_sequence_model_with_validation_rows_and_one_line_errors(tmp_path):
 @pytest.fixture
 def no_plots(monkeypatch):
     """Tiny fits without their plots (the slowest part of a tiny run, not what is checked here)."""
-    from seqtrain.run import train as training
+    from seqtrain.report import run as report
 
     for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
-        monkeypatch.setattr(training, name, lambda *args, **kwargs: None)
+        monkeypatch.setattr(report, name, lambda *args, **kwargs: None)
 
 
 ODD_NAMES = ["sma(5)", "ret,1d", "ret=1", "two words", "Δprice", "${x}", "[a]", "it's"]

@@ -145,10 +145,10 @@ def _tiny(table, *extra: str) -> list[str]:
 
 @pytest.fixture
 def quiet_plots(monkeypatch):
-    from seqtrain.run import train as training
+    from seqtrain.report import run as report
 
     for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
-        monkeypatch.setattr(training, name, lambda *args, **kwargs: None)
+        monkeypatch.setattr(report, name, lambda *args, **kwargs: None)
 
 
 def test_temperature_is_fit_on_validation_only_and_reaches_predict_api_and_export(

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from seqtrain import files
-from seqtrain.engine.callbacks import AtomicCheckpointIO
+from seqtrain.engine.checkpoints import AtomicCheckpointIO
 from seqtrain.errors import SeqtrainError
 from seqtrain.run.train import open_run_dir
 

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from seqtrain import SeqtrainError, SequenceModel
 from seqtrain.api import forecast_scorer
-from seqtrain.run import train as training
+from seqtrain.report import run as report
 
 TINY_FIT = {"seq_length": 8, "hidden_size": 8, "max_epochs": 1, "progress_bar": False, "num_layers": 1}
 
@@ -23,7 +23,7 @@ def quick(monkeypatch, tmp_path):
     """Fits without plots (they are the slowest part of a tiny run and not what is checked
     here), their run folders under ``tmp_path/outputs``."""
     for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
-        monkeypatch.setattr(training, name, lambda *args, **kwargs: None)
+        monkeypatch.setattr(report, name, lambda *args, **kwargs: None)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -29,10 +29,10 @@ def test_a_sweep_deflates_the_best_jobs_sharpe_and_measures_its_overfitting(run_
     # four seeds on the bars demo (three series): each job's book returns are saved per grid
     # period, and the sweep judges them together; without failures it exits 0, no error column.
     # The jobs' own plots are the slowest part of a tiny run and not what is checked here
-    from seqtrain.run import train as training
+    from seqtrain.report import run as report
 
     for name in ("plot_curves", "plot_predictions", "plot_equity", "plot_interpretation"):
-        monkeypatch.setattr(training, name, lambda *args, **kwargs: None)
+        monkeypatch.setattr(report, name, lambda *args, **kwargs: None)
     result = run_cli("-m", *TINY, "trainer.max_epochs=1", "data.generator.name=bars", "data.target=close",
                      "data.label=direction", "seed=0,1,2,3", "eval.pbo_blocks=4")
     assert result.code == 0, result.err

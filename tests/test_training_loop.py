@@ -11,14 +11,14 @@ from lightning.pytorch.profilers import SimpleProfiler
 from seqtrain.engine import callbacks
 from seqtrain.engine.callbacks import EarlyStoppingAfterWarmup, ProgressBar, QuietProfiler
 from seqtrain.engine.module import SeqModule
+from seqtrain.engine.trainer import make_trainer
 from seqtrain.models.registry import build_model
-from seqtrain.run.train import _make_trainer
 
 
 def test_without_a_profiler_the_trainer_gets_the_quiet_one_and_a_named_profiler_is_kept(tmp_path):
-    quiet = _make_trainer({"profiler": None, "accelerator": "cpu", "logger": False}, [], tmp_path, False)
+    quiet = make_trainer({"profiler": None, "accelerator": "cpu", "logger": False}, [], tmp_path, False)
     assert isinstance(quiet.profiler, QuietProfiler)
-    named = _make_trainer({"profiler": "simple", "accelerator": "cpu", "logger": False}, [], tmp_path, False)
+    named = make_trainer({"profiler": "simple", "accelerator": "cpu", "logger": False}, [], tmp_path, False)
     assert isinstance(named.profiler, SimpleProfiler)
 
 

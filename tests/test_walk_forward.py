@@ -219,8 +219,8 @@ def test_a_fold_whose_shapes_changed_starts_fresh_and_says_so(tmp_path, caplog):
     import torch
 
     from seqtrain.engine.module import SeqModule
+    from seqtrain.engine.trainer import warm_start
     from seqtrain.models.registry import build_model
-    from seqtrain.run.train import warm_start
 
     def module(inputs):
         torch.manual_seed(inputs)

@@ -16,8 +16,14 @@ Every statistic here is invariant to the per-column scaling, so scaled inputs ca
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
+
+from seqtrain.errors import SeqtrainError
+
+log = logging.getLogger("seqtrain")
 
 
 def _auroc(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
@@ -81,3 +87,31 @@ def audit(last_rows: np.ndarray, labels: np.ndarray, names: list[str], task: str
     flagged = [name for name, s in scored.items() if s >= threshold]
     return {"statistic": statistic, "threshold": threshold, "windows": int(len(labels)),
             "flagged": flagged, "scores": scored}
+
+
+def leakage_audit(settings, task: str, data, datamodule) -> dict | None:
+    """The run's audit (``settings``: the ``data`` group): every input column scored against the
+    label on (up to 20,000) training windows of ``datamodule``; one warning line, or an error with
+    ``data.leakage_audit=error``, for those that all but decide it."""
+    if settings.leakage_audit == "off":
+        return None
+    batch = datamodule.last_rows("train", size=20_000)
+    classification = task == "classification"
+    labels = batch["y"] if classification else batch["y"][:, 0]
+    # the target at the last row, which a label at t+h moves from: only a plain target with a
+    # horizon (with horizon 0 the label is that row's own value; a return label is already a move)
+    plain = not classification and data.contract.window.horizon >= 1 and data.contract.label == "value"
+    label_now = batch["y_last"].numpy() if plain else None
+    own_history = (data.target,) if data.target in data.input_names else ()
+    result = audit(batch["x_last"].float().numpy(), labels.numpy(), data.input_names, task,
+                   float(settings.leakage_threshold), label_now, skip=own_history)
+    if result["flagged"]:
+        scores = ", ".join(f"{c!r} {result['scores'][c]:.3f}" for c in result["flagged"])
+        message = (f"leakage audit: input column(s) {scores} ({result['statistic']} on training windows, "
+                   f">= data.leakage_threshold={result['threshold']}) all but decide the label from "
+                   "a window's last row: likely a label or return shifted into the table by hand; "
+                   "drop them from data.features (data.leakage_audit=off if they are truly known then)")
+        if settings.leakage_audit == "error":
+            raise SeqtrainError(message)
+        log.warning(message)
+    return result

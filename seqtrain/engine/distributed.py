@@ -82,25 +82,8 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
         yield
         return
     folder = run_dir / ".ddp"
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("rank*.error"):
-        stale.unlink()
-    job = folder / "job.yaml"
-    save_config(job, OmegaConf.create({
-        "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir),
-        "resume_from": str(resume_from) if resume_from else None,
-        "warm_from": str(warm_from) if warm_from else None}))
-    saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "SEQTRAIN_LOCAL_WORLD", "SEQTRAIN_THREADS")}
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    os.environ.setdefault("NODE_RANK", "0")
-    os.environ["WORLD_SIZE"] = str(world_size(cfg))
-    os.environ["SEQTRAIN_LOCAL_WORLD"] = str(local)
-    os.environ["LOCAL_RANK"] = "0"
-    # the machine's cores shared out, as torchrun does: N processes x all cores would thrash them
-    threads = torch.get_num_threads()
-    os.environ["SEQTRAIN_THREADS"] = str(max(1, cores() // local))
-    torch.set_num_threads(int(os.environ["SEQTRAIN_THREADS"]))
+    job = _job_file(folder, cfg, run_dir, resume_from, warm_from)
+    saved, threads = _set_environment(cfg, local)
     logs = [(folder / f"rank{i}.log").open("w") for i in range(1, local)]  # rank 0 has the console
     children = [subprocess.Popen([sys.executable, "-m", "seqtrain.run.worker", str(job)],
                                  env={**os.environ, "LOCAL_RANK": str(i)}, stdout=log_file,
@@ -118,24 +101,73 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
         died = [(rank, child.poll()) for rank, child in enumerate(children, 1)]  # before any is stopped
         if failed is not None:  # a rank waiting in a collective for this one: its connections closed
             _destroy_process_group()  # end that wait at once (a signal is seen only after it)
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # never leave a training process behind
-                child.kill()
-                child.wait()
+        _stop(children)
         for log_file in logs:
             log_file.close()
         _destroy_process_group()
-        torch.set_num_threads(threads)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore_environment(saved, threads)
+    _raise_rank_failure(folder, died)
+    if failed is not None:
+        raise failed
+    shutil.rmtree(folder, ignore_errors=True)  # nothing went wrong: nothing to look at
+
+
+def _job_file(folder: Path, cfg: DictConfig, run_dir: Path, resume_from: Path | None,
+              warm_from: Path | None) -> Path:
+    """``RUN/.ddp/job.yaml``: the resolved config and folders every other rank runs with (an
+    earlier try's rank errors cleared)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("rank*.error"):
+        stale.unlink()
+    job = folder / "job.yaml"
+    save_config(job, OmegaConf.create({
+        "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir),
+        "resume_from": str(resume_from) if resume_from else None,
+        "warm_from": str(warm_from) if warm_from else None}))
+    return job
+
+
+def _set_environment(cfg: DictConfig, local: int) -> tuple[dict, int]:
+    """What Lightning reads of processes created externally, and each process's share of the
+    cores; returns what ``_restore_environment`` puts back."""
+    saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "SEQTRAIN_LOCAL_WORLD", "SEQTRAIN_THREADS")}
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("NODE_RANK", "0")
+    os.environ["WORLD_SIZE"] = str(world_size(cfg))
+    os.environ["SEQTRAIN_LOCAL_WORLD"] = str(local)
+    os.environ["LOCAL_RANK"] = "0"
+    # the machine's cores shared out, as torchrun does: N processes x all cores would thrash them
+    threads = torch.get_num_threads()
+    os.environ["SEQTRAIN_THREADS"] = str(max(1, cores() // local))
+    torch.set_num_threads(int(os.environ["SEQTRAIN_THREADS"]))
+    return saved, threads
+
+
+def _restore_environment(saved: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """Every rank still running stopped, and waited for."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave a training process behind
+            child.kill()
+            child.wait()
+
+
+def _raise_rank_failure(folder: Path, died: list[tuple[int, int | None]]) -> None:
+    """A rank's own one-line error, else the first rank that died of something but Ctrl-C."""
     errors = [text for path in sorted(folder.glob("rank*.error")) if (text := path.read_text().strip())]
     if errors:  # a rank's own one-line error says more than the collective it broke
         raise SeqtrainError(errors[0]) from None
@@ -143,9 +175,6 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
         if code and code not in INTERRUPTED:  # Ctrl-C reaches every process: rank 0 says where to resume
             raise SeqtrainError(f"trainer=ddp: training process {rank} exited with status {code}; "
                                 f"its output is in {folder / f'rank{rank}.log'}") from None
-    if failed is not None:
-        raise failed
-    shutil.rmtree(folder, ignore_errors=True)  # nothing went wrong: nothing to look at
 
 
 def _destroy_process_group() -> None:

@@ -255,28 +255,8 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
     columns = ["rank", *(c for c in frame.columns
                          if c not in ("job", "overrides", "monitor", "mode", "rank", "test_loss", "error"))]
     monitor = next((r["monitor"] for r in rows if "monitor" in r), "best_val")
-    table = Table(title=f"sweep · {len(rows)} runs · {sweep_dir}", header_style="bold",
-                  caption=f"rank: by {monitor} (best epoch; ★ the best run); acc/f1/... : test split, "
-                          "with the main metric's 95% interval and skill vs the best baseline; "
-                          "full table in summary.csv, objective per job in summary.png")
-    table.add_column("job")
-    table.add_column("overrides", min_width=20)
-    for column in columns:
-        name = monitor if column == "best_val" else column.removeprefix("test_")
-        table.add_column(name.replace("wall_time_s", "s").replace("sharpe", "sharpe/period"), justify="right")
-    for row in rows:
-        finished = any(key not in ("job", "overrides", "error") for key in row)
-        cells = [_fmt(row[c]) if c in row else "" if finished or i else "failed"
-                 for i, c in enumerate(columns)]
-        job = f"{row['job']} ★" if best is not None and row is best else row["job"]
-        table.add_row(job, row["overrides"], *cells)
-    if nested and "blocks" in nested:  # the ★ job's pooled result beside the search's own
-        table.add_section()
-        for extra in nested_table_rows(nested):
-            cells = [_fmt(extra[c]) if c in extra else "" for c in columns]
-            table.add_row(extra["job"], extra["overrides"], *cells)
     console = console or Console()
-    console.print(table)
+    console.print(_sweep_table(sweep_dir, rows, columns, monitor, best, nested))
     if best is not None:
         from seqtrain.report.plots import plot_sweep
 
@@ -304,6 +284,33 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
         if row.get("error"):
             console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)
     return rows
+
+
+def _sweep_table(sweep_dir: Path, rows: list[dict], columns: list[str], monitor: str, best: dict | None,
+                 nested: dict | None) -> Table:
+    """The jobs side by side (``columns`` of each row; ★ on the best), with the ★ job's nested
+    out-of-sample rows under them."""
+    table = Table(title=f"sweep · {len(rows)} runs · {sweep_dir}", header_style="bold",
+                  caption=f"rank: by {monitor} (best epoch; ★ the best run); acc/f1/... : test split, "
+                          "with the main metric's 95% interval and skill vs the best baseline; "
+                          "full table in summary.csv, objective per job in summary.png")
+    table.add_column("job")
+    table.add_column("overrides", min_width=20)
+    for column in columns:
+        name = monitor if column == "best_val" else column.removeprefix("test_")
+        table.add_column(name.replace("wall_time_s", "s").replace("sharpe", "sharpe/period"), justify="right")
+    for row in rows:
+        finished = any(key not in ("job", "overrides", "error") for key in row)
+        cells = [_fmt(row[c]) if c in row else "" if finished or i else "failed"
+                 for i, c in enumerate(columns)]
+        job = f"{row['job']} ★" if best is not None and row is best else row["job"]
+        table.add_row(job, row["overrides"], *cells)
+    if nested and "blocks" in nested:  # the ★ job's pooled result beside the search's own
+        table.add_section()
+        for extra in nested_table_rows(nested):
+            cells = [_fmt(extra[c]) if c in extra else "" for c in columns]
+            table.add_row(extra["job"], extra["overrides"], *cells)
+    return table
 
 
 def _eval_of(job: Path) -> str | None:

@@ -18,7 +18,7 @@ on its own validation block, and ``plots/paths.png``.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import time
 from pathlib import Path
@@ -28,12 +28,19 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data import source
-from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
+from seqtrain.data.columns import in_zone, time_values, time_zone
 from seqtrain.data.windows import SPLIT_NAMES, cpcv_group_edges, cpcv_paths, cpcv_periods, cpcv_splits
 from seqtrain.errors import SeqtrainError
-from seqtrain.files import save_config, write_csv, write_json, write_parquet
+from seqtrain.files import write_csv, write_json, write_parquet
 from seqtrain.report.trading import trading_report
-from seqtrain.run.walk_forward import _text, pooled_calibration, pooled_notes, pooled_skill, uniqueness_column
+from seqtrain.run.walk_forward import (
+    _text,
+    pooled_calibration,
+    pooled_notes,
+    pooled_skill,
+    train_in_folder,
+    uniqueness_column,
+)
 
 log = logging.getLogger("seqtrain")
 
@@ -99,13 +106,11 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
         folder = run_dir / f"split_{info['split']:02d}"
         log.info("cpcv split %d/%d: test groups %s", info["split"] + 1, len(splits), info["test_groups"])
         split_started = time.perf_counter()
-        (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
-        save_config(folder / ".hydra" / "config.yaml", split_cfg)
-        best.append(train_split(split_cfg, folder))
-        metrics = json.loads((folder / "metrics.json").read_text())
+        value, metrics, predictions = train_in_folder(folder, split_cfg,
+                                                      functools.partial(train_split, split_cfg, folder))
+        best.append(value)
         notes.append(metrics.get("baseline_notes") or {})
         classes = classes or metrics.get("classes")
-        predictions = utc_times(pd.read_parquet(folder / "predictions.parquet"))
         frames.append(predictions.assign(split=info["split"], group=group_of(predictions["window_end"],
                                                                              group_starts)))
         rows.append(_split_row(info, metrics, time.perf_counter() - split_started))

@@ -11,6 +11,7 @@ pooled, with baselines, the 95% interval and the skill) and ``plots/folds.png``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -117,15 +118,14 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
         log.info("walk-forward fold %d/%d: test %s .. %s", i + 1, len(folds), bounds["test_start"],
                  bounds["test_end"] or "end")
         fold_started = time.perf_counter()
-        (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
-        save_config(folder / ".hydra" / "config.yaml", fold_cfg)
         warm = run_dir / f"fold_{i - 1:02d}" / "checkpoints" / "best.ckpt"
         warm = warm if refit == "warm" and i > 0 and warm.exists() else None
-        best.append(train_fold(fold_cfg, folder, warm))
-        metrics = json.loads((folder / "metrics.json").read_text())
+        train_one = functools.partial(train_fold, fold_cfg, folder, warm)
+        value, metrics, tested = train_in_folder(folder, fold_cfg, train_one)
+        best.append(value)
         classes = classes or metrics.get("classes")
         notes.append(metrics.get("baseline_notes") or {})
-        frames.append(utc_times(pd.read_parquet(folder / "predictions.parquet")).assign(fold=i))
+        frames.append(tested.assign(fold=i))
         rows.append({**_fold_row(i, bounds, metrics, time.perf_counter() - fold_started),
                      "warm_from": warm.parent.parent.name if warm else None})
     predictions = pd.concat(frames, ignore_index=True)
@@ -154,18 +154,36 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
     write_json(run_dir / "metrics.json", summary)
-    from seqtrain.report.plots import plot_equity, plot_folds, plot_predictions
     from seqtrain.report.summary import print_walk_forward
 
     if cfg.get("plots", True):
-        plot_folds(folds_table, pooled, run_dir / "plots" / "folds.png")
-        starts = [pd.Timestamp(b) if isinstance(b, str) else b for b in folds_table["test_start"]]
-        plot_predictions(predictions, cfg.data.group_col, task, classes,
-                         run_dir / "plots" / "predictions.png", boundaries=starts)
-        if trading:
-            plot_equity(trading, run_dir / "plots" / "equity.png")
+        _plot(cfg, folds_table, pooled, predictions, classes, trading, run_dir / "plots")
     print_walk_forward(summary)
     return float(np.mean(best))
+
+
+def _plot(cfg: DictConfig, folds_table: pd.DataFrame, pooled: dict, predictions: pd.DataFrame,
+          classes: list | None, trading: dict | None, folder: Path) -> None:
+    """Each fold's skill, the pooled predictions with the folds' test starts marked, the book."""
+    from seqtrain.report.plots import plot_equity, plot_folds, plot_predictions
+
+    plot_folds(folds_table, pooled, folder / "folds.png")
+    starts = [pd.Timestamp(b) if isinstance(b, str) else b for b in folds_table["test_start"]]
+    plot_predictions(predictions, cfg.data.group_col, cfg.task, classes, folder / "predictions.png",
+                     boundaries=starts)
+    if trading:
+        plot_equity(trading, folder / "equity.png")
+
+
+def train_in_folder(folder: Path, run_cfg: DictConfig, train_one) -> tuple[float, dict, pd.DataFrame]:
+    """One fold or split trained (``train_one()``) as a run folder of its own, its config saved
+    where predict, export and load look for it; its best monitored validation value, its
+    metrics.json and its test predictions (times in UTC)."""
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
+    save_config(folder / ".hydra" / "config.yaml", run_cfg)
+    best = train_one()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return best, metrics, utc_times(pd.read_parquet(folder / "predictions.parquet"))
 
 
 def pooled_calibration(task: str, predictions: pd.DataFrame, classes: list | None,
