@@ -15,6 +15,7 @@ from seqtrain.config import monitor_and_mode
 from seqtrain.data import validate
 from seqtrain.data.columns import split_by_series
 from seqtrain.data.labels import LabelSpec
+from seqtrain.data.loading import streaming_mode
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.engine import distributed
@@ -136,8 +137,7 @@ def _check_data(cfg: DictConfig) -> None:
     if data.kind not in ("parquet", "synthetic"):
         raise SeqtrainError(f"data.kind: unknown {data.kind!r}; choose parquet or synthetic")
     validate.check_window_settings(data)
-    if str(data.streaming).lower() not in ("auto", "true", "false"):
-        raise SeqtrainError(f"data.streaming: {data.streaming!r}; choose auto, true or false")
+    streaming_mode(data.streaming)
     if str(data.get("device_resident", "false")).lower() not in RESIDENT:
         raise SeqtrainError(f"data.device_resident: {data.device_resident!r}; choose auto, true or false")
     parse_bytes(data.memory_budget)
