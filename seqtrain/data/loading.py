@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 from seqtrain.data import source, validate
-from seqtrain.data.memory import PreparedData, prepare
+from seqtrain.data.memory import TableData, read_table
 from seqtrain.data.streaming import StreamData, in_memory_bytes, parse_bytes, plan_stream
 from seqtrain.errors import SeqtrainError
 
 log = logging.getLogger(__name__)
 
 
-def load_data(cfg, task: str, path: str) -> PreparedData | StreamData:
+def load_data(cfg, task: str, path: str) -> TableData | StreamData:
     """``streaming: auto`` keeps the table in memory when its needed columns fit
     ``data.memory_budget``, and streams it row group by row group otherwise."""
     mode = str(cfg.streaming).lower()
@@ -34,7 +34,7 @@ def load_data(cfg, task: str, path: str) -> PreparedData | StreamData:
                      path, _size(needed), _size(budget))
     if mode == "true":
         return plan_stream(cfg, task, path)
-    return prepare(cfg, task, path)
+    return read_table(cfg, task, path)
 
 
 def _size(n: int) -> str:

@@ -20,10 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from seqtrain.config import monitor_and_mode
 from seqtrain.data import synthetic, validate
 from seqtrain.data.audit import audit
-from seqtrain.data.columns import in_zone, split_by_series
+from seqtrain.data.columns import in_zone
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.labels import LabelSpec
 from seqtrain.data.loading import load_data
+from seqtrain.data.memory import TableData
+from seqtrain.data.splits import split_by_series
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.engine import distributed
@@ -197,8 +199,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
     datamodule = SeqDataModule(
         data, cfg.data.batch_size, cfg.data.num_workers,
         pin_memory=_pin_memory(cfg.data.pin_memory, trainer_args["accelerator"]),
-        persistent_workers=cfg.data.persistent_workers, stride=cfg.data.stride,
-        eval_stride=cfg.data.eval_stride, embargo=cfg.data.embargo,
+        persistent_workers=cfg.data.persistent_workers,
         shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed, season=cfg.eval.season or 0,
         first_epoch=_next_epoch(resume_from) if resume_from else 0,
         rank=distributed.global_rank(), world=world,
@@ -233,7 +234,7 @@ def _resident_device(cfg: DictConfig, data, device: torch.device) -> torch.devic
     and the table (in memory, not streamed) takes under half its free memory; ``true``: the
     run's ``device`` whatever it is (on the CPU: the same path without a DataLoader)."""
     setting = str(cfg.data.get("device_resident", "false")).lower()
-    if setting == "false" or data.contract.record.get("streaming"):
+    if setting == "false" or not isinstance(data, TableData):
         return None
     if setting == "true":
         return device
@@ -370,7 +371,7 @@ def test(fitted: Fitted, module: SeqModule, run_dir: Path) -> dict:
 def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict, tested: dict,
            run_dir: Path, wall: float, quiet: bool = False, calibration: Calibration | None = None) -> dict:
     """predictions.parquet, the plots, metrics.json and the summary table."""
-    _, quantiles = _loss(cfg)
+    quantiles = module.quantile_levels
     gathered = fitted.predictions
     train_rows = fitted.datamodule.last_rows("train", size=20_000)
     baseline_test, skill, baseline_columns, baseline_notes = compare_with_baselines(
@@ -411,11 +412,11 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
         "intervals": intervals,  # regression: conformal bands' test coverage and width per level
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
-        "windows": data.contract.record["windows"],
+        "windows": data.contract.fit_summary["windows"],
         "label": data.contract.to_dict()["label"],
         "classes": data.classes,
-        "class_counts_by_split": data.contract.record.get("class_counts_by_split"),
-        "sample_weight": data.contract.record.get("sample_weight"),  # data.sample_weight: mean uniqueness
+        "class_counts_by_split": data.contract.fit_summary.get("class_counts_by_split"),
+        "sample_weight": data.contract.fit_summary.get("sample_weight"),  # data.sample_weight's summary
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
         "threads": torch.get_num_threads(),  # torch's CPU threads (shared out under hydra/launcher=joblib)
