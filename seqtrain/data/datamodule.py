@@ -67,7 +67,7 @@ class EpochLoader(DataLoader):
 
 
 class ResidentBatches:
-    """Batches gathered where the rows live (``data.device_resident``: the whole prepared table
+    """Batches gathered where the rows live (``data.device_resident``: the whole in-memory table
     on the GPU): no DataLoader, no worker, no host-to-device copy but one index tensor per
     epoch. ``batches`` yields each batch's window indices (a sampler of ``sharding.py``, or
     consecutive runs for evaluation); ``set_epoch`` reaches it through ``DataEpoch``."""

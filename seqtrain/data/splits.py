@@ -32,6 +32,8 @@ def split_by_series(cfg) -> bool:
 
 
 def split_boundaries(split, times: np.ndarray, time_col: str, zone: str | None = None):
+    """``(val_start, test_start)``: ``data.split.val_start``/``test_start`` as values of the time
+    column, checked, or else where the ``val``/``test`` fractions cut the distinct timestamps."""
     if split.val_start is not None and split.test_start is not None:
         val_start = as_time(split.val_start, times, "data.split.val_start", zone)
         test_start = as_time(split.test_start, times, "data.split.test_start", zone)

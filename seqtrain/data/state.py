@@ -299,7 +299,7 @@ class DataState:
                             state.get("stride", 1), state.get("eval_stride", 1), state.get("embargo", 0),
                             bool(state["pad_short"]))
         target_scaler = state.get("target_scaler")
-        return cls(
+        loaded = cls(
             task=state["task"], target=state["target"], time_col=state["time_col"],
             group_col=state["group_col"], features=list(state["features"]),
             calendar_cycles=list(state["calendar_cycles"]), target_history=bool(state["target_history"]),
@@ -316,6 +316,9 @@ class DataState:
             barrier=BarrierSpec(**label["barrier"]) if label.get("barrier") else None,
             fit_summary={k: v for k, v in state.items() if k not in known},
         )
+        if list(state.get("inputs", loaded.inputs)) != loaded.inputs:  # derived, and saved to be read
+            raise ValueError(f"inputs {state['inputs']} are not the columns {loaded.inputs}")
+        return loaded
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())

@@ -3,6 +3,8 @@
 Rows are the concatenation of all series, each series contiguous and sorted by time. A window is
 identified by the global row ``t`` it ends at (inclusive). Its inputs are rows ``t-L+1 .. t`` and
 its labels rows ``t+h .. t+h+k-1`` (``L`` = seq_length, ``h`` = horizon, ``k`` = output_steps).
+Which split each row is in comes from ``splits.py``; the windows of a split by periods (eval=cpcv)
+are cut in ``periods.py``.
 """
 
 from __future__ import annotations
