@@ -94,8 +94,7 @@ def main() -> None:
                 "data.split.val=0.0001", "data.split.test=0.0001"]).data
         stream = plan_stream(cfg, "classification", str(path))
         for workers in (0, 2):
-            streamed = StreamingWindows(stream, "train", batch, shuffle=True, stride=1, embargo=0,
-                                        num_workers=workers)
+            streamed = StreamingWindows(stream, "train", batch, shuffle=True, num_workers=workers)
             loader = DataLoader(streamed, batch_size=None, collate_fn=batch_as_is,
                                 num_workers=workers, persistent_workers=workers > 0)
             name = f"streaming (Parquet row groups), {workers} workers"

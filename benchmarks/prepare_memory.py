@@ -4,7 +4,7 @@ beside pyarrow's own read.
     python benchmarks/prepare_memory.py [--series 100] [--rows 20000] [--features 16]
 
 Writes a table of ``series x rows`` rows with ``features`` float32 columns (streaming_memory.py's
-generator), then, each in a fresh process: pyarrow reading it whole, and seqtrain's ``prepare``
+generator), then, each in a fresh process: pyarrow reading it whole, and seqtrain's ``read_table``
 (read, decode, sort, split, fit the scaler on training rows, scale, index the windows; no torch
 model, no Lightning). Peak is the process's resident high-water mark; "runtime" is the process
 before reading (Python, NumPy, pyarrow, seqtrain's imports).
@@ -29,7 +29,7 @@ def measure(path: str, what: str) -> dict:
     import pyarrow.parquet as pq
     from hydra import compose, initialize_config_module
 
-    from seqtrain.data.memory import prepare
+    from seqtrain.data.memory import read_table
 
     runtime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
@@ -40,7 +40,7 @@ def measure(path: str, what: str) -> dict:
         with initialize_config_module("seqtrain.conf", version_base="1.3"):
             cfg = compose("config", overrides=["data=parquet", f"data.path={path}", "data.target=close",
                                                 "data.group_col=symbol", "task=regression"])
-        data = prepare(cfg.data, "regression", path)
+        data = read_table(cfg.data, "regression", path)
         rows = len(data.times)
         final = (sum(a.nbytes for a in (data.inputs, data.labels, data.times, data.series))
                  + sum(e.nbytes for e in data.ends.values())) / 2**20

@@ -93,7 +93,7 @@ def test_sequence_model_with_validation_rows_and_one_line_errors(tmp_path):
     model = SequenceModel("tcn", task="regression", seq_length=8, num_channels=[8, 8], max_epochs=2,
                           progress_bar=False, run_dir=tmp_path / "run")
     model.fit(X[train], y[train].astype(float), X_val=X[val], y_val=y[val].astype(float))
-    split = model.run_.data_state.record["split"]
+    split = model.run_.data_state.fit_summary["split"]
     assert split["val_start"].startswith("2022-01-09")
     with pytest.raises(SeqtrainError, match="X_val must follow X in time"):
         SequenceModel("tcn", run_dir=tmp_path / "r2").fit(X[val], y[val], X_val=X[train], y_val=y[train])

@@ -240,7 +240,7 @@ def run_case(tmp_path, task, label, h, k, e, read="memory"):
     for key, value in settings.items():
         cfg[key] = value
     data = load_data(cfg, task, str(path))
-    module = SeqDataModule(data, batch_size=7, embargo=e, season=season)
+    module = SeqDataModule(data, batch_size=7, season=season)
     readout = (lambda out: {"probs": out}) if task == "classification" else (lambda out: {"pred": out})
     stub = SimpleNamespace(readout=readout)
     width = len(data.contract.classes) if task == "classification" else k

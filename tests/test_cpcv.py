@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 import seqtrain
-from seqtrain.data.memory import prepare
+from seqtrain.data.memory import read_table
 from seqtrain.data.streaming import plan_stream
 from seqtrain.run.cpcv import split_configs
 from tests.conftest import TINY, run_seqtrain
@@ -50,7 +50,7 @@ def test_no_training_or_validation_window_touches_a_test_group(tmp_path):
     assert len(splits) == 6
     for info, split_cfg in splits:
         tested = [int(g) for g in info["test_groups"].split("+")]
-        data = prepare(split_cfg.data, "classification", str(path))
+        data = read_table(split_cfg.data, "classification", str(path))
         for name in ("train", "val"):
             ends = data.ends[name]
             # the label rows, and every input row with the embargo before it, in the same series
@@ -68,7 +68,7 @@ def test_no_training_or_validation_window_touches_a_test_group(tmp_path):
         moved = table.assign(ret=np.where(tested_rows, 1e6, table["ret"]),
                              close=np.where(tested_rows, table["close"] * 1.5, table["close"]))
         moved_path = str(write(moved, tmp_path / "moved.parquet", 61))
-        again = prepare(split_cfg.data, "classification", moved_path)
+        again = read_table(split_cfg.data, "classification", moved_path)
         assert again.state["scaler"] == data.state["scaler"] and again.state["label"] == data.state["label"]
         # the streamed path cuts exactly the same windows from row groups
         memory, expected = in_memory(split_cfg.data, "classification", path)
@@ -112,7 +112,7 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys,
     assert paths["test_acc"].min() <= quantiles["q50"] <= paths["test_acc"].max()
     assert (run / "plots" / "paths.png").is_file()
     loaded = seqtrain.load(run)  # one model per split, each a run of its own
-    assert len(loaded.splits) == 3 and loaded.splits[2].data_state.record["streaming"]
+    assert len(loaded.splits) == 3 and loaded.splits[2].data_state.fit_summary["streaming"]
     # predict names a split's model (none is the run's own); without one, or with fold=, one line
     table = run / "data" / "synthetic.parquet"  # the bars the splits trained on
     out = tmp_path / "split1.parquet"

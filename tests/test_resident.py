@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seqtrain.data.datamodule import ResidentBatches, SeqDataModule
-from seqtrain.data.memory import prepare
+from seqtrain.data.memory import read_table
 from tests.conftest import TINY_MODELS, TINY_RUN
 from tests.data.test_streaming import SETTINGS, assert_same_windows, data_cfg, unequal_series, write
 
@@ -18,10 +18,9 @@ from tests.data.test_streaming import SETTINGS, assert_same_windows, data_cfg, u
 def test_resident_batches_are_the_loader_windows_each_once(tmp_path, world):
     path = write(unequal_series(seed=5), tmp_path / "t.parquet")
     cfg = data_cfg(path, *SETTINGS)
-    data = prepare(cfg, "regression", str(path))
-    plain = SeqDataModule(data, 32, stride=cfg.stride, embargo=cfg.embargo)
-    ranks = [SeqDataModule(data, 32, stride=cfg.stride, embargo=cfg.embargo, device="cpu", rank=r,
-                           world=world) for r in range(world)]
+    data = read_table(cfg, "regression", str(path))
+    plain = SeqDataModule(data, 32)
+    ranks = [SeqDataModule(data, 32, device="cpu", rank=r, world=world) for r in range(world)]
     for split in ("train", "val", "test"):
         expected = plain.datasets[split]
         expected.identify = True

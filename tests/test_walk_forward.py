@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtrain.data.columns import utc_times
-from seqtrain.data.memory import prepare
-from seqtrain.data.windows import walk_forward_folds
+from seqtrain.data.memory import read_table
+from seqtrain.data.splits import walk_forward_folds
 from seqtrain.run.walk_forward import fold_configs, pooled_skill
 from tests.conftest import TINY
 from tests.helpers import make_table
@@ -57,7 +57,7 @@ def test_every_fold_is_purged_and_fit_on_its_own_training_rows(tmp_path):
     table.to_parquet(path, index=False)
     cfg = _cfg(path)
     for bounds, fold_cfg in fold_configs(cfg, str(path)):
-        data = prepare(fold_cfg.data, "regression", str(path))
+        data = read_table(fold_cfg.data, "regression", str(path))
         label_time = lambda ends, d=data: d.times[ends + 2]  # noqa: E731
         val_start = np.datetime64(bounds["val_start"])
         test_start = np.datetime64(bounds["test_start"])
@@ -70,7 +70,7 @@ def test_every_fold_is_purged_and_fit_on_its_own_training_rows(tmp_path):
         later = table.assign(ret=np.where(table["time"] >= pd.Timestamp(val_start), 1e6, table["ret"]))
         moved = tmp_path / "later.parquet"
         later.to_parquet(moved, index=False)
-        again = prepare(fold_cfg.data, "regression", str(moved))
+        again = read_table(fold_cfg.data, "regression", str(moved))
         assert again.state["scaler"] == data.state["scaler"]
         assert again.state["target_scaler"] == data.state["target_scaler"]
 

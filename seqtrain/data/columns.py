@@ -1,6 +1,7 @@
 """Column decoding, checks and the small shared rules both readers (in memory and streamed)
 apply to the rows they read: time values, feature and target columns, class labels and their
-balance, the split boundaries, the known-future columns. Every problem is one clear error."""
+balance, the NaN policy, series codes, the known-future columns. Every problem is one clear
+error. (Which split a row is in: ``splits.py``.)"""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 
 from seqtrain.data import validate
-from seqtrain.data.windows import SPLIT_NAMES, fraction_boundaries
-from seqtrain.errors import SeqtrainError, first_line
+from seqtrain.data.windows import series_bounds
+from seqtrain.errors import SeqtrainError
 
 
 def known_future_columns(cfg, features: list[str], target: str, calendar_names: list[str]) -> list[str]:
@@ -129,96 +130,6 @@ def missing_values(values: np.ndarray, kind: str) -> np.ndarray:
     return pd.isna(values)
 
 
-def split_by_series(cfg) -> bool:
-    """``data.split.by``: one global time axis (``time``), or each series by its own shares."""
-    by = cfg.split.get("by", "time")
-    if by not in ("time", "series"):
-        raise SeqtrainError(f"data.split.by: {by!r}; choose time or series")
-    if by == "series" and (cfg.split.val_start is not None or cfg.split.test_start is not None):
-        raise SeqtrainError("data.split.by=series splits each series by shares of its rows; "
-                            "drop data.split.val_start/test_start, or use data.split.by=time")
-    return by == "series"
-
-
-def split_boundaries(split, times: np.ndarray, time_col: str, zone: str | None = None):
-    if split.val_start is not None and split.test_start is not None:
-        val_start = as_time(split.val_start, times, "data.split.val_start", zone)
-        test_start = as_time(split.test_start, times, "data.split.test_start", zone)
-        if not times.min() < val_start < test_start <= times.max():
-            raise SeqtrainError(
-                f"data.split: need {time_col} min < val_start < test_start <= max, got "
-                f"{time_text(times.min(), zone)} < {time_text(val_start, zone)} < "
-                f"{time_text(test_start, zone)} <= {time_text(times.max(), zone)}"
-            )
-        return val_start, test_start
-    if (split.val_start is None) != (split.test_start is None):
-        raise SeqtrainError("data.split: set both val_start and test_start, or neither")
-    bounds = fraction_boundaries(times, split.val, split.test)
-    if bounds is None:
-        raise SeqtrainError(
-            f"data.split: {len(np.unique(times))} distinct timestamps are too few to split "
-            f"val={split.val}, test={split.test}"
-        )
-    return bounds
-
-
-def split_periods(split, times: np.ndarray, zone: str | None = None):
-    """``data.split.periods`` as ``(starts, splits)``: each period's first timestamp as a value
-    of the time column (increasing), and its split id; None when not set."""
-    if split.get("periods") is None:
-        return None
-    starts = [as_time(p[0], times, f"data.split.periods[{i}]", zone) for i, p in enumerate(split.periods)]
-    starts = np.asarray(starts, dtype=times.dtype)
-    if (starts[1:] <= starts[:-1]).any():
-        raise SeqtrainError("data.split.periods: the first timestamps must increase; "
-                            "list the periods in time order")
-    splits = np.asarray([validate.PERIOD_SPLITS.index(str(p[1])) for p in split.periods], np.int8)
-    return starts, splits
-
-
-def period_record(starts: np.ndarray, splits: np.ndarray, zone: str | None) -> dict:
-    """What data_state.json records of a split by periods."""
-    return {"by": "time", "periods": [[time_text(s, zone), SPLIT_NAMES[int(i)]]
-                                      for s, i in zip(starts, splits, strict=True)]}
-
-
-def as_time(value, times: np.ndarray, key: str, zone: str | None = None):
-    """``value`` (a config setting) as a value of the time column ``times`` (UTC instants when
-    the column has a ``zone``). A date or time without an offset is read in the table's zone, as
-    its rows are written (``2023-01-01`` is midnight in New York for a New York table); one with
-    an offset (``2023-01-01T00:00-05:00``, ``...Z``) is that instant. A table without a zone
-    takes times without an offset only."""
-    try:
-        if not np.issubdtype(times.dtype, np.datetime64):
-            return times.dtype.type(value)
-        stamp = pd.Timestamp(str(value))
-        if stamp.tz is None and zone is not None:
-            stamp = stamp.tz_localize(zone)
-    except (ValueError, TypeError) as exc:
-        raise SeqtrainError(f"{key}: cannot read {value!r} as a value of the time column"
-                            + (f" in {zone} ({first_line(exc)})" if zone else "")) from None
-    if stamp.tz is not None and zone is None:
-        raise SeqtrainError(f"{key}: {value!r} has a time zone but the time column has none; "
-                            "give it without an offset, as the table's times are written")
-    if stamp.tz is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return np.datetime64(stamp, "ns")
-
-
-def in_period(split, times: np.ndarray, zone: str | None = None) -> np.ndarray | None:
-    """Which rows lie in ``[data.split.train_start, data.split.test_end)`` (a walk-forward
-    fold's period); None when neither is set."""
-    start, end = split.get("train_start"), split.get("test_end")
-    if start is None and end is None:
-        return None
-    keep = np.ones(len(times), bool)
-    if start is not None:
-        keep &= times >= as_time(start, times, "data.split.train_start", zone)
-    if end is not None:
-        keep &= times < as_time(end, times, "data.split.test_end", zone)
-    return keep
-
-
 def label_values(values: np.ndarray, target: str) -> np.ndarray:
     """Class labels as given: integers (from an integer-valued float column) or strings."""
     if values.dtype.kind == "f":
@@ -286,6 +197,50 @@ def forward_fill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: 
     out[bad & from_same_series] = values[source_row[bad & from_same_series]]
     out[bad & ~from_same_series] = np.nan
     return out
+
+
+def apply_nan_policy(policy, x, features, target_values, target, target_kind, series, file_rows):
+    """``data.nan_policy`` on a whole table grouped by ``series``: one line for a NaN/inf value
+    (``error``), else the rows to keep (None: all), ``x`` and ``target_values`` filled in place
+    within each series first for ``ffill``."""
+    target_bad = missing_values(target_values, target_kind)
+    if policy == "error":
+        for j, name in enumerate(features):
+            validate.check_finite(name, "data.features", x[:, j], file_rows)
+        if target_bad.any():
+            row = file_rows[validate.first_bad(target_bad)]
+            raise SeqtrainError(
+                f"data.target: column {target!r} has {int(target_bad.sum())} NaN/inf value(s), "
+                f"first at row {row}; clean the file or set data.nan_policy=ffill or drop"
+            )
+        return None
+    if policy == "ffill":
+        bounds = series_bounds(series)
+        starts = np.repeat(bounds[:-1], np.diff(bounds))
+        rows = np.arange(len(series))
+        for j in range(x.shape[1]):
+            x[:, j] = forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
+        target_values[:] = forward_fill(target_values, target_bad, starts, rows)
+        target_bad = missing_values(target_values, target_kind)
+    bad = target_bad.copy()
+    for j in range(x.shape[1]):  # a column at a time: no boolean matrix the size of the table
+        bad |= ~np.isfinite(x[:, j])
+    return ~bad if bad.any() else None
+
+
+def series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarray, list]:
+    """Each row's series code and the series names in sorted order (one series ``"all"``
+    without a group column): the codes of a whole table read at once."""
+    if group_col is None:
+        return np.zeros(table.num_rows, np.int64), ["all"]
+    column = table.column(group_col)
+    if column.null_count:
+        raise SeqtrainError(
+            f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
+            "give every row a series"
+        )
+    codes, names = pd.factorize(column.to_pandas(), sort=True)
+    return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
 
 
 def series_dictionary(table: pa.Table, group_col: str | None) -> tuple[list, np.ndarray]:

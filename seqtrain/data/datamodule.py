@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
+from seqtrain.data.memory import TableData
 from seqtrain.data.rows import RowBlock, known_label_lag, time_as_number
 from seqtrain.data.sharding import BalancedBatchSampler, ShareSampler
 from seqtrain.data.streaming import StreamingWindows
@@ -66,7 +67,7 @@ class EpochLoader(DataLoader):
 
 
 class ResidentBatches:
-    """Batches gathered where the rows live (``data.device_resident``: the whole prepared table
+    """Batches gathered where the rows live (``data.device_resident``: the whole in-memory table
     on the GPU): no DataLoader, no worker, no host-to-device copy but one index tensor per
     epoch. ``batches`` yields each batch's window indices (a sampler of ``sharding.py``, or
     consecutive runs for evaluation); ``set_epoch`` reaches it through ``DataEpoch``."""
@@ -97,12 +98,13 @@ def batch_as_is(batch: dict) -> dict:
 
 
 class SeqDataModule(L.LightningDataModule):
-    """DataLoaders over in-memory windows (``PreparedData``) or streamed ones (``StreamData``)."""
+    """DataLoaders over in-memory windows (``TableData``) or streamed ones (``StreamData``), cut
+    by the data state's window rule (stride, embargo: ``data.contract.window``)."""
 
     def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-                 persistent_workers: bool = True, stride: int = 1, eval_stride: int = 1,
-                 embargo: int = 0, shuffle_buffer: int = 8192, seed: int = 0, first_epoch: int = 0,
-                 season: int = 0, rank: int = 0, world: int = 1, device: torch.device | str | None = None):
+                 persistent_workers: bool = True, shuffle_buffer: int = 8192, seed: int = 0,
+                 first_epoch: int = 0, season: int = 0, rank: int = 0, world: int = 1,
+                 device: torch.device | str | None = None):
         super().__init__()
         self.device = device  # in memory: gather batches on this device (data.device_resident)
         self.rank, self.world, self.seed = rank, world, seed  # DDP: this process's share (sharding.py)
@@ -111,14 +113,12 @@ class SeqDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.streaming = bool(data.contract.record.get("streaming"))
+        self.streaming = not isinstance(data, TableData)
         if self.streaming:
             self.datasets = {
                 split: StreamingWindows(data, split, batch_size, shuffle=split == "train",
-                                        stride=stride if split == "train" else eval_stride,
-                                        embargo=embargo, shuffle_buffer=shuffle_buffer,
-                                        num_workers=num_workers, seed=seed, season=season,
-                                        rank=rank, world_size=world)
+                                        shuffle_buffer=shuffle_buffer, num_workers=num_workers,
+                                        seed=seed, season=season, rank=rank, world_size=world)
                 for split in ("train", "val", "test")
             }
             return

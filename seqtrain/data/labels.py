@@ -312,18 +312,6 @@ def check_side(values: np.ndarray, column: str, file_rows: np.ndarray) -> None:
                             "primary model's side")
 
 
-def window_reach(touch: np.ndarray, bounds: np.ndarray, horizon: int, span: int) -> np.ndarray:
-    """Per row of rows grouped by series (``bounds``), rows from the window ending there to its
-    label's end row: the touch row of a triple-barrier label (``touch``, stored at label rows),
-    else ``span``."""
-    reach = np.full(len(touch), span, np.int64)
-    start = np.repeat(bounds[:-1], np.diff(bounds))
-    labelled = np.flatnonzero(touch > 0)
-    labelled = labelled[labelled - horizon >= start[labelled]]  # its window's end in the same series
-    reach[labelled - horizon] = touch[labelled]
-    return reach
-
-
 def fit_dead_zone(spec: LabelSpec, train_moves: np.ndarray) -> float:
     """The dead zone in simple-return units: as given, or the quantile of training rows' moves."""
     if spec.quantile is None:

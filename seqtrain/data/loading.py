@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from seqtrain.data import source, validate
-from seqtrain.data.memory import PreparedData, prepare
+from seqtrain.data.memory import TableData, read_table
 from seqtrain.data.streaming import StreamData, in_memory_bytes, parse_bytes, plan_stream
 from seqtrain.errors import SeqtrainError
 
@@ -26,7 +26,7 @@ def fits_in_memory(rows: int, n_inputs: int, memory_budget) -> bool:
     return in_memory_bytes(rows, n_inputs) <= parse_bytes(memory_budget)
 
 
-def load_data(cfg, task: str, path: str) -> PreparedData | StreamData:
+def load_data(cfg, task: str, path: str) -> TableData | StreamData:
     """``streaming: auto`` keeps the table in memory when its needed columns fit
     ``data.memory_budget``, and streams it row group by row group otherwise."""
     mode = streaming_mode(cfg.streaming)
@@ -44,7 +44,7 @@ def load_data(cfg, task: str, path: str) -> PreparedData | StreamData:
                      path, _size(in_memory_bytes(rows, n_inputs)), _size(parse_bytes(cfg.memory_budget)))
     if mode == "true":
         return plan_stream(cfg, task, path)
-    return prepare(cfg, task, path)
+    return read_table(cfg, task, path)
 
 
 def _size(n: int) -> str:

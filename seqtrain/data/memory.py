@@ -16,22 +16,16 @@ import pyarrow as pa
 
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
+    apply_nan_policy,
     check_classes,
     check_known_classes,
     class_balance,
     float_column,
-    forward_fill,
-    in_period,
-    known_future_columns,
     label_values,
     missing_values,
-    period_record,
     read_target,
-    split_boundaries,
-    split_by_series,
-    split_periods,
+    series_codes,
     target_history_is_input,
-    time_text,
     time_values,
     time_zone,
     wall_times,
@@ -44,24 +38,21 @@ from seqtrain.data.labels import (
     fit_dead_zone,
     labels_from_moves,
     moves,
-    window_reach,
 )
+from seqtrain.data.periods import table_period_window_ends
 from seqtrain.data.scaling import StandardScaler
+from seqtrain.data.splits import assign_periods, in_period, split_periods, split_record, split_rows
 from seqtrain.data.state import DataState, HasDataState, input_matrix
-from seqtrain.data.time_features import calendar_names, cycle_ranges, varying_cycles
+from seqtrain.data.time_features import cycle_ranges, varying_cycles
 from seqtrain.data.weights import SampleWeightSpec, training_weights
 from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
     WindowSpec,
-    assign_periods,
-    assign_splits,
-    assign_splits_by_row,
     row_numbers,
     series_bounds,
-    series_cuts,
-    table_period_window_ends,
     training_label_rows,
+    window_reach,
 )
 from seqtrain.errors import SeqtrainError
 
@@ -71,15 +62,16 @@ READ_BYTES = 8 << 20  # decoded feature values read from the file at once
 
 
 @dataclass
-class PreparedData(HasDataState):
-    """Everything the loaders and the report need; rows grouped by series, sorted by time."""
+class TableData(HasDataState):
+    """What the in-memory loaders and the report need (``read_table``): the whole table as
+    arrays, rows grouped by series, sorted by time."""
 
     inputs: np.ndarray  # (N, F) float32, scaled
     labels: np.ndarray  # (N,) int64 class ids, or float32 scaled regression target
     times: np.ndarray  # (N,)
     series: np.ndarray  # (N,) int series code
     ends: dict[str, np.ndarray]  # split name -> global end rows of its windows
-    contract: DataState  # every fitted statistic, saved as data_state.json
+    contract: DataState  # the data state: every fitted statistic, saved as data_state.json
     moves: np.ndarray | None = None  # direction labels: the realised return of each label row
     # (triple-barrier: to the label's end row)
     touch: np.ndarray | None = None  # triple-barrier labels: rows from a window's end to its label's end
@@ -93,7 +85,7 @@ class TableRows:
     times: np.ndarray
     series: np.ndarray  # int series code per row
     series_names: list
-    block: np.ndarray  # (N, F) float32 feature columns, unscaled, and one more column when the
+    matrix: np.ndarray  # (N, F) float32 feature columns, unscaled, and one more column when the
     # target's history is an input: room to append it without copying the matrix (fit_inputs)
     features: list[str]
     target_kind: str  # numeric | categorical
@@ -103,51 +95,47 @@ class TableRows:
 
     @property
     def x(self) -> np.ndarray:
-        """The feature columns: a view of ``block``."""
-        return self.block[:, :len(self.features)]
+        """The feature columns: a view of ``matrix``."""
+        return self.matrix[:, :len(self.features)]
 
     def take(self, index: np.ndarray) -> None:
-        for name in ("times", "series", "block", "target_values", "file_rows"):
+        for name in ("times", "series", "matrix", "target_values", "file_rows"):
             setattr(self, name, getattr(self, name)[index])
 
 
-def prepare(cfg, task: str, path: str) -> PreparedData:
+def read_table(cfg, task: str, path: str) -> TableData:
     """Read, validate, split, fit statistics on training rows and index the windows: the steps
     below, in this order (the split comes first, so that every statistic sees training rows only)."""
     validate.check_window_settings(cfg)
     schema = source.read_schema(path)
-    time_col, group_col, target, features = validate.resolve_columns(schema, cfg, path)
-    rows = read_rows(cfg, task, path, time_col, group_col, target, features)
+    columns = validate.resolve_columns(schema, cfg, path)  # time, group, target, features
+    time_col, target = columns[0], columns[2]
+    rows = read_rows(cfg, task, path, *columns)
     rows.zone = time_zone(schema, time_col)
     keep_period(cfg.split, rows)
-    row_split, periods, split_record = split_table(cfg, rows, time_col)
+    row_split, periods, split = split_table(cfg, rows, time_col)
     train_rows = row_split == TRAIN
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col, rows.zone)
-    side = side_values(cfg, rows)  # before fit_inputs scales the feature block in place
-    contract, inputs = fit_inputs(cfg, task, rows, train_rows, target, time_col, group_col, cycles)
+    side = side_values(cfg, rows)  # before fit_inputs scales the feature matrix in place
+    state, inputs = fit_inputs(cfg, task, rows, train_rows, columns, cycles)
     label_rows = label_training_rows(cfg, task, rows, train_rows)
-    values, built = fit_labels(cfg, contract, rows, label_rows, side)
+    values, built = fit_labels(cfg, state, rows, label_rows, side)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
-    contract.classes, labels, contract.target_scaler = fit_target(task, values, label_rows & defined, target)
+    state.classes, labels, state.target_scaler = fit_target(task, values, label_rows & defined, target)
     touch = built.touch if built is not None else None
-    reach = (window_reach(touch, series_bounds(rows.series), contract.window.horizon, contract.window.span)
+    reach = (window_reach(touch, series_bounds(rows.series), state.window.horizon, state.window.span)
              if touch is not None else None)
-    ends = cut_windows(cfg, rows, row_split, periods, reach)
-    weights, weight_record = fit_sample_weights(cfg, ends["train"], reach, rows.series)
+    ends = cut_windows(cfg, rows, row_split, state.window, periods, reach)
+    weights, weight_summary = fit_sample_weights(cfg, state.window, ends["train"], reach, rows.series)
     by_split = None
     if task == "classification":
-        by_split = _window_classes(cfg, labels, values, ends, contract, target)
-        contract.class_counts, contract.class_weights = class_balance(by_split[0])
-    contract.record = {
-        "split": split_record,
-        "rows": {name: int((row_split == i).sum()) for i, name in enumerate(SPLIT_NAMES)},
-        "windows": {name: int(len(e)) for name, e in ends.items()},
-        **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split, strict=True))} if by_split else {}),
-        **({"sample_weight": weight_record} if weight_record else {}),
-    }
-    realised = contract.realised_moves(built.moves) if built is not None else None
-    return PreparedData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
-                        contract=contract, moves=realised, touch=touch, weights=weights)
+        by_split = _window_classes(labels, values, ends, state)
+        state.class_counts, state.class_weights = class_balance(by_split[0])
+    state.summarise_fit(split, [(row_split == i).sum() for i in range(len(SPLIT_NAMES))],
+                        {name: len(e) for name, e in ends.items()}, by_split, sample_weight=weight_summary)
+    realised = state.realised_moves(built.moves) if built is not None else None
+    return TableData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
+                     contract=state, moves=realised, touch=touch, weights=weights)
 
 
 def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,
@@ -161,7 +149,7 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     if keys.num_rows == 0:
         raise SeqtrainError(f"data.path: {path} has no rows")
     n = keys.num_rows
-    series, series_names = _series_codes(keys, group_col)
+    series, series_names = series_codes(keys, group_col)
     target_kind, target_values = read_target(keys.column(target), target, task)
     times = time_values(keys.column(time_col), time_col)
     del keys  # decoded: Arrow's pool gives its memory back before the features are read
@@ -171,21 +159,22 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     series = series[order]
     target_values = target_values[order]
     history_room = target_history_is_input(cfg, target) and target_kind == "numeric"
-    block = np.empty((n, len(features) + history_room), np.float32)
+    matrix = np.empty((n, len(features) + history_room), np.float32)
     per_read = max(1, READ_BYTES // (4 * n))  # one column of a tall table, many of a short one
     for first in range(0, len(features), per_read):  # decoded straight into their sorted place
         names = features[first:first + per_read]
         table = source.read_columns(path, list(dict.fromkeys(names)), dataset)
         for j, name in enumerate(names, start=first):
-            block[:, j] = float_column(table, name)[order]
+            matrix[:, j] = float_column(table, name)[order]
         del table
         pa.default_memory_pool().release_unused()
-    rows = TableRows(times, series, series_names, block, list(features), target_kind, target_values,
+    rows = TableRows(times, series, series_names, matrix, list(features), target_kind, target_values,
                      file_rows=order)
     validate.check_time_order(rows.times, rows.series, series_names, rows.file_rows, time_col)
-    keep = _apply_nan_policy(cfg.nan_policy, rows.x, features, rows.target_values, target, target_kind,
-                             rows.series, rows.file_rows)
+    keep = apply_nan_policy(cfg.nan_policy, rows.x, features, rows.target_values, target, target_kind,
+                            rows.series, rows.file_rows)
     if keep is not None:
+        log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", cfg.nan_policy, int((~keep).sum()))
         rows.take(keep)
         if len(rows.times) == 0:
             raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
@@ -207,17 +196,16 @@ def keep_period(split, rows: TableRows) -> None:
 
 
 def split_table(cfg, rows: TableRows, time_col: str):
-    """Split id per row, and what data_state.json records of the split: by ``data.split.periods``
-    (then also each row's period and each period's split, else None), or ``split_rows``."""
+    """Split id per row, the periods (by ``data.split.periods``: each row's period and each
+    period's split, else None; otherwise ``split_rows``), and what data_state.json records of
+    the split (``splits.split_record``)."""
     found = split_periods(cfg.split, rows.times, rows.zone)
     if found is None:
         row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col, rows.zone)
-        record = {"by": cfg.split.get("by", "time"), "val_start": time_text(val_start, rows.zone),
-                  "test_start": time_text(test_start, rows.zone)}
-        return row_split, None, record
-    starts, splits = found
-    row_period = assign_periods(rows.times, starts)
-    return splits[row_period], (row_period, splits), period_record(starts, splits, rows.zone)
+        by = cfg.split.get("by", "time")
+        return row_split, None, split_record(by, val_start, test_start, None, rows.zone)
+    row_period = assign_periods(rows.times, found[0])
+    return found[1][row_period], (row_period, found[1]), split_record("time", None, None, found, rows.zone)
 
 
 def label_training_rows(cfg, task: str, rows: TableRows, train_rows: np.ndarray) -> np.ndarray:
@@ -226,17 +214,6 @@ def label_training_rows(cfg, task: str, rows: TableRows, train_rows: np.ndarray)
     reach = LabelSpec.from_config(cfg, task).reads
     return training_label_rows(row_numbers(series_bounds(rows.series)), rows.series, train_rows, reach,
                                np.full(len(rows.series_names), -1, np.int64))
-
-
-def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str, zone: str | None = None):
-    """Split id per row (chronological, on one time axis or per series) and the boundaries
-    (UTC instants for a column with a ``zone``, where dates without an offset are read)."""
-    if split_by_series(cfg):
-        bounds = series_bounds(series)
-        cuts = series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test)
-        return assign_splits_by_row(row_numbers(bounds), series, cuts), "per series", "per series"
-    val_start, test_start = split_boundaries(cfg.split, times, time_col, zone)
-    return assign_splits(times, val_start, test_start), val_start, test_start
 
 
 def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: str,
@@ -267,38 +244,39 @@ def side_values(cfg, rows: TableRows) -> np.ndarray | None:
     return side
 
 
-def fit_labels(cfg, contract: DataState, rows: TableRows, train_rows: np.ndarray,
+def fit_labels(cfg, state: DataState, rows: TableRows, train_rows: np.ndarray,
                side: np.ndarray | None = None) -> tuple[np.ndarray, BuiltLabels | None]:
     """The label of every row (``data.label``: the target, its move over the horizon with a
     dead zone fit on training rows when given as a quantile, or its triple-barrier class),
     recorded in the data state; and what it was built from (None for ``value``)."""
-    spec = LabelSpec.from_config(cfg, contract.task)
-    contract.label, contract.label_target_kind = spec.kind, spec.target_kind
-    contract.barrier = spec.barrier
+    spec = LabelSpec.from_config(cfg, state.task)
+    state.label, state.label_target_kind = spec.kind, spec.target_kind
+    state.barrier = spec.barrier
     if not spec.builds:
         return rows.target_values, None
     if rows.target_kind != "numeric":
-        raise SeqtrainError(f"data.label={spec.kind}: the target {contract.target!r} must hold numbers "
+        raise SeqtrainError(f"data.label={spec.kind}: the target {state.target!r} must hold numbers "
                             "(prices, or returns with data.target_kind=return)")
-    check_levels(rows.target_values, spec.target_kind, contract.target, rows.file_rows)
+    check_levels(rows.target_values, spec.target_kind, state.target, rows.file_rows)
     bounds = series_bounds(rows.series)
     if spec.barrier is not None:
-        built = contract.build_labels(rows.target_values, bounds, side)
+        built = state.build_labels(rows.target_values, bounds, side)
         return built.values, built
     log_moves = moves(rows.target_values, bounds, spec.horizon, spec.target_kind)
-    contract.dead_zone = fit_dead_zone(spec, log_moves[train_rows])
-    return labels_from_moves(spec.kind, log_moves, contract.dead_zone), BuiltLabels(None, log_moves)
+    state.dead_zone = fit_dead_zone(spec, log_moves[train_rows])
+    return labels_from_moves(spec.kind, log_moves, state.dead_zone), BuiltLabels(None, log_moves)
 
 
-def fit_sample_weights(cfg, train_ends: np.ndarray, reach: np.ndarray | None, series: np.ndarray):
+def fit_sample_weights(cfg, window: WindowSpec, train_ends: np.ndarray, reach: np.ndarray | None,
+                       series: np.ndarray):
     """``data.sample_weight=uniqueness``: the loss weight of each training window (``weights.py``,
     from the label spans of training windows only; 1 at every other row), and what to report
     (the mean average uniqueness); ``(None, None)`` without weights."""
     spec = SampleWeightSpec.from_config(cfg)
     if not spec.active:
         return None, None
-    span = WindowSpec.from_config(cfg).span  # >= 1: the spec refuses horizon 0
-    spans = reach[train_ends] if reach is not None else np.full(len(train_ends), span)
+    # the span is >= 1: the spec refuses horizon 0
+    spans = reach[train_ends] if reach is not None else np.full(len(train_ends), window.span)
     fitted, mean = training_weights(train_ends, spans, series[train_ends], len(series), spec.decay)
     weights = np.ones(len(series), np.float32)
     weights[train_ends] = fitted
@@ -315,44 +293,37 @@ def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: st
     return None, target_scaler.transform(values), target_scaler
 
 
-def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, target: str, time_col: str,
-               group_col: str | None, cycles: list[str]) -> tuple[DataState, np.ndarray]:
+def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, columns: tuple,
+               cycles: list[str]) -> tuple[DataState, np.ndarray]:
     """The data state of the inputs (their columns: features, calendar columns, then the
     target's own history when it is an input; the scaler fit on training rows) and the scaled
-    input matrix."""
+    input matrix; ``columns``: the (time, group, target, features) columns."""
+    target = columns[2]
     history = target_history_is_input(cfg, target)
     if history and rows.target_kind != "numeric":
         log.info("target %r is not numeric: its history is not used as an input", target)
         history = False
-    calendar = calendar_names(cycles)
-    input_names = [*rows.features, *calendar, *([target] if history else [])]
-    known_future = known_future_columns(cfg, input_names, target, calendar)
-    if history and not cycles and rows.block.shape[1] > len(rows.features):
-        x = rows.block  # input_matrix's order (features, then the history), filled in place
+    if history and not cycles and rows.matrix.shape[1] > len(rows.features):
+        x = rows.matrix  # input_matrix's order (features, then the history), filled in place
         x[:, -1] = rows.target_values
     else:
         x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None, rows.zone)
-    rows.block = None  # in the input matrix now: one copy of the features is enough
+    rows.matrix = None  # in the input matrix now: one copy of the features is enough
     scaler = (StandardScaler.fit(x, train_rows) if cfg.scaler == "standard"
               else StandardScaler.identity(x.shape[1]))
-    contract = DataState(
-        task=task, target=target, time_col=time_col, group_col=group_col, features=list(rows.features),
-        calendar_cycles=cycles, target_history=history, inputs=input_names, known_future=known_future,
-        window=WindowSpec.from_config(cfg), scaler=scaler, scaler_kind=cfg.scaler,
-        time_dtype=str(rows.times.dtype), time_zone=rows.zone, series_names=list(rows.series_names),
-        nan_policy=cfg.nan_policy, sort=bool(cfg.sort), target_kind=rows.target_kind,
-    )
-    return contract, scaler.transform(x, out=x)  # scaled in place: x is this function's own copy
+    state = DataState.from_fit(cfg, task, columns, cycles=cycles, history=history,
+                               target_kind=rows.target_kind, scaler=scaler, time_dtype=rows.times.dtype,
+                               zone=rows.zone, series_names=rows.series_names)
+    return state, scaler.transform(x, out=x)  # scaled in place: x is this function's own copy
 
 
-def cut_windows(cfg, rows: TableRows, row_split: np.ndarray, periods=None,
+def cut_windows(cfg, rows: TableRows, row_split: np.ndarray, spec: WindowSpec, periods=None,
                 reach: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Split name -> global end rows of its windows (``windows.window_ends``; ``reach``: rows
     from each window's end to its label's end row, when not the span; or with ``periods``, each
     row's period and each period's split, ``windows.period_window_ends``, a label counted to its
     span's end, where every touch row lies at the latest); an empty split is an error."""
     bounds = series_bounds(rows.series)
-    spec = WindowSpec.from_config(cfg)
     _warn_short_series(bounds, rows.series_names, spec)
     ends = {}
     for split, name in enumerate(SPLIT_NAMES):
@@ -361,67 +332,20 @@ def cut_windows(cfg, rows: TableRows, row_split: np.ndarray, periods=None,
         else:
             ends[name] = table_period_window_ends(bounds, *periods, split, spec)
         if len(ends[name]) == 0:
-            raise SeqtrainError(_empty_split_message(name, cfg, row_split == split))
+            raise SeqtrainError(_empty_split_message(name, spec, row_split == split))
     return ends
 
 
-def _window_classes(cfg, labels, values, ends, contract: DataState, target) -> list[list[int]]:
+def _window_classes(labels, values, ends, state: DataState) -> list[list[int]]:
     """Class counts among each split's window labels (train, val, test); refuse validation or
     test windows whose class training never saw."""
-    counts, classes = [], contract.classes
+    counts, classes = [], state.classes
     for name in SPLIT_NAMES:
-        rows = ends[name] + cfg.horizon
+        rows = ends[name] + state.window.horizon
         if name != "train":
-            check_known_classes(labels[rows], values[rows], name, classes, target, contract.label)
+            check_known_classes(labels[rows], values[rows], name, classes, state.target, state.label)
         counts.append(np.bincount(labels[rows], minlength=len(classes)).tolist())
     return counts
-
-
-def _series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarray, list]:
-    if group_col is None:
-        return np.zeros(table.num_rows, np.int64), ["all"]
-    column = table.column(group_col)
-    if column.null_count:
-        raise SeqtrainError(
-            f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
-            "give every row a series"
-        )
-    codes, names = pd.factorize(column.to_pandas(), sort=True)
-    return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
-
-
-def _apply_nan_policy(policy, x, features, target_values, target, target_kind, series, file_rows):
-    """Return the rows to keep (None: all), filling ``x`` in place for ffill."""
-    target_bad = missing_values(target_values, target_kind)
-    if policy == "error":
-        for j, name in enumerate(features):
-            validate.check_finite(name, "data.features", x[:, j], file_rows)
-        if target_bad.any():
-            row = file_rows[validate.first_bad(target_bad)]
-            raise SeqtrainError(
-                f"data.target: column {target!r} has {int(target_bad.sum())} NaN/inf value(s), "
-                f"first at row {row}; clean the file or set data.nan_policy=ffill or drop"
-            )
-        return None
-    if policy == "ffill":
-        starts = np.repeat(*_starts_and_lengths(series))
-        rows = np.arange(len(series))
-        for j in range(x.shape[1]):
-            x[:, j] = forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
-        target_values[:] = forward_fill(target_values, target_bad, starts, rows)
-        target_bad = missing_values(target_values, target_kind)
-    bad = target_bad.copy()
-    for j in range(x.shape[1]):  # a column at a time: no boolean matrix the size of the table
-        bad |= ~np.isfinite(x[:, j])
-    if bad.any():
-        log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", policy, int(bad.sum()))
-        return ~bad
-    return None
-
-
-def _starts_and_lengths(series: np.ndarray):
-    bounds = series_bounds(series)
-    return bounds[:-1], np.diff(bounds)
 
 
 def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):
@@ -448,8 +372,8 @@ def _warn_short_series(bounds, series_names, spec: WindowSpec) -> None:
                     "" if spec.pad_short else "; data.pad_short=true keeps them, left-padded")
 
 
-def _empty_split_message(name: str, cfg, rows_in_split: np.ndarray) -> str:
-    need = WindowSpec.from_config(cfg).rows
+def _empty_split_message(name: str, spec: WindowSpec, rows_in_split: np.ndarray) -> str:
+    need = spec.rows
     return (
         f"data.split: the {name} split has no complete window ({int(rows_in_split.sum())} rows; a "
         f"window needs {need} rows of history and labels within its split); lower data.seq_length "

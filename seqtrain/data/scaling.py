@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CHUNK_ROWS = 65_536  # rows scaled at once: bounded temporaries, the same numbers
+MIN_STD = 1e-12  # a column with a smaller spread is constant: std 1, so it maps to zero
 
 
 @dataclass
@@ -28,15 +29,23 @@ class StandardScaler:
             return cls._fit_whole(values if rows is None else values[rows])
         mean = _row_sum(_slices(values, rows)) / count
         deviations = (np.square(part - mean) for part in _slices(values, rows))
-        std = np.sqrt(_row_sum(deviations) / count)
-        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+        return cls.from_std(mean, np.sqrt(_row_sum(deviations) / count))
 
     @classmethod
     def _fit_whole(cls, values: np.ndarray) -> StandardScaler:
         values = np.asarray(values, dtype=np.float64)
-        mean = values.mean(axis=0)
-        std = values.std(axis=0)
-        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+        return cls.from_std(values.mean(axis=0), values.std(axis=0))
+
+    @classmethod
+    def from_std(cls, mean: np.ndarray, std: np.ndarray) -> StandardScaler:
+        """The scaler of columns with this ``mean`` and ``std`` (a constant column's std is 1)."""
+        return cls(mean=mean, std=np.where(std > MIN_STD, std, 1.0))
+
+    @classmethod
+    def from_moments(cls, count: int, mean: np.ndarray, m2: np.ndarray) -> StandardScaler:
+        """The scaler of rows summarised by their ``count``, ``mean`` and sum of squared
+        deviations ``m2`` (a streamed fit's parallel-variance merge)."""
+        return cls.from_std(mean, np.sqrt(m2 / count))
 
     @classmethod
     def identity(cls, n_columns: int) -> StandardScaler:

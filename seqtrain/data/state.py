@@ -1,8 +1,9 @@
 """The data contract: what a run learned from its training rows, and how any table becomes
 model inputs with it.
 
-Both readers (in memory, ``prepare``; streamed, ``plan_stream``) *fit* a ``DataState`` on the
-training rows of the training table; the run saves it as ``data_state.json``; prediction loads
+Both readers (in memory, ``read_table``; streamed, ``plan_stream``) *fit* a ``DataState`` on the
+training rows of the training table (``DataState.from_fit``, the one construction rule of both);
+the run saves it as ``data_state.json``; prediction loads
 it back and *applies* it, unchanged, to a new table: the same columns decoded the same way, the
 same calendar columns, the same scaler, the same classes and the same window rule. Nothing is
 ever refit on the table being predicted.
@@ -19,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from seqtrain.data import validate
-from seqtrain.data.columns import float_column, label_values, time_zone, wall_times
+from seqtrain.data.columns import float_column, known_future_columns, label_values, time_zone, wall_times
 from seqtrain.data.labels import (
     BarrierSpec,
     BuiltLabels,
@@ -29,10 +30,16 @@ from seqtrain.data.labels import (
     moves,
 )
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.time_features import calendar_features
-from seqtrain.data.windows import WindowSpec
+from seqtrain.data.time_features import calendar_features, calendar_names
+from seqtrain.data.windows import SPLIT_NAMES, WindowSpec
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import write_json
+
+
+def input_names(features: list[str], cycles: list[str], target: str, history: bool) -> list[str]:
+    """The model's input columns in their one order: the feature columns, the calendar columns
+    of ``cycles``, then the target (its own history) when ``history``."""
+    return [*features, *calendar_names(cycles), *([target] if history else [])]
 
 
 def input_matrix(features: np.ndarray, times: np.ndarray, cycles: list[str],
@@ -51,8 +58,8 @@ def input_matrix(features: np.ndarray, times: np.ndarray, cycles: list[str],
 @dataclass
 class DataState:
     """Everything fit on training rows that turns rows into model inputs and outputs back into
-    labels. ``inputs`` = ``features`` (file columns), then the calendar columns of
-    ``calendar_cycles``, then the target's own history when ``target_history``."""
+    labels. ``inputs`` (derived, ``input_names``) = ``features`` (file columns), then the
+    calendar columns of ``calendar_cycles``, then the target's own history when ``target_history``."""
 
     task: str
     target: str
@@ -61,7 +68,6 @@ class DataState:
     features: list[str]
     calendar_cycles: list[str]
     target_history: bool
-    inputs: list[str]
     known_future: list[str]
     window: WindowSpec
     scaler: StandardScaler
@@ -81,7 +87,47 @@ class DataState:
     label_target_kind: str = "price"
     dead_zone: float = 0.0  # fitted on training rows when given as a quantile
     barrier: BarrierSpec | None = None  # data.label=triple_barrier: the barriers (labels.py)
-    record: dict = field(default_factory=dict)  # what the fit saw: split bounds, rows, windows ...
+    fit_summary: dict = field(default_factory=dict)  # what the fit saw: split bounds, rows, windows ...
+    inputs: list[str] = field(init=False)  # input_names of the columns above
+
+    def __post_init__(self) -> None:
+        self.inputs = input_names(self.features, self.calendar_cycles, self.target, self.target_history)
+
+    @classmethod
+    def from_fit(cls, cfg, task: str, columns: tuple, *, cycles: list[str], history: bool,
+                 target_kind: str, scaler: StandardScaler, time_dtype, zone: str | None,
+                 series_names: list) -> DataState:
+        """The data state of the inputs a reader fit on training rows (both readers alike):
+        ``columns`` = ``validate.resolve_columns``'s (time, group, target, features), the calendar
+        ``cycles`` that vary over training rows, whether the target's ``history`` is an input and
+        the inputs' ``scaler``; the window rule, the known-future columns and the reading settings
+        from the ``data`` settings ``cfg``. The label, classes and target scaler are fit after."""
+        time_col, group_col, target, features = columns
+        known = known_future_columns(cfg, input_names(features, cycles, target, history), target,
+                                     calendar_names(cycles))
+        return cls(
+            task=task, target=target, time_col=time_col, group_col=group_col, features=list(features),
+            calendar_cycles=list(cycles), target_history=history, known_future=known,
+            window=WindowSpec.from_config(cfg), scaler=scaler, scaler_kind=cfg.scaler,
+            time_dtype=str(time_dtype), time_zone=zone, series_names=list(series_names),
+            nan_policy=cfg.nan_policy, sort=bool(cfg.sort), target_kind=target_kind,
+        )
+
+    def summarise_fit(self, split: dict, rows: list[int], windows: dict[str, int],
+                      class_counts: list | None = None, row_groups: int | None = None,
+                      sample_weight: dict | None = None) -> None:
+        """``fit_summary``, the same facts from both readers: the ``split`` (``splits.split_record``),
+        rows and windows per split, the class counts among each split's window labels
+        (classification), the row groups read (streamed), the sample weights' summary."""
+        self.fit_summary = {
+            "split": split,
+            "rows": {name: int(n) for name, n in zip(SPLIT_NAMES, rows, strict=True)},
+            "windows": {name: int(windows[name]) for name in SPLIT_NAMES},
+            **({"streaming": True, "row_groups": row_groups} if row_groups is not None else {}),
+            **({"class_counts_by_split": dict(zip(SPLIT_NAMES, class_counts, strict=True))}
+               if class_counts is not None else {}),
+            **({"sample_weight": sample_weight} if sample_weight else {}),
+        }
 
     # -- labels ------------------------------------------------------------------------------------
 
@@ -220,7 +266,7 @@ class DataState:
     # -- saving and loading --------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        """The JSON record (``data_state.json``)."""
+        """The JSON form (``data_state.json``): every field, the fit summary beside them."""
         return {
             "task": self.task, "target": self.target, "time_col": self.time_col,
             "group_col": self.group_col, "features": list(self.features),
@@ -236,7 +282,7 @@ class DataState:
             "sort": self.sort,
             "label": {"kind": self.label, "target_kind": self.label_target_kind, "dead_zone": self.dead_zone,
                       **({"barrier": self.barrier.to_dict()} if self.barrier else {})},
-            **self.record,
+            **self.fit_summary,
             "series": len(self.series_names),
             "series_names": [str(name) for name in self.series_names],  # the series the model knows
         }
@@ -253,11 +299,11 @@ class DataState:
                             state.get("stride", 1), state.get("eval_stride", 1), state.get("embargo", 0),
                             bool(state["pad_short"]))
         target_scaler = state.get("target_scaler")
-        return cls(
+        loaded = cls(
             task=state["task"], target=state["target"], time_col=state["time_col"],
             group_col=state["group_col"], features=list(state["features"]),
             calendar_cycles=list(state["calendar_cycles"]), target_history=bool(state["target_history"]),
-            inputs=list(state["inputs"]), known_future=list(state["known_future"]), window=window,
+            known_future=list(state["known_future"]), window=window,
             scaler=StandardScaler.from_dict(state["scaler"]), scaler_kind=state["scaler"]["kind"],
             time_dtype=state["time_dtype"], series_names=list(state["series_names"]),
             time_zone=state.get("time_zone"), checks_zone="time_zone" in state,
@@ -268,8 +314,11 @@ class DataState:
             class_counts=state.get("class_counts"), label=label["kind"],
             label_target_kind=label["target_kind"], dead_zone=float(label["dead_zone"]),
             barrier=BarrierSpec(**label["barrier"]) if label.get("barrier") else None,
-            record={k: v for k, v in state.items() if k not in known},
+            fit_summary={k: v for k, v in state.items() if k not in known},
         )
+        if list(state.get("inputs", loaded.inputs)) != loaded.inputs:  # derived, and saved to be read
+            raise ValueError(f"inputs {state['inputs']} are not the columns {loaded.inputs}")
+        return loaded
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
@@ -287,8 +336,8 @@ class DataState:
 
 
 class HasDataState:
-    """For the prepared (in-memory) and planned (streamed) data alike: the data state's facts
-    as attributes, and ``state``, its JSON record."""
+    """For the in-memory (``TableData``) and streamed (``StreamData``) data alike: the data
+    state's facts as attributes, and ``state``, its JSON form (``DataState.to_dict``)."""
 
     contract: DataState
 

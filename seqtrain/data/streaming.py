@@ -39,18 +39,11 @@ from seqtrain.data.columns import (
     check_known_classes,
     class_balance,
     float_column,
-    in_period,
-    known_future_columns,
     label_values,
     missing_values,
-    period_record,
     read_target,
     series_dictionary,
-    split_boundaries,
-    split_by_series,
-    split_periods,
     target_history_is_input,
-    time_text,
     time_values,
     time_zone,
     wall_times,
@@ -63,11 +56,27 @@ from seqtrain.data.labels import (
     check_side,
     fit_dead_zone,
     labels_from_moves,
-    window_reach,
+)
+from seqtrain.data.periods import (
+    period_last_label_ok,
+    period_starts,
+    period_window_counts,
+    period_window_ends,
 )
 from seqtrain.data.rows import RowBlock, known_label_lag, season_offsets, time_as_number
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.state import DataState, HasDataState, input_matrix
+from seqtrain.data.splits import (
+    assign_periods,
+    assign_splits,
+    assign_splits_by_row,
+    in_period,
+    series_cuts,
+    split_boundaries,
+    split_by_series,
+    split_periods,
+    split_record,
+)
+from seqtrain.data.state import DataState, HasDataState, input_matrix, input_names
 from seqtrain.data.time_features import (
     CALENDAR,
     calendar_names,
@@ -79,19 +88,12 @@ from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
     WindowSpec,
-    assign_periods,
-    assign_splits,
-    assign_splits_by_row,
     block_window_ends,
     chunk_row_numbers,
-    period_last_label_ok,
-    period_starts,
-    period_window_counts,
-    period_window_ends,
     segments_from_counts,
     series_bounds,
-    series_cuts,
     training_label_rows,
+    window_reach,
 )
 from seqtrain.errors import SeqtrainError
 
@@ -250,27 +252,23 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     if task == "classification":
         contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
         check_classes(contract.classes, target)
-        by_split, counted = _window_label_counts(src, contract, scan, splitting, segments, cfg, starts)
+        by_split, counted = _window_label_counts(src, contract, scan, splitting, segments, starts)
         contract.class_counts, contract.class_weights = class_balance(by_split[TRAIN])
     else:
         contract.target_scaler = _scaler(fitted.target_moments)
         counted = None
     if periods is not None:  # a label counted to t+h, where every touch row lies at the latest
-        group_windows = _count_period_windows(scan.group_series, scan.group_counts, starts, periods[1], cfg)
+        group_windows = _count_period_windows(scan.group_series, scan.group_counts, starts, periods[1],
+                                              contract.window)
     else:  # from row numbers alone, unless label end rows (touch rows) decide the purge: then as
         # pass 3 counted them
-        group_windows = counted or _count_windows(scan.group_series, scan.group_counts, segments, cfg)
+        group_windows = counted or _count_windows(scan.group_series, scan.group_counts, segments,
+                                                  contract.window)
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
-    _refuse_empty_splits(windows, cfg)
-    contract.record = {
-        "split": ({"by": "series" if by_series else "time", "val_start": time_text(val_start, src.zone),
-                   "test_start": time_text(test_start, src.zone)} if periods is None
-                  else period_record(*periods, src.zone)),
-        "rows": {name: int(fitted.split_rows[:, i].sum()) for i, name in enumerate(SPLIT_NAMES)},
-        "windows": windows, "streaming": True, "row_groups": len(src.groups),
-        **({"class_counts_by_split": dict(zip(SPLIT_NAMES, by_split.tolist(), strict=True))}
-           if task == "classification" else {}),
-    }
+    _refuse_empty_splits(windows, contract.window)
+    split = split_record("series" if by_series else "time", val_start, test_start, periods, src.zone)
+    by_class = by_split.tolist() if task == "classification" else None
+    contract.summarise_fit(split, fitted.split_rows.sum(0), windows, by_class, row_groups=len(src.groups))
     return StreamData(
         dataset=dataset, groups=src.groups, columns=_columns(src), group_series=scan.group_series,
         group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
@@ -282,21 +280,15 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
 def _input_contract(cfg, task: str, src: _Source, scan: _Scan, fitted: _Fit, use_target_history: bool):
     """The data state of the inputs from pass 2's statistics: the columns (features, the
     calendar columns that vary over training rows, the target's history) and their scaler."""
-    target, features = src.target, src.features
+    columns = (src.time_col, src.group_col, src.target, src.features)
     cycles = varying_cycles(fitted.cycles) if cfg.time_features else []
     history = use_target_history and fitted.target_kind == "numeric"
-    calendar = calendar_names(cycles)
-    input_names = [*features, *calendar, *([target] if history else [])]
-    return DataState(
-        task=task, target=target, time_col=src.time_col, group_col=src.group_col, features=list(features),
-        calendar_cycles=cycles, target_history=history, inputs=input_names,
-        known_future=known_future_columns(cfg, input_names, target, calendar),
-        window=WindowSpec.from_config(cfg), scaler_kind=cfg.scaler,
-        scaler=_input_scaler(cfg, fitted.moments, features, input_names, calendar, bool(cfg.time_features)),
-        time_dtype=str(scan.time_dtype), time_zone=src.zone, series_names=scan.series_names,
-        nan_policy=cfg.nan_policy,
-        sort=bool(cfg.sort), target_kind=fitted.target_kind,
-    )
+    inputs = input_names(src.features, cycles, src.target, history)
+    scaler = _input_scaler(cfg, fitted.moments, src.features, inputs, calendar_names(cycles),
+                           bool(cfg.time_features))
+    return DataState.from_fit(cfg, task, columns, cycles=cycles, history=history,
+                              target_kind=fitted.target_kind, scaler=scaler, time_dtype=scan.time_dtype,
+                              zone=src.zone, series_names=scan.series_names)
 
 
 def _split_plan(cfg, scan: _Scan, time_col: str, by_series: bool, zone: str | None):
@@ -311,8 +303,8 @@ def _split_plan(cfg, scan: _Scan, time_col: str, by_series: bool, zone: str | No
     return series_cuts(lengths, cfg.split.val, cfg.split.test), "per series", "per series"
 
 
-def _refuse_empty_splits(windows: dict[str, int], cfg) -> None:
-    need = WindowSpec.from_config(cfg).rows
+def _refuse_empty_splits(windows: dict[str, int], spec: WindowSpec) -> None:
+    need = spec.rows
     for name, n in windows.items():
         if n == 0:
             raise SeqtrainError(
@@ -528,7 +520,7 @@ class StreamingWindows(IterableDataset):
     """
 
     def __init__(self, data: StreamData, split: str, batch_size: int, shuffle: bool,
-                 stride: int, embargo: int, shuffle_buffer: int = 8192, num_workers: int = 0,
+                 shuffle_buffer: int = 8192, num_workers: int = 0,
                  rank: int | None = None, world_size: int | None = None, identify: bool | None = None,
                  seed: int = 0, season: int = 0):
         super().__init__()
@@ -541,9 +533,9 @@ class StreamingWindows(IterableDataset):
         self.identify = split != "train" if identify is None else identify
         self.data, self.split, self.split_id = data, split, SPLIT_NAMES.index(split)
         self.batch_size, self.shuffle, self.shuffle_buffer = batch_size, shuffle, shuffle_buffer
-        self.stride, self.embargo = stride, embargo
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
         spec = data.contract.window
+        self.stride, self.embargo = spec.stride_of(self.split_id), spec.embargo  # the split's, saved
         self.seq_length, self.horizon, self.steps = spec.seq_length, spec.horizon, spec.output_steps
         self.need = spec.rows
         self.season = season
@@ -862,13 +854,11 @@ def _merge(moments, values: np.ndarray):
 
 
 def _scaler(moments) -> StandardScaler:
-    n, mean, m2 = moments
-    std = np.sqrt(m2 / n)
-    return StandardScaler(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+    return StandardScaler.from_moments(*moments)
 
 
 def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, splitting: tuple,
-                         segments: np.ndarray, cfg, starts: np.ndarray | None = None
+                         segments: np.ndarray, starts: np.ndarray | None = None
                          ) -> tuple[np.ndarray, dict | None]:
     """Pass 3 (classification), the target column only: class counts among the labels of each
     split's windows ``(3, classes)``, refusing a validation or test window whose label class
@@ -880,7 +870,7 @@ def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, splitti
     classes = contract.classes
     counts = np.zeros((3, len(classes)), np.int64)
     counters = np.zeros(len(segments), np.int64)
-    index, spec = pd.Index(classes), WindowSpec.from_config(cfg)
+    index, spec = pd.Index(classes), contract.window
     stream = MoveStream(spec.horizon, contract.label_target_kind)
     barriers = (BarrierStream(spec.horizon, contract.label_target_kind, contract.barrier)
                 if contract.barrier else None)
@@ -918,10 +908,9 @@ def _window_label_counts(src: _Source, contract: DataState, scan: _Scan, splitti
     return counts, windows
 
 
-def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.ndarray]:
+def _count_windows(group_series, group_counts, segments, spec: WindowSpec) -> dict[str, np.ndarray]:
     """Windows per row group and split, from row numbers alone (the rule of
     ``block_window_ends``, counted instead of listed)."""
-    spec = WindowSpec.from_config(cfg)
     span = spec.span  # last label row = end row + span
     out = {name: np.zeros(len(group_series), np.int64) for name in SPLIT_NAMES}
     seen = np.zeros(len(segments), np.int64)
@@ -942,9 +931,8 @@ def _count_windows(group_series, group_counts, segments, cfg) -> dict[str, np.nd
 
 
 def _count_period_windows(group_series, group_counts, starts: np.ndarray, roles: np.ndarray,
-                          cfg) -> dict[str, np.ndarray]:
+                          spec: WindowSpec) -> dict[str, np.ndarray]:
     """``_count_windows`` for a split by periods (``period_window_counts``)."""
-    spec = WindowSpec.from_config(cfg)
     out = {name: np.zeros(len(group_series), np.int64) for name in SPLIT_NAMES}
     seen = np.zeros(len(starts), np.int64)
     for g, (series, counts) in enumerate(zip(group_series, group_counts, strict=True)):

@@ -3,6 +3,8 @@
 Rows are the concatenation of all series, each series contiguous and sorted by time. A window is
 identified by the global row ``t`` it ends at (inclusive). Its inputs are rows ``t-L+1 .. t`` and
 its labels rows ``t+h .. t+h+k-1`` (``L`` = seq_length, ``h`` = horizon, ``k`` = output_steps).
+Which split each row is in comes from ``splits.py``; the windows of a split by periods (eval=cpcv)
+are cut in ``periods.py``.
 """
 
 from __future__ import annotations
@@ -93,76 +95,6 @@ def series_bounds(series_codes: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], changes, [n]]).astype(np.int64)
 
 
-def fraction_boundaries(times: np.ndarray, val_fraction: float, test_fraction: float):
-    """First timestamps of the validation and test periods, cutting the global time axis.
-
-    The cut is on the sorted unique timestamps of all series together, so every series shares
-    the same calendar boundaries: no series' training period overlaps another's validation.
-    """
-    unique = np.unique(times)
-    n = len(unique)
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * val_fraction))
-    n_train = n - n_val - n_test
-    if n_train < 1 or n_val < 1 or n_test < 1:
-        return None
-    return unique[n_train], unique[n_train + n_val]
-
-
-@dataclass(frozen=True)
-class Fold:
-    """One walk-forward fold as positions on the sorted distinct timestamps: training from
-    ``train_start`` (0: the beginning), validation from ``val_start``, test from ``test_start``
-    up to ``test_end`` (exclusive; None: the end of the data)."""
-
-    train_start: int
-    val_start: int
-    test_start: int
-    test_end: int | None
-
-
-def walk_forward_folds(n_times: int, folds: int, test_size: float, val_size: float,
-                       scheme: str = "expanding", train_size: float | None = None) -> list[Fold]:
-    """``folds`` consecutive test blocks of ``test_size`` of the ``n_times`` distinct timestamps
-    each, ending with the data; before each, a validation block of ``val_size``; before that,
-    training from the start (``expanding``) or the last ``train_size`` (``sliding``). Returns an
-    empty list when the timestamps are too few for that."""
-    n_test, n_val = round(n_times * test_size), round(n_times * val_size)
-    first_test = n_times - folds * n_test
-    if n_test < 1 or n_val < 1:
-        return []
-    out = []
-    for i in range(folds):
-        test_start = first_test + i * n_test
-        val_start = test_start - n_val
-        train_start = 0 if scheme == "expanding" else val_start - round(n_times * (train_size or 0))
-        if val_start < 1 or train_start < 0 or train_start >= val_start:
-            return []
-        out.append(Fold(train_start, val_start, test_start, test_start + n_test if i < folds - 1 else None))
-    return out
-
-
-def assign_splits(times: np.ndarray, val_start, test_start) -> np.ndarray:
-    """Split id per row from its timestamp: train before ``val_start``, test from ``test_start``."""
-    cuts = np.array([val_start, test_start], dtype=times.dtype)
-    return np.searchsorted(cuts, times, side="right").astype(np.int8)
-
-
-def series_cuts(lengths: np.ndarray, val_fraction: float, test_fraction: float) -> np.ndarray:
-    """Per series, the row numbers where its validation and test periods begin, when each series
-    is split by its own shares of rows: ``(n_series, 2)``."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    n_test = np.round(lengths * test_fraction).astype(np.int64)
-    n_val = np.round(lengths * val_fraction).astype(np.int64)
-    return np.stack([lengths - n_test - n_val, lengths - n_test], axis=1)
-
-
-def assign_splits_by_row(row_number: np.ndarray, series: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Split id per row from its position in its own series (see ``series_cuts``)."""
-    return ((row_number >= cuts[series, 0]).astype(np.int8)
-            + (row_number >= cuts[series, 1]).astype(np.int8))
-
-
 def row_numbers(bounds: np.ndarray) -> np.ndarray:
     """Each row's position in its own series, for rows grouped by series (``bounds``)."""
     return np.arange(int(bounds[-1])) - np.repeat(bounds[:-1], np.diff(bounds))
@@ -198,6 +130,18 @@ def training_label_rows(row_number: np.ndarray, codes: np.ndarray, training: np.
     out = np.empty(len(codes), bool)
     out[order] = (latest < 0) | (number - reach > latest)
     return training & out
+
+
+def window_reach(touch: np.ndarray, bounds: np.ndarray, horizon: int, span: int) -> np.ndarray:
+    """Per row of rows grouped by series (``bounds``), rows from the window ending there to its
+    label's end row: the touch row of a triple-barrier label (``touch``, stored at label rows),
+    else ``span``."""
+    reach = np.full(len(touch), span, np.int64)
+    start = np.repeat(bounds[:-1], np.diff(bounds))
+    labelled = np.flatnonzero(touch > 0)
+    labelled = labelled[labelled - horizon >= start[labelled]]  # its window's end in the same series
+    reach[labelled - horizon] = touch[labelled]
+    return reach
 
 
 def segments_from_counts(split_rows: np.ndarray) -> np.ndarray:
@@ -376,177 +320,3 @@ def input_rows(ends: np.ndarray, seq_length: int) -> np.ndarray:
 def label_rows(ends: np.ndarray, horizon: int, output_steps: int) -> np.ndarray:
     """``(n, k)`` row indices of each window's labels."""
     return ends[:, None] + np.arange(horizon, horizon + output_steps)
-
-
-# -- splits by a list of periods (eval=cpcv: test groups with training on both sides) -----------
-
-# The splits whose rows a window of each split may read as inputs: a training window reads
-# training rows only, a validation window training and validation rows, a test window the past.
-READABLE = {TRAIN: (TRAIN,), VAL: (TRAIN, VAL), TEST: (TRAIN, VAL, TEST)}
-
-
-def assign_periods(times: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Period index per row from its timestamp: period i runs from ``starts[i]`` up to the next
-    start (rows before the first start belong to the first period)."""
-    cuts = np.asarray(starts[1:], dtype=times.dtype)
-    return np.searchsorted(cuts, times, side="right").astype(np.int64)
-
-
-def period_counts(series: np.ndarray, period: np.ndarray, n_series: int, n_periods: int) -> np.ndarray:
-    """Rows per series and period ``(n_series, n_periods)``."""
-    counts = np.zeros((n_series, n_periods), np.int64)
-    np.add.at(counts, (series, period), 1)
-    return counts
-
-
-def period_starts(counts: np.ndarray) -> np.ndarray:
-    """Per series, the rows before each period, and the series' length last ``(n_series, P+1)``:
-    within a series the periods follow each other in time, so period i holds its row numbers
-    ``starts[:, i] .. starts[:, i+1] - 1``."""
-    return np.concatenate([np.zeros((len(counts), 1), np.int64), np.cumsum(counts, axis=1)], axis=1)
-
-
-def readable_floor_rows(starts: np.ndarray, roles: np.ndarray, split: int) -> np.ndarray:
-    """Per series and period ``(n_series, P)``, the row number right after the series' last row
-    before that period that a window of ``split`` may not read (``READABLE``); 0 where there is
-    none."""
-    counts = np.diff(starts, axis=1)
-    blocking = ~np.isin(roles, READABLE[split])[None, :] & (counts > 0)
-    periods = np.arange(len(roles))
-    last = np.maximum.accumulate(np.where(blocking, periods, -1), axis=1)
-    before = np.concatenate([np.full((len(starts), 1), -1), last[:, :-1]], axis=1)  # periods < p
-    return np.where(before >= 0, np.take_along_axis(starts, before + 1, axis=1), 0)
-
-
-def period_label_ranges(starts: np.ndarray, roles: np.ndarray, split: int, seq_length: int, history: int,
-                        span: int, embargo: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each series and period ``(n_series, P)``, the row numbers ``lo .. hi`` that may be the
-    last label row of a window of ``split`` (none where ``hi < lo``).
-
-    A window belongs to the period of its end row and is kept when
-    - that period is of ``split``, and its label rows lie in the same period (purge: no label
-      of one period reaches into the next, whatever its split),
-    - its inputs read only rows it may read (``READABLE``): a training window after a test or
-      validation row starts reading ``embargo`` rows after that row, and so does a validation
-      window after a test row (purge on the other side, and the embargo); ``seq_length`` is
-      the rows a window reads up to its end (``WindowSpec.reads``: its inputs, or its label's
-      volatility when longer); its ``history`` rows exist (1 when short histories are
-      left-padded),
-    - for validation/test, its end is not within the first ``embargo`` rows of its period.
-    With periods train, val, test in this order this is the rule of ``block_window_ends``.
-    """
-    first, after = starts[:, :-1], starts[:, 1:]
-    floor = readable_floor_rows(starts, roles, split)
-    lo = np.maximum(first, history - 1)
-    lo = np.where(floor > 0, np.maximum(lo, floor + embargo + seq_length - 1), lo)
-    if split != TRAIN:
-        lo = np.maximum(lo, first + embargo)
-    lo = lo + span
-    hi = np.where(roles == split, after - 1, lo - 1)
-    return lo, hi
-
-
-def period_window_ends(bounds: np.ndarray, row_number: np.ndarray, row_period: np.ndarray,
-                       starts: np.ndarray, roles: np.ndarray, split: int, seq_length: int, history: int,
-                       horizon: int, output_steps: int = 1, stride: int = 1, embargo: int = 0) -> np.ndarray:
-    """End rows (block indices) of the windows of ``split`` inside a block of rows, split by
-    periods (``period_label_ranges``); the arguments as for ``block_window_ends``, with each
-    row's period and ``starts`` (``period_starts``) of the block's series. With ``stride`` k > 1,
-    the last label row is a multiple of k rows before its period's last row."""
-    lengths = np.diff(bounds)
-    series_of_row = np.repeat(np.arange(len(lengths)), lengths)
-    end_of_row = np.repeat(bounds[1:], lengths)  # exclusive
-    start_of_row = np.repeat(bounds[:-1], lengths)
-    span = horizon + output_steps - 1
-    t = np.arange(int(bounds[-1]), dtype=np.int64)
-    ok = (t + span < end_of_row) & (t - history + 1 >= start_of_row)
-    ok &= period_last_label_ok(row_number + span, row_period, series_of_row, starts, roles, split,
-                               seq_length, history, span, stride, embargo)
-    return t[ok]
-
-
-def table_period_window_ends(bounds: np.ndarray, row_period: np.ndarray, roles: np.ndarray, split: int,
-                             spec: WindowSpec) -> np.ndarray:
-    """Global end rows of every window of ``split`` in a whole table split by periods (each
-    row's period ``row_period``, each period's split ``roles``), a few whole series at a time
-    as in ``window_ends``."""
-    series = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-    starts = period_starts(period_counts(series, row_period, len(bounds) - 1, len(roles)))
-    parts = [np.zeros(0, np.int64)]
-    for first, last in series_groups(bounds, GROUP_ROWS):
-        local = bounds[first:last + 1] - bounds[first]
-        rows = slice(int(bounds[first]), int(bounds[last]))
-        parts.append(bounds[first] + period_window_ends(
-            local, row_numbers(local), row_period[rows], starts[first:last], roles, split, spec.reads,
-            spec.history, spec.horizon, spec.output_steps, spec.stride_of(split), spec.embargo))
-    return np.concatenate(parts)
-
-
-def period_last_label_ok(last_label: np.ndarray, row_period: np.ndarray, series: np.ndarray,
-                         starts: np.ndarray, roles: np.ndarray, split: int, seq_length: int, history: int,
-                         span: int, stride: int = 1, embargo: int = 0) -> np.ndarray:
-    """Whether row number ``last_label`` of ``series`` is the last label row of a window of
-    ``split`` whose end row lies in period ``row_period``: ``period_label_ranges`` per row
-    (the streamed label counts call it with each row's own period; a label row shares its
-    window's period)."""
-    lo, hi = period_label_ranges(starts, roles, split, seq_length, history, span, embargo)
-    low, high = lo[series, row_period], hi[series, row_period]
-    ok = (last_label >= low) & (last_label <= high)
-    if stride > 1:
-        ok &= (starts[series, row_period + 1] - 1 - last_label) % stride == 0
-    return ok
-
-
-def period_window_counts(first_row: np.ndarray, last_row: np.ndarray, starts: np.ndarray,
-                         roles: np.ndarray, split: int, seq_length: int, history: int, span: int,
-                         stride: int = 1, embargo: int = 0) -> np.ndarray:
-    """Windows of ``split`` per series whose last label row is among row numbers ``first_row ..
-    last_row`` of that series (``starts``: those series' ``period_starts``), counted without
-    listing them: the rule of ``period_window_ends``."""
-    lo, hi = period_label_ranges(starts, roles, split, seq_length, history, span, embargo)
-    anchor = starts[:, 1:] - 1
-    low, high = np.maximum(lo, first_row[:, None]), np.minimum(hi, last_row[:, None])
-    n = (anchor - low) // stride - (anchor - high + stride - 1) // stride + 1
-    return np.where(high >= low, n, 0).sum(axis=1)
-
-
-def cpcv_group_edges(n_times: int, groups: int) -> np.ndarray:
-    """Positions on the sorted distinct timestamps where each of ``groups`` chronological groups
-    of (nearly) equal size starts, and ``n_times`` last."""
-    return np.round(np.linspace(0, n_times, groups + 1)).astype(np.int64)
-
-
-def cpcv_splits(groups: int, test_groups: int) -> list[tuple[int, ...]]:
-    """Every choice of ``test_groups`` of the ``groups`` as test groups, in lexicographic order."""
-    from itertools import combinations
-
-    return list(combinations(range(groups), test_groups))
-
-
-def cpcv_paths(groups: int, test_groups: int) -> np.ndarray:
-    """The backtest paths of combinatorial purged cross-validation (López de Prado, AFML 12.4):
-    ``(phi, groups)``, the split whose test predictions path j takes for group g. Each group is
-    tested in C(N-1, k-1) splits; path j takes every group's j-th test occurrence, so that
-    phi = k/N * C(N, k) paths each cover every group once."""
-    splits = cpcv_splits(groups, test_groups)
-    occurrences = [[s for s, chosen in enumerate(splits) if g in chosen] for g in range(groups)]
-    return np.array(occurrences, dtype=np.int64).T
-
-
-def cpcv_periods(edges: np.ndarray, test: tuple[int, ...], val_share: float) -> list[tuple[int, int]] | None:
-    """The periods of one split as ``(first position, split id)`` on the distinct timestamps:
-    consecutive training groups as one period, each test group a period of its own (so its
-    windows are the same in every split that tests it), and validation the last ``val_share``
-    of the last training group (it ends where a test group or the data begins, so no training
-    window comes after it). None when that validation or the training before it is empty."""
-    groups = len(edges) - 1
-    last_train = max(g for g in range(groups) if g not in test)
-    val_start = int(edges[last_train + 1] - round(val_share * (edges[last_train + 1] - edges[last_train])))
-    if not edges[last_train] < val_start < edges[last_train + 1]:
-        return None
-    periods: list[tuple[int, int]] = []
-    for g in range(groups):
-        role = TEST if g in test else TRAIN
-        if role == TEST or not periods or periods[-1][1] != TRAIN:
-            periods.append((int(edges[g]), role))
-    return sorted([*periods, (val_start, VAL)])

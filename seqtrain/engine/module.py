@@ -133,6 +133,8 @@ class SeqModule(L.LightningModule):
         self.n_classes = n_classes
         self.register_buffer("quantiles", torch.tensor(quantiles or [], dtype=torch.float32),
                              persistent=False)
+        # the quantiles the outputs forecast, as given (sorted): the one list predictions are named by
+        self.quantile_levels = list(quantiles) if loss == "quantile" else None
         if task == "classification":
             weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
             self.register_buffer("class_weights", weights, persistent=False)

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data.datamodule import SeqDataModule
+from seqtrain.data.memory import TableData
 from seqtrain.engine.callbacks import (
     CollectPredictions,
     EarlyStoppingAfterWarmup,
@@ -147,7 +148,7 @@ def resident_device(cfg: DictConfig, data, device: torch.device) -> torch.device
     and the table (in memory, not streamed) takes under half its free memory; ``true``: the
     run's ``device`` whatever it is (on the CPU: the same path without a DataLoader)."""
     setting = str(cfg.data.get("device_resident", "false")).lower()
-    if setting == "false" or data.contract.record.get("streaming"):
+    if setting == "false" or not isinstance(data, TableData):
         return None
     if setting == "true":
         return device

@@ -78,11 +78,11 @@ def write_run_report(cfg: DictConfig, data, module, fitted, best: dict, tested: 
         "intervals": intervals,  # regression: conformal bands' test coverage and width per level
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
-        "windows": data.contract.record["windows"],
+        "windows": data.contract.fit_summary["windows"],
         "label": data.contract.to_dict()["label"],
         "classes": data.classes,
-        "class_counts_by_split": data.contract.record.get("class_counts_by_split"),
-        "sample_weight": data.contract.record.get("sample_weight"),  # data.sample_weight: mean uniqueness
+        "class_counts_by_split": data.contract.fit_summary.get("class_counts_by_split"),
+        "sample_weight": data.contract.fit_summary.get("sample_weight"),  # mean uniqueness
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
         "threads": torch.get_num_threads(),  # torch's CPU threads (shared out under hydra/launcher=joblib)

@@ -13,9 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.config import monitor_and_mode
 from seqtrain.data import validate
-from seqtrain.data.columns import split_by_series
 from seqtrain.data.labels import LabelSpec
 from seqtrain.data.loading import streaming_mode
+from seqtrain.data.splits import split_by_series
 from seqtrain.data.streaming import parse_bytes
 from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.engine import distributed

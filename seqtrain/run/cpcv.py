@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone
-from seqtrain.data.windows import SPLIT_NAMES, cpcv_group_edges, cpcv_paths, cpcv_periods, cpcv_splits
+from seqtrain.data.splits import cpcv_group_edges, cpcv_paths, cpcv_periods, cpcv_splits
+from seqtrain.data.windows import SPLIT_NAMES
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import write_csv, write_json, write_parquet
 from seqtrain.report.trading import trading_report

@@ -103,7 +103,6 @@ class Predictor:
         self.cfg, self.state, self.module, self.run_dir = cfg, state, module.to(device), run_dir
         self.device, self.batch_size = torch.device(device), batch_size
         self.checkpoint: Path | None = None  # the weights' file, when loaded from a run folder
-        self.quantiles = sorted(float(q) for q in cfg.quantiles) if module.loss_name == "quantile" else None
         self.needs_label_rows = bool(state.known_future) and module.model.reads_future
         self.known_columns = [state.inputs.index(c) for c in state.known_future]
         settle_malloc()  # each batch's activations are freed and allocated again, as in training
@@ -259,7 +258,7 @@ class Predictor:
                 record["y"] = rows.labels_at(safe)
             records.append(record)
         codes = np.repeat(torch.cat([r["window"][:, 0] for r in records]).numpy(), spec.output_steps)
-        return predictions_frame(state, series_names, records, self.quantiles), codes
+        return predictions_frame(state, series_names, records, self.module.quantile_levels), codes
 
 
 def _device(name: str) -> str:

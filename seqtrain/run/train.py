@@ -23,7 +23,7 @@ from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.engine import distributed
 from seqtrain.engine.allocator import settle_malloc
-from seqtrain.engine.assemble import _loss, build_module
+from seqtrain.engine.assemble import build_module
 from seqtrain.engine.calibration import (
     TEMPERATURE_RANGE,
     Calibration,
@@ -133,8 +133,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
     datamodule = SeqDataModule(
         data, cfg.data.batch_size, cfg.data.num_workers,
         pin_memory=pin_memory(cfg.data.pin_memory, args["accelerator"]),
-        persistent_workers=cfg.data.persistent_workers, stride=cfg.data.stride,
-        eval_stride=cfg.data.eval_stride, embargo=cfg.data.embargo,
+        persistent_workers=cfg.data.persistent_workers,
         shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed, season=cfg.eval.season or 0,
         first_epoch=next_epoch(resume_from) if resume_from else 0,
         rank=distributed.global_rank(), world=world,
@@ -266,7 +265,7 @@ def report(cfg: DictConfig, data, module: SeqModule, fitted: Fitted, best: dict,
            run_dir: Path, wall: float, quiet: bool = False, calibration: Calibration | None = None) -> dict:
     """predictions.parquet, the plots, metrics.json (``seqtrain.report.run``), the results to the
     tracker, and the summary table."""
-    _, quantiles = _loss(cfg)
+    quantiles = module.quantile_levels
     written = write_predictions(cfg, data, fitted, quantiles, run_dir)
     probabilities, intervals = _calibration_reports(cfg, data, written.frame, fitted.predictions.records,
                                                     calibration, run_dir)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data import source
 from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
-from seqtrain.data.windows import walk_forward_folds
+from seqtrain.data.splits import walk_forward_folds
 from seqtrain.engine.calibration import Calibration, interval_report, probability_report
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import save_config, write_csv, write_json, write_parquet

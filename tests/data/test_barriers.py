@@ -10,27 +10,21 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from seqtrain.data.labels import (
-    BarrierSpec,
-    BarrierStream,
-    barrier_labels,
-    ewm_volatility,
-    log_levels,
-    window_reach,
-)
+from seqtrain.data.labels import BarrierSpec, BarrierStream, barrier_labels, ewm_volatility, log_levels
+from seqtrain.data.periods import table_period_window_ends
+from seqtrain.data.splits import assign_periods
 from seqtrain.data.weights import average_uniqueness, time_decay, training_weights
 from seqtrain.data.windows import (
     TEST,
     TRAIN,
     VAL,
     WindowSpec,
-    assign_periods,
     chunk_row_numbers,
     last_label_rows,
     segment_rows,
-    table_period_window_ends,
     training_label_rows,
     window_ends,
+    window_reach,
 )
 from seqtrain.engine.module import SeqModule
 from tests.data.test_streaming import (

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from seqtrain.data.labels import labels_from_moves
-from seqtrain.data.memory import prepare
+from seqtrain.data.memory import read_table
 from seqtrain.data.streaming import plan_stream
 from seqtrain.errors import SeqtrainError
 from seqtrain.run.predict import Predictor
@@ -42,7 +42,7 @@ def daily_closes(tmp_path, zone: str | None, hour: int = 16, name: str | None = 
     return path
 
 
-@pytest.mark.parametrize("reader", [prepare, plan_stream], ids=["in_memory", "streamed"])
+@pytest.mark.parametrize("reader", [read_table, plan_stream], ids=["in_memory", "streamed"])
 def test_a_zoned_table_is_split_and_given_calendars_on_its_own_clock(tmp_path, reader):
     # 16:00 in New York is 20:00 or 21:00 UTC by the season: read in UTC, the hour would vary
     # (a calendar column that is only daylight saving) and 18:00 would fall before the day's bar
@@ -69,15 +69,15 @@ def test_a_zoned_table_is_split_and_given_calendars_on_its_own_clock(tmp_path, r
 def test_a_boundary_with_an_offset_on_a_table_without_a_zone_is_one_line(tmp_path, overrides, fragment):
     path = daily_closes(tmp_path, None)
     with pytest.raises(SeqtrainError, match=fragment):
-        prepare(data_cfg(path, *overrides), "regression", str(path))
+        read_table(data_cfg(path, *overrides), "regression", str(path))
 
 
 def test_a_boundary_that_no_clock_in_the_zone_shows_is_one_line(tmp_path):
     path = daily_closes(tmp_path, ZONE)
     with pytest.raises(SeqtrainError, match="data.split.val_start: cannot read '2022-03-13 02:30' as a "
                                             "value of the time column in America/New_York"):
-        prepare(data_cfg(path, "data.split.val_start='2022-03-13 02:30'", "data.split.test_start=2022-09-01"),
-                "regression", str(path))
+        read_table(data_cfg(path, "data.split.val_start='2022-03-13 02:30'",
+                            "data.split.test_start=2022-09-01"), "regression", str(path))
 
 
 def test_a_zoned_table_trains_and_predicts_as_its_utc_twin(run_cli, tmp_path, monkeypatch, capsys):
@@ -156,21 +156,21 @@ def test_with_no_dead_zone_an_unchanged_price_is_flat_never_down(tmp_path):
     path = tmp_path / "ticks.parquet"
     frame.to_parquet(path, index=False)
     counts_of = {}
-    for reader in (prepare, plan_stream):
+    for reader in (read_table, plan_stream):
         data = reader(data_cfg(path, "data.label=direction", "data.dead_zone=0", "data.seq_length=8"),
                       "classification", str(path))
         assert data.classes == ["down", "flat", "up"]
         close = frame.sort_values(["symbol", "time"], kind="stable")["close"].to_numpy()
         move = np.r_[np.nan, close[1:] / close[:-1] - 1]
         counts = np.asarray(data.state["class_counts"])  # training windows: down, flat, up
-        if reader is prepare:
+        if reader is read_table:
             train = data.ends["train"] + 1
             labels = np.asarray(data.classes, dtype=object)[data.labels[train]]
             assert (labels[move[train] == 0] == "flat").all() and (move[train] == 0).mean() > 0.2
             assert (labels[move[train] < 0] == "down").all() and (labels[move[train] > 0] == "up").all()
             assert counts.tolist() == [int((labels == c).sum()) for c in data.classes]
         counts_of[reader] = counts.tolist()
-    assert counts_of[plan_stream] == counts_of[prepare]  # streamed labels as in memory
+    assert counts_of[plan_stream] == counts_of[read_table]  # streamed labels as in memory
 
 
 def test_a_flat_move_training_never_saw_is_one_line_in_training_and_no_truth_when_predicting(

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtrain.data.labels import LabelSpec, labels_from_moves, moves
-from seqtrain.data.memory import prepare
+from seqtrain.data.memory import read_table
 from seqtrain.data.windows import series_bounds
 from seqtrain.errors import SeqtrainError
 from tests.helpers import make_table
@@ -60,7 +60,7 @@ def test_the_window_ending_at_t_is_labelled_by_the_move_from_t_to_t_plus_h(tmp_p
     path = tmp_path / "bars.parquet"
     table.to_parquet(path, index=False)
     cfg = data_cfg(path, "data.label=direction", "data.horizon=3", "data.dead_zone=0.01", "data.seq_length=8")
-    data = prepare(cfg, "classification", str(path))
+    data = read_table(cfg, "classification", str(path))
     classes = np.asarray(data.classes, dtype=object)
     close = table.sort_values(["symbol", "time"], kind="stable")["close"].to_numpy()
     bounds = series_bounds(data.series)
@@ -82,13 +82,13 @@ def test_a_quantile_dead_zone_is_fit_on_training_rows_only(tmp_path):
     cfg_args = ["data.label=direction", "data.horizon=2", "data.dead_zone=q0.33", "data.group_col=null"]
     path = tmp_path / "a.parquet"
     table.to_parquet(path, index=False)
-    first = prepare(data_cfg(path, *cfg_args), "classification", str(path))
+    first = read_table(data_cfg(path, *cfg_args), "classification", str(path))
     wild = table.copy()
     test_rows = wild.index >= int(len(wild) * 0.86)  # inside the test period
     wild.loc[test_rows, "close"] *= np.exp(np.random.default_rng(0).normal(0, 0.2, test_rows.sum()))
     path = tmp_path / "b.parquet"
     wild.to_parquet(path, index=False)
-    second = prepare(data_cfg(path, *cfg_args), "classification", str(path))
+    second = read_table(data_cfg(path, *cfg_args), "classification", str(path))
     assert second.state["label"]["dead_zone"] == first.state["label"]["dead_zone"]
     counts = np.asarray(first.state["class_counts"])
     assert first.classes == ["down", "flat", "up"]
@@ -99,7 +99,7 @@ def test_log_return_labels_for_regression(tmp_path):
     table = make_table(300, n_series=1)
     path = tmp_path / "bars.parquet"
     table.to_parquet(path, index=False)
-    data = prepare(data_cfg(path, "data.label=log_return", "data.horizon=1", "data.group_col=null"),
+    data = read_table(data_cfg(path, "data.label=log_return", "data.horizon=1", "data.group_col=null"),
                    "regression", str(path))
     close = table["close"].to_numpy()
     ends = data.ends["test"]
@@ -120,7 +120,7 @@ def test_bad_label_settings_are_one_line(tmp_path, overrides, task, expected):
     path = tmp_path / "bars.parquet"
     make_table(300, n_series=2).to_parquet(path, index=False)
     with pytest.raises(SeqtrainError, match=re.escape(expected)):
-        prepare(data_cfg(path, *overrides), task, str(path))
+        read_table(data_cfg(path, *overrides), task, str(path))
 
 
 def test_label_spec_reads_the_config():

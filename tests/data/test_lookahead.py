@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from seqtrain.data.datamodule import SeqDataModule
-from seqtrain.data.memory import prepare
+from seqtrain.data.memory import read_table
 from tests.helpers import make_table
 
 
@@ -23,7 +23,7 @@ def data_cfg(path, *overrides):
 
 def windows(path, task, *overrides):
     """Prepared data and every window as arrays: {split: (end_rows, x, y)}."""
-    data = prepare(data_cfg(path, *overrides), task, str(path))
+    data = read_table(data_cfg(path, *overrides), task, str(path))
     module = SeqDataModule(data, batch_size=64)
     out = {}
     for split, dataset in module.datasets.items():
@@ -108,7 +108,7 @@ def test_scaler_statistics_are_those_of_training_rows_alone(tmp_path):
     frame = make_table(300, n_series=2, seed=4)
     path = tmp_path / "t.parquet"
     frame.to_parquet(path)
-    data = prepare(data_cfg(path), "regression", str(path))
+    data = read_table(data_cfg(path), "regression", str(path))
     val_start = np.datetime64(data.state["split"]["val_start"])
     train = frame[frame["time"] < val_start]
     expected = train[data.input_names].to_numpy(np.float64)
@@ -120,7 +120,7 @@ def test_scaler_statistics_are_those_of_training_rows_alone(tmp_path):
     wild = frame.copy()
     wild.loc[wild["time"] >= val_start, ["ret", "vol", "rsi", "close"]] *= 1000.0
     wild.to_parquet(tmp_path / "wild.parquet")
-    again = prepare(data_cfg(tmp_path / "wild.parquet"), "regression", str(tmp_path / "wild.parquet"))
+    again = read_table(data_cfg(tmp_path / "wild.parquet"), "regression", str(tmp_path / "wild.parquet"))
     assert again.state["scaler"] == data.state["scaler"]
     assert again.state["target_scaler"] == data.state["target_scaler"]
 
@@ -131,7 +131,7 @@ def test_class_list_and_weights_come_from_training_rows(tmp_path):
     frame.loc[frame.index[:100], "up"] = 1
     path = tmp_path / "t.parquet"
     frame.to_parquet(path)
-    data = prepare(data_cfg(path, "data.target=up", "data.horizon=0"), "classification", str(path))
+    data = read_table(data_cfg(path, "data.target=up", "data.horizon=0"), "classification", str(path))
     assert data.classes == [0, 1]
     train_labels = frame["up"].to_numpy()[data.ends["train"]]
     counts = np.bincount(train_labels, minlength=2)
@@ -178,7 +178,7 @@ def test_only_known_future_columns_are_read_beyond_the_window_end(tmp_path):
                  "data.output_steps=3", "data.seq_length=12"]
 
     def batches(path):
-        data = prepare(data_cfg(path, *overrides), "regression", str(path))
+        data = read_table(data_cfg(path, *overrides), "regression", str(path))
         module = SeqDataModule(data, batch_size=64)
         return data, {split: d.__getitems__(list(range(len(d)))) for split, d in module.datasets.items()}
 
@@ -219,7 +219,7 @@ def test_future_holds_the_known_columns_at_the_label_rows(tmp_path):
     frame = make_table(150, seed=9)
     path = tmp_path / "t.parquet"
     frame.to_parquet(path)
-    data = prepare(data_cfg(path, "data.known_future=[rsi]", "data.scaler=none", "data.horizon=2",
+    data = read_table(data_cfg(path, "data.known_future=[rsi]", "data.scaler=none", "data.horizon=2",
                             "data.output_steps=2", "data.seq_length=5"), "regression", str(path))
     dataset = SeqDataModule(data, 8).datasets["train"]
     batch = dataset.__getitems__(list(range(len(dataset))))

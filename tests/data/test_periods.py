@@ -7,23 +7,27 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqtrain.data.windows import (
+from seqtrain.data.periods import (
     READABLE,
-    TEST,
-    TRAIN,
-    VAL,
-    assign_periods,
-    assign_splits,
-    block_window_ends,
-    cpcv_group_edges,
-    cpcv_paths,
-    cpcv_periods,
-    cpcv_splits,
     period_counts,
     period_last_label_ok,
     period_starts,
     period_window_counts,
     period_window_ends,
+)
+from seqtrain.data.splits import (
+    assign_periods,
+    assign_splits,
+    cpcv_group_edges,
+    cpcv_paths,
+    cpcv_periods,
+    cpcv_splits,
+)
+from seqtrain.data.windows import (
+    TEST,
+    TRAIN,
+    VAL,
+    block_window_ends,
     row_numbers,
     segment_rows,
     series_bounds,

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from seqtrain.data import memory as prepare_module
-from seqtrain.data.memory import prepare
+from seqtrain.data.memory import read_table
 
 SYMBOLS = ["A", "B", "C"]
 
@@ -46,7 +46,7 @@ def prepared(root, *overrides):
         cfg = compose("config", overrides=["data=parquet", f"data.path={root}", "data.target=close",
                                            "data.group_col=symbol", "data.features=[f0,f1,noise]",
                                            "data.scaler=none", "data.seq_length=8", *overrides])
-    return prepare(cfg.data, "regression", str(root))
+    return read_table(cfg.data, "regression", str(root))
 
 
 @pytest.fixture(params=["one read", "a read per column"])

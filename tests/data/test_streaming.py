@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader
 
 from seqtrain.data.datamodule import SeqDataModule, batch_as_is
-from seqtrain.data.memory import prepare
+from seqtrain.data.memory import read_table
 from seqtrain.data.streaming import StreamingWindows, plan_stream, shard_ranges
 from seqtrain.errors import SeqtrainError
 from tests.helpers import make_table
@@ -45,18 +45,15 @@ def collect(batches) -> dict:
 
 
 def in_memory(cfg, task, path, season=0):
-    data = prepare(cfg, task, str(path))
-    module = SeqDataModule(data, 64, stride=cfg.stride, eval_stride=cfg.eval_stride, embargo=cfg.embargo,
-                           season=season)
+    data = read_table(cfg, task, str(path))
+    module = SeqDataModule(data, 64, season=season)
     module.datasets["train"].identify = True  # to compare windows one by one
     return data, {s: d.__getitems__(list(range(len(d)))) for s, d in module.datasets.items()}
 
 
 def streamed(cfg, task, path, **kwargs):
     data = plan_stream(cfg, task, str(path))
-    return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train",
-                                              stride=cfg.stride if s == "train" else cfg.eval_stride,
-                                              embargo=cfg.embargo, identify=True, **kwargs))
+    return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train", identify=True, **kwargs))
                   for s in ("train", "val", "test")}
 
 
@@ -159,9 +156,8 @@ def test_every_window_exactly_once_across_two_ranks(tmp_path, split, group_rows,
     _, expected = in_memory(cfg, "regression", path)
     stream = plan_stream(cfg, "regression", str(path))
     assert (len(stream.groups) == 1) == (group_rows == 10_000)
-    kwargs = {"stride": cfg.stride if split == "train" else 1, "embargo": cfg.embargo}
     ranks = [StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=workers, rank=rank,
-                              world_size=2, identify=True, **kwargs) for rank in range(2)]
+                              world_size=2, identify=True) for rank in range(2)]
     per_rank = [_gather(dataset, workers=workers) for dataset in ranks]
     both = {k: torch.cat([r[k] for r in per_rank]) for k in per_rank[0]}
     assert_same_windows(expected[split], both)
@@ -185,7 +181,7 @@ def test_training_shuffle_differs_between_epochs_but_not_the_windows(tmp_path):
     path = write(unequal_series(seed=4), tmp_path / "t.parquet", 61)
     cfg = data_cfg(path, *SETTINGS)
     dataset = StreamingWindows(plan_stream(cfg, "regression", str(path)), "train", 16, shuffle=True,
-                               stride=cfg.stride, embargo=0, shuffle_buffer=64, identify=True)
+                               shuffle_buffer=64, identify=True)
     first, second = collect(dataset), collect(dataset)
     assert not torch.equal(first["window"], second["window"])
     assert sorted(map(tuple, first["window"].tolist())) == sorted(map(tuple, second["window"].tolist()))
@@ -317,7 +313,7 @@ def test_row_groups_without_windows_of_a_split_are_never_read(tmp_path, monkeypa
         return original(group, *args)
 
     monkeypatch.setattr(source, "read_row_group", counted)
-    collect(StreamingWindows(stream, "test", 32, shuffle=False, stride=1, embargo=2))
+    collect(StreamingWindows(stream, "test", 32, shuffle=False))
     holding = np.flatnonzero(stream.group_windows["test"])
     first_read = int(stream.halo_start[holding].min())
     assert len(reads) == holding[-1] + 1 - first_read < len(stream.groups) / 2
@@ -331,15 +327,14 @@ def test_calendar_columns_are_chosen_on_training_rows(tmp_path, streaming):
     path = write(frame.drop(columns="symbol"), tmp_path / "t.parquet", 20)
     cfg = data_cfg(path, "data.group_col=null", "data.time_features=true", "data.seq_length=5",
                    "data.split.val_start=2022-02-01", "data.split.test_start=2022-02-15")
-    data = plan_stream(cfg, "regression", str(path)) if streaming else prepare(cfg, "regression", str(path))
+    data = (plan_stream if streaming else read_table)(cfg, "regression", str(path))
     assert "month_sin" not in data.input_names and "weekday_sin" in data.input_names
     assert len(data.state["scaler"]["mean"]) == len(data.input_names)
 
 
 def _epochs_through_the_datamodule(path, cfg, seed, epochs=3, tell_epoch=True):
     data = plan_stream(cfg, "regression", str(path))
-    module = SeqDataModule(data, 16, num_workers=2, persistent_workers=True, stride=cfg.stride,
-                           shuffle_buffer=64, seed=seed)
+    module = SeqDataModule(data, 16, num_workers=2, persistent_workers=True, shuffle_buffer=64, seed=seed)
     module.datasets["train"].identify = True
     loader = module.train_dataloader()  # one loader for the whole fit, as Lightning keeps it
     orders = []
@@ -372,12 +367,12 @@ def test_a_class_no_window_uses_as_a_label_is_accepted_by_both_paths(tmp_path, s
     frame.loc[first_test_row, "grade"] = "rare"
     path = write(frame, tmp_path / "t.parquet", 50)
     cfg = data_cfg(path, "data.target=grade", "data.group_col=null", "data.seq_length=8")
-    data = (plan_stream if streaming else prepare)(cfg, "classification", str(path))
+    data = (plan_stream if streaming else read_table)(cfg, "classification", str(path))
     assert data.state["classes"] == ["down", "up"]
     frame.loc[first_test_row + 1, "grade"] = "rare"  # the label of the first test window
     write(frame, path, 50)
     with pytest.raises(SeqtrainError, match="rare"):
-        (plan_stream if streaming else prepare)(cfg, "classification", str(path))
+        (plan_stream if streaming else read_table)(cfg, "classification", str(path))
 
 
 def test_streaming_carries_the_rows_of_the_seasonal_naive_baseline(tmp_path):

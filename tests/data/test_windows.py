@@ -7,13 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtrain.data import windows
+from seqtrain.data.splits import assign_splits, fraction_boundaries
 from seqtrain.data.windows import (
     TEST,
     TRAIN,
     VAL,
-    assign_splits,
     block_window_ends,
-    fraction_boundaries,
     input_rows,
     label_rows,
     last_label_rows,
