@@ -40,6 +40,7 @@ from seqtrain.engine.allocator import settle_malloc
 from seqtrain.engine.assemble import build_module
 from seqtrain.engine.calibration import Calibration
 from seqtrain.engine.module import SeqModule
+from seqtrain.engine.precision import Precision, precision_plugin
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import atomic
 from seqtrain.report.predictions import predictions_frame
@@ -54,15 +55,20 @@ class _Contract(HasDataState):
     contract: DataState
 
 
-def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> SeqModule:
+def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path,
+                 precision: Precision | None = None) -> SeqModule:
     """The run's LightningModule with the weights of ``checkpoint`` (read with
-    ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode."""
+    ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode; in
+    ``precision``'s dtype before the weights are loaded (64-true: float64, as the Trainer held
+    them)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise SeqtrainError(f"ckpt: {checkpoint} not found")
     try:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         module = build_module(cfg, _Contract(state))
+        if precision is not None:
+            module = precision.convert_module(module)
         module.load_state_dict(saved["state_dict"])
     except (RuntimeError, KeyError, OSError, EOFError) as exc:
         raise SeqtrainError(f"ckpt: cannot load {checkpoint}: {str(exc).splitlines()[0]}") from None
@@ -96,12 +102,16 @@ def checkpoint_path(run_dir: Path, ckpt: str) -> Path:
 
 class Predictor:
     """A trained network and its data state: windows a table by the training rules and
-    predicts each window (or, with ``last``, the newest of each series)."""
+    predicts each window (or, with ``last``, the newest of each series), each batch as the test
+    pass predicts it: ``RowBlock.batch``, the module's prediction record, under the run's
+    precision (``trainer.precision`` on this device, or ``precision``)."""
 
     def __init__(self, cfg: DictConfig, state: DataState, module: SeqModule, batch_size: int = 1024,
-                 device: str = "cpu", run_dir: Path | None = None):
-        self.cfg, self.state, self.module, self.run_dir = cfg, state, module.to(device), run_dir
+                 device: str = "cpu", run_dir: Path | None = None, precision: Precision | None = None):
         self.device, self.batch_size = torch.device(device), batch_size
+        self.precision = precision or precision_plugin(run_precision(cfg), self.device)
+        self.cfg, self.state, self.run_dir = cfg, state, run_dir
+        self.module = self.precision.convert_module(module.to(device))
         self.checkpoint: Path | None = None  # the weights' file, when loaded from a run folder
         self.quantiles = sorted(float(q) for q in cfg.quantiles) if module.loss_name == "quantile" else None
         self.needs_label_rows = bool(state.known_future) and module.model.reads_future
@@ -110,8 +120,9 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, ckpt: str = "best", batch_size: int = 1024,
-                 device: str = "auto") -> Predictor:
-        """The predictor of the run in folder ``run_dir`` (config, data_state.json, checkpoint)."""
+                 device: str = "auto", precision: str | None = None) -> Predictor:
+        """The predictor of the run in folder ``run_dir`` (config, data_state.json, checkpoint),
+        in the run's ``trainer.precision`` unless ``precision`` names another."""
         run_dir = Path(run_dir).expanduser()
         config = run_dir / ".hydra" / "config.yaml"
         if not config.exists():
@@ -123,10 +134,11 @@ class Predictor:
                                 f"({', '.join(f.split('/')[0] for f in folds)}); use one of them")
         state = DataState.load(run_dir / "data_state.json")
         device = _device(device)
+        plugin = precision_plugin(precision or run_precision(cfg), torch.device(device))
         checkpoint = checkpoint_path(run_dir, ckpt)
-        module = load_network(cfg, state, checkpoint)
+        module = load_network(cfg, state, checkpoint, plugin)
         module.calibration = run_calibration(run_dir, checkpoint)
-        predictor = cls(cfg, state, module, batch_size, device, run_dir)
+        predictor = cls(cfg, state, module, batch_size, device, run_dir, plugin)
         predictor.checkpoint = checkpoint
         return predictor
 
@@ -244,25 +256,26 @@ class Predictor:
                         torch.from_numpy(block.row_number), spec.seq_length, spec.horizon,
                         spec.output_steps, state.task == "classification",
                         self.known_columns if self.needs_label_rows else None, spec.pad_short)
-        end_of_series = np.repeat(block.bounds[1:], np.diff(block.bounds))
         records = []
         for i in range(0, len(ends), self.batch_size):
-            part = torch.from_numpy(ends[i: i + self.batch_size])
-            label_rows = part[:, None] + rows.label_offsets
-            known = label_rows < torch.from_numpy(end_of_series[part.numpy()])[:, None]
-            safe = torch.where(known, label_rows, part[:, None])  # a row that exists, for missing ones
-            batch = rows.inputs_of(part)
-            if self.needs_label_rows:
-                batch["future"] = rows.future[label_rows]
-            out = self.module({k: v.to(self.device) for k, v in batch.items()})
-            record = {"window": torch.stack([rows.series[part], rows.row_number[part]], 1),
-                      "end_time": rows.times[part], "label_time": rows.times[safe], "label_known": known,
-                      **self.module.readout(out)}
-            if block.has_truth:
-                record["y"] = rows.labels_at(safe)
-            records.append(record)
+            batch = rows.batch(torch.from_numpy(ends[i: i + self.batch_size]), beyond_end=True)
+            if not block.has_truth:
+                del batch["y"]  # zeros standing in for a target the table does not hold
+            records.append(self._record(batch))
         codes = np.repeat(torch.cat([r["window"][:, 0] for r in records]).numpy(), spec.output_steps)
         return predictions_frame(state, series_names, records, self.quantiles), codes
+
+    def _record(self, batch: dict) -> dict:
+        """A batch's prediction record, as the Trainer's test step makes it: the batch converted
+        by the precision plugin, moved to the device, and read under its autocast."""
+        batch = self.module.transfer_batch_to_device(self.precision.convert_input(batch), self.device, 0)
+        with self.precision.test_step_context():
+            return self.module.prediction_record(batch, self.module(batch))
+
+
+def run_precision(cfg: DictConfig):
+    """The run's ``trainer.precision`` (32 where a config names none)."""
+    return OmegaConf.select(cfg, "trainer.precision", default="32")
 
 
 def _device(name: str) -> str:
