@@ -323,9 +323,9 @@ def test_predict_runs_under_the_runs_precision_as_the_test_pass_does(run_cli, tm
     assert trained.code == 0, trained.err
     assert trained.metrics()["precision"] == "bf16-mixed"
     output = tmp_path / "predicted.parquet"
-    code, said = run_predict(monkeypatch, capsys, f"run={trained.run_dir}",
-                             f"data.path={trained.run_dir / 'data' / 'synthetic.parquet'}", f"output={output}",
-                             "device=cpu")
+    table = trained.run_dir / "data" / "synthetic.parquet"
+    code, said = run_predict(monkeypatch, capsys, f"run={trained.run_dir}", f"data.path={table}",
+                             f"output={output}", "device=cpu")
     assert code == 0, said
     reported = pd.read_parquet(trained.run_dir / "predictions.parquet")
     joined = reported.merge(pd.read_parquet(output), on=KEYS, how="left", suffixes=("", "_new"),
