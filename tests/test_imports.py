@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seqtrain"
 
 # top to bottom; a module may import its own floor's modules and any floor below
 FLOORS = [
-    ("doors", ["seqtrain", "seqtrain.cli", "seqtrain.api"]),
+    ("doors", ["seqtrain", "seqtrain.cli", "seqtrain.api", "seqtrain.runs", "seqtrain.estimator",
+               "seqtrain.frames"]),
     ("runs", ["seqtrain.run"]),
     ("engine", ["seqtrain.engine"]),
     # formats what the runs produce (tables, plots, prediction files) from plain numbers and

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqtrain.run.predict import Predictor
-from tests.conftest import TINY, run_seqtrain
+from tests.conftest import TINY, TINY_RUN, run_seqtrain
 
 KEYS = ["symbol", "window_end", "step"]
 
@@ -311,3 +311,25 @@ def test_the_runs_predictions_folder_is_no_output_file(trained_run, monkeypatch,
                              "overwrite=true")
     assert code == 2 and "never overwritten" in " ".join(said.split()), said
     assert not folder.is_file()
+
+
+def test_predict_runs_under_the_runs_precision_as_the_test_pass_does(run_cli, tmp_path, monkeypatch, capsys):
+    """A bf16-mixed run's test windows get the very numbers from ``seqtrain predict`` that the
+    test pass wrote: both read the windows, run the network under the run's autocast and read
+    its outputs the same way (tcn: its bf16 kernels exist on every CPU)."""
+    monkeypatch.setenv("SEQTRAIN_CPU_BF16", "1")
+    trained = run_cli(*TINY_RUN, "model=tcn", "model.num_channels=[8,8]", "task=regression",
+                      "data.output_steps=2", "trainer.precision=bf16-mixed")
+    assert trained.code == 0, trained.err
+    assert trained.metrics()["precision"] == "bf16-mixed"
+    output = tmp_path / "predicted.parquet"
+    table = trained.run_dir / "data" / "synthetic.parquet"
+    code, said = run_predict(monkeypatch, capsys, f"run={trained.run_dir}", f"data.path={table}",
+                             f"output={output}", "device=cpu")
+    assert code == 0, said
+    reported = pd.read_parquet(trained.run_dir / "predictions.parquet")
+    joined = reported.merge(pd.read_parquet(output), on=KEYS, how="left", suffixes=("", "_new"),
+                            indicator=True)
+    assert len(joined) == len(reported) > 0 and (joined["_merge"] == "both").all()
+    for column in ("time", "y_true", "y_pred", "lo_80", "hi_95"):
+        assert (joined[column] == joined[f"{column}_new"]).all(), column

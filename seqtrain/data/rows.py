@@ -129,11 +129,20 @@ class RowBlock:
         real = index >= self.series_start[ends][:, None]
         return {"x": self.inputs[index.clamp(min=0)] * real.unsqueeze(-1), "mask": real}
 
-    def batch(self, ends: torch.Tensor, identify: bool = True) -> dict:
+    def batch(self, ends: torch.Tensor, identify: bool = True, beyond_end: bool = False) -> dict:
         """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``);
-        ``identify=False`` leaves out what only evaluation needs (identity, times, last label)."""
+        ``identify=False`` leaves out what only evaluation needs (identity, times, last label).
+        ``beyond_end`` (forecasts of any table, whose newest label rows are not in it yet): a
+        label row past the end of its window's series reads the window's last row instead, and
+        ``label_known`` ``(B, k)`` says which label rows are real (rows grouped by series)."""
         rows = ends[:, None] + self.label_offsets
+        known = None
+        if beyond_end:
+            known = rows < torch.searchsorted(self.series, self.series[ends], right=True)[:, None]
+            rows = torch.where(known, rows, ends[:, None])
         batch = {"y": self.labels_at(rows), **self.inputs_of(ends)}
+        if known is not None:
+            batch["label_known"] = known
         if self.weights is not None:  # read by the training loss only
             batch["weight"] = self.weights[ends]
         if identify and self.season_offsets is not None:

@@ -219,12 +219,26 @@ class SeqModule(L.LightningModule):
     def _to_units(self, values: torch.Tensor) -> torch.Tensor:
         return values.float() * self.target_std + self.target_mean
 
+    def read(self, out: torch.Tensor, with_quantiles: bool = True) -> dict:
+        """Model outputs ``(B, k, O)`` as what a user reads, on their device: the one readout of
+        the metrics, the prediction records (test, ``seqtrain predict``, the API) and exported
+        graphs. Class probabilities ``probs`` ``(B, C)`` (temperature-scaled when calibrated)
+        beside the ``logits``, or point forecasts ``pred`` ``(B, k)`` in the target's units (and,
+        with a quantile loss and ``with_quantiles``, every quantile ``quantiles`` ``(B, k, Q)``)."""
+        if self.task == "classification":
+            logits = out[:, 0].float()
+            return {"probs": self._probabilities(logits), "logits": logits}
+        read = {"pred": self._to_units(out[..., self.median])}
+        if with_quantiles and self.loss_name == "quantile":
+            read["quantiles"] = self._to_units(out)
+        return read
+
     def _readout(self, out: torch.Tensor, y: torch.Tensor):
         """What metrics compare: probabilities and class ids, or point forecasts in target units."""
+        read = self.read(out, with_quantiles=False)
         if self.task == "classification":
-            probs = self._probabilities(out[:, 0].float())
-            return (probs[:, 1] if self.n_classes == 2 else probs), y
-        return self._to_units(out[..., self.median]).flatten(), self._to_units(y).flatten()
+            return (read["probs"][:, 1] if self.n_classes == 2 else read["probs"]), y
+        return read["pred"].flatten(), self._to_units(y).flatten()
 
     def _last_batch(self, split: str, batch_idx: int) -> bool:
         """Whether ``batch_idx`` ends this pass over ``split`` (always true where the count is
@@ -292,9 +306,13 @@ class SeqModule(L.LightningModule):
         return self.prediction_record(batch, out)
 
     def prediction_record(self, batch: dict, out: torch.Tensor) -> dict:
-        """The outputs of a batch of windows, with their identity and truth, on the CPU:
-        class probabilities, or point forecasts (and quantiles) in the target's units."""
-        record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "y")}
+        """The outputs of a batch of windows, with their identity and truth, on the CPU: the one
+        record of the test pass and of ``seqtrain predict`` (class probabilities, or point
+        forecasts, quantiles and bands, in the target's units; see ``readout``). ``label_known``
+        and ``y`` where the batch holds them (``RowBlock.batch(beyond_end=True)``; a table
+        without the target)."""
+        record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "label_known", "y")
+                  if key in batch}
         record["x_last"] = batch["x"][:, -1].float().cpu()  # for the baselines read from the last row
         for key in ("y_last", "y_season", "move"):  # what some baselines and the trading view read
             if key in batch:
@@ -307,18 +325,10 @@ class SeqModule(L.LightningModule):
         return self.prediction_record(batch, self(batch))
 
     def readout(self, out: torch.Tensor) -> dict:
-        """Model outputs ``(B, k, O)`` as what a user reads, on the CPU: class probabilities
-        ``probs`` ``(B, C)`` (temperature-scaled when calibrated; ``logits`` beside them), or point
-        forecasts ``pred`` ``(B, k)`` (and ``quantiles`` ``(B, k, Q)``) in the target's units, with
-        conformal bands ``lo_<level>``/``hi_<level>`` ``(B, k)`` when calibrated."""
-        out = out.detach().float()
-        if self.task == "classification":
-            logits = out[:, 0]
-            return {"probs": self._probabilities(logits).cpu(), "logits": logits.cpu()}
-        record = {"pred": self._to_units(out[..., self.median]).cpu()}
-        if self.loss_name == "quantile":
-            record["quantiles"] = self._to_units(out).cpu()
-        if self.calibration is not None and self.calibration.margins:
+        """``read``'s outputs on the CPU, with conformal bands ``lo_<level>``/``hi_<level>``
+        ``(B, k)`` around the forecasts of a calibrated regression run."""
+        record = {key: value.cpu() for key, value in self.read(out.detach()).items()}
+        if self.task != "classification" and self.calibration is not None and self.calibration.margins:
             record.update(self.calibration.bands(record["pred"], record.get("quantiles")))
         return record
 

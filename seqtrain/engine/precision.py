@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import torch
+from lightning.pytorch.plugins.precision import DoublePrecision, MixedPrecision, Precision
 
 from seqtrain.config import PRECISIONS  # accepted spellings -> Lightning's
 from seqtrain.errors import SeqtrainError
@@ -49,3 +50,13 @@ def resolve_precision(requested, on_gpu: bool) -> tuple[str, str | None]:
         return "bf16-mixed", (f"trainer.precision={requested}: fp16 autocast is not supported on CPU; "
                               "using bf16-mixed")
     return precision, None
+
+
+def precision_plugin(requested, device: torch.device) -> Precision:
+    """Lightning's precision plugin for ``trainer.precision=requested`` on ``device``, as the
+    Trainer builds it: what runs a network outside a Trainer (``seqtrain predict``) with the
+    test pass's autocast (or dtype), so both give the same numbers."""
+    precision, _ = resolve_precision(requested, on_gpu=device.type == "cuda")
+    if precision in ("16-mixed", "bf16-mixed"):
+        return MixedPrecision(precision, "cuda" if device.type == "cuda" else "cpu")
+    return DoublePrecision() if precision == "64-true" else Precision()

@@ -29,12 +29,8 @@ from seqtrain.config import parse_arguments
 from seqtrain.engine.module import SeqModule
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import copy_file, publish, write_json
-from seqtrain.run.predict import (
-    Predictor,
-    _in_run,
-    model_folder,
-    run_folder_holding,
-)
+from seqtrain.run.folders import model_folder, place_in_run, run_folder_holding
+from seqtrain.run.predict import Predictor
 
 log = logging.getLogger("seqtrain")
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
@@ -44,25 +40,23 @@ TOLERANCE = 1e-4  # largest difference from PyTorch's outputs accepted, on proba
 
 
 class ExportedNetwork(nn.Module):
-    """The network with its readout: windows in, probabilities or forecasts in units out."""
+    """The network with its readout (the module's own, ``SeqModule.read``): windows in,
+    probabilities or forecasts in units out."""
 
     def __init__(self, module: SeqModule, inputs: list[str]):
         super().__init__()
-        self.model, self.inputs = module.model, inputs
+        self.model, self.inputs, self.read = module.model, inputs, module.read
         self.classification = module.task == "classification"
         self.quantile = module.loss_name == "quantile"
-        self.median = 0 if self.classification else module.median
-        self.mean, self.std = float(module.target_mean), float(module.target_std)
         # calibrate=temperature's T (1 otherwise: a conformal calibration has no temperature)
         self.temperature = module.calibration.temperature if module.calibration else 1.0
 
     def forward(self, x: torch.Tensor, *extra: torch.Tensor):
         given = dict(zip(self.inputs[1:], extra, strict=True))
-        out = self.model(x, future=given.get("future"), target=None, mask=given.get("mask")).float()
+        read = self.read(self.model(x, future=given.get("future"), target=None, mask=given.get("mask")))
         if self.classification:
-            return (out[:, 0] / self.temperature).softmax(-1)
-        pred = out[..., self.median] * self.std + self.mean
-        return (pred, out * self.std + self.mean) if self.quantile else pred
+            return read["probs"]
+        return (read["pred"], read["quantiles"]) if self.quantile else read["pred"]
 
 
 def network_inputs(predictor: Predictor) -> list[str]:
@@ -143,7 +137,7 @@ def check_export_folder(folder: Path, predictor: Predictor, fmt: str, overwrite:
     target = folder.resolve()
     owner = run_folder_holding(target)
     if owner is not None and not target.is_relative_to(owner / "export"):
-        raise SeqtrainError(f"export: output={folder} {_in_run(target, owner)}, whose files are "
+        raise SeqtrainError(f"export: output={folder} {place_in_run(target, owner)}, whose files are "
                             f"never overwritten; export under {owner / 'export'} or outside the run")
     state = folder / "data_state.json"
     if state.exists() and state.read_bytes() != (predictor.run_dir / "data_state.json").read_bytes():
@@ -270,7 +264,8 @@ def export_command(argv: list[str]) -> None:
         raise SeqtrainError("export: run= is required, e.g. "
                             "seqtrain export run=outputs/DATE/TIME format=onnx")
     run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "export", settings["split"])
-    predictor = Predictor.from_run(run_dir, settings["ckpt"], device="cpu")
+    # the exported graph takes and returns float32, whatever precision the run trained in
+    predictor = Predictor.from_run(run_dir, settings["ckpt"], device="cpu", precision="32-true")
     folder = Path(settings["output"]).expanduser() if settings["output"] else run_dir / "export"
     record = export(predictor, settings["format"] or "", folder, settings["overwrite"])
     Console(highlight=False).print(

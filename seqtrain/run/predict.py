@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.config import check_run_folder, is_run_folder, parse_arguments
+from seqtrain.config import parse_arguments
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
     forward_fill,
@@ -40,9 +39,11 @@ from seqtrain.engine.allocator import settle_malloc
 from seqtrain.engine.assemble import build_module
 from seqtrain.engine.calibration import Calibration
 from seqtrain.engine.module import SeqModule
+from seqtrain.engine.precision import Precision, precision_plugin
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import atomic
 from seqtrain.report.predictions import predictions_frame
+from seqtrain.run.folders import check_output, checkpoint_path, default_output, model_folder, run_config
 
 log = logging.getLogger("seqtrain")
 
@@ -54,15 +55,20 @@ class _Contract(HasDataState):
     contract: DataState
 
 
-def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path) -> SeqModule:
+def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path,
+                 precision: Precision | None = None) -> SeqModule:
     """The run's LightningModule with the weights of ``checkpoint`` (read with
-    ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode."""
+    ``weights_only=True``: tensors and plain data, never pickled objects), in eval mode; in
+    ``precision``'s dtype before the weights are loaded (64-true: float64, as the Trainer held
+    them)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise SeqtrainError(f"ckpt: {checkpoint} not found")
     try:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         module = build_module(cfg, _Contract(state))
+        if precision is not None:
+            module = precision.convert_module(module)
         module.load_state_dict(saved["state_dict"])
     except (RuntimeError, KeyError, OSError, EOFError) as exc:
         raise SeqtrainError(f"ckpt: cannot load {checkpoint}: {str(exc).splitlines()[0]}") from None
@@ -84,24 +90,18 @@ def run_calibration(run_dir: Path, checkpoint: Path) -> Calibration | None:
     return None
 
 
-def checkpoint_path(run_dir: Path, ckpt: str) -> Path:
-    """``best`` or ``last`` of the run's checkpoints, or a path."""
-    if ckpt in ("best", "last"):
-        path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
-        if not path.exists():
-            raise SeqtrainError(f"ckpt={ckpt}: {path} not found (was the run trained with checkpointing?)")
-        return path
-    return Path(ckpt).expanduser()
-
-
 class Predictor:
     """A trained network and its data state: windows a table by the training rules and
-    predicts each window (or, with ``last``, the newest of each series)."""
+    predicts each window (or, with ``last``, the newest of each series), each batch as the test
+    pass predicts it: ``RowBlock.batch``, the module's prediction record, under the run's
+    precision (``trainer.precision`` on this device, or ``precision``)."""
 
     def __init__(self, cfg: DictConfig, state: DataState, module: SeqModule, batch_size: int = 1024,
-                 device: str = "cpu", run_dir: Path | None = None):
-        self.cfg, self.state, self.module, self.run_dir = cfg, state, module.to(device), run_dir
+                 device: str = "cpu", run_dir: Path | None = None, precision: Precision | None = None):
         self.device, self.batch_size = torch.device(device), batch_size
+        self.precision = precision or precision_plugin(run_precision(cfg), self.device)
+        self.cfg, self.state, self.run_dir = cfg, state, run_dir
+        self.module = self.precision.convert_module(module.to(device))
         self.checkpoint: Path | None = None  # the weights' file, when loaded from a run folder
         self.needs_label_rows = bool(state.known_future) and module.model.reads_future
         self.known_columns = [state.inputs.index(c) for c in state.known_future]
@@ -109,20 +109,22 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, ckpt: str = "best", batch_size: int = 1024,
-                 device: str = "auto") -> Predictor:
-        """The predictor of the run in folder ``run_dir`` (config, data_state.json, checkpoint)."""
+                 device: str = "auto", precision: str | None = None) -> Predictor:
+        """The predictor of the run in folder ``run_dir`` (config, data_state.json, checkpoint),
+        in the run's ``trainer.precision`` unless ``precision`` names another."""
         run_dir = Path(run_dir).expanduser()
-        cfg = OmegaConf.load(check_run_folder(run_dir, "run"))
+        cfg = run_config(run_dir)
         folds = sorted(p.name for p in run_dir.glob("fold_*/data_state.json"))
         if folds and not (run_dir / "data_state.json").exists():
             raise SeqtrainError(f"run: {run_dir} is a walk-forward run with one model per fold "
                                 f"({', '.join(f.split('/')[0] for f in folds)}); use one of them")
         state = DataState.load(run_dir / "data_state.json")
         device = _device(device)
+        plugin = precision_plugin(precision or run_precision(cfg), torch.device(device))
         checkpoint = checkpoint_path(run_dir, ckpt)
-        module = load_network(cfg, state, checkpoint)
+        module = load_network(cfg, state, checkpoint, plugin)
         module.calibration = run_calibration(run_dir, checkpoint)
-        predictor = cls(cfg, state, module, batch_size, device, run_dir)
+        predictor = cls(cfg, state, module, batch_size, device, run_dir, plugin)
         predictor.checkpoint = checkpoint
         return predictor
 
@@ -240,25 +242,26 @@ class Predictor:
                         torch.from_numpy(block.row_number), spec.seq_length, spec.horizon,
                         spec.output_steps, state.task == "classification",
                         self.known_columns if self.needs_label_rows else None, spec.pad_short)
-        end_of_series = np.repeat(block.bounds[1:], np.diff(block.bounds))
         records = []
         for i in range(0, len(ends), self.batch_size):
-            part = torch.from_numpy(ends[i: i + self.batch_size])
-            label_rows = part[:, None] + rows.label_offsets
-            known = label_rows < torch.from_numpy(end_of_series[part.numpy()])[:, None]
-            safe = torch.where(known, label_rows, part[:, None])  # a row that exists, for missing ones
-            batch = rows.inputs_of(part)
-            if self.needs_label_rows:
-                batch["future"] = rows.future[label_rows]
-            out = self.module({k: v.to(self.device) for k, v in batch.items()})
-            record = {"window": torch.stack([rows.series[part], rows.row_number[part]], 1),
-                      "end_time": rows.times[part], "label_time": rows.times[safe], "label_known": known,
-                      **self.module.readout(out)}
-            if block.has_truth:
-                record["y"] = rows.labels_at(safe)
-            records.append(record)
+            batch = rows.batch(torch.from_numpy(ends[i: i + self.batch_size]), beyond_end=True)
+            if not block.has_truth:
+                del batch["y"]  # zeros standing in for a target the table does not hold
+            records.append(self._record(batch))
         codes = np.repeat(torch.cat([r["window"][:, 0] for r in records]).numpy(), spec.output_steps)
         return predictions_frame(state, series_names, records, self.module.quantile_levels), codes
+
+    def _record(self, batch: dict) -> dict:
+        """A batch's prediction record, as the Trainer's test step makes it: the batch converted
+        by the precision plugin, moved to the device, and read under its autocast."""
+        batch = self.module.transfer_batch_to_device(self.precision.convert_input(batch), self.device, 0)
+        with self.precision.test_step_context():
+            return self.module.prediction_record(batch, self.module(batch))
+
+
+def run_precision(cfg: DictConfig):
+    """The run's ``trainer.precision`` (32 where a config names none)."""
+    return OmegaConf.select(cfg, "trainer.precision", default="32")
 
 
 def _device(name: str) -> str:
@@ -438,103 +441,6 @@ class _Stream:
             has_truth=block.has_truth)
 
 
-# -- where a command may write -----------------------------------------------------------------
-
-
-def run_folder_holding(path: Path) -> Path | None:
-    """The nearest seqtrain run folder (one with ``.hydra/config.yaml``) that is ``path`` or
-    holds it, a walk-forward fold being a run folder of its own; None outside every run."""
-    for folder in (path, *path.parents):
-        if is_run_folder(folder):
-            return folder
-    return None
-
-
-def _in_run(target: Path, owner: Path) -> str:
-    return "is the run folder" if target == owner else f"is inside the run folder {owner}"
-
-
-def _same(a: Path, b: Path) -> bool:
-    """One file under two names (symlinks, relative paths, hard links)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def check_output(output: Path, table: Path, overwrite: bool, trained_on: Path | None = None) -> None:
-    """Refuse, before any work, a prediction file that would lose another: the table being
-    predicted (or a file inside it, when it is a folder of Parquet files), the run's training
-    table, any file of a run folder outside its ``predictions/`` (checkpoints, metrics,
-    data_state.json, the run's own predictions.parquet: never, whatever ``overwrite`` says), and
-    an existing file unless ``overwrite``."""
-    target = output.resolve()
-    for protected, what in ((table, "the table being predicted (data.path)"),
-                            (trained_on, "the table the run was trained on")):
-        if protected is None:
-            continue
-        inside = protected.is_dir() and target.is_relative_to(protected.resolve())
-        if inside or _same(output, protected):
-            where = f"inside {protected}, " if inside else ""
-            raise SeqtrainError(f"output: {output} is {where}{what}, which is never overwritten; "
-                                "choose another file")
-    owner = run_folder_holding(target)
-    # the run's predictions/ folder itself is no file name: later predictions go inside it
-    if owner is not None and (target == owner / "predictions"
-                              or not target.is_relative_to(owner / "predictions")):
-        raise SeqtrainError(f"output: {output} {_in_run(target, owner)}, whose files are never "
-                            f"overwritten; write under {owner / 'predictions'} or outside the run")
-    if output.is_dir():
-        raise SeqtrainError(f"output: {output} is a folder; name a file, e.g. "
-                            f"output={output / 'preds.parquet'}")
-    if output.exists() and not overwrite:
-        raise SeqtrainError(f"output: {output} already exists; choose another file, or overwrite=true to "
-                            "replace it")
-
-
-def _numbered(run_dir: Path, prefix: str) -> dict[int, Path]:
-    """``prefix_NN/`` run folders (a walk-forward run's folds, a cpcv run's splits) by number."""
-    return {int(p.name[len(prefix):]): p for p in run_dir.glob(f"{prefix}*")
-            if p.name[len(prefix):].isdigit() and (p / "data_state.json").exists()}
-
-
-def model_folder(run_dir: Path, fold: int | None, command: str, split: int | None = None) -> Path:
-    """The folder whose model a command uses: the run itself; for a walk-forward run (one model
-    per ``fold_NN/``) fold ``fold``, by default the last (it saw the most data); for a cpcv run
-    (one per ``split_NN/``, none of them the run's model) split ``split``, which must be named."""
-    own = (run_dir / "data_state.json").exists()
-    folds, splits = _numbered(run_dir, "fold_"), _numbered(run_dir, "split_")
-    walk_forward = bool(folds) and not own
-    if splits and not own:
-        if fold is not None:
-            raise SeqtrainError(f"{command}: fold={fold}: {run_dir} is a cpcv run (split_NN folders); "
-                                "choose one with split=K")
-        span = f"split={min(splits)}..{max(splits)}"
-        if split is None:
-            raise SeqtrainError(f"{command}: {run_dir} is a cpcv run with one model per split; name one "
-                                f"with {span} (splits.csv says which groups each tested)")
-        if split not in splits:
-            raise SeqtrainError(f"{command}: split={split}: {run_dir} has no split_{split:02d}; {span}")
-        return splits[split]
-    if split is not None:
-        raise SeqtrainError(f"{command}: split={split}: {run_dir} is not a cpcv run (it has no split_NN "
-                            "folders); drop split=")
-    if not walk_forward:
-        if fold is not None:
-            raise SeqtrainError(f"{command}: fold={fold}: {run_dir} is not a walk-forward run (it has no "
-                                "fold_NN folders); drop fold=")
-        return run_dir
-    if fold is None:
-        return folds[max(folds)]
-    if fold not in folds:
-        names = ", ".join(folds[k].name for k in sorted(folds))
-        raise SeqtrainError(f"{command}: fold={fold}: {run_dir} has no fold_{fold:02d}; its folds are "
-                            f"{names} (fold={min(folds)}..{max(folds)}, default the last)")
-    return folds[fold]
-
-
 # -- the command ---------------------------------------------------------------------------------
 
 PREDICT_KEYS = {"run": None, "data.path": None, "fold": None, "split": None, "ckpt": "best", "output": None,
@@ -556,7 +462,7 @@ def predict_command(argv: list[str]) -> None:
     run_dir = model_folder(Path(settings["run"]).expanduser(), settings["fold"], "predict", settings["split"])
     path = Path(settings["data.path"]).expanduser()
     predictor = Predictor.from_run(run_dir, settings["ckpt"], settings["batch_size"], settings["device"])
-    output = Path(settings["output"]).expanduser() if settings["output"] else _default_output(run_dir, path)
+    output = Path(settings["output"]).expanduser() if settings["output"] else default_output(run_dir, path)
     check_output(output, path, settings["overwrite"], predictor._training_table())
     streaming = settings["streaming"]
     if streaming == "auto":
@@ -566,14 +472,3 @@ def predict_command(argv: list[str]) -> None:
     written = predictor.predict_path(str(path), output, settings["last"], settings["allow_new_series"],
                                      streaming=streaming == "true", overwrite=settings["overwrite"])
     Console(highlight=False).print(f"{written} prediction rows -> {output}", soft_wrap=True)
-
-
-def _default_output(run_dir: Path, path: Path) -> Path:
-    """``RUN/predictions/<table>.parquet``, numbered so that an earlier file is never replaced."""
-    stem = path.stem or "table"
-    folder = run_dir / "predictions"
-    candidate, n = folder / f"{stem}.parquet", 1
-    while candidate.exists():
-        n += 1
-        candidate = folder / f"{stem}-{n}.parquet"
-    return candidate
