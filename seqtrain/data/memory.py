@@ -20,7 +20,6 @@ from seqtrain.data.columns import (
     check_known_classes,
     class_balance,
     float_column,
-    forward_fill,
     in_period,
     known_future_columns,
     label_values,
@@ -46,6 +45,7 @@ from seqtrain.data.labels import (
     moves,
     window_reach,
 )
+from seqtrain.data.reader_rules import SplitRule, TargetCheck, apply_nan_policy, table_series_codes
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.time_features import calendar_names, cycle_ranges, varying_cycles
@@ -54,9 +54,6 @@ from seqtrain.data.windows import (
     SPLIT_NAMES,
     TRAIN,
     WindowSpec,
-    assign_periods,
-    assign_splits,
-    assign_splits_by_row,
     row_numbers,
     series_bounds,
     series_cuts,
@@ -68,6 +65,7 @@ from seqtrain.errors import SeqtrainError
 log = logging.getLogger(__name__)
 
 READ_BYTES = 8 << 20  # decoded feature values read from the file at once
+MEMORY_TARGET_FIX = "clean the file or set data.nan_policy=ffill or drop"
 
 
 @dataclass
@@ -161,7 +159,7 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     if keys.num_rows == 0:
         raise SeqtrainError(f"data.path: {path} has no rows")
     n = keys.num_rows
-    series, series_names = _series_codes(keys, group_col)
+    series, series_names = table_series_codes(keys, group_col)
     target_kind, target_values = read_target(keys.column(target), target, task)
     times = time_values(keys.column(time_col), time_col)
     del keys  # decoded: Arrow's pool gives its memory back before the features are read
@@ -183,9 +181,10 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     rows = TableRows(times, series, series_names, block, list(features), target_kind, target_values,
                      file_rows=order)
     validate.check_time_order(rows.times, rows.series, series_names, rows.file_rows, time_col)
-    keep = _apply_nan_policy(cfg.nan_policy, rows.x, features, rows.target_values, target, target_kind,
-                             rows.series, rows.file_rows)
+    keep = apply_nan_policy(cfg.nan_policy, rows.x, features, rows.file_rows, rows.series,
+                            TargetCheck(target, rows.target_values, target_kind, fix=MEMORY_TARGET_FIX))
     if keep is not None:
+        log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", cfg.nan_policy, int((~keep).sum()))
         rows.take(keep)
         if len(rows.times) == 0:
             raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
@@ -216,8 +215,8 @@ def split_table(cfg, rows: TableRows, time_col: str):
                   "test_start": time_text(test_start, rows.zone)}
         return row_split, None, record
     starts, splits = found
-    row_period = assign_periods(rows.times, starts)
-    return splits[row_period], (row_period, splits), period_record(starts, splits, rows.zone)
+    row_split, row_period = SplitRule(periods=found).of_rows(rows.times, rows.series, None)
+    return row_split, (row_period, splits), period_record(starts, splits, rows.zone)
 
 
 def label_training_rows(cfg, task: str, rows: TableRows, train_rows: np.ndarray) -> np.ndarray:
@@ -233,10 +232,10 @@ def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str, zone: 
     (UTC instants for a column with a ``zone``, where dates without an offset are read)."""
     if split_by_series(cfg):
         bounds = series_bounds(series)
-        cuts = series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test)
-        return assign_splits_by_row(row_numbers(bounds), series, cuts), "per series", "per series"
+        rule = SplitRule(cuts=series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test))
+        return rule.of_rows(times, series, row_numbers(bounds))[0], "per series", "per series"
     val_start, test_start = split_boundaries(cfg.split, times, time_col, zone)
-    return assign_splits(times, val_start, test_start), val_start, test_start
+    return SplitRule(None, val_start, test_start).of_rows(times, series, None)[0], val_start, test_start
 
 
 def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: str,
@@ -375,53 +374,6 @@ def _window_classes(cfg, labels, values, ends, contract: DataState, target) -> l
             check_known_classes(labels[rows], values[rows], name, classes, target, contract.label)
         counts.append(np.bincount(labels[rows], minlength=len(classes)).tolist())
     return counts
-
-
-def _series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarray, list]:
-    if group_col is None:
-        return np.zeros(table.num_rows, np.int64), ["all"]
-    column = table.column(group_col)
-    if column.null_count:
-        raise SeqtrainError(
-            f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
-            "give every row a series"
-        )
-    codes, names = pd.factorize(column.to_pandas(), sort=True)
-    return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
-
-
-def _apply_nan_policy(policy, x, features, target_values, target, target_kind, series, file_rows):
-    """Return the rows to keep (None: all), filling ``x`` in place for ffill."""
-    target_bad = missing_values(target_values, target_kind)
-    if policy == "error":
-        for j, name in enumerate(features):
-            validate.check_finite(name, "data.features", x[:, j], file_rows)
-        if target_bad.any():
-            row = file_rows[validate.first_bad(target_bad)]
-            raise SeqtrainError(
-                f"data.target: column {target!r} has {int(target_bad.sum())} NaN/inf value(s), "
-                f"first at row {row}; clean the file or set data.nan_policy=ffill or drop"
-            )
-        return None
-    if policy == "ffill":
-        starts = np.repeat(*_starts_and_lengths(series))
-        rows = np.arange(len(series))
-        for j in range(x.shape[1]):
-            x[:, j] = forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
-        target_values[:] = forward_fill(target_values, target_bad, starts, rows)
-        target_bad = missing_values(target_values, target_kind)
-    bad = target_bad.copy()
-    for j in range(x.shape[1]):  # a column at a time: no boolean matrix the size of the table
-        bad |= ~np.isfinite(x[:, j])
-    if bad.any():
-        log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", policy, int(bad.sum()))
-        return ~bad
-    return None
-
-
-def _starts_and_lengths(series: np.ndarray):
-    bounds = series_bounds(series)
-    return bounds[:-1], np.diff(bounds)
 
 
 def _encode_classes(values: np.ndarray, train_rows: np.ndarray, target: str):

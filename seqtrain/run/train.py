@@ -23,8 +23,7 @@ from seqtrain.data.audit import audit
 from seqtrain.data.columns import in_zone, split_by_series
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.labels import LabelSpec
-from seqtrain.data.loading import load_data
-from seqtrain.data.streaming import parse_bytes
+from seqtrain.data.loading import load_data, parse_bytes
 from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.engine import distributed
 from seqtrain.engine.allocator import settle_malloc
