@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 
 from seqtrain.data.datamodule import WindowDataset, batch_as_is
 from seqtrain.data.rows import RowBlock
-from seqtrain.data.streaming import StreamingWindows, plan_stream
+from seqtrain.data.stream_plan import plan_stream
+from seqtrain.data.stream_windows import StreamingWindows
 
 
 def rate(batches, seconds: float, batch_size: int) -> float:

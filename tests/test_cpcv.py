@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_module
 
 import seqtrain
 from seqtrain.data.memory import read_table
-from seqtrain.data.streaming import plan_stream
+from seqtrain.data.stream_plan import plan_stream
 from seqtrain.run.cpcv import split_configs
 from tests.conftest import TINY, run_seqtrain
 from tests.data.test_streaming import assert_same_windows, in_memory, streamed, write

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqtrain.report.baselines import skill_report
-from seqtrain.run.walk_forward import pooled_skill
+from seqtrain.report.baselines import pooled_skill, skill_report
 
 T = 400  # time steps of the one table
 

@@ -9,19 +9,19 @@ import pandas as pd
 import pytest
 import yaml
 
+from seqtrain.files import merge_into_json
+from seqtrain.report.baselines import pooled_skill
 from seqtrain.report.nested import (
     WalkForwardJob,
     agreeing_jobs,
     block_choices,
     load_job,
-    merge_into_json,
     nested_frame,
     nested_lines,
     nested_result,
     nested_table_rows,
     selection_scores,
 )
-from seqtrain.run.walk_forward import pooled_skill
 
 # fold j's best val_loss, per job (rows) and fold (columns)
 SCORES = np.array([[0.50, 0.70, 0.40],

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from seqtrain import cli
+from seqtrain.config import PRECISIONS
 from seqtrain.engine.optim import build_optimizer, build_scheduler, parameter_groups
-from seqtrain.engine.precision import PRECISIONS, resolve_precision
+from seqtrain.engine.precision import resolve_precision
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import build_model
 from tests.conftest import TINY, TINY_RUN

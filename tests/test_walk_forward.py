@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from seqtrain.data.columns import utc_times
 from seqtrain.data.memory import read_table
 from seqtrain.data.splits import walk_forward_folds
-from seqtrain.run.walk_forward import fold_configs, pooled_skill
+from seqtrain.report.baselines import pooled_skill
+from seqtrain.run.walk_forward import fold_configs
 from tests.conftest import TINY
 from tests.helpers import make_table
 

@@ -10,7 +10,6 @@ import pandas as pd
 import pyarrow as pa
 
 from seqtrain.data import validate
-from seqtrain.data.windows import series_bounds
 from seqtrain.errors import SeqtrainError
 
 
@@ -197,50 +196,6 @@ def forward_fill(values: np.ndarray, bad: np.ndarray, starts: np.ndarray, rows: 
     out[bad & from_same_series] = values[source_row[bad & from_same_series]]
     out[bad & ~from_same_series] = np.nan
     return out
-
-
-def apply_nan_policy(policy, x, features, target_values, target, target_kind, series, file_rows):
-    """``data.nan_policy`` on a whole table grouped by ``series``: one line for a NaN/inf value
-    (``error``), else the rows to keep (None: all), ``x`` and ``target_values`` filled in place
-    within each series first for ``ffill``."""
-    target_bad = missing_values(target_values, target_kind)
-    if policy == "error":
-        for j, name in enumerate(features):
-            validate.check_finite(name, "data.features", x[:, j], file_rows)
-        if target_bad.any():
-            row = file_rows[validate.first_bad(target_bad)]
-            raise SeqtrainError(
-                f"data.target: column {target!r} has {int(target_bad.sum())} NaN/inf value(s), "
-                f"first at row {row}; clean the file or set data.nan_policy=ffill or drop"
-            )
-        return None
-    if policy == "ffill":
-        bounds = series_bounds(series)
-        starts = np.repeat(bounds[:-1], np.diff(bounds))
-        rows = np.arange(len(series))
-        for j in range(x.shape[1]):
-            x[:, j] = forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, rows)
-        target_values[:] = forward_fill(target_values, target_bad, starts, rows)
-        target_bad = missing_values(target_values, target_kind)
-    bad = target_bad.copy()
-    for j in range(x.shape[1]):  # a column at a time: no boolean matrix the size of the table
-        bad |= ~np.isfinite(x[:, j])
-    return ~bad if bad.any() else None
-
-
-def series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarray, list]:
-    """Each row's series code and the series names in sorted order (one series ``"all"``
-    without a group column): the codes of a whole table read at once."""
-    if group_col is None:
-        return np.zeros(table.num_rows, np.int64), ["all"]
-    column = table.column(group_col)
-    if column.null_count:
-        raise SeqtrainError(
-            f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
-            "give every row a series"
-        )
-    codes, names = pd.factorize(column.to_pandas(), sort=True)
-    return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
 
 
 def series_dictionary(table: pa.Table, group_col: str | None) -> tuple[list, np.ndarray]:

@@ -15,7 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from seqtrain.data.memory import TableData
 from seqtrain.data.rows import RowBlock, known_label_lag, time_as_number
 from seqtrain.data.sharding import BalancedBatchSampler, ShareSampler
-from seqtrain.data.streaming import StreamingWindows
+from seqtrain.data.stream_windows import StreamingWindows
 from seqtrain.data.windows import row_numbers, series_bounds
 
 

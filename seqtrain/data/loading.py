@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from seqtrain.data import source, validate
 from seqtrain.data.memory import TableData, read_table
-from seqtrain.data.streaming import StreamData, in_memory_bytes, parse_bytes, plan_stream
+from seqtrain.data.stream_plan import StreamData, plan_stream
 from seqtrain.errors import SeqtrainError
 
 log = logging.getLogger(__name__)
+
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value) -> int:
+    """``4GB``, ``512MiB`` or a number of bytes."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in UNITS:
+        raise SeqtrainError(f"data.memory_budget: cannot read {value!r}; write e.g. 4GB or 512MiB")
+    return int(float(match.group(1)) * UNITS[match.group(2).lower()])
+
+
+def in_memory_bytes(n_rows: int, n_inputs: int) -> int:
+    """What the in-memory path holds per row: float32 inputs and label, time, series, row number,
+    and the index arrays of the split (a conservative estimate). Training counts as inputs the
+    features, the target and every calendar column (which of them vary is known only after the
+    fit), ``seqtrain predict`` the run's inputs and the target: two counts, kept apart because
+    one count for both would move some tables from one path to the other."""
+    return n_rows * (4 * n_inputs + 4 + 8 + 8 + 8 + 3 * 8)
 
 
 def streaming_mode(value) -> str:

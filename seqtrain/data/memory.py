@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
-    apply_nan_policy,
     check_classes,
     check_known_classes,
     class_balance,
@@ -24,7 +23,6 @@ from seqtrain.data.columns import (
     label_values,
     missing_values,
     read_target,
-    series_codes,
     target_history_is_input,
     time_values,
     time_zone,
@@ -40,8 +38,9 @@ from seqtrain.data.labels import (
     moves,
 )
 from seqtrain.data.periods import table_period_window_ends
+from seqtrain.data.reader_rules import TargetCheck, apply_nan_policy, table_series_codes
 from seqtrain.data.scaling import StandardScaler
-from seqtrain.data.splits import assign_periods, in_period, split_periods, split_record, split_rows
+from seqtrain.data.splits import SplitRule, in_period, split_periods, split_record, split_rows
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.time_features import cycle_ranges, varying_cycles
 from seqtrain.data.weights import SampleWeightSpec, training_weights
@@ -59,6 +58,7 @@ from seqtrain.errors import SeqtrainError
 log = logging.getLogger(__name__)
 
 READ_BYTES = 8 << 20  # decoded feature values read from the file at once
+MEMORY_TARGET_FIX = "clean the file or set data.nan_policy=ffill or drop"
 
 
 @dataclass
@@ -149,7 +149,7 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     if keys.num_rows == 0:
         raise SeqtrainError(f"data.path: {path} has no rows")
     n = keys.num_rows
-    series, series_names = series_codes(keys, group_col)
+    series, series_names = table_series_codes(keys, group_col)
     target_kind, target_values = read_target(keys.column(target), target, task)
     times = time_values(keys.column(time_col), time_col)
     del keys  # decoded: Arrow's pool gives its memory back before the features are read
@@ -171,8 +171,8 @@ def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, t
     rows = TableRows(times, series, series_names, matrix, list(features), target_kind, target_values,
                      file_rows=order)
     validate.check_time_order(rows.times, rows.series, series_names, rows.file_rows, time_col)
-    keep = apply_nan_policy(cfg.nan_policy, rows.x, features, rows.target_values, target, target_kind,
-                            rows.series, rows.file_rows)
+    keep = apply_nan_policy(cfg.nan_policy, rows.x, features, rows.file_rows, rows.series,
+                            TargetCheck(target, rows.target_values, target_kind, fix=MEMORY_TARGET_FIX))
     if keep is not None:
         log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", cfg.nan_policy, int((~keep).sum()))
         rows.take(keep)
@@ -204,8 +204,8 @@ def split_table(cfg, rows: TableRows, time_col: str):
         row_split, val_start, test_start = split_rows(cfg, rows.times, rows.series, time_col, rows.zone)
         by = cfg.split.get("by", "time")
         return row_split, None, split_record(by, val_start, test_start, None, rows.zone)
-    row_period = assign_periods(rows.times, found[0])
-    return found[1][row_period], (row_period, found[1]), split_record("time", None, None, found, rows.zone)
+    row_split, row_period = SplitRule(periods=found).of_rows(rows.times, rows.series, None)
+    return row_split, (row_period, found[1]), split_record("time", None, None, found, rows.zone)
 
 
 def label_training_rows(cfg, task: str, rows: TableRows, train_rows: np.ndarray) -> np.ndarray:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from seqtrain.data.columns import time_values, time_zone
+from seqtrain.data.splits import in_period
 from seqtrain.errors import SeqtrainError, first_line
 
 
@@ -59,3 +61,15 @@ def read_row_group(group: ds.ParquetFileFragment, schema: pa.Schema, columns: li
         return group.to_table(schema=schema, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeqtrainError(f"data.path: cannot read {group.path}: {first_line(exc)}") from None
+
+
+def read_in_period(group: ds.ParquetFileFragment, schema: pa.Schema, columns: list[str], time_col: str,
+                   period) -> pa.Table:
+    """One row group's ``columns``, only its rows within a walk-forward fold's period
+    (``data.split`` train_start/test_end) when one is set: the passes and every epoch see the
+    same rows as the in-memory path after ``keep_period``."""
+    table = read_row_group(group, schema, columns)
+    if period is None:
+        return table
+    keep = in_period(period, time_values(table.column(time_col), time_col), time_zone(schema, time_col))
+    return table if keep.all() else table.filter(pa.array(keep))

@@ -134,10 +134,10 @@ def split_rows(cfg, times: np.ndarray, series: np.ndarray, time_col: str, zone: 
     (UTC instants for a column with a ``zone``, where dates without an offset are read)."""
     if split_by_series(cfg):
         bounds = series_bounds(series)
-        cuts = series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test)
-        return assign_splits_by_row(row_numbers(bounds), series, cuts), "per series", "per series"
+        rule = SplitRule(cuts=series_cuts(np.diff(bounds), cfg.split.val, cfg.split.test))
+        return rule.of_rows(times, series, row_numbers(bounds))[0], "per series", "per series"
     val_start, test_start = split_boundaries(cfg.split, times, time_col, zone)
-    return assign_splits(times, val_start, test_start), val_start, test_start
+    return SplitRule(None, val_start, test_start).of_rows(times, series, None)[0], val_start, test_start
 
 
 def split_record(by: str, val_start, test_start, periods: tuple | None, zone: str | None) -> dict:
@@ -255,3 +255,26 @@ def cpcv_periods(edges: np.ndarray, test: tuple[int, ...], val_share: float) -> 
         if role == TEST or not periods or periods[-1][1] != TRAIN:
             periods.append((int(edges[g]), role))
     return sorted([*periods, (val_start, VAL)])
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How a row finds its split: by ``data.split.periods`` (``(first timestamps, split of each
+    period)``), by its row number in its series (``cuts``: per series, the first validation
+    and test row numbers) or by its time (``val_start``, ``test_start``)."""
+
+    cuts: np.ndarray | None = None
+    val_start: object = None
+    test_start: object = None
+    periods: tuple | None = None
+
+    def of_rows(self, times: np.ndarray, series: np.ndarray,
+                row_number: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Split id per row, and (split by periods) each row's period, else None; ``row_number``
+        is read only for a split by series."""
+        if self.periods is not None:
+            row_period = assign_periods(times, self.periods[0])
+            return self.periods[1][row_period], row_period
+        if self.cuts is None:
+            return assign_splits(times, self.val_start, self.test_start), None
+        return assign_splits_by_row(row_number, series, self.cuts), None

@@ -11,12 +11,11 @@ import lightning.pytorch as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqtrain.config import monitor_and_mode
+from seqtrain.config import PRECISIONS, monitor_and_mode
 from seqtrain.data import validate
 from seqtrain.data.labels import LabelSpec
-from seqtrain.data.loading import streaming_mode
+from seqtrain.data.loading import parse_bytes, streaming_mode
 from seqtrain.data.splits import split_by_series
-from seqtrain.data.streaming import parse_bytes
 from seqtrain.data.weights import SampleWeightSpec
 from seqtrain.engine import distributed
 from seqtrain.engine.assemble import _loss, _model_args
@@ -24,7 +23,6 @@ from seqtrain.engine.augment import Augmenter
 from seqtrain.engine.calibration import check_settings
 from seqtrain.engine.compiling import compile_mode
 from seqtrain.engine.optim import check_optim, check_scheduler
-from seqtrain.engine.precision import PRECISIONS
 from seqtrain.engine.tracking import check_logger
 from seqtrain.engine.trainer import RESIDENT
 from seqtrain.errors import SeqtrainError

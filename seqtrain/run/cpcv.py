@@ -33,12 +33,12 @@ from seqtrain.data.splits import cpcv_group_edges, cpcv_paths, cpcv_periods, cpc
 from seqtrain.data.windows import SPLIT_NAMES
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import write_csv, write_json, write_parquet
+from seqtrain.report.baselines import pooled_skill
 from seqtrain.report.trading import trading_report
 from seqtrain.run.walk_forward import (
     _text,
     pooled_calibration,
     pooled_notes,
-    pooled_skill,
     train_in_folder,
     uniqueness_column,
 )

@@ -23,18 +23,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.config import parse_arguments
-from seqtrain.data import source, validate
-from seqtrain.data.columns import (
-    forward_fill,
-    in_zone,
-    read_target,
-    series_dictionary,
-    time_values,
-    time_zone,
-)
-from seqtrain.data.rows import RowBlock, time_as_number
+from seqtrain.data import source
+from seqtrain.data.chunks import Chunk, TableChunks
+from seqtrain.data.columns import in_zone, time_zone
+from seqtrain.data.rows import RowBlock
 from seqtrain.data.state import DataState, HasDataState
-from seqtrain.data.windows import chunk_row_numbers, forecast_ends, series_bounds
+from seqtrain.data.windows import forecast_ends
 from seqtrain.engine.allocator import settle_malloc
 from seqtrain.engine.assemble import build_module
 from seqtrain.engine.calibration import Calibration
@@ -212,7 +206,7 @@ class Predictor:
     def predict_chunks(self, chunks: Iterable[pa.Table], last: bool = False, allow_new_series: bool = False,
                        in_memory: bool = False) -> Iterator[pd.DataFrame]:
         """Prediction frames, chunk by chunk (see the module docstring)."""
-        stream = _Stream(self.state, allow_new_series, sort=in_memory and self.state.sort)
+        stream = TableChunks(self.state, allow_new_series, sort=in_memory and self.state.sort)
         newest: dict[int, pd.DataFrame] = {}
         for table in itertools.chain(chunks, [None]):  # None: the rows carried after the last chunk
             block = stream.block(table)
@@ -233,7 +227,7 @@ class Predictor:
             yield pd.concat([newest[c] for c in sorted(newest)], ignore_index=True)
 
     @torch.inference_mode()
-    def _predict(self, block: _Block, ends: np.ndarray,
+    def _predict(self, block: Chunk, ends: np.ndarray,
                  series_names: list) -> tuple[pd.DataFrame, np.ndarray]:
         """The predictions of the windows ending at ``ends``, and each row's series code."""
         state, spec = self.state, self.state.window
@@ -296,149 +290,6 @@ def _newest_per_series(ends: np.ndarray, series: np.ndarray) -> np.ndarray:
     return ends[np.append(codes[1:] != codes[:-1], True)]
 
 
-@dataclass
-class _Block:
-    """Rows of one or more series grouped by series: those carried from earlier chunks first."""
-
-    x: np.ndarray  # scaled inputs
-    raw: np.ndarray  # unscaled feature columns, carried for the next chunk's fills
-    target: np.ndarray | None  # the target's values as read (None: not in the table)
-    labels: np.ndarray  # class ids or scaled targets (zeros without the target)
-    times: np.ndarray  # time_as_number
-    time_values: np.ndarray
-    series: np.ndarray
-    row_number: np.ndarray
-    file_rows: np.ndarray
-    is_new: np.ndarray
-    bounds: np.ndarray
-    has_truth: bool
-
-
-class _Stream:
-    """What links one chunk to the next: series codes, rows per series so far, carried rows."""
-
-    def __init__(self, state: DataState, allow_new_series: bool, sort: bool):
-        self.state, self.allow_new_series, self.sort = state, allow_new_series, sort
-        self.codes: dict = {}
-        self.names_by_code: list = []
-        self.known = {str(n) for n in state.series_names}
-        self.counters = np.zeros(0, np.int64)
-        self.kept: _Block | None = None
-        self.file_row = 0
-
-    def _series_codes(self, table: pa.Table) -> np.ndarray:
-        names, index = series_dictionary(table, self.state.group_col)
-        unknown = [n for n in names if n not in self.codes and str(n) not in self.known]
-        if unknown and not self.allow_new_series:
-            raise SeqtrainError(
-                f"data.group_col: series {', '.join(map(repr, unknown[:5]))} never occurred in training; "
-                "allow_new_series=true predicts them anyway (every model here shares its weights "
-                "across series)")
-        lookup = np.asarray([self.codes.setdefault(n, len(self.codes)) for n in names], np.int64)
-        self.names_by_code = list(self.codes)
-        if len(self.codes) > len(self.counters):
-            self.counters = np.concatenate([self.counters, np.zeros(len(self.codes) - len(self.counters),
-                                                                    np.int64)])
-        return lookup[index]
-
-    def block(self, table: pa.Table | None) -> _Block | None:
-        """The chunk after the carried rows (None: the carried rows alone, after the last chunk)."""
-        if table is None:
-            return self.kept
-        state = self.state
-        times = time_values(table.column(state.time_col), state.time_col)
-        codes = self._series_codes(table)
-        raw = state.raw_inputs(table)
-        has_truth = state.target in table.column_names
-        target = read_target(table.column(state.target), state.target, state.task)[1] if has_truth else None
-        file_rows = self.file_row + np.arange(table.num_rows)
-        self.file_row += table.num_rows
-        order = np.lexsort((times, codes)) if self.sort else np.argsort(codes, kind="stable")
-        new = {"raw": raw[order], "time_values": times[order], "series": codes[order],
-               "file_rows": file_rows[order], "target": target[order] if has_truth else None,
-               "row_number": np.full(len(order), -1, np.int64)}
-        return self._join(new, has_truth)
-
-    def _join(self, new: dict, has_truth: bool) -> _Block | None:
-        state, kept = self.state, self.kept
-        n_kept = 0 if kept is None else len(kept.series)
-        if kept is not None:
-            if kept.has_truth != has_truth:
-                raise SeqtrainError(f"data.path: column {state.target!r} is in some files and not others")
-            new = {k: (np.concatenate([getattr(kept, k), v]) if v is not None else None)
-                   for k, v in new.items()}
-        is_new = np.arange(len(new["series"])) >= n_kept
-        order = np.argsort(new["series"], kind="stable")  # carried rows stay before new rows
-        new = {k: (v[order] if v is not None else None) for k, v in new.items()}
-        is_new = is_new[order]
-        validate.check_time_order(new["time_values"], new["series"], self.names_by_code, new["file_rows"],
-                                  state.time_col)
-        keep = self._nan_policy(new, is_new)
-        if keep is not None:
-            new = {k: (v[keep] if v is not None else None) for k, v in new.items()}
-            is_new = is_new[keep]
-        if len(new["series"]) == 0:
-            return None
-        row_number = new["row_number"]
-        row_number[is_new] = chunk_row_numbers(new["series"][is_new], self.counters)
-        target = new["target"]
-        x = state.model_inputs(new["raw"], new["time_values"], target)
-        labels = self._labels(target, new["series"], new["raw"])
-        return _Block(x=x, raw=new["raw"], target=target, labels=labels,
-                      times=time_as_number(new["time_values"]), time_values=new["time_values"],
-                      series=new["series"], row_number=row_number, file_rows=new["file_rows"],
-                      is_new=is_new, bounds=series_bounds(new["series"]), has_truth=has_truth)
-
-    def _labels(self, target: np.ndarray | None, series: np.ndarray, raw: np.ndarray) -> np.ndarray:
-        """The truth where the table holds the target: class ids (-1: missing or unseen) or
-        scaled values (NaN: missing); a built label (a move, a triple-barrier class) reads only
-        rows of the block (and a meta-label the side among the raw inputs)."""
-        state = self.state
-        if target is None:
-            return np.zeros(len(series), np.int64 if state.task == "classification" else np.float32)
-        if state.label != "value":  # no move from a level that cannot make one: no truth there
-            floor = 0 if state.label_target_kind == "price" else -1
-            target = np.where(np.asarray(target, np.float64) > floor, target, np.nan)
-        side = raw[:, state.features.index(state.side_column)] if state.side_column else None
-        return state.encode_labels(target, series_bounds(series), side=side)
-
-    def _nan_policy(self, rows: dict, is_new: np.ndarray) -> np.ndarray | None:
-        """The run's ``data.nan_policy`` on the inputs read (carried rows are already clean)."""
-        state = self.state
-        x = rows["raw"]
-        history = rows["target"] if state.target_history else None
-        if state.nan_policy == "error":
-            for j, name in enumerate(state.features):
-                validate.check_finite(name, "data.features", x[:, j], rows["file_rows"])
-            if history is not None:
-                validate.check_finite(state.target, "data.target", history, rows["file_rows"])
-            return None
-        if state.nan_policy == "ffill":
-            bounds = series_bounds(rows["series"])
-            starts = np.repeat(bounds[:-1], np.diff(bounds))
-            index = np.arange(len(is_new))
-            rows["raw"] = x = np.column_stack(
-                [forward_fill(x[:, j], ~np.isfinite(x[:, j]), starts, index) for j in range(x.shape[1])]
-            ) if x.shape[1] else x
-            if history is not None:
-                rows["target"] = history = forward_fill(history, ~np.isfinite(history), starts, index)
-        bad = ~np.isfinite(x).all(axis=1)
-        if history is not None:
-            bad |= ~np.isfinite(history)
-        return ~bad if bad.any() else None
-
-    def carry(self, block: _Block) -> None:
-        """Keep the last ``seq_length + horizon + output_steps - 2`` rows of each series: all a
-        later window can read."""
-        series = block.series
-        after = np.searchsorted(series, series, side="right") - np.arange(len(series))
-        keep = after <= max(self.state.window.rows - 1, self.state.label_reach)  # and what a label reads
-        self.kept = _Block(
-            x=block.x[keep], raw=block.raw[keep], target=block.target[keep] if block.has_truth else None,
-            labels=block.labels[keep], times=block.times[keep], time_values=block.time_values[keep],
-            series=series[keep], row_number=block.row_number[keep], file_rows=block.file_rows[keep],
-            is_new=np.zeros(int(keep.sum()), bool), bounds=series_bounds(series[keep]),
-            has_truth=block.has_truth)
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -452,7 +303,7 @@ def predict_command(argv: list[str]) -> None:
     [batch_size=N] [device=auto|cpu|cuda]``."""
     from rich.console import Console
 
-    from seqtrain.data.streaming import in_memory_bytes, parse_bytes
+    from seqtrain.data.loading import in_memory_bytes, parse_bytes
 
     settings = parse_arguments(argv, PREDICT_KEYS, "predict")
     for key in ("run", "data.path"):

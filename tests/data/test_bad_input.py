@@ -232,7 +232,7 @@ def test_time_features_need_timestamps(run_cli, tmp_path):
 
 
 def test_an_error_from_a_dataloader_worker_is_still_one_line():
-    from seqtrain.cli import one_line
+    from seqtrain.console import one_line
 
     wrapped = ("Caught SeqtrainError in DataLoader worker process 0.\nOriginal Traceback (most recent "
                "call last):\n  File \"x.py\", line 1, in f\nseqtrain.errors.SeqtrainError: data.path: "

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_module
 
 from seqtrain.data.labels import labels_from_moves
 from seqtrain.data.memory import read_table
-from seqtrain.data.streaming import plan_stream
+from seqtrain.data.stream_plan import plan_stream
 from seqtrain.errors import SeqtrainError
 from seqtrain.run.predict import Predictor
 from tests.conftest import run_seqtrain

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 
 from seqtrain.data.datamodule import SeqDataModule, batch_as_is
 from seqtrain.data.memory import read_table
-from seqtrain.data.streaming import StreamingWindows, plan_stream, shard_ranges
+from seqtrain.data.stream_plan import plan_stream
+from seqtrain.data.stream_windows import StreamingWindows, shard_ranges
 from seqtrain.errors import SeqtrainError
 from tests.helpers import make_table
 
