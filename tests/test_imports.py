@@ -10,8 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seqtrain"
 
 # top to bottom; a module may import its own floor's modules and any floor below
 FLOORS = [
-    ("doors", ["seqtrain", "seqtrain.cli", "seqtrain.api", "seqtrain.runs", "seqtrain.estimator",
-               "seqtrain.frames"]),
+    ("doors", ["seqtrain", "seqtrain.cli", "seqtrain.api"]),
     ("runs", ["seqtrain.run"]),
     ("engine", ["seqtrain.engine"]),
     # formats what the runs produce (tables, plots, prediction files) from plain numbers and

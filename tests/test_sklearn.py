@@ -131,7 +131,7 @@ def test_fit_inside_a_hydra_app_and_in_threads(quick):
 def test_run_dir_is_claimed_once(quick, monkeypatch):
     first, second = (SequenceModel(run_dir="shared") for _ in range(2))
     # both processes passed the emptiness check before either wrote: only one claims the folder
-    monkeypatch.setattr("seqtrain.runs.free_run_dir", lambda run_dir: (quick / "shared").absolute())
+    monkeypatch.setattr("seqtrain.api.runs.free_run_dir", lambda run_dir: (quick / "shared").absolute())
     assert first._claim_run_dir() == ((quick / "shared").absolute(), True)
     with pytest.raises(SeqtrainError, match="being written by another fit"):
         second._claim_run_dir()
@@ -194,7 +194,7 @@ def test_save_keeps_numbers_and_short_x_predicts_nan(quick):
 def test_column_names_read_back_verbatim():
     from omegaconf import OmegaConf
 
-    from seqtrain.runs import literal as _literal
+    from seqtrain.api.runs import literal as _literal
 
     for name in ["a\\${x}", "a\\\\${x}", "${x}", "p\\q", "x\\", "$${a}b"]:  # backslashes before ${ too
         config = OmegaConf.create({"features": [_literal(name)]})
@@ -213,8 +213,8 @@ def test_a_sweep_is_not_a_setting(quick, model):
 
 def test_walk_forward_folds_keep_column_names_verbatim(tmp_path):
     from seqtrain.api import compose
+    from seqtrain.api.runs import literal as _literal
     from seqtrain.run.walk_forward import fold_configs
-    from seqtrain.runs import literal as _literal
 
     X, y = _bars(120)
     table = X.rename(columns={"lead": "${x}"}).assign(up=y).reset_index()

@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from seqtrain.errors import SeqtrainError
-from seqtrain.files import copy_file, write_json, write_parquet
-from seqtrain.frames import (
+from seqtrain.api.frames import (
     as_table,
     check_columns,
     index_columns,
@@ -23,7 +21,7 @@ from seqtrain.frames import (
     on_index,
     time_zone,
 )
-from seqtrain.runs import (
+from seqtrain.api.runs import (
     Run,
     claim_run_dir,
     compose,
@@ -34,6 +32,8 @@ from seqtrain.runs import (
     time_value,
     train_config,
 )
+from seqtrain.errors import SeqtrainError
+from seqtrain.files import copy_file, write_json, write_parquet
 
 
 class SequenceModel:
