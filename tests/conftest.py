@@ -43,6 +43,7 @@ TINY_MODELS = {
     "tft": ["model.hidden_size=8", "model.hidden_continuous_size=4", "model.attention_head_size=2"],
     "informer": ["model.d_model=16", "model.d_ff=32", "model.n_heads=2", "model.label_len=8"],
     "cnn_lstm": ["model.channels=[8]", "model.hidden_size=16"],
+    "inception_time": ["model.nb_filters=4", "model.depth=3", "model.kernel_size=8", "model.bottleneck=4"],
 }
 TINY = [*TINY_RUN, *TINY_MODELS["lstm"]]  # the default model
 

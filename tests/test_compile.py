@@ -53,7 +53,7 @@ def test_compile_true_on_a_cpu_compiles_only_where_it_pays(run_cli, monkeypatch)
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_compile_true_trains_every_model_eager_on_a_cpu_and_compiles_it_on_a_gpu(name):
-    """The README's "none of the seven so far": each model has its measured CPU figure (a model
+    """The README's "none of the eight so far": each model has its measured CPU figure (a model
     without one would be compiled unmeasured), below what pays; a GPU compiles them all."""
     assert worth_compiling(name, on_gpu=False).startswith(f"{name} trains faster eager on a CPU")
     assert worth_compiling(name, on_gpu=True) is None

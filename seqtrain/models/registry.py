@@ -18,6 +18,7 @@ MODELS: dict[str, str] = {
     "tft": "seqtrain.models.tft:TFT",
     "informer": "seqtrain.models.informer:Informer",
     "cnn_lstm": "seqtrain.models.cnn_lstm:CNNLSTM",
+    "inception_time": "seqtrain.models.inception_time:InceptionTime",
 }
 SHAPES = {"self", "input_size", "output_size", "output_steps", "known_size", "seq_length"}
 

@@ -155,7 +155,7 @@ def test_bad_settings(run_cli, bars, override, key):
 
 
 @pytest.mark.parametrize("arg,listing", [
-    ("model=transformer", "cnn_lstm, gru, informer, lstm, seq2seq_attention, tcn, tft"),
+    ("model=transformer", "cnn_lstm, gru, inception_time, informer, lstm, seq2seq_attention, tcn, tft"),
     ("trainer=tpu", "ddp, debug, default, gpu"),
     ("data=csv", "parquet, synthetic"),
 ])

@@ -15,6 +15,7 @@ SMALL = {
     "tft": {"hidden_size": 8, "hidden_continuous_size": 4, "attention_head_size": 2},
     "informer": {"d_model": 8, "n_heads": 2, "d_ff": 16, "label_len": 4},
     "cnn_lstm": {"channels": [8], "hidden_size": 8},
+    "inception_time": {"nb_filters": 4, "depth": 3, "kernel_size": 8, "bottleneck": 4},
 }
 WITH_ATTENTION = {"seq2seq_attention", "tft", "informer"}
 DECODERS = {"seq2seq_attention": {}, "tft": {}, "informer": {"attention": "full"}}
@@ -151,7 +152,7 @@ def test_seq2seq_teacher_forcing_only_while_training():
     torch.testing.assert_close(model(x, target=target), model(x))  # ignored at inference
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "cnn_lstm"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "cnn_lstm", "inception_time"])
 def test_every_row_of_the_window_reaches_the_output(name):
     model = build(name, dropout=0.0).eval()
     x = torch.randn(1, 6, 3, requires_grad=True)
@@ -214,7 +215,7 @@ def test_padded_rows_never_change_the_output_and_get_no_attention(name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "tcn", "cnn_lstm", "seq2seq_attention"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "tcn", "cnn_lstm", "seq2seq_attention", "inception_time"])
 def test_a_padded_window_gives_the_output_of_its_real_rows_alone(name):
     """Models without positions of their own read a left-padded window exactly as the shorter
     window of its real rows (attention models with positional encodings see the positions)."""
@@ -249,3 +250,65 @@ def test_models_read_what_they_declare(name):
     changed = not torch.allclose(model(x, future=future), model(x, future=future + 5))
     assert changed == model_class(name).reads_future
     assert model_class(name).respects_mask
+
+
+def test_inception_widths_are_odd_halvings_capped_by_the_window():
+    from seqtrain.models.inception_time import kernel_widths
+
+    assert kernel_widths(40) == [39, 19, 9]  # the paper's 40/20/10, odd as its reference code makes them
+    assert kernel_widths(40, seq_length=16) == [31, 19, 9]  # 2 * 16 - 1
+    assert kernel_widths(8) == [7, 3, 1]
+    assert kernel_widths(40, seq_length=3) == [5, 5, 5]
+
+
+def test_inception_capped_widths_compute_what_the_full_widths_compute():
+    """The taps a 16-row window's cap removes only ever meet padding: given the centre taps of
+    the uncapped model's weights, the capped model gives its outputs."""
+    full = build("inception_time", kernel_size=40).eval()
+    capped = build_model("inception_time", {**SMALL["inception_time"], "kernel_size": 40}, 3, 1,
+                         seq_length=16).eval()
+    state = {}
+    for key, value in full.state_dict().items():
+        width = capped.state_dict()[key].shape[-1] if value.dim() == 3 else None
+        if width is not None and width < value.size(-1):  # a convolution (out, in, width)
+            cut = (value.size(-1) - width) // 2
+            value = value[..., cut:cut + width]
+        state[key] = value
+    capped.load_state_dict(state)
+    assert capped.summary()["kernel_widths"] == [31, 19, 9] and full.summary()["kernel_widths"] == [39, 19, 9]
+    x = torch.randn(4, 16, 3)
+    torch.testing.assert_close(capped(x), full(x))
+
+
+def test_inception_at_the_papers_sizes_has_the_parameters_counted_by_hand():
+    model = build_model("inception_time", {}, 3, 2, seq_length=64)  # widths 39, 19, 9
+    convs = 32 * 32 * (39 + 19 + 9)  # three branches over the 32-channel bottleneck
+    first = 3 * 32 + convs + 3 * 32 + 2 * 128  # bottleneck, convs, max-pool's 1x1, batch norm
+    later = 128 * 32 + convs + 128 * 32 + 2 * 128
+    shortcuts = (3 * 128 + 2 * 128) + (128 * 128 + 2 * 128)  # 1x1 conv and batch norm, two of them
+    assert model.summary()["parameters"] == first + 5 * later + shortcuts + (128 * 2 + 2)
+
+
+def test_inception_batch_statistics_come_from_real_rows_only():
+    from seqtrain.models.inception_time import MaskedBatchNorm
+
+    norm = MaskedBatchNorm(2).train()
+    h = torch.randn(3, 2, 5)
+    real = torch.ones(3, 1, 5, dtype=torch.bool)
+    real[0, :, :3], real[1, :, :1] = False, False
+    rows = h.transpose(1, 2)[real[:, 0]]  # the 11 real rows, (11, 2)
+    mean, var = rows.mean(0), rows.var(0, unbiased=False)
+    expected = (h - mean[:, None]) / torch.sqrt(var[:, None] + norm.eps)
+    torch.testing.assert_close(norm(h, real), expected.masked_fill(~real, 0.0))
+    torch.testing.assert_close(norm.running_mean, 0.1 * mean)  # momentum 0.1 from zero
+    torch.testing.assert_close(norm.running_var, 0.9 + 0.1 * rows.var(0, unbiased=True))
+
+
+def test_inception_trains_on_a_padded_window_as_on_its_real_rows_alone():
+    """While training, batch norm's statistics come from the batch: for one window, from its
+    real rows alone, so the output and the running statistics are those of the shorter window."""
+    x, mask, _ = _padded_batch()
+    padded, alone = build("inception_time").train(), build("inception_time").train()
+    torch.testing.assert_close(padded(x[:1], mask=mask[:1]), alone(x[:1, mask[0]]), rtol=1e-5, atol=1e-5)
+    for (key, value), other in zip(padded.state_dict().items(), alone.state_dict().values(), strict=True):
+        torch.testing.assert_close(value, other, rtol=1e-5, atol=1e-6, msg=key)
