@@ -72,8 +72,8 @@ def test_every_fold_is_purged_and_fit_on_its_own_training_rows(tmp_path):
         moved = tmp_path / "later.parquet"
         later.to_parquet(moved, index=False)
         again = read_table(fold_cfg.data, "regression", str(moved))
-        assert again.state["scaler"] == data.state["scaler"]
-        assert again.state["target_scaler"] == data.state["target_scaler"]
+        assert again.state.to_dict()["scaler"] == data.state.to_dict()["scaler"]
+        assert again.state.to_dict()["target_scaler"] == data.state.to_dict()["target_scaler"]
 
 
 def test_walk_forward_run_pools_the_folds(run_cli):

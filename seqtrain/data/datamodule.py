@@ -99,7 +99,7 @@ def batch_as_is(batch: dict) -> dict:
 
 class SeqDataModule(L.LightningDataModule):
     """DataLoaders over in-memory windows (``TableData``) or streamed ones (``StreamData``), cut
-    by the data state's window rule (stride, embargo: ``data.contract.window``)."""
+    by the data state's window rule (stride, embargo: ``data.state.window``)."""
 
     def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = True, shuffle_buffer: int = 8192, seed: int = 0,
@@ -123,7 +123,7 @@ class SeqDataModule(L.LightningDataModule):
             }
             return
         row_number = row_numbers(series_bounds(data.series))
-        spec = data.contract.window
+        spec = data.state.window
         block = RowBlock(
             torch.from_numpy(data.inputs), torch.from_numpy(data.labels),
             torch.from_numpy(time_as_number(data.times)), torch.from_numpy(data.series),

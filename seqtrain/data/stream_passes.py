@@ -304,7 +304,7 @@ def _merge(moments, values: np.ndarray):
     return n, mean_a + delta * n_b / n, m2_a + m2_b + delta**2 * n_a * n_b / n
 
 
-def window_label_counts(src: Source, contract: DataState, scan: Scan, splitting: SplitRule,
+def window_label_counts(src: Source, state: DataState, scan: Scan, splitting: SplitRule,
                          segments: np.ndarray, starts: np.ndarray | None = None
                          ) -> tuple[np.ndarray, dict | None]:
     """Pass 3 (classification), the target column only: class counts among the labels of each
@@ -314,14 +314,14 @@ def window_label_counts(src: Source, contract: DataState, scan: Scan, splitting:
     from the moves carried across row groups. With triple-barrier labels also the windows per
     row group and split (their touch rows decide the purge, so they cannot be counted from row
     numbers alone); else None."""
-    classes = contract.classes
+    classes = state.classes
     counts = np.zeros((3, len(classes)), np.int64)
     counters = np.zeros(len(segments), np.int64)
-    index, spec = pd.Index(classes), contract.window
-    stream = MoveStream(spec.horizon, contract.label_target_kind)
-    barriers = (BarrierStream(spec.horizon, contract.label_target_kind, contract.barrier)
-                if contract.barrier else None)
-    side = contract.side_column
+    index, spec = pd.Index(classes), state.window
+    stream = MoveStream(spec.horizon, state.label_target_kind)
+    barriers = (BarrierStream(spec.horizon, state.label_target_kind, state.barrier)
+                if state.barrier else None)
+    side = state.side_column
     windows = {name: np.zeros(len(src.groups), np.int64) for name in SPLIT_NAMES} if barriers else None
     for g, group in enumerate(src.groups):
         columns = [*src.key_columns, src.target, *([side] if side else [])]
@@ -330,15 +330,15 @@ def window_label_counts(src: Source, contract: DataState, scan: Scan, splitting:
         row_number = chunk_row_numbers(codes, counters)
         times = time_values(table.column(src.time_col), src.time_col)
         row_split, row_period = splitting.of_rows(times, codes, row_number)
-        values = read_target(table.column(src.target), src.target, contract.task)[1]
+        values = read_target(table.column(src.target), src.target, state.task)[1]
         touch = None
-        if contract.label == "value":
+        if state.label == "value":
             values = label_values(values, src.target)
         elif barriers is not None:
             built = barriers.labels(codes, values, float_column(table, side) if side else None)
             values, touch = built.values, built.touch
         else:
-            values = labels_from_moves(contract.label, stream.moves(codes, values), contract.dead_zone)
+            values = labels_from_moves(state.label, stream.moves(codes, values), state.dead_zone)
         ids = index.get_indexer(values)
         for split, name in enumerate(SPLIT_NAMES):
             if row_period is None:
@@ -348,7 +348,7 @@ def window_label_counts(src: Source, contract: DataState, scan: Scan, splitting:
                                             split, spec.reads, spec.history, spec.span, spec.stride_of(split),
                                             spec.embargo)
             if split != TRAIN:
-                check_known_classes(ids[rows], values[rows], name, classes, src.target, contract.label)
+                check_known_classes(ids[rows], values[rows], name, classes, src.target, state.label)
             counts[split] += np.bincount(ids[rows], minlength=len(classes))
             if windows is not None:
                 windows[name][g] = int(rows.sum())

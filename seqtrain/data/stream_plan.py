@@ -57,7 +57,7 @@ class StreamData(HasDataState):
     group_windows: dict[str, np.ndarray]  # split -> windows whose last label row is in each group
     val_start: object
     test_start: object
-    contract: DataState  # every fitted statistic, saved as data_state.json
+    state: DataState  # every fitted statistic, saved as data_state.json
     period: object = None  # data.split (train_start/test_end): rows outside are never read
     periods: tuple | None = None  # data.split.periods: (first timestamps, split ids), else None
     period_starts: np.ndarray | None = None  # (n_series, P+1) rows of each series before each period
@@ -89,42 +89,42 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     splitting = SplitRule(cuts, val_start, test_start, periods)
     fitted = fit_statistics(src, cfg, task, scan, splitting, use_target_history, spec)
 
-    contract = _input_contract(cfg, task, src, scan, fitted, use_target_history)
-    contract.label, contract.label_target_kind = spec.kind, spec.target_kind
-    contract.barrier = spec.barrier
+    state = _input_state(cfg, task, src, scan, fitted, use_target_history)
+    state.label, state.label_target_kind = spec.kind, spec.target_kind
+    state.barrier = spec.barrier
     if spec.kind == "direction":
-        contract.dead_zone, fitted.label_counts = _direction_classes(spec, fitted)
+        state.dead_zone, fitted.label_counts = _direction_classes(spec, fitted)
     segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
     starts = None if periods is None else period_starts(fitted.period_rows)
     if task == "classification":
-        contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
-        check_classes(contract.classes, target)
-        by_split, counted = window_label_counts(src, contract, scan, splitting, segments, starts)
-        contract.class_counts, contract.class_weights = class_balance(by_split[TRAIN])
+        state.classes = sorted(fitted.label_counts)  # from training rows, as in memory
+        check_classes(state.classes, target)
+        by_split, counted = window_label_counts(src, state, scan, splitting, segments, starts)
+        state.class_counts, state.class_weights = class_balance(by_split[TRAIN])
     else:
-        contract.target_scaler = _scaler(fitted.target_moments)
+        state.target_scaler = _scaler(fitted.target_moments)
         counted = None
     if periods is not None:  # a label counted to t+h, where every touch row lies at the latest
         group_windows = _count_period_windows(scan.group_series, scan.group_counts, starts, periods[1],
-                                              contract.window)
+                                              state.window)
     else:  # from row numbers alone, unless label end rows (touch rows) decide the purge: then as
         # pass 3 counted them
         group_windows = counted or _count_windows(scan.group_series, scan.group_counts, segments,
-                                                  contract.window)
+                                                  state.window)
     windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
-    _refuse_empty_splits(windows, contract.window)
+    _refuse_empty_splits(windows, state.window)
     split = split_record("series" if by_series else "time", val_start, test_start, periods, src.zone)
     by_class = by_split.tolist() if task == "classification" else None
-    contract.summarise_fit(split, fitted.split_rows.sum(0), windows, by_class, row_groups=len(src.groups))
+    state.summarise_fit(split, fitted.split_rows.sum(0), windows, by_class, row_groups=len(src.groups))
     return StreamData(
         dataset=dataset, groups=src.groups, columns=src.columns, group_series=scan.group_series,
         group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
         cuts=cuts, group_windows=group_windows, val_start=val_start, test_start=test_start,
-        contract=contract, period=period, periods=periods, period_starts=starts,
+        state=state, period=period, periods=periods, period_starts=starts,
     )
 
 
-def _input_contract(cfg, task: str, src: Source, scan: Scan, fitted: Fit, use_target_history: bool):
+def _input_state(cfg, task: str, src: Source, scan: Scan, fitted: Fit, use_target_history: bool):
     """The data state of the inputs from pass 2's statistics: the columns (features, the
     calendar columns that vary over training rows, the target's history) and their scaler."""
     columns = (src.time_col, src.group_col, src.target, src.features)

@@ -60,7 +60,7 @@ class StreamingWindows(IterableDataset):
         self.data, self.split, self.split_id = data, split, SPLIT_NAMES.index(split)
         self.batch_size, self.shuffle, self.shuffle_buffer = batch_size, shuffle, shuffle_buffer
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
-        spec = data.contract.window
+        spec = data.state.window
         self.stride, self.embargo = spec.stride_of(self.split_id), spec.embargo  # the split's, saved
         self.seq_length, self.horizon, self.steps = spec.seq_length, spec.horizon, spec.output_steps
         self.need = spec.rows
@@ -74,8 +74,8 @@ class StreamingWindows(IterableDataset):
         # a built label reads rows before its row (a move h, a triple-barrier label also the
         # volatility's): each chunk is labelled after that many carried rows, and the first
         # chunk read reaches that much further back, so the earliest carried labels are as in memory
-        self.keep = max(self.need - 1, spec.span + back, data.contract.label_reach)
-        self.reach = self.keep + data.contract.label_reach
+        self.keep = max(self.need - 1, spec.span + back, data.state.label_reach)
+        self.reach = self.keep + data.state.label_reach
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
         self.group_weight = data.group_windows[split]
@@ -184,26 +184,26 @@ class StreamingWindows(IterableDataset):
         times = time_values(table.column(data.time_col), data.time_col)
         codes = self.series.codes(table)
         _, y = read_target(table.column(data.target), data.target, data.task)
-        contract = data.contract
-        x = contract.model_inputs(contract.raw_inputs(table), times, y)
-        built = contract.label != "value"  # moves read earlier rows: labelled after joining the carry
+        state = data.state
+        x = state.model_inputs(state.raw_inputs(table), times, y)
+        built = state.label != "value"  # moves read earlier rows: labelled after joining the carry
         labels = (np.zeros(len(y), np.float32 if data.task == "regression" else np.int64) if built
-                  else contract.encode_labels(y, np.array([0, len(y)])))
+                  else state.encode_labels(y, np.array([0, len(y)])))
         new = {"x": x, "labels": labels, "times": time_as_number(times), "series": codes,
                "row_number": np.full(len(codes), -1, np.int64), "target": y}
-        side = contract.side_column
+        side = state.side_column
         if side is not None:  # the meta-labels' side, read at window ends
             new["side"] = float_column(table, side).astype(np.float64)
-        if contract.barrier is not None:
+        if state.barrier is not None:
             new["touch"] = np.zeros(len(y), np.int64)
         block, is_new = joiner.join(new)
         joiner.number(block, is_new)
         if built:  # each row labelled once, when new, with the rows before it in the block
-            made = contract.build_labels(block["target"], series_bounds(block["series"]), block.get("side"))
-            block["labels"][is_new] = contract.encode_values(made.values)[is_new]
+            made = state.build_labels(block["target"], series_bounds(block["series"]), block.get("side"))
+            block["labels"][is_new] = state.encode_values(made.values)[is_new]
             if made.touch is not None:
                 block["touch"][is_new] = made.touch[is_new]
-            moves = contract.realised_moves(made.moves)
+            moves = state.realised_moves(made.moves)
             if moves is not None:  # read at label rows only, whose h rows before are in the block
                 block["moves"] = moves
         return block, is_new
@@ -213,7 +213,7 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(np.ascontiguousarray(block["x"])), torch.from_numpy(block["labels"]),
             torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
-            self.data.task == "classification", self.known_columns, self.data.contract.window.pad_short,
+            self.data.task == "classification", self.known_columns, self.data.state.window.pad_short,
             self.season, torch.from_numpy(block["moves"]) if "moves" in block else None, self.known_lag,
         )
         return rows.batch(torch.from_numpy(ends), identify=self.identify)
@@ -221,12 +221,12 @@ class StreamingWindows(IterableDataset):
     def _ends(self, block: dict, is_new: np.ndarray) -> np.ndarray:
         bounds = series_bounds(block["series"])
         times = block["times"]
-        if self.data.contract.time_dtype.startswith("datetime64"):
+        if self.data.state.time_dtype.startswith("datetime64"):
             times = times.view("datetime64[ns]")
         row_split, row_period = self.data.row_split(times, block["series"], block["row_number"])
         present = block["series"][bounds[:-1]]
         if row_period is None:
-            reach = (window_reach(block["touch"], bounds, self.horizon, self.data.contract.window.span)
+            reach = (window_reach(block["touch"], bounds, self.horizon, self.data.state.window.span)
                      if "touch" in block else None)
             ends = block_window_ends(bounds, block["row_number"], row_split, self.data.segments[present],
                                      self.split_id, self.history, self.horizon, self.steps, self.stride,
@@ -234,7 +234,7 @@ class StreamingWindows(IterableDataset):
         else:  # a label counted to t+h, where every touch row lies at the latest
             ends = period_window_ends(bounds, block["row_number"], row_period,
                                       self.data.period_starts[present], self.data.periods[1], self.split_id,
-                                      self.data.contract.window.reads, self.history, self.horizon, self.steps,
+                                      self.data.state.window.reads, self.history, self.horizon, self.steps,
                                       self.stride, self.embargo)
         return ends[is_new[ends + self.horizon + self.steps - 1]]
 

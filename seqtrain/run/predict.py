@@ -43,10 +43,10 @@ log = logging.getLogger("seqtrain")
 
 
 @dataclass
-class _Contract(HasDataState):
+class _SavedData(HasDataState):
     """A saved data state, standing in for the training data when the network is rebuilt."""
 
-    contract: DataState
+    state: DataState
 
 
 def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path,
@@ -60,7 +60,7 @@ def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path,
         raise SeqtrainError(f"ckpt: {checkpoint} not found")
     try:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        module = build_module(cfg, _Contract(state))
+        module = build_module(cfg, _SavedData(state))
         if precision is not None:
             module = precision.convert_module(module)
         module.load_state_dict(saved["state_dict"])
