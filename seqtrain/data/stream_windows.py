@@ -78,8 +78,8 @@ class StreamingWindows(IterableDataset):
         self.reach = self.keep + data.state.label_reach
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
-        self.group_weight = data.group_windows[split]
-        self.windows_before = np.concatenate([[0], np.cumsum(self.group_weight)])  # per row group
+        self.row_group_windows = data.row_group_windows[split]
+        self.windows_before = np.concatenate([[0], np.cumsum(self.row_group_windows)])  # per row group
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
         self.series = SeriesCodes(data.group_col, data.series_names)  # name -> code, built once
 
@@ -104,8 +104,8 @@ class StreamingWindows(IterableDataset):
             lo = int(np.searchsorted(self.windows_before, first, side="right")) - 1
             hi = max(lo, int(np.searchsorted(self.windows_before, last, side="left")))
         else:
-            lo, hi = 0, len(self.group_weight)
-        return [(lo + a, lo + b) for a, b in shard_ranges(self.group_weight[lo:hi], workers)]
+            lo, hi = 0, len(self.row_group_windows)
+        return [(lo + a, lo + b) for a, b in shard_ranges(self.row_group_windows[lo:hi], workers)]
 
     def _window_share(self, rank: int) -> tuple[int, int]:
         """DDP: the rank's contiguous share of the split's windows, counted in stream order (row
@@ -150,19 +150,19 @@ class StreamingWindows(IterableDataset):
             sizes = sharding.even_sizes(windows, self._batch_counts(workers)[reader]).tolist()
         keep = self._window_share(rank) if world > 1 else None
         seen = int(self.windows_before[lo])  # windows before this reader's first row group
-        holding = np.flatnonzero(self.group_weight[lo:hi])  # row groups with windows of this split
+        holding = np.flatnonzero(self.row_group_windows[lo:hi])  # row groups with windows of this split
         if len(holding) == 0:
             return
         lo, hi = lo + int(holding[0]), lo + int(holding[-1]) + 1  # the rest is never read
         rng = np.random.default_rng([self.seed, epoch, rank, reader])
-        start = self._first_group(lo, hi)
+        start = self._first_row_group(lo, hi)
         counters = np.zeros(len(self.data.series_names), np.int64)
-        for g in range(start):
-            counters[self.data.group_series[g]] += self.data.group_counts[g]
+        for i in range(start):
+            counters[self.data.row_group_series[i]] += self.data.row_group_counts[i]
         joiner, pending = ChunkJoiner(self.keep, counters), []
-        for g in range(start, hi):
-            block, is_new = self._block(g, joiner)
-            if g >= lo:
+        for i in range(start, hi):
+            block, is_new = self._block(i, joiner)
+            if i >= lo:
                 ends = self._ends(block, is_new)
                 if keep is not None:  # DDP: only this rank's share of the windows
                     index = seen + np.arange(len(ends))
@@ -176,10 +176,10 @@ class StreamingWindows(IterableDataset):
             joiner.carry(block)
         yield from self._emit(pending, rng, final=True, sizes=sizes)
 
-    def _block(self, g: int, joiner: ChunkJoiner):
-        """Row group ``g`` joined after the carried rows, grouped by series; which rows are new."""
+    def _block(self, i: int, joiner: ChunkJoiner):
+        """Row group ``i`` joined after the carried rows, grouped by series; which rows are new."""
         data = self.data
-        table = source.read_in_period(data.groups[g], data.dataset.schema, data.columns, data.time_col,
+        table = source.read_in_period(data.row_groups[i], data.dataset.schema, data.columns, data.time_col,
                                       data.period)
         times = time_values(table.column(data.time_col), data.time_col)
         codes = self.series.codes(table)
@@ -238,28 +238,28 @@ class StreamingWindows(IterableDataset):
                                       self.stride, self.embargo)
         return ends[is_new[ends + self.horizon + self.steps - 1]]
 
-    def _first_group(self, lo: int, hi: int) -> int:
-        """The first row group to read for the windows of groups ``lo .. hi-1``: the halo of their
+    def _first_row_group(self, lo: int, hi: int) -> int:
+        """The first row group to read for the windows of row groups ``lo .. hi-1``: the halo of their
         history, reaching back ``reach`` rows of each of their series, so that the latest known
         label and the seasonal rows (and, for a move label, the rows it moves from) are read as
         in memory (not cut off at a chunk's edge). A series with fewer rows before ``lo`` wants
         them all, and one listed later none (not a read back to the table's start)."""
         start = int(self.data.halo_start[lo:hi].min())
         before = np.zeros(len(self.data.series_names), np.int64)  # rows of each series before lo
-        for g in range(lo):
-            before[self.data.group_series[g]] += self.data.group_counts[g]
-        wanted = {int(c): min(self.reach, int(before[c])) for g in range(lo, hi)
-                  for c in self.data.group_series[g] if before[c]}
-        g = lo
-        while g > 0 and wanted:
-            g -= 1
-            for code, n in zip(self.data.group_series[g].tolist(), self.data.group_counts[g].tolist(),
+        for i in range(lo):
+            before[self.data.row_group_series[i]] += self.data.row_group_counts[i]
+        wanted = {int(c): min(self.reach, int(before[c])) for i in range(lo, hi)
+                  for c in self.data.row_group_series[i] if before[c]}
+        i = lo
+        while i > 0 and wanted:
+            i -= 1
+            for code, n in zip(self.data.row_group_series[i].tolist(), self.data.row_group_counts[i].tolist(),
                                strict=True):
                 if code in wanted:
                     wanted[code] -= n
                     if wanted[code] <= 0:
                         del wanted[code]
-        return min(start, g)
+        return min(start, i)
 
     def _emit(self, pending: list[dict], rng, final: bool, sizes: list[int] | None = None):
         """Yield full batches (shuffled when training); return what is left for later. ``sizes``:

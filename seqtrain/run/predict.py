@@ -160,8 +160,8 @@ class Predictor:
             if self.state.sort:
                 raise SeqtrainError("streaming: the run sorted its rows (data.sort=true), which needs the "
                                     "whole table in memory; sort the files or set streaming=false")
-            groups = source.row_groups(dataset)
-            chunks = (source.read_row_group(g, dataset.schema, columns) for g in groups)
+            row_groups = source.row_groups(dataset)
+            chunks = (source.read_row_group(row_group, dataset.schema, columns) for row_group in row_groups)
         else:
             chunks = _slices(source.read_columns(path, columns), whole=self.state.sort)
         with atomic(output, overwrite, "output") as tmp:

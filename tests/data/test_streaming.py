@@ -139,8 +139,8 @@ def test_each_walk_forward_fold_streams_the_windows_and_statistics_it_has_in_mem
         for split in ("train", "val", "test"):
             assert_same_windows(expected[split], got[split])
         if scheme == "sliding":
-            assert len(stream.groups) < len(plan_stream(data_cfg(path, *SETTINGS[:2]), "regression",
-                                                        str(path)).groups)
+            whole = plan_stream(data_cfg(path, *SETTINGS[:2]), "regression", str(path))
+            assert len(stream.row_groups) < len(whole.row_groups)
 
 
 def _gather(dataset, workers):
@@ -152,14 +152,14 @@ def _gather(dataset, workers):
 
 # (row group size, DataLoader workers): many row groups read by two workers a rank, and a table of
 # one row group, which cannot be shared out by row groups: its windows still are
-@pytest.mark.parametrize(("group_rows", "workers"), [(23, 2), (10_000, 0)])
+@pytest.mark.parametrize(("row_group_size", "workers"), [(23, 2), (10_000, 0)])
 @pytest.mark.parametrize("split", ["train", "val", "test"])
-def test_every_window_exactly_once_across_two_ranks(tmp_path, split, group_rows, workers):
-    path = write(unequal_series(seed=3), tmp_path / "t.parquet", group_rows)
+def test_every_window_exactly_once_across_two_ranks(tmp_path, split, row_group_size, workers):
+    path = write(unequal_series(seed=3), tmp_path / "t.parquet", row_group_size)
     cfg = data_cfg(path, *SETTINGS)
     _, expected = in_memory(cfg, "regression", path)
     stream = plan_stream(cfg, "regression", str(path))
-    assert (len(stream.groups) == 1) == (group_rows == 10_000)
+    assert (len(stream.row_groups) == 1) == (row_group_size == 10_000)
     ranks = [StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=workers, rank=rank,
                               world_size=2, identify=True) for rank in range(2)]
     per_rank = [_gather(dataset, workers=workers) for dataset in ranks]
@@ -313,15 +313,15 @@ def test_row_groups_without_windows_of_a_split_are_never_read(tmp_path, monkeypa
     stream = plan_stream(data_cfg(path, *SETTINGS), "regression", str(path))
     reads, original = [], source.read_row_group
 
-    def counted(group, *args):
-        reads.append(group)
-        return original(group, *args)
+    def counted(row_group, *args):
+        reads.append(row_group)
+        return original(row_group, *args)
 
     monkeypatch.setattr(source, "read_row_group", counted)
     collect(StreamingWindows(stream, "test", 32, shuffle=False))
-    holding = np.flatnonzero(stream.group_windows["test"])
+    holding = np.flatnonzero(stream.row_group_windows["test"])
     first_read = int(stream.halo_start[holding].min())
-    assert len(reads) == holding[-1] + 1 - first_read < len(stream.groups) / 2
+    assert len(reads) == holding[-1] + 1 - first_read < len(stream.row_groups) / 2
 
 
 @pytest.mark.parametrize("streaming", [False, True])
