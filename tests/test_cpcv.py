@@ -119,11 +119,11 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys,
     table = run / "data" / "synthetic.parquet"  # the bars the splits trained on
     out = tmp_path / "split1.parquet"
     code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={run}", f"data.path={table}", "split=1",
-                              "last=true", f"output={out}")
+                              "newest=true", f"output={out}")
     assert code == 0, said
     direct = tmp_path / "direct.parquet"
     code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={run / 'split_01'}", f"data.path={table}",
-                              "last=true", f"output={direct}")
+                              "newest=true", f"output={direct}")
     assert code == 0, said
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(direct))
     for args, expected in ((["split=7"], "has no split_07; split=0..2"), ([], "name one with split=0..2"),

@@ -189,7 +189,7 @@ def test_the_python_api_opens_a_walk_forward_run_and_its_folds(tmp_path):
     table = pd.read_parquet(run.path / "data" / "synthetic.parquet")
     with pytest.raises(SeqtrainError, match="one model per fold"):
         run.predict(table)
-    assert len(run.folds[-1].predict(table, last=True)) == 3
+    assert len(run.folds[-1].predict(table, newest=True)) == 3
 
 
 def test_warm_refit_starts_each_fold_from_the_previous_folds_best_weights(tmp_path, monkeypatch):
