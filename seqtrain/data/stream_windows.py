@@ -47,7 +47,7 @@ class StreamingWindows(IterableDataset):
 
     def __init__(self, data: StreamData, split: str, batch_size: int, shuffle: bool,
                  shuffle_buffer: int = 8192, num_workers: int = 0,
-                 rank: int | None = None, world_size: int | None = None, identify: bool | None = None,
+                 rank: int | None = None, world_size: int | None = None, with_eval_fields: bool | None = None,
                  seed: int = 0, season: int = 0):
         super().__init__()
         # the shuffle of each pass comes from (seed, epoch, rank, worker): reproducible, new every
@@ -56,7 +56,7 @@ class StreamingWindows(IterableDataset):
         self.seed = int(seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # training batches need no identity or times: only evaluation maps outputs back to rows
-        self.identify = split != "train" if identify is None else identify
+        self.with_eval_fields = split != "train" if with_eval_fields is None else with_eval_fields
         self.data, self.split, self.split_id = data, split, SPLIT_NAMES.index(split)
         self.batch_size, self.shuffle, self.shuffle_buffer = batch_size, shuffle, shuffle_buffer
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
@@ -216,7 +216,7 @@ class StreamingWindows(IterableDataset):
             self.data.task == "classification", self.known_columns, self.data.state.window.pad_short,
             self.season, torch.from_numpy(block["moves"]) if "moves" in block else None, self.known_lag,
         )
-        return rows.batch(torch.from_numpy(ends), identify=self.identify)
+        return rows.batch(torch.from_numpy(ends), with_eval_fields=self.with_eval_fields)
 
     def _ends(self, block: dict, is_new: np.ndarray) -> np.ndarray:
         bounds = series_bounds(block["series"])

@@ -48,13 +48,14 @@ def collect(batches) -> dict:
 def in_memory(cfg, task, path, season=0):
     data = read_table(cfg, task, str(path))
     module = SeqDataModule(data, 64, season=season)
-    module.datasets["train"].identify = True  # to compare windows one by one
+    module.datasets["train"].with_eval_fields = True  # to compare windows one by one
     return data, {s: d.__getitems__(list(range(len(d)))) for s, d in module.datasets.items()}
 
 
 def streamed(cfg, task, path, **kwargs):
     data = plan_stream(cfg, task, str(path))
-    return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train", identify=True, **kwargs))
+    return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train", with_eval_fields=True,
+                                              **kwargs))
                   for s in ("train", "val", "test")}
 
 
@@ -161,7 +162,7 @@ def test_every_window_exactly_once_across_two_ranks(tmp_path, split, row_group_s
     stream = plan_stream(cfg, "regression", str(path))
     assert (len(stream.row_groups) == 1) == (row_group_size == 10_000)
     ranks = [StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=workers, rank=rank,
-                              world_size=2, identify=True) for rank in range(2)]
+                              world_size=2, with_eval_fields=True) for rank in range(2)]
     per_rank = [_gather(dataset, workers=workers) for dataset in ranks]
     both = {k: torch.cat([r[k] for r in per_rank]) for k in per_rank[0]}
     assert_same_windows(expected[split], both)
@@ -185,7 +186,7 @@ def test_training_shuffle_differs_between_epochs_but_not_the_windows(tmp_path):
     path = write(unequal_series(seed=4), tmp_path / "t.parquet", 61)
     cfg = data_cfg(path, *SETTINGS)
     dataset = StreamingWindows(plan_stream(cfg, "regression", str(path)), "train", 16, shuffle=True,
-                               shuffle_buffer=64, identify=True)
+                               shuffle_buffer=64, with_eval_fields=True)
     first, second = collect(dataset), collect(dataset)
     assert not torch.equal(first["window"], second["window"])
     assert sorted(map(tuple, first["window"].tolist())) == sorted(map(tuple, second["window"].tolist()))
@@ -340,7 +341,7 @@ def test_calendar_columns_are_chosen_on_training_rows(tmp_path, streaming):
 def _epochs_through_the_datamodule(path, cfg, seed, epochs=3, tell_epoch=True):
     data = plan_stream(cfg, "regression", str(path))
     module = SeqDataModule(data, 16, num_workers=2, persistent_workers=True, shuffle_buffer=64, seed=seed)
-    module.datasets["train"].identify = True
+    module.datasets["train"].with_eval_fields = True
     loader = module.train_dataloader()  # one loader for the whole fit, as Lightning keeps it
     orders = []
     for epoch in range(epochs):
