@@ -58,7 +58,7 @@ def main() -> None:
     index = torch.arange(rows)
     block = RowBlock(inputs, labels, index, torch.zeros(rows, dtype=torch.long), index, length, 1, 1,
                      classification=True)
-    dataset = WindowDataset(block, ends, identify=False)  # as training batches are
+    dataset = WindowDataset(block, ends, with_eval_fields=False)  # as training batches are
 
     def ceiling():
         view = inputs.unfold(0, length, 1).transpose(1, 2)  # (windows, L, F), no copy

@@ -63,40 +63,44 @@ INTEGER_KEYS = ("fold", "split", "batch_size")
 STREAMING = ("auto", "true", "false")
 
 
-def parse_arguments(argv: list[str], keys: dict, command: str) -> dict:
+def parse_arguments(argv: list[str], keys: dict, command: str, older: dict[str, str] | None = None) -> dict:
     """``key=value`` arguments of a subcommand over ``keys``' defaults; one line for anything else.
+    ``older`` maps a key's older spelling to it (still accepted, not listed).
 
     Values are taken as written, not as YAML: a path stays the string given (``#``, ``:`` or
-    brackets in it included), a boolean is ``true`` or ``false`` and nothing else (``last=flase``
+    brackets in it included), a boolean is ``true`` or ``false`` and nothing else (``newest=flase``
     is an error, not true), an integer key takes an integer."""
-    settings = dict(keys)
+    settings, older = dict(keys), older or {}
     for arg in argv:
-        key, eq, value = arg.partition("=")
+        written, eq, value = arg.partition("=")
+        key = older.get(written, written)
         if not eq or key not in keys:
             usage = " ".join(f"{k}=..." for k in keys)
             raise SeqtrainError(f"{command}: {arg!r} is not a setting; use {usage}")
-        settings[key] = _setting(command, key, value, keys[key])
+        settings[key] = _setting(command, key, value, keys[key], written)
     return settings
 
 
-def _setting(command: str, key: str, value: str, default):
+def _setting(command: str, key: str, value: str, default, written: str):
+    """``key``'s value, checked; a bad one is one line naming the key as ``written``."""
     if isinstance(default, bool):
         if value.lower() not in ("true", "false"):
-            raise SeqtrainError(f"{command}: {key}={value!r}; choose true or false")
+            raise SeqtrainError(f"{command}: {written}={value!r}; choose true or false")
         return value.lower() == "true"
     if key in INTEGER_KEYS:
         try:
             number = int(value)
         except ValueError:
-            raise SeqtrainError(f"{command}: {key}={value!r}; an integer"
+            raise SeqtrainError(f"{command}: {written}={value!r}; an integer"
                                 + (" >= 1" if key == "batch_size" else "")) from None
-        if number < (1 if key == "batch_size" else 0):
-            raise SeqtrainError(f"{command}: {key}={number}; an integer >= {1 if key == 'batch_size' else 0}")
+        least = 1 if key == "batch_size" else 0
+        if number < least:
+            raise SeqtrainError(f"{command}: {written}={number}; an integer >= {least}")
         return number
     if key == "streaming":
         if value.lower() not in STREAMING:
-            raise SeqtrainError(f"{command}: streaming={value!r}; choose auto, true or false")
+            raise SeqtrainError(f"{command}: {written}={value!r}; choose auto, true or false")
         return value.lower()
     if not value and default is not None:  # ckpt=, device=: a key with a default takes a value
-        raise SeqtrainError(f"{command}: {key}= is empty; give a value (default {default})")
+        raise SeqtrainError(f"{command}: {written}= is empty; give a value (default {default})")
     return value or None  # a path or a name, as written

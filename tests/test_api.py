@@ -21,7 +21,7 @@ def test_train_through_the_api_equals_the_command_line(run_cli, tmp_path):
     assert (run.path / "train.log").exists() and (run.path / ".hydra" / "config.yaml").exists()
     again = seqtrain.load(run.path)
     table = pd.read_parquet(run.path / "data" / "synthetic.parquet")
-    preds = again.predict(table, last=True)
+    preds = again.predict(table, newest=True)
     assert len(preds) == 3 and {"symbol", "y_pred", "prob_0", "prob_1"} <= set(preds.columns)
 
 

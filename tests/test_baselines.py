@@ -243,11 +243,11 @@ def run_case(tmp_path, task, label, h, k, e, read="memory"):
     module = SeqDataModule(data, batch_size=7, season=season)
     readout = (lambda out: {"probs": out}) if task == "classification" else (lambda out: {"pred": out})
     stub = SimpleNamespace(readout=readout)
-    width = len(data.contract.classes) if task == "classification" else k
+    width = len(data.state.classes) if task == "classification" else k
     records = [SeqModule.prediction_record(stub, batch, torch.zeros(len(batch["y"]), width))
                for batch in module.test_dataloader()]
     train = module.last_rows("train", size=20_000)
-    return data.contract, records, train, compare_with_baselines(data.contract, records, train, 0, season)
+    return data.state, records, train, compare_with_baselines(data.state, records, train, 0, season)
 
 
 def sorted_rows(rows: np.ndarray) -> np.ndarray:

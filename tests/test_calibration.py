@@ -198,7 +198,7 @@ def test_temperature_is_fit_on_validation_only_and_reaches_predict_api_and_expor
     record = json.loads((first.run_dir / "export" / "export.json").read_text())["torchscript"]
     assert record["temperature"] == temperature and record["max_abs_difference"] < 1e-4
     predictor = seqtrain.load(first.run_dir).predictor(device="cpu")
-    newest = predictor.predict_frame(table, last=True)
+    newest = predictor.predict_frame(table, newest=True)
     state = predictor.state
     x = np.stack([(rows[state.inputs].to_numpy(np.float64)[-state.window.seq_length:] - state.scaler.mean)
                   / state.scaler.std for _, rows in table.groupby("symbol", sort=True)]).astype(np.float32)

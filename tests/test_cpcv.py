@@ -69,15 +69,17 @@ def test_no_training_or_validation_window_touches_a_test_group(tmp_path):
                              close=np.where(tested_rows, table["close"] * 1.5, table["close"]))
         moved_path = str(write(moved, tmp_path / "moved.parquet", 61))
         again = read_table(split_cfg.data, "classification", moved_path)
-        assert again.state["scaler"] == data.state["scaler"] and again.state["label"] == data.state["label"]
+        moved_state, saved = again.state.to_dict(), data.state.to_dict()
+        assert moved_state["scaler"] == saved["scaler"] and moved_state["label"] == saved["label"]
         # the streamed path cuts exactly the same windows from row groups
         memory, expected = in_memory(split_cfg.data, "classification", path)
         stream, got = streamed(split_cfg.data, "classification", path)
-        assert stream.state["label"] == memory.state["label"]
+        streamed_state, memory_state = stream.state.to_dict(), memory.state.to_dict()
+        assert streamed_state["label"] == memory_state["label"]
         moved_stream = plan_stream(split_cfg.data, "classification", moved_path)
-        assert moved_stream.state["label"] == memory.state["label"]
-        assert stream.state["windows"] == memory.state["windows"]
-        assert stream.state["class_counts_by_split"] == memory.state["class_counts_by_split"]
+        assert moved_stream.state.to_dict()["label"] == memory_state["label"]
+        assert streamed_state["windows"] == memory_state["windows"]
+        assert streamed_state["class_counts_by_split"] == memory_state["class_counts_by_split"]
         for split in ("train", "val", "test"):
             assert_same_windows(expected[split], got[split])
 
@@ -117,11 +119,11 @@ def test_cpcv_run_recombines_the_splits_into_paths(run_cli, monkeypatch, capsys,
     table = run / "data" / "synthetic.parquet"  # the bars the splits trained on
     out = tmp_path / "split1.parquet"
     code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={run}", f"data.path={table}", "split=1",
-                              "last=true", f"output={out}")
+                              "newest=true", f"output={out}")
     assert code == 0, said
     direct = tmp_path / "direct.parquet"
     code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={run / 'split_01'}", f"data.path={table}",
-                              "last=true", f"output={direct}")
+                              "newest=true", f"output={direct}")
     assert code == 0, said
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(direct))
     for args, expected in ((["split=7"], "has no split_07; split=0..2"), ([], "name one with split=0..2"),

@@ -52,7 +52,7 @@ def test_exports_reproduce_pytorch_and_seqtrain_predict(run_cli, monkeypatch, ca
     table = pd.read_parquet(trained.run_dir / "data" / "synthetic.parquet")
     state = json.loads((folder / "data_state.json").read_text())
     x, names = windows_without_seqtrain(table, state)
-    newest = predictor.predict_frame(table, last=True)
+    newest = predictor.predict_frame(table, newest=True)
     expected = newest.pivot(index="symbol", columns="step", values="y_pred")
     expected = expected.loc[names].to_numpy()
     inputs = [x]

@@ -68,11 +68,11 @@ def test_predicting_twice_into_one_file_keeps_the_first(walk_forward_run, table,
     assert code == 0, said
     first = output.read_bytes()
     code, said = run_seqtrain(monkeypatch, capsys, "predict", run, f"data.path={table}", f"output={output}",
-                              "last=true")
+                              "newest=true")
     refused(code, said, f"output: {output} already exists", "overwrite=true")
     assert output.read_bytes() == first
     code, said = run_seqtrain(monkeypatch, capsys, "predict", run, f"data.path={table}", f"output={output}",
-                              "last=true", "overwrite=true")
+                              "newest=true", "overwrite=true")
     assert code == 0, said
     assert len(pd.read_parquet(output)) == 3  # replaced, as asked: the newest window of each series
     assert not list(tmp_path.glob("*.tmp"))
@@ -121,7 +121,7 @@ def test_predict_and_export_take_a_fold_of_a_walk_forward_run(walk_forward_run, 
     last = walk_forward_run / "fold_01" / "predictions" / "bars.parquet"  # the last fold's model
     assert str(last) in " ".join(said.split())
     code, said = run_seqtrain(monkeypatch, capsys, "predict", f"run={walk_forward_run}", f"data.path={table}",
-                              "fold=0", "last=true")
+                              "fold=0", "newest=true")
     assert code == 0, said
     first = pd.read_parquet(walk_forward_run / "fold_00" / "predictions" / "bars.parquet")
     newest = pd.read_parquet(last).groupby("symbol").tail(1)  # the same windows, another fold's model

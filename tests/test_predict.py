@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import seqtrain
 from seqtrain.run.predict import Predictor
 from tests.conftest import TINY, TINY_RUN, run_seqtrain
 
@@ -74,7 +75,7 @@ def test_predict_cli_round_trip_and_newest_window(run_cli, tmp_path, monkeypatch
     assert f"{len(predicted)} prediction rows -> {written}" in " ".join(said.split())
     # a second call never replaces the first file
     code, said = run_predict(monkeypatch, capsys, f"run={trained.run_dir}", f"data.path={table}",
-                             "ckpt=last", "last=true")
+                             "ckpt=last", "newest=true")
     assert code == 0, said
     assert written.exists() and (trained.run_dir / "predictions" / "synthetic-2.parquet").exists()
     newest = pd.read_parquet(trained.run_dir / "predictions" / "synthetic-2.parquet")
@@ -238,7 +239,7 @@ def test_missing_values_follow_the_runs_nan_policy(run_cli, policy):
         assert table.loc[row, "time"] not in set(got.loc[got["symbol"] == "S1", "window_end"])
 
 
-@pytest.mark.parametrize("setting", ["last", "allow_new_series", "overwrite", "streaming"])
+@pytest.mark.parametrize("setting", ["newest", "last", "allow_new_series", "overwrite", "streaming"])
 @pytest.mark.parametrize("value", ["flase", "yes", "1", ""])
 def test_booleans_are_true_or_false_and_nothing_else(trained_run, tmp_path, monkeypatch, capsys, setting,
                                                      value):
@@ -252,12 +253,40 @@ def test_booleans_are_true_or_false_and_nothing_else(trained_run, tmp_path, monk
     assert not output.exists()
 
 
+def test_last_is_the_older_spelling_of_newest(trained_run, tmp_path, monkeypatch, capsys):
+    """``last=true`` / ``last=True``, as the newest window was first asked for, still gives what
+    ``newest`` gives, on the command line and from Python; the usage names ``newest`` only."""
+    table = trained_run / "data" / "synthetic.parquet"
+    written = {}
+    for key in ("newest", "last"):
+        written[key] = tmp_path / f"{key}.parquet"
+        code, said = run_predict(monkeypatch, capsys, f"run={trained_run}", f"data.path={table}",
+                                 f"output={written[key]}", f"{key}=true")
+        assert code == 0, said
+    newest = pd.read_parquet(written["newest"])
+    assert len(newest) == 3  # one window per series
+    pd.testing.assert_frame_equal(pd.read_parquet(written["last"]), newest)
+    predictor = Predictor.from_run(trained_run, device="cpu")
+    older = tmp_path / "older.parquet"
+    predictor.predict_path(str(table), older, last=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(older), newest)
+    rows = pd.read_parquet(table)
+    pd.testing.assert_frame_equal(predictor.predict_frame(rows, last=True),
+                                  predictor.predict_frame(rows, newest=True))
+    run = seqtrain.load(trained_run)
+    pd.testing.assert_frame_equal(run.predict(rows, last=True, device="cpu"),
+                                  run.predict(rows, newest=True, device="cpu"))
+    code, said = run_predict(monkeypatch, capsys, f"run={trained_run}", f"data.path={table}", "newst=true")
+    usage = " ".join(said.split())
+    assert code == 2 and "newest=..." in usage and "last=..." not in usage
+
+
 def test_paths_are_taken_as_written(trained_run, tmp_path, monkeypatch, capsys):
     """Not as YAML: ``#`` would start a comment, brackets a list."""
     output = tmp_path / "preds #2 [v1].parquet"
     code, said = run_predict(monkeypatch, capsys, f"run={trained_run}",
                              f"data.path={trained_run / 'data' / 'synthetic.parquet'}", f"output={output}",
-                             "last=TRUE", "batch_size=64")
+                             "newest=TRUE", "batch_size=64")
     assert code == 0, said
     assert len(pd.read_parquet(output)) == 3
 

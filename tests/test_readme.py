@@ -94,6 +94,6 @@ def test_readme_use_a_trained_model_runs_as_written(tmp_path, monkeypatch, capsy
         except SystemExit as exc:
             raise AssertionError(f"{command}: {capsys.readouterr().err}") from exc
     exec(blocks[1], namespace)  # noqa: S102
-    newest = run.predict(pd.read_parquet("bars.parquet"), last=True)
+    newest = run.predict(pd.read_parquet("bars.parquet"), newest=True)
     expected = newest[[f"prob_{c}" for c in run.data_state.classes]].to_numpy()
     np.testing.assert_allclose(namespace["probabilities"], expected, rtol=1e-4, atol=1e-5)

@@ -23,10 +23,10 @@ def test_resident_batches_are_the_loader_windows_each_once(tmp_path, world):
     ranks = [SeqDataModule(data, 32, device="cpu", rank=r, world=world) for r in range(world)]
     for split in ("train", "val", "test"):
         expected = plain.datasets[split]
-        expected.identify = True
+        expected.with_eval_fields = True
         loaders = []
         for module in ranks:
-            module.datasets[split].identify = True
+            module.datasets[split].with_eval_fields = True
             loaders.append(module._loader(split, shuffle=split == "train"))
         assert all(isinstance(loader, ResidentBatches) for loader in loaders)
         batches = [b for loader in loaders for b in loader]

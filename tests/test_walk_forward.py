@@ -72,8 +72,8 @@ def test_every_fold_is_purged_and_fit_on_its_own_training_rows(tmp_path):
         moved = tmp_path / "later.parquet"
         later.to_parquet(moved, index=False)
         again = read_table(fold_cfg.data, "regression", str(moved))
-        assert again.state["scaler"] == data.state["scaler"]
-        assert again.state["target_scaler"] == data.state["target_scaler"]
+        assert again.state.to_dict()["scaler"] == data.state.to_dict()["scaler"]
+        assert again.state.to_dict()["target_scaler"] == data.state.to_dict()["target_scaler"]
 
 
 def test_walk_forward_run_pools_the_folds(run_cli):
@@ -189,7 +189,7 @@ def test_the_python_api_opens_a_walk_forward_run_and_its_folds(tmp_path):
     table = pd.read_parquet(run.path / "data" / "synthetic.parquet")
     with pytest.raises(SeqtrainError, match="one model per fold"):
         run.predict(table)
-    assert len(run.folds[-1].predict(table, last=True)) == 3
+    assert len(run.folds[-1].predict(table, newest=True)) == 3
 
 
 def test_warm_refit_starts_each_fold_from_the_previous_folds_best_weights(tmp_path, monkeypatch):

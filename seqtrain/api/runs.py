@@ -227,14 +227,14 @@ class Run:
             self._predictors[key] = Predictor.from_run(self.path, ckpt, device=device)
         return self._predictors[key]
 
-    def predict(self, data: pd.DataFrame | str | Path, last: bool = False, allow_new_series: bool = False,
-                ckpt: str = "best", device: str = "auto") -> pd.DataFrame:
+    def predict(self, data: pd.DataFrame | str | Path, newest: bool = False, allow_new_series: bool = False,
+                ckpt: str = "best", device: str = "auto", *, last: bool = False) -> pd.DataFrame:
         """Predictions of every window of ``data`` (a DataFrame with the training table's
         columns, time and series possibly as the index, or a Parquet path), checked against the
-        training table's schema; ``last``: only the newest window of each series. Columns as in
-        ``predictions.parquet``: ``time`` (the label row's, missing beyond the table),
-        ``window_end``, ``step``, the series, ``y_pred``, ``prob_<class>`` or quantiles, and
-        ``y_true`` where the table holds it."""
+        training table's schema; ``newest``: only the newest window of each series (``last``:
+        its older spelling). Columns as in ``predictions.parquet``: ``time`` (the label row's,
+        missing beyond the table), ``window_end``, ``step``, the series, ``y_pred``,
+        ``prob_<class>`` or quantiles, and ``y_true`` where the table holds it."""
         if self.walk_forward:
             raise SeqtrainError(f"predict: {self.path} is a walk-forward run with one model per fold; "
                                 "predict with one of run.folds (the last fold saw the most data)")
@@ -246,4 +246,4 @@ class Run:
             from seqtrain.data import source
 
             data = source.open_dataset(data).to_table().to_pandas()
-        return predictor.predict_frame(data, last=last, allow_new_series=allow_new_series)
+        return predictor.predict_frame(data, newest=newest or last, allow_new_series=allow_new_series)

@@ -100,7 +100,7 @@ def leakage_audit(settings, task: str, data, datamodule) -> dict | None:
     labels = batch["y"] if classification else batch["y"][:, 0]
     # the target at the last row, which a label at t+h moves from: only a plain target with a
     # horizon (with horizon 0 the label is that row's own value; a return label is already a move)
-    plain = not classification and data.contract.window.horizon >= 1 and data.contract.label == "value"
+    plain = not classification and data.state.window.horizon >= 1 and data.state.label == "value"
     label_now = batch["y_last"].numpy() if plain else None
     own_history = (data.target,) if data.target in data.input_names else ()
     result = audit(batch["x_last"].float().numpy(), labels.numpy(), data.input_names, task,

@@ -32,15 +32,15 @@ class WindowDataset(Dataset):
     columns are known in advance, ``future`` ``(B, k, K)``: those columns at the label rows.
     """
 
-    def __init__(self, block: RowBlock, ends: np.ndarray, identify: bool = True):
-        self.block, self.identify = block, identify
+    def __init__(self, block: RowBlock, ends: np.ndarray, with_eval_fields: bool = True):
+        self.block, self.with_eval_fields = block, with_eval_fields
         self.ends = torch.as_tensor(ends, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.ends)
 
     def __getitems__(self, indices: list[int]) -> dict:
-        return self.block.batch(self.ends[torch.as_tensor(indices, dtype=torch.long)], self.identify)
+        return self.block.batch(self.ends[torch.as_tensor(indices, dtype=torch.long)], self.with_eval_fields)
 
     def __getitem__(self, i: int) -> dict:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
@@ -89,7 +89,7 @@ class ResidentBatches:
         ends = self.dataset.ends  # on the device, with the rows
         order = torch.as_tensor([i for b in batches for i in b], dtype=torch.long).to(ends.device)
         for index in order.split([len(b) for b in batches]):
-            yield self.dataset.block.batch(ends[index], self.dataset.identify)
+            yield self.dataset.block.batch(ends[index], self.dataset.with_eval_fields)
 
 
 def batch_as_is(batch: dict) -> dict:
@@ -99,7 +99,7 @@ def batch_as_is(batch: dict) -> dict:
 
 class SeqDataModule(L.LightningDataModule):
     """DataLoaders over in-memory windows (``TableData``) or streamed ones (``StreamData``), cut
-    by the data state's window rule (stride, embargo: ``data.contract.window``)."""
+    by the data state's window rule (stride, embargo: ``data.state.window``)."""
 
     def __init__(self, data, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = True, shuffle_buffer: int = 8192, seed: int = 0,
@@ -123,7 +123,7 @@ class SeqDataModule(L.LightningDataModule):
             }
             return
         row_number = row_numbers(series_bounds(data.series))
-        spec = data.contract.window
+        spec = data.state.window
         block = RowBlock(
             torch.from_numpy(data.inputs), torch.from_numpy(data.labels),
             torch.from_numpy(time_as_number(data.times)), torch.from_numpy(data.series),
@@ -136,7 +136,7 @@ class SeqDataModule(L.LightningDataModule):
         if device is not None:
             block = block.to(device)
         # training batches need no identity or times: only evaluation maps outputs back to rows
-        self.datasets = {name: WindowDataset(block, ends, identify=name != "train")
+        self.datasets = {name: WindowDataset(block, ends, with_eval_fields=name != "train")
                          for name, ends in data.ends.items()}
         if device is not None:
             for dataset in self.datasets.values():
@@ -192,9 +192,9 @@ class SeqDataModule(L.LightningDataModule):
             picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
             rows = dataset.block.last_rows(dataset.ends[torch.as_tensor(picks)])
             return {k: v.cpu() for k, v in rows.items()}  # for NumPy, wherever the rows live
-        parts, count, was = [], 0, (dataset.identify, dataset.rank, dataset.world_size)
+        parts, count, was = [], 0, (dataset.with_eval_fields, dataset.rank, dataset.world_size)
         # the split's own first windows, whichever DDP rank asks (not only this rank's share)
-        dataset.identify, dataset.rank, dataset.world_size = True, 0, 1
+        dataset.with_eval_fields, dataset.rank, dataset.world_size = True, 0, 1
         try:
             for batch in dataset:
                 parts.append({"x_last": batch["x"][:, -1], "y": batch["y"],
@@ -203,7 +203,7 @@ class SeqDataModule(L.LightningDataModule):
                 if count >= size:
                     break
         finally:
-            dataset.identify, dataset.rank, dataset.world_size = was
+            dataset.with_eval_fields, dataset.rank, dataset.world_size = was
         return {k: torch.cat([p[k] for p in parts])[:size] for k in parts[0]}
 
     def train_dataloader(self) -> DataLoader:

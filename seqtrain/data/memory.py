@@ -71,7 +71,7 @@ class TableData(HasDataState):
     times: np.ndarray  # (N,)
     series: np.ndarray  # (N,) int series code
     ends: dict[str, np.ndarray]  # split name -> global end rows of its windows
-    contract: DataState  # the data state: every fitted statistic, saved as data_state.json
+    state: DataState  # the data state: every fitted statistic, saved as data_state.json
     moves: np.ndarray | None = None  # direction labels: the realised return of each label row
     # (triple-barrier: to the label's end row)
     touch: np.ndarray | None = None  # triple-barrier labels: rows from a window's end to its label's end
@@ -135,7 +135,7 @@ def read_table(cfg, task: str, path: str) -> TableData:
                         {name: len(e) for name, e in ends.items()}, by_split, sample_weight=weight_summary)
     realised = state.realised_moves(built.moves) if built is not None else None
     return TableData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
-                     contract=state, moves=realised, touch=touch, weights=weights)
+                     state=state, moves=realised, touch=touch, weights=weights)
 
 
 def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqtrain.data.windows import GROUP_ROWS, TEST, TRAIN, VAL, WindowSpec, row_numbers, series_groups
+from seqtrain.data.windows import SERIES_BATCH_ROWS, TEST, TRAIN, VAL, WindowSpec, row_numbers, series_batches
 
 # The splits whose rows a window of each split may read as inputs: a training window reads
 # training rows only, a validation window training and validation rows, a test window the past.
@@ -98,7 +98,7 @@ def table_period_window_ends(bounds: np.ndarray, row_period: np.ndarray, roles: 
     series = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
     starts = period_starts(period_counts(series, row_period, len(bounds) - 1, len(roles)))
     parts = [np.zeros(0, np.int64)]
-    for first, last in series_groups(bounds, GROUP_ROWS):
+    for first, last in series_batches(bounds, SERIES_BATCH_ROWS):
         local = bounds[first:last + 1] - bounds[first]
         rows = slice(int(bounds[first]), int(bounds[last]))
         parts.append(bounds[first] + period_window_ends(

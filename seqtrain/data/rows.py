@@ -129,9 +129,9 @@ class RowBlock:
         real = index >= self.series_start[ends][:, None]
         return {"x": self.inputs[index.clamp(min=0)] * real.unsqueeze(-1), "mask": real}
 
-    def batch(self, ends: torch.Tensor, identify: bool = True, beyond_end: bool = False) -> dict:
+    def batch(self, ends: torch.Tensor, with_eval_fields: bool = True, beyond_end: bool = False) -> dict:
         """The windows ending at rows ``ends`` as one batch dict (see ``WindowDataset``);
-        ``identify=False`` leaves out what only evaluation needs (identity, times, last label).
+        ``with_eval_fields=False`` leaves out what only evaluation needs (identity, times, last label).
         ``beyond_end`` (forecasts of any table, whose newest label rows are not in it yet): a
         label row past the end of its window's series reads the window's last row instead, and
         ``label_known`` ``(B, k)`` says which label rows are real (rows grouped by series)."""
@@ -145,13 +145,13 @@ class RowBlock:
             batch["label_known"] = known
         if self.weights is not None:  # read by the training loss only
             batch["weight"] = self.weights[ends]
-        if identify and self.season_offsets is not None:
+        if with_eval_fields and self.season_offsets is not None:
             batch["y_season"] = self.labels_back(ends, self.season_offsets)
-        if identify and self.moves is not None:
+        if with_eval_fields and self.moves is not None:
             batch["move"] = self.moves[rows[:, 0]]
-        if identify and self.known_lag is not None:
+        if with_eval_fields and self.known_lag is not None:
             batch["y_last"] = self.latest_label(ends)
-        if identify:
+        if with_eval_fields:
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)
             batch["end_time"] = self.times[ends]
             batch["label_time"] = self.times[rows]

@@ -52,23 +52,23 @@ def read_columns(path: str | Path, columns: list[str], dataset: ds.Dataset | Non
 def row_groups(dataset: ds.Dataset) -> list[ds.ParquetFileFragment]:
     """Every row group of every file as its own fragment, in stream order (files by path)."""
     fragments = sorted(dataset.get_fragments(), key=lambda f: f.path)
-    return [group for fragment in fragments for group in fragment.split_by_row_group()]
+    return [row_group for fragment in fragments for row_group in fragment.split_by_row_group()]
 
 
-def read_row_group(group: ds.ParquetFileFragment, schema: pa.Schema, columns: list[str]) -> pa.Table:
+def read_row_group(row_group: ds.ParquetFileFragment, schema: pa.Schema, columns: list[str]) -> pa.Table:
     """One row group, only ``columns`` (hive partition columns included)."""
     try:
-        return group.to_table(schema=schema, columns=columns)
+        return row_group.to_table(schema=schema, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise SeqtrainError(f"data.path: cannot read {group.path}: {first_line(exc)}") from None
+        raise SeqtrainError(f"data.path: cannot read {row_group.path}: {first_line(exc)}") from None
 
 
-def read_in_period(group: ds.ParquetFileFragment, schema: pa.Schema, columns: list[str], time_col: str,
-                   period) -> pa.Table:
+def read_in_period(row_group: ds.ParquetFileFragment, schema: pa.Schema, columns: list[str],
+                   time_col: str, period) -> pa.Table:
     """One row group's ``columns``, only its rows within a walk-forward fold's period
     (``data.split`` train_start/test_end) when one is set: the passes and every epoch see the
     same rows as the in-memory path after ``keep_period``."""
-    table = read_row_group(group, schema, columns)
+    table = read_row_group(row_group, schema, columns)
     if period is None:
         return table
     keep = in_period(period, time_values(table.column(time_col), time_col), time_zone(schema, time_col))

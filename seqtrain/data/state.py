@@ -1,4 +1,4 @@
-"""The data contract: what a run learned from its training rows, and how any table becomes
+"""The data state: what a run learned from its training rows, and how any table becomes
 model inputs with it.
 
 Both readers (in memory, ``read_table``; streamed, ``plan_stream``) *fit* a ``DataState`` on the
@@ -337,22 +337,18 @@ class DataState:
 
 class HasDataState:
     """For the in-memory (``TableData``) and streamed (``StreamData``) data alike: the data
-    state's facts as attributes, and ``state``, its JSON form (``DataState.to_dict``)."""
+    state's facts as attributes (its JSON form: ``state.to_dict()``)."""
 
-    contract: DataState
+    state: DataState
 
-    @property
-    def state(self) -> dict:
-        return self.contract.to_dict()
-
-    task = property(lambda self: self.contract.task)
-    target = property(lambda self: self.contract.target)
-    time_col = property(lambda self: self.contract.time_col)
-    group_col = property(lambda self: self.contract.group_col)
-    features = property(lambda self: self.contract.features)
-    input_names = property(lambda self: self.contract.inputs)
-    known_future = property(lambda self: self.contract.known_future)
-    series_names = property(lambda self: self.contract.series_names)
-    classes = property(lambda self: self.contract.classes)
-    class_weights = property(lambda self: self.contract.class_weights)
-    target_scaler = property(lambda self: self.contract.target_scaler)
+    task = property(lambda self: self.state.task)
+    target = property(lambda self: self.state.target)
+    time_col = property(lambda self: self.state.time_col)
+    group_col = property(lambda self: self.state.group_col)
+    features = property(lambda self: self.state.features)
+    input_names = property(lambda self: self.state.inputs)
+    known_future = property(lambda self: self.state.known_future)
+    series_names = property(lambda self: self.state.series_names)
+    classes = property(lambda self: self.state.classes)
+    class_weights = property(lambda self: self.state.class_weights)
+    target_scaler = property(lambda self: self.state.target_scaler)

@@ -44,7 +44,7 @@ class Source:
     """Where the rows come from and which columns matter."""
 
     dataset: object
-    groups: list
+    row_groups: list
     time_col: str
     group_col: str | None
     target: str
@@ -55,8 +55,8 @@ class Source:
     def zone(self) -> str | None:
         return time_zone(self.dataset.schema, self.time_col)
 
-    def read(self, group, columns: list[str]) -> pa.Table:
-        return source.read_in_period(group, self.dataset.schema, columns, self.time_col, self.period)
+    def read(self, row_group, columns: list[str]) -> pa.Table:
+        return source.read_in_period(row_group, self.dataset.schema, columns, self.time_col, self.period)
 
     @property
     def key_columns(self) -> list[str]:
@@ -74,12 +74,12 @@ class Scan:
 
     series: SeriesCodes  # series name -> code, in sorted name order as in memory
     series_names: list
-    group_series: list[np.ndarray]
-    group_counts: list[np.ndarray]
+    row_group_series: list[np.ndarray]
+    row_group_counts: list[np.ndarray]
     halo_start: np.ndarray
     axis: np.ndarray  # distinct times (for split fractions), or the first and last (for dates)
     time_dtype: np.dtype
-    groups: list  # the row groups that hold rows (of a walk-forward fold's period, when set)
+    row_groups: list  # the row groups that hold rows (of a walk-forward fold's period, when set)
 
 
 @dataclass
@@ -98,40 +98,40 @@ class Fit:
 
 def scan_series(src: Source, cfg, path: str) -> Scan:
     """Pass 1, time and series only: order checks, rows per series and row group, the first
-    row group each group's windows read from (its halo), and the time axis. Row groups without
+    row group each row group's windows read from (its halo), and the time axis. Row groups without
     rows (none of a walk-forward fold's period) are left out of everything after."""
     need = WindowSpec.from_config(cfg).rows  # rows one window spans
     series = SeriesCodes(src.group_col)  # codes by first appearance, until all are known
     last_time: dict[int, object] = {}
     counts: dict[int, int] = {}
-    history: dict[int, tuple[list[int], list[int]]] = {}  # code -> (groups, rows after each)
-    group_series, group_counts, halo, distinct, extremes = [], [], [], [], []
+    history: dict[int, tuple[list[int], list[int]]] = {}  # code -> (row groups, rows after each)
+    row_group_series, row_group_counts, halo, distinct, extremes = [], [], [], [], []
     row0, times, kept = 0, None, []
-    for group in src.groups:
-        table = src.read(group, src.key_columns)
+    for row_group in src.row_groups:
+        table = src.read(row_group, src.key_columns)
         if table.num_rows == 0:
             continue
-        g = len(kept)  # the group's position among those kept
-        kept.append(group)
+        i = len(kept)  # the row group's position among those kept
+        kept.append(row_group)
         times = time_values(table.column(src.time_col), src.time_col)
         codes = series.codes(table)
         order = np.argsort(codes, kind="stable")
         times, codes = times[order], codes[order]
         _check_order(times, codes, last_time, series.names_by_code(), src.time_col, row0 + order)
         present, n_rows = np.unique(codes, return_counts=True)
-        back = g
+        back = i
         for code, n in zip(present.tolist(), n_rows.tolist(), strict=True):
             before = counts.get(code, 0)
             first_needed = max(before - (need - 1), 0)
             if first_needed < before:
-                chunks, cum = history[code]
-                back = min(back, chunks[bisect.bisect_right(cum, first_needed)])
+                held_in, cum = history[code]
+                back = min(back, held_in[bisect.bisect_right(cum, first_needed)])
             counts[code] = before + n
-            chunks, cum = history.setdefault(code, ([], []))
-            chunks.append(g)
+            held_in, cum = history.setdefault(code, ([], []))
+            held_in.append(i)
             cum.append(before + n)
-        group_series.append(present)
-        group_counts.append(n_rows)
+        row_group_series.append(present)
+        row_group_counts.append(n_rows)
         halo.append(back)
         low, high = times.min(), times.max()
         extremes = [low, high] if not extremes else [min(extremes[0], low), max(extremes[1], high)]
@@ -146,12 +146,12 @@ def scan_series(src: Source, cfg, path: str) -> Scan:
             f" between data.split.train_start={period.get('train_start')} and test_end="
             f"{period.get('test_end')}" if period is not None else ""))
     remap = series.in_name_order()
-    group_series = [remap[s] for s in group_series]
-    for g in range(len(kept)):
-        sort = np.argsort(group_series[g])
-        group_series[g], group_counts[g] = group_series[g][sort], group_counts[g][sort]
+    row_group_series = [remap[s] for s in row_group_series]
+    for i in range(len(kept)):
+        sort = np.argsort(row_group_series[i])
+        row_group_series[i], row_group_counts[i] = row_group_series[i][sort], row_group_counts[i][sort]
     axis = np.unique(np.concatenate(distinct)) if distinct else np.asarray(extremes, dtype=times.dtype)
-    return Scan(series, series.names, group_series, group_counts, np.asarray(halo, np.int64), axis,
+    return Scan(series, series.names, row_group_series, row_group_counts, np.asarray(halo, np.int64), axis,
                  times.dtype, kept)
 
 
@@ -195,8 +195,8 @@ def fit_statistics(src: Source, cfg, task: str, scan: Scan, splitting: SplitRule
     row0 = 0
     stream = MoveStream(spec.horizon, spec.target_kind)
     barriers = BarrierStream(spec.horizon, spec.target_kind, spec.barrier) if spec.barrier else None
-    for group in src.groups:
-        table = src.read(group, columns)
+    for row_group in src.row_groups:
+        table = src.read(row_group, columns)
         file_rows = row0 + np.arange(table.num_rows)
         times = time_values(table.column(src.time_col), src.time_col)
         codes = scan.series.codes(table)
@@ -304,7 +304,7 @@ def _merge(moments, values: np.ndarray):
     return n, mean_a + delta * n_b / n, m2_a + m2_b + delta**2 * n_a * n_b / n
 
 
-def window_label_counts(src: Source, contract: DataState, scan: Scan, splitting: SplitRule,
+def window_label_counts(src: Source, state: DataState, scan: Scan, splitting: SplitRule,
                          segments: np.ndarray, starts: np.ndarray | None = None
                          ) -> tuple[np.ndarray, dict | None]:
     """Pass 3 (classification), the target column only: class counts among the labels of each
@@ -314,31 +314,31 @@ def window_label_counts(src: Source, contract: DataState, scan: Scan, splitting:
     from the moves carried across row groups. With triple-barrier labels also the windows per
     row group and split (their touch rows decide the purge, so they cannot be counted from row
     numbers alone); else None."""
-    classes = contract.classes
+    classes = state.classes
     counts = np.zeros((3, len(classes)), np.int64)
     counters = np.zeros(len(segments), np.int64)
-    index, spec = pd.Index(classes), contract.window
-    stream = MoveStream(spec.horizon, contract.label_target_kind)
-    barriers = (BarrierStream(spec.horizon, contract.label_target_kind, contract.barrier)
-                if contract.barrier else None)
-    side = contract.side_column
-    windows = {name: np.zeros(len(src.groups), np.int64) for name in SPLIT_NAMES} if barriers else None
-    for g, group in enumerate(src.groups):
+    index, spec = pd.Index(classes), state.window
+    stream = MoveStream(spec.horizon, state.label_target_kind)
+    barriers = (BarrierStream(spec.horizon, state.label_target_kind, state.barrier)
+                if state.barrier else None)
+    side = state.side_column
+    windows = {name: np.zeros(len(src.row_groups), np.int64) for name in SPLIT_NAMES} if barriers else None
+    for i, row_group in enumerate(src.row_groups):
         columns = [*src.key_columns, src.target, *([side] if side else [])]
-        table = src.read(group, list(dict.fromkeys(columns)))
+        table = src.read(row_group, list(dict.fromkeys(columns)))
         codes = scan.series.codes(table)
         row_number = chunk_row_numbers(codes, counters)
         times = time_values(table.column(src.time_col), src.time_col)
         row_split, row_period = splitting.of_rows(times, codes, row_number)
-        values = read_target(table.column(src.target), src.target, contract.task)[1]
+        values = read_target(table.column(src.target), src.target, state.task)[1]
         touch = None
-        if contract.label == "value":
+        if state.label == "value":
             values = label_values(values, src.target)
         elif barriers is not None:
             built = barriers.labels(codes, values, float_column(table, side) if side else None)
             values, touch = built.values, built.touch
         else:
-            values = labels_from_moves(contract.label, stream.moves(codes, values), contract.dead_zone)
+            values = labels_from_moves(state.label, stream.moves(codes, values), state.dead_zone)
         ids = index.get_indexer(values)
         for split, name in enumerate(SPLIT_NAMES):
             if row_period is None:
@@ -348,8 +348,8 @@ def window_label_counts(src: Source, contract: DataState, scan: Scan, splitting:
                                             split, spec.reads, spec.history, spec.span, spec.stride_of(split),
                                             spec.embargo)
             if split != TRAIN:
-                check_known_classes(ids[rows], values[rows], name, classes, src.target, contract.label)
+                check_known_classes(ids[rows], values[rows], name, classes, src.target, state.label)
             counts[split] += np.bincount(ids[rows], minlength=len(classes))
             if windows is not None:
-                windows[name][g] = int(rows.sum())
+                windows[name][i] = int(rows.sum())
     return counts, windows

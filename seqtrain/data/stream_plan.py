@@ -47,17 +47,17 @@ class StreamData(HasDataState):
     """What the streaming loaders and the report need; the rows themselves stay on disk."""
 
     dataset: object
-    groups: list  # row-group fragments, in stream order
+    row_groups: list  # row-group fragments, in stream order
     columns: list[str]  # columns read from each row group
-    group_series: list[np.ndarray]  # per row group: series codes present (sorted)
-    group_counts: list[np.ndarray]  # per row group: rows of each of those series
+    row_group_series: list[np.ndarray]  # per row group: series codes present (sorted)
+    row_group_counts: list[np.ndarray]  # per row group: rows of each of those series
     halo_start: np.ndarray  # per row group: first row group its windows read from
     segments: np.ndarray  # (n_series, 3, 2) first/last row number of each split per series
     cuts: np.ndarray | None  # data.split.by=series: per series, first val and test row number
-    group_windows: dict[str, np.ndarray]  # split -> windows whose last label row is in each group
+    row_group_windows: dict[str, np.ndarray]  # split -> windows whose last label row is in each row group
     val_start: object
     test_start: object
-    contract: DataState  # every fitted statistic, saved as data_state.json
+    state: DataState  # every fitted statistic, saved as data_state.json
     period: object = None  # data.split (train_start/test_end): rows outside are never read
     periods: tuple | None = None  # data.split.periods: (first timestamps, split ids), else None
     period_starts: np.ndarray | None = None  # (n_series, P+1) rows of each series before each period
@@ -78,7 +78,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     period = cfg.split if fold else None
     src = Source(dataset, source.row_groups(dataset), time_col, group_col, target, features, period)
     scan = scan_series(src, cfg, path)
-    src.groups = scan.groups  # later passes and every epoch skip groups without rows of the period
+    src.row_groups = scan.row_groups  # later passes and epochs skip row groups with no rows of the period
     by_series = split_by_series(cfg)
     cuts, val_start, test_start = _split_plan(cfg, scan, time_col, by_series, src.zone)
     periods = split_periods(cfg.split, scan.axis, src.zone)
@@ -89,42 +89,43 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     splitting = SplitRule(cuts, val_start, test_start, periods)
     fitted = fit_statistics(src, cfg, task, scan, splitting, use_target_history, spec)
 
-    contract = _input_contract(cfg, task, src, scan, fitted, use_target_history)
-    contract.label, contract.label_target_kind = spec.kind, spec.target_kind
-    contract.barrier = spec.barrier
+    state = _input_state(cfg, task, src, scan, fitted, use_target_history)
+    state.label, state.label_target_kind = spec.kind, spec.target_kind
+    state.barrier = spec.barrier
     if spec.kind == "direction":
-        contract.dead_zone, fitted.label_counts = _direction_classes(spec, fitted)
+        state.dead_zone, fitted.label_counts = _direction_classes(spec, fitted)
     segments = segments_from_counts(fitted.split_rows)  # each split's row numbers per series
     starts = None if periods is None else period_starts(fitted.period_rows)
     if task == "classification":
-        contract.classes = sorted(fitted.label_counts)  # from training rows, as in memory
-        check_classes(contract.classes, target)
-        by_split, counted = window_label_counts(src, contract, scan, splitting, segments, starts)
-        contract.class_counts, contract.class_weights = class_balance(by_split[TRAIN])
+        state.classes = sorted(fitted.label_counts)  # from training rows, as in memory
+        check_classes(state.classes, target)
+        by_split, counted = window_label_counts(src, state, scan, splitting, segments, starts)
+        state.class_counts, state.class_weights = class_balance(by_split[TRAIN])
     else:
-        contract.target_scaler = _scaler(fitted.target_moments)
+        state.target_scaler = _scaler(fitted.target_moments)
         counted = None
     if periods is not None:  # a label counted to t+h, where every touch row lies at the latest
-        group_windows = _count_period_windows(scan.group_series, scan.group_counts, starts, periods[1],
-                                              contract.window)
+        row_group_windows = _count_period_windows(scan.row_group_series, scan.row_group_counts, starts,
+                                                  periods[1], state.window)
     else:  # from row numbers alone, unless label end rows (touch rows) decide the purge: then as
         # pass 3 counted them
-        group_windows = counted or _count_windows(scan.group_series, scan.group_counts, segments,
-                                                  contract.window)
-    windows = {name: int(group_windows[name].sum()) for name in SPLIT_NAMES}
-    _refuse_empty_splits(windows, contract.window)
+        row_group_windows = counted or _count_windows(scan.row_group_series, scan.row_group_counts,
+                                                      segments, state.window)
+    windows = {name: int(row_group_windows[name].sum()) for name in SPLIT_NAMES}
+    _refuse_empty_splits(windows, state.window)
     split = split_record("series" if by_series else "time", val_start, test_start, periods, src.zone)
     by_class = by_split.tolist() if task == "classification" else None
-    contract.summarise_fit(split, fitted.split_rows.sum(0), windows, by_class, row_groups=len(src.groups))
+    state.summarise_fit(split, fitted.split_rows.sum(0), windows, by_class, row_groups=len(src.row_groups))
     return StreamData(
-        dataset=dataset, groups=src.groups, columns=src.columns, group_series=scan.group_series,
-        group_counts=scan.group_counts, halo_start=scan.halo_start, segments=segments,
-        cuts=cuts, group_windows=group_windows, val_start=val_start, test_start=test_start,
-        contract=contract, period=period, periods=periods, period_starts=starts,
+        dataset=dataset, row_groups=src.row_groups, columns=src.columns,
+        row_group_series=scan.row_group_series, row_group_counts=scan.row_group_counts,
+        halo_start=scan.halo_start, segments=segments, cuts=cuts, row_group_windows=row_group_windows,
+        val_start=val_start, test_start=test_start, state=state, period=period, periods=periods,
+        period_starts=starts,
     )
 
 
-def _input_contract(cfg, task: str, src: Source, scan: Scan, fitted: Fit, use_target_history: bool):
+def _input_state(cfg, task: str, src: Source, scan: Scan, fitted: Fit, use_target_history: bool):
     """The data state of the inputs from pass 2's statistics: the columns (features, the
     calendar columns that vary over training rows, the target's history) and their scaler."""
     columns = (src.time_col, src.group_col, src.target, src.features)
@@ -145,7 +146,7 @@ def _split_plan(cfg, scan: Scan, time_col: str, by_series: bool, zone: str | Non
     if not by_series:
         return None, *split_boundaries(cfg.split, scan.axis, time_col, zone)
     lengths = np.zeros(len(scan.series_names), np.int64)
-    for present, n_rows in zip(scan.group_series, scan.group_counts, strict=True):
+    for present, n_rows in zip(scan.row_group_series, scan.row_group_counts, strict=True):
         lengths[present] += n_rows
     return series_cuts(lengths, cfg.split.val, cfg.split.test), "per series", "per series"
 
@@ -211,14 +212,14 @@ def _scaler(moments) -> StandardScaler:
     return StandardScaler.from_moments(*moments)
 
 
-def _count_windows(group_series, group_counts, segments, spec: WindowSpec) -> dict[str, np.ndarray]:
+def _count_windows(row_group_series, row_group_counts, segments, spec: WindowSpec) -> dict[str, np.ndarray]:
     """Windows per row group and split, from row numbers alone (the rule of
     ``block_window_ends``, counted instead of listed)."""
     span = spec.span  # last label row = end row + span
-    out = {name: np.zeros(len(group_series), np.int64) for name in SPLIT_NAMES}
+    out = {name: np.zeros(len(row_group_series), np.int64) for name in SPLIT_NAMES}
     seen = np.zeros(len(segments), np.int64)
-    for g, (series, counts) in enumerate(zip(group_series, group_counts, strict=True)):
-        first_row, last_row = seen[series], seen[series] + counts - 1  # rows of this group
+    for i, (series, counts) in enumerate(zip(row_group_series, row_group_counts, strict=True)):
+        first_row, last_row = seen[series], seen[series] + counts - 1  # rows of this row group
         seen[series] += counts
         for split, name in enumerate(SPLIT_NAMES):
             seg_first, seg_last = segments[series, split, 0], segments[series, split, 1]
@@ -229,20 +230,20 @@ def _count_windows(group_series, group_counts, segments, spec: WindowSpec) -> di
             valid = (seg_first >= 0) & (high >= low)
             # last label rows l in [low, high] with (seg_last - l) % stride == 0
             n = np.where(valid, (seg_last - low) // stride - (seg_last - high + stride - 1) // stride + 1, 0)
-            out[name][g] = int(np.maximum(n, 0).sum())
+            out[name][i] = int(np.maximum(n, 0).sum())
     return out
 
 
-def _count_period_windows(group_series, group_counts, starts: np.ndarray, roles: np.ndarray,
+def _count_period_windows(row_group_series, row_group_counts, starts: np.ndarray, roles: np.ndarray,
                           spec: WindowSpec) -> dict[str, np.ndarray]:
     """``_count_windows`` for a split by periods (``period_window_counts``)."""
-    out = {name: np.zeros(len(group_series), np.int64) for name in SPLIT_NAMES}
+    out = {name: np.zeros(len(row_group_series), np.int64) for name in SPLIT_NAMES}
     seen = np.zeros(len(starts), np.int64)
-    for g, (series, counts) in enumerate(zip(group_series, group_counts, strict=True)):
+    for i, (series, counts) in enumerate(zip(row_group_series, row_group_counts, strict=True)):
         first_row, last_row = seen[series], seen[series] + counts - 1
         seen[series] += counts
         for split, name in enumerate(SPLIT_NAMES):
-            out[name][g] = int(period_window_counts(first_row, last_row, starts[series], roles, split,
+            out[name][i] = int(period_window_counts(first_row, last_row, starts[series], roles, split,
                                                     spec.reads, spec.history, spec.span,
                                                     spec.stride_of(split), spec.embargo).sum())
     return out

@@ -47,7 +47,7 @@ class StreamingWindows(IterableDataset):
 
     def __init__(self, data: StreamData, split: str, batch_size: int, shuffle: bool,
                  shuffle_buffer: int = 8192, num_workers: int = 0,
-                 rank: int | None = None, world_size: int | None = None, identify: bool | None = None,
+                 rank: int | None = None, world_size: int | None = None, with_eval_fields: bool | None = None,
                  seed: int = 0, season: int = 0):
         super().__init__()
         # the shuffle of each pass comes from (seed, epoch, rank, worker): reproducible, new every
@@ -56,11 +56,11 @@ class StreamingWindows(IterableDataset):
         self.seed = int(seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # training batches need no identity or times: only evaluation maps outputs back to rows
-        self.identify = split != "train" if identify is None else identify
+        self.with_eval_fields = split != "train" if with_eval_fields is None else with_eval_fields
         self.data, self.split, self.split_id = data, split, SPLIT_NAMES.index(split)
         self.batch_size, self.shuffle, self.shuffle_buffer = batch_size, shuffle, shuffle_buffer
         self.num_workers, self.rank, self.world_size = num_workers, rank, world_size
-        spec = data.contract.window
+        spec = data.state.window
         self.stride, self.embargo = spec.stride_of(self.split_id), spec.embargo  # the split's, saved
         self.seq_length, self.horizon, self.steps = spec.seq_length, spec.horizon, spec.output_steps
         self.need = spec.rows
@@ -74,12 +74,12 @@ class StreamingWindows(IterableDataset):
         # a built label reads rows before its row (a move h, a triple-barrier label also the
         # volatility's): each chunk is labelled after that many carried rows, and the first
         # chunk read reaches that much further back, so the earliest carried labels are as in memory
-        self.keep = max(self.need - 1, spec.span + back, data.contract.label_reach)
-        self.reach = self.keep + data.contract.label_reach
+        self.keep = max(self.need - 1, spec.span + back, data.state.label_reach)
+        self.reach = self.keep + data.state.label_reach
         self.history = spec.history
         # shards are balanced by this split's windows, so every reader gets a fair share
-        self.group_weight = data.group_windows[split]
-        self.windows_before = np.concatenate([[0], np.cumsum(self.group_weight)])  # per row group
+        self.row_group_windows = data.row_group_windows[split]
+        self.windows_before = np.concatenate([[0], np.cumsum(self.row_group_windows)])  # per row group
         self.known_columns = [data.input_names.index(c) for c in data.known_future]
         self.series = SeriesCodes(data.group_col, data.series_names)  # name -> code, built once
 
@@ -104,8 +104,8 @@ class StreamingWindows(IterableDataset):
             lo = int(np.searchsorted(self.windows_before, first, side="right")) - 1
             hi = max(lo, int(np.searchsorted(self.windows_before, last, side="left")))
         else:
-            lo, hi = 0, len(self.group_weight)
-        return [(lo + a, lo + b) for a, b in shard_ranges(self.group_weight[lo:hi], workers)]
+            lo, hi = 0, len(self.row_group_windows)
+        return [(lo + a, lo + b) for a, b in shard_ranges(self.row_group_windows[lo:hi], workers)]
 
     def _window_share(self, rank: int) -> tuple[int, int]:
         """DDP: the rank's contiguous share of the split's windows, counted in stream order (row
@@ -150,19 +150,19 @@ class StreamingWindows(IterableDataset):
             sizes = sharding.even_sizes(windows, self._batch_counts(workers)[reader]).tolist()
         keep = self._window_share(rank) if world > 1 else None
         seen = int(self.windows_before[lo])  # windows before this reader's first row group
-        holding = np.flatnonzero(self.group_weight[lo:hi])  # row groups with windows of this split
+        holding = np.flatnonzero(self.row_group_windows[lo:hi])  # row groups with windows of this split
         if len(holding) == 0:
             return
         lo, hi = lo + int(holding[0]), lo + int(holding[-1]) + 1  # the rest is never read
         rng = np.random.default_rng([self.seed, epoch, rank, reader])
-        start = self._first_group(lo, hi)
+        start = self._first_row_group(lo, hi)
         counters = np.zeros(len(self.data.series_names), np.int64)
-        for g in range(start):
-            counters[self.data.group_series[g]] += self.data.group_counts[g]
+        for i in range(start):
+            counters[self.data.row_group_series[i]] += self.data.row_group_counts[i]
         joiner, pending = ChunkJoiner(self.keep, counters), []
-        for g in range(start, hi):
-            block, is_new = self._block(g, joiner)
-            if g >= lo:
+        for i in range(start, hi):
+            block, is_new = self._block(i, joiner)
+            if i >= lo:
                 ends = self._ends(block, is_new)
                 if keep is not None:  # DDP: only this rank's share of the windows
                     index = seen + np.arange(len(ends))
@@ -176,34 +176,34 @@ class StreamingWindows(IterableDataset):
             joiner.carry(block)
         yield from self._emit(pending, rng, final=True, sizes=sizes)
 
-    def _block(self, g: int, joiner: ChunkJoiner):
-        """Row group ``g`` joined after the carried rows, grouped by series; which rows are new."""
+    def _block(self, i: int, joiner: ChunkJoiner):
+        """Row group ``i`` joined after the carried rows, grouped by series; which rows are new."""
         data = self.data
-        table = source.read_in_period(data.groups[g], data.dataset.schema, data.columns, data.time_col,
+        table = source.read_in_period(data.row_groups[i], data.dataset.schema, data.columns, data.time_col,
                                       data.period)
         times = time_values(table.column(data.time_col), data.time_col)
         codes = self.series.codes(table)
         _, y = read_target(table.column(data.target), data.target, data.task)
-        contract = data.contract
-        x = contract.model_inputs(contract.raw_inputs(table), times, y)
-        built = contract.label != "value"  # moves read earlier rows: labelled after joining the carry
+        state = data.state
+        x = state.model_inputs(state.raw_inputs(table), times, y)
+        built = state.label != "value"  # moves read earlier rows: labelled after joining the carry
         labels = (np.zeros(len(y), np.float32 if data.task == "regression" else np.int64) if built
-                  else contract.encode_labels(y, np.array([0, len(y)])))
+                  else state.encode_labels(y, np.array([0, len(y)])))
         new = {"x": x, "labels": labels, "times": time_as_number(times), "series": codes,
                "row_number": np.full(len(codes), -1, np.int64), "target": y}
-        side = contract.side_column
+        side = state.side_column
         if side is not None:  # the meta-labels' side, read at window ends
             new["side"] = float_column(table, side).astype(np.float64)
-        if contract.barrier is not None:
+        if state.barrier is not None:
             new["touch"] = np.zeros(len(y), np.int64)
         block, is_new = joiner.join(new)
         joiner.number(block, is_new)
         if built:  # each row labelled once, when new, with the rows before it in the block
-            made = contract.build_labels(block["target"], series_bounds(block["series"]), block.get("side"))
-            block["labels"][is_new] = contract.encode_values(made.values)[is_new]
+            made = state.build_labels(block["target"], series_bounds(block["series"]), block.get("side"))
+            block["labels"][is_new] = state.encode_values(made.values)[is_new]
             if made.touch is not None:
                 block["touch"][is_new] = made.touch[is_new]
-            moves = contract.realised_moves(made.moves)
+            moves = state.realised_moves(made.moves)
             if moves is not None:  # read at label rows only, whose h rows before are in the block
                 block["moves"] = moves
         return block, is_new
@@ -213,20 +213,20 @@ class StreamingWindows(IterableDataset):
             torch.from_numpy(np.ascontiguousarray(block["x"])), torch.from_numpy(block["labels"]),
             torch.from_numpy(block["times"]), torch.from_numpy(block["series"]),
             torch.from_numpy(block["row_number"]), self.seq_length, self.horizon, self.steps,
-            self.data.task == "classification", self.known_columns, self.data.contract.window.pad_short,
+            self.data.task == "classification", self.known_columns, self.data.state.window.pad_short,
             self.season, torch.from_numpy(block["moves"]) if "moves" in block else None, self.known_lag,
         )
-        return rows.batch(torch.from_numpy(ends), identify=self.identify)
+        return rows.batch(torch.from_numpy(ends), with_eval_fields=self.with_eval_fields)
 
     def _ends(self, block: dict, is_new: np.ndarray) -> np.ndarray:
         bounds = series_bounds(block["series"])
         times = block["times"]
-        if self.data.contract.time_dtype.startswith("datetime64"):
+        if self.data.state.time_dtype.startswith("datetime64"):
             times = times.view("datetime64[ns]")
         row_split, row_period = self.data.row_split(times, block["series"], block["row_number"])
         present = block["series"][bounds[:-1]]
         if row_period is None:
-            reach = (window_reach(block["touch"], bounds, self.horizon, self.data.contract.window.span)
+            reach = (window_reach(block["touch"], bounds, self.horizon, self.data.state.window.span)
                      if "touch" in block else None)
             ends = block_window_ends(bounds, block["row_number"], row_split, self.data.segments[present],
                                      self.split_id, self.history, self.horizon, self.steps, self.stride,
@@ -234,32 +234,32 @@ class StreamingWindows(IterableDataset):
         else:  # a label counted to t+h, where every touch row lies at the latest
             ends = period_window_ends(bounds, block["row_number"], row_period,
                                       self.data.period_starts[present], self.data.periods[1], self.split_id,
-                                      self.data.contract.window.reads, self.history, self.horizon, self.steps,
+                                      self.data.state.window.reads, self.history, self.horizon, self.steps,
                                       self.stride, self.embargo)
         return ends[is_new[ends + self.horizon + self.steps - 1]]
 
-    def _first_group(self, lo: int, hi: int) -> int:
-        """The first row group to read for the windows of groups ``lo .. hi-1``: the halo of their
+    def _first_row_group(self, lo: int, hi: int) -> int:
+        """The first row group to read for the windows of row groups ``lo .. hi-1``: the halo of their
         history, reaching back ``reach`` rows of each of their series, so that the latest known
         label and the seasonal rows (and, for a move label, the rows it moves from) are read as
         in memory (not cut off at a chunk's edge). A series with fewer rows before ``lo`` wants
         them all, and one listed later none (not a read back to the table's start)."""
         start = int(self.data.halo_start[lo:hi].min())
         before = np.zeros(len(self.data.series_names), np.int64)  # rows of each series before lo
-        for g in range(lo):
-            before[self.data.group_series[g]] += self.data.group_counts[g]
-        wanted = {int(c): min(self.reach, int(before[c])) for g in range(lo, hi)
-                  for c in self.data.group_series[g] if before[c]}
-        g = lo
-        while g > 0 and wanted:
-            g -= 1
-            for code, n in zip(self.data.group_series[g].tolist(), self.data.group_counts[g].tolist(),
+        for i in range(lo):
+            before[self.data.row_group_series[i]] += self.data.row_group_counts[i]
+        wanted = {int(c): min(self.reach, int(before[c])) for i in range(lo, hi)
+                  for c in self.data.row_group_series[i] if before[c]}
+        i = lo
+        while i > 0 and wanted:
+            i -= 1
+            for code, n in zip(self.data.row_group_series[i].tolist(), self.data.row_group_counts[i].tolist(),
                                strict=True):
                 if code in wanted:
                     wanted[code] -= n
                     if wanted[code] <= 0:
                         del wanted[code]
-        return min(start, g)
+        return min(start, i)
 
     def _emit(self, pending: list[dict], rng, final: bool, sizes: list[int] | None = None):
         """Yield full batches (shuffled when training); return what is left for later. ``sizes``:

@@ -275,7 +275,7 @@ def forecast_ends(bounds: np.ndarray, row_number: np.ndarray, is_new: np.ndarray
     return t[ok]
 
 
-GROUP_ROWS = 1 << 18  # rows of whole series indexed at once by window_ends
+SERIES_BATCH_ROWS = 1 << 18  # rows of the whole series window_ends indexes at once (a batch of series)
 
 
 def window_ends(
@@ -291,9 +291,9 @@ def window_ends(
 ) -> np.ndarray:
     """Global end rows of every window of ``split`` in a whole table (see ``block_window_ends``),
     a few whole series at a time: windows never cross series, and the index temporaries stay the
-    size of a group instead of several copies of the table."""
+    size of a batch of series instead of several copies of the table."""
     parts = [np.zeros(0, np.int64)]
-    for first, last in series_groups(bounds, GROUP_ROWS):
+    for first, last in series_batches(bounds, SERIES_BATCH_ROWS):
         local = bounds[first:last + 1] - bounds[first]
         rows = slice(int(bounds[first]), int(bounds[last]))
         parts.append(bounds[first] + block_window_ends(
@@ -302,14 +302,14 @@ def window_ends(
     return np.concatenate(parts)
 
 
-def series_groups(bounds: np.ndarray, rows: int) -> list[tuple[int, int]]:
+def series_batches(bounds: np.ndarray, rows: int) -> list[tuple[int, int]]:
     """Consecutive series ``[first, last)`` of about ``rows`` rows each (a longer series alone)."""
-    groups, first = [], 0
+    batches, first = [], 0
     for last in range(1, len(bounds)):
         if bounds[last] - bounds[first] >= rows or last == len(bounds) - 1:
-            groups.append((first, last))
+            batches.append((first, last))
             first = last
-    return groups
+    return batches
 
 
 def input_rows(ends: np.ndarray, seq_length: int) -> np.ndarray:

@@ -134,7 +134,7 @@ def plot_interpretation(attention: list[dict], importance, output_steps: int, da
         picked = [attention[i] for i in shown]
         window = torch.cat([p["window"] for p in picked]).numpy()
         end_time = time_from_number(torch.cat([p["end_time"] for p in picked]).numpy(),
-                                    data.contract.time_dtype)
+                                    data.state.time_dtype)
         titles = [f"{data.series_names[s]} · window ending {str(t)[:16]}"
                   for s, t in zip(window[:, 0], end_time, strict=True)]
         weights = torch.cat([p["weights"] for p in picked]).numpy()

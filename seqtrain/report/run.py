@@ -41,14 +41,14 @@ def write_predictions(cfg: DictConfig, data, fitted, quantiles, run_dir: Path) -
     gathered = fitted.predictions
     train_rows = fitted.datamodule.last_rows("train", size=20_000)
     baseline_test, skill, baseline_columns, baseline_notes = compare_with_baselines(
-        data.contract, gathered.records, train_rows, cfg.seed, cfg.eval.season or 0)
-    predictions = predictions_frame(data.contract, data.series_names, gathered.records, quantiles)
+        data.state, gathered.records, train_rows, cfg.seed, cfg.eval.season or 0)
+    predictions = predictions_frame(data.state, data.series_names, gathered.records, quantiles)
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
-    write_parquet(run_dir / "predictions.parquet", in_zone(predictions, data.contract.time_zone))
-    trading = trading_report(predictions, data.group_col, data.contract.window.horizon, cfg.eval.cost_bps,
+    write_parquet(run_dir / "predictions.parquet", in_zone(predictions, data.state.time_zone))
+    trading = trading_report(predictions, data.group_col, data.state.window.horizon, cfg.eval.cost_bps,
                              cfg.eval.get("sizing", "sign"))
     if trading:
-        write_parquet(run_dir / "trading.parquet", book_returns(trading, data.contract.time_zone))
+        write_parquet(run_dir / "trading.parquet", book_returns(trading, data.state.time_zone))
     return TestPredictions(predictions, trading, baseline_test, skill, baseline_notes)
 
 
@@ -78,11 +78,11 @@ def write_run_report(cfg: DictConfig, data, module, fitted, best: dict, tested: 
         "intervals": intervals,  # regression: conformal bands' test coverage and width per level
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
-        "windows": data.contract.fit_summary["windows"],
-        "label": data.contract.to_dict()["label"],
+        "windows": data.state.fit_summary["windows"],
+        "label": data.state.to_dict()["label"],
         "classes": data.classes,
-        "class_counts_by_split": data.contract.fit_summary.get("class_counts_by_split"),
-        "sample_weight": data.contract.fit_summary.get("sample_weight"),  # mean uniqueness
+        "class_counts_by_split": data.state.fit_summary.get("class_counts_by_split"),
+        "sample_weight": data.state.fit_summary.get("sample_weight"),  # mean uniqueness
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": round(speed, 1) if math.isfinite(speed) else None,
         "threads": torch.get_num_threads(),  # torch's CPU threads (shared out under hydra/launcher=joblib)

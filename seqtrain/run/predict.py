@@ -43,10 +43,10 @@ log = logging.getLogger("seqtrain")
 
 
 @dataclass
-class _Contract(HasDataState):
+class _SavedData(HasDataState):
     """A saved data state, standing in for the training data when the network is rebuilt."""
 
-    contract: DataState
+    state: DataState
 
 
 def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path,
@@ -60,7 +60,7 @@ def load_network(cfg: DictConfig, state: DataState, checkpoint: str | Path,
         raise SeqtrainError(f"ckpt: {checkpoint} not found")
     try:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        module = build_module(cfg, _Contract(state))
+        module = build_module(cfg, _SavedData(state))
         if precision is not None:
             module = precision.convert_module(module)
         module.load_state_dict(saved["state_dict"])
@@ -86,7 +86,7 @@ def run_calibration(run_dir: Path, checkpoint: Path) -> Calibration | None:
 
 class Predictor:
     """A trained network and its data state: windows a table by the training rules and
-    predicts each window (or, with ``last``, the newest of each series), each batch as the test
+    predicts each window (or, with ``newest``, the newest of each series), each batch as the test
     pass predicts it: ``RowBlock.batch``, the module's prediction record, under the run's
     precision (``trainer.precision`` on this device, or ``precision``)."""
 
@@ -124,10 +124,11 @@ class Predictor:
 
     # -- tables in, predictions out --------------------------------------------------------------
 
-    def predict_frame(self, frame: pd.DataFrame, last: bool = False, allow_new_series: bool = False,
-                      name: str = "the table") -> pd.DataFrame:
+    def predict_frame(self, frame: pd.DataFrame, newest: bool = False, allow_new_series: bool = False,
+                      name: str = "the table", *, last: bool = False) -> pd.DataFrame:
         """Predictions of every window of a DataFrame (columns as in the training table; a time
-        index is used as the time column when the column itself is absent)."""
+        index is used as the time column when the column itself is absent); ``newest``: only the
+        newest window of each series (``last``: its older spelling)."""
         if any(level in self.state.needed_columns for level in frame.index.names):
             frame = frame.reset_index()  # time (and series) as the index
         try:
@@ -136,18 +137,19 @@ class Predictor:
             raise SeqtrainError(f"{name}: a column mixes types ({str(exc).splitlines()[0]}); give each "
                                 "column one type") from None
         self.state.check_schema(table.schema, name)
-        parts = list(self.predict_chunks(_slices(table, whole=self.state.sort), last, allow_new_series,
-                                         in_memory=True))
+        parts = list(self.predict_chunks(_slices(table, whole=self.state.sort), newest or last,
+                                         allow_new_series, in_memory=True))
         if not parts:
             raise SeqtrainError(self._no_window_message(name))
         return in_zone(pd.concat(parts, ignore_index=True), time_zone(table.schema, self.state.time_col))
 
-    def predict_path(self, path: str, output: str | Path, last: bool = False, allow_new_series: bool = False,
-                     streaming: bool = False, overwrite: bool = False) -> int:
-        """Predictions of every window of the Parquet table at ``path``, written to ``output``
-        (Parquet, atomically: a failure leaves no half file, and an existing ``output`` is
-        refused before any work unless ``overwrite``; see ``check_output``); the number of rows
-        written."""
+    def predict_path(self, path: str, output: str | Path, newest: bool = False,
+                     allow_new_series: bool = False, streaming: bool = False, overwrite: bool = False,
+                     *, last: bool = False) -> int:
+        """Predictions of every window (``newest``: of the newest of each series; ``last``: its
+        older spelling) of the Parquet table at ``path``, written to ``output`` (Parquet,
+        atomically: a failure leaves no half file, and an existing ``output`` is refused before
+        any work unless ``overwrite``; see ``check_output``); the number of rows written."""
         output = Path(output).expanduser()
         check_output(output, Path(path).expanduser(), overwrite, self._training_table())
         dataset = source.open_dataset(path)
@@ -160,13 +162,14 @@ class Predictor:
             if self.state.sort:
                 raise SeqtrainError("streaming: the run sorted its rows (data.sort=true), which needs the "
                                     "whole table in memory; sort the files or set streaming=false")
-            groups = source.row_groups(dataset)
-            chunks = (source.read_row_group(g, dataset.schema, columns) for g in groups)
+            row_groups = source.row_groups(dataset)
+            chunks = (source.read_row_group(row_group, dataset.schema, columns) for row_group in row_groups)
         else:
             chunks = _slices(source.read_columns(path, columns), whole=self.state.sort)
         with atomic(output, overwrite, "output") as tmp:
             parts = (in_zone(part, zone)
-                     for part in self.predict_chunks(chunks, last, allow_new_series, in_memory=not streaming))
+                     for part in self.predict_chunks(chunks, newest or last, allow_new_series,
+                                                     in_memory=not streaming))
             written = self._write(parts, tmp)
             if written == 0:
                 raise SeqtrainError(self._no_window_message(path))
@@ -203,28 +206,30 @@ class Predictor:
         return (f"data.path: no series in {name} has a complete window ({need} {what}); give each "
                 "series more rows")
 
-    def predict_chunks(self, chunks: Iterable[pa.Table], last: bool = False, allow_new_series: bool = False,
-                       in_memory: bool = False) -> Iterator[pd.DataFrame]:
-        """Prediction frames, chunk by chunk (see the module docstring)."""
+    def predict_chunks(self, chunks: Iterable[pa.Table], newest: bool = False, allow_new_series: bool = False,
+                       in_memory: bool = False, *, last: bool = False) -> Iterator[pd.DataFrame]:
+        """Prediction frames, chunk by chunk (see the module docstring); ``newest``: one frame of
+        the newest window of each series, at the end (``last``: its older spelling)."""
+        newest = newest or last
         stream = TableChunks(self.state, allow_new_series, sort=in_memory and self.state.sort)
-        newest: dict[int, pd.DataFrame] = {}
+        newest_frames: dict[int, pd.DataFrame] = {}
         for table in itertools.chain(chunks, [None]):  # None: the rows carried after the last chunk
             block = stream.block(table)
             if block is None:
                 continue
             ends = forecast_ends(block.bounds, block.row_number, block.is_new, self.state.window.history,
                                  self.state.window.span, table is None, self.needs_label_rows)
-            if last:
+            if newest:
                 ends = _newest_per_series(ends, block.series)
             if len(ends):
                 frame, codes = self._predict(block, ends, stream.names_by_code)
-                if not last:
+                if not newest:
                     yield frame
-                for code in np.unique(codes) if last else ():
-                    newest[int(code)] = frame[codes == code]
+                for code in np.unique(codes) if newest else ():
+                    newest_frames[int(code)] = frame[codes == code]
             stream.carry(block)
-        if newest:
-            yield pd.concat([newest[c] for c in sorted(newest)], ignore_index=True)
+        if newest_frames:
+            yield pd.concat([newest_frames[c] for c in sorted(newest_frames)], ignore_index=True)
 
     @torch.inference_mode()
     def _predict(self, block: Chunk, ends: np.ndarray,
@@ -283,7 +288,7 @@ def _slices(table: pa.Table, whole: bool) -> Iterator[pa.Table]:
 
 
 def _newest_per_series(ends: np.ndarray, series: np.ndarray) -> np.ndarray:
-    """Of the window ends (sorted, rows grouped by series), the last one of each series."""
+    """Of the window ends (sorted, rows grouped by series), the newest one of each series."""
     if len(ends) == 0:
         return ends
     codes = series[ends]
@@ -295,17 +300,20 @@ def _newest_per_series(ends: np.ndarray, series: np.ndarray) -> np.ndarray:
 # -- the command ---------------------------------------------------------------------------------
 
 PREDICT_KEYS = {"run": None, "data.path": None, "fold": None, "split": None, "ckpt": "best", "output": None,
-                "overwrite": False, "last": False, "allow_new_series": False, "streaming": "auto",
+                "overwrite": False, "newest": False, "allow_new_series": False, "streaming": "auto",
                 "batch_size": 1024, "device": "auto"}
+OLDER_SPELLINGS = {"last": "newest"}  # last=true: the newest window of each series, as first spelled
+
+
 def predict_command(argv: list[str]) -> None:
-    """``seqtrain predict run=RUN data.path=TABLE [fold=K | split=K] [last=true] [ckpt=best|last|PATH]
+    """``seqtrain predict run=RUN data.path=TABLE [fold=K | split=K] [newest=true] [ckpt=best|last|PATH]
     [output=FILE] [overwrite=true] [allow_new_series=true] [streaming=auto|true|false]
     [batch_size=N] [device=auto|cpu|cuda]``."""
     from rich.console import Console
 
     from seqtrain.data.loading import in_memory_bytes, parse_bytes
 
-    settings = parse_arguments(argv, PREDICT_KEYS, "predict")
+    settings = parse_arguments(argv, PREDICT_KEYS, "predict", older=OLDER_SPELLINGS)
     for key in ("run", "data.path"):
         if settings[key] is None:
             raise SeqtrainError(f"predict: {key}= is required, e.g. seqtrain predict run=outputs/DATE/TIME "
@@ -320,6 +328,6 @@ def predict_command(argv: list[str]) -> None:
         rows = source.open_dataset(path).count_rows()
         needed = in_memory_bytes(rows, len(predictor.state.inputs) + 1)
         streaming = "true" if needed > parse_bytes(predictor.cfg.data.memory_budget) else "false"
-    written = predictor.predict_path(str(path), output, settings["last"], settings["allow_new_series"],
+    written = predictor.predict_path(str(path), output, settings["newest"], settings["allow_new_series"],
                                      streaming=streaming == "true", overwrite=settings["overwrite"])
     Console(highlight=False).print(f"{written} prediction rows -> {output}", soft_wrap=True)

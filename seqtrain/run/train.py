@@ -111,7 +111,7 @@ def load_run_data(cfg: DictConfig, run_dir: Path, path: str):
     as data_state.json."""
     data = load_data(cfg.data, cfg.task, path)
     if distributed.global_rank() == 0:
-        data.contract.save(run_dir / "data_state.json")
+        data.state.save(run_dir / "data_state.json")
     return data
 
 

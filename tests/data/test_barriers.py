@@ -167,12 +167,12 @@ def test_streaming_gives_the_in_memory_triple_barrier_windows(tmp_path, meta):
                    *(["data.barrier.side=side"] if meta else []))
     memory, expected = in_memory(cfg, "classification", path)
     stream, got = streamed(cfg, "classification", path)
-    assert stream.state["windows"] == memory.state["windows"]
-    assert stream.state["class_counts_by_split"] == memory.state["class_counts_by_split"]
+    assert stream.state.to_dict()["windows"] == memory.state.to_dict()["windows"]
+    assert stream.state.to_dict()["class_counts_by_split"] == memory.state.to_dict()["class_counts_by_split"]
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])  # the purge by touch rows, labels, moves
     assert "move" in expected["test"]
-    assert memory.state["classes"] == ([0, 1] if meta else ["down", "flat", "up"])
+    assert memory.state.to_dict()["classes"] == ([0, 1] if meta else ["down", "flat", "up"])
 
 
 def test_uniqueness_on_a_hand_computed_example_with_two_series():

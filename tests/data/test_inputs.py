@@ -49,8 +49,8 @@ def test_a_zoned_table_is_split_and_given_calendars_on_its_own_clock(tmp_path, r
     overrides = ["data.time_features=true", "data.split.val_start=2022-08-01 18:00",
                  "data.split.test_start=2022-09-01"]
     wall, zoned = daily_closes(tmp_path, None), daily_closes(tmp_path, ZONE)
-    expected = reader(data_cfg(wall, *overrides), "regression", str(wall)).state
-    got = reader(data_cfg(zoned, *overrides), "regression", str(zoned)).state
+    expected = reader(data_cfg(wall, *overrides), "regression", str(wall)).state.to_dict()
+    got = reader(data_cfg(zoned, *overrides), "regression", str(zoned)).state.to_dict()
     assert got["calendar_cycles"] == expected["calendar_cycles"] == ["weekday", "monthday", "month"]
     assert got["rows"] == expected["rows"]
     np.testing.assert_allclose(got["scaler"]["mean"], expected["scaler"]["mean"], rtol=1e-6)
@@ -59,7 +59,7 @@ def test_a_zoned_table_is_split_and_given_calendars_on_its_own_clock(tmp_path, r
     # a boundary with an offset is that instant, whatever the zone it is written in
     same = reader(data_cfg(zoned, *overrides[:1], "data.split.val_start='2022-08-01T22:00:00Z'",
                            "data.split.test_start='2022-09-01T05:00:00+01:00'"), "regression", str(zoned))
-    assert same.state["rows"] == expected["rows"]
+    assert same.state.to_dict()["rows"] == expected["rows"]
 
 
 @pytest.mark.parametrize("overrides, fragment", [
@@ -162,7 +162,7 @@ def test_with_no_dead_zone_an_unchanged_price_is_flat_never_down(tmp_path):
         assert data.classes == ["down", "flat", "up"]
         close = frame.sort_values(["symbol", "time"], kind="stable")["close"].to_numpy()
         move = np.r_[np.nan, close[1:] / close[:-1] - 1]
-        counts = np.asarray(data.state["class_counts"])  # training windows: down, flat, up
+        counts = np.asarray(data.state.to_dict()["class_counts"])  # training windows: down, flat, up
         if reader is read_table:
             train = data.ends["train"] + 1
             labels = np.asarray(data.classes, dtype=object)[data.labels[train]]

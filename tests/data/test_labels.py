@@ -64,7 +64,7 @@ def test_the_window_ending_at_t_is_labelled_by_the_move_from_t_to_t_plus_h(tmp_p
     classes = np.asarray(data.classes, dtype=object)
     close = table.sort_values(["symbol", "time"], kind="stable")["close"].to_numpy()
     bounds = series_bounds(data.series)
-    assert data.state["label"] == {"kind": "direction", "target_kind": "price", "dead_zone": 0.01}
+    assert data.state.to_dict()["label"] == {"kind": "direction", "target_kind": "price", "dead_zone": 0.01}
     for ends in data.ends.values():
         move = close[ends + 3] / close[ends] - 1
         expected = np.where(move > 0.01, "up", np.where(move < -0.01, "down", "flat"))
@@ -74,7 +74,7 @@ def test_the_window_ending_at_t_is_labelled_by_the_move_from_t_to_t_plus_h(tmp_p
         assert (series_of(ends) == series_of(ends + 3)).all()
     # the move is a label only: the inputs are the features and close's own past level
     assert data.input_names == ["ret", "vol", "rsi", "close"]
-    assert set(data.state["class_counts_by_split"]) == {"train", "val", "test"}
+    assert set(data.state.to_dict()["class_counts_by_split"]) == {"train", "val", "test"}
 
 
 def test_a_quantile_dead_zone_is_fit_on_training_rows_only(tmp_path):
@@ -89,8 +89,8 @@ def test_a_quantile_dead_zone_is_fit_on_training_rows_only(tmp_path):
     path = tmp_path / "b.parquet"
     wild.to_parquet(path, index=False)
     second = read_table(data_cfg(path, *cfg_args), "classification", str(path))
-    assert second.state["label"]["dead_zone"] == first.state["label"]["dead_zone"]
-    counts = np.asarray(first.state["class_counts"])
+    assert second.state.to_dict()["label"]["dead_zone"] == first.state.to_dict()["label"]["dead_zone"]
+    counts = np.asarray(first.state.to_dict()["class_counts"])
     assert first.classes == ["down", "flat", "up"]
     assert counts.min() > 0.25 * counts.sum()  # about a third each on training windows
 

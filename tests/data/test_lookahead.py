@@ -109,20 +109,21 @@ def test_scaler_statistics_are_those_of_training_rows_alone(tmp_path):
     path = tmp_path / "t.parquet"
     frame.to_parquet(path)
     data = read_table(data_cfg(path), "regression", str(path))
-    val_start = np.datetime64(data.state["split"]["val_start"])
+    saved = data.state.to_dict()
+    val_start = np.datetime64(saved["split"]["val_start"])
     train = frame[frame["time"] < val_start]
     expected = train[data.input_names].to_numpy(np.float64)
-    np.testing.assert_allclose(data.state["scaler"]["mean"], expected.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(data.state["scaler"]["std"], expected.std(0), rtol=1e-4)
-    np.testing.assert_allclose(data.state["target_scaler"]["mean"], [train["close"].mean()], rtol=1e-6)
+    np.testing.assert_allclose(saved["scaler"]["mean"], expected.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(saved["scaler"]["std"], expected.std(0), rtol=1e-4)
+    np.testing.assert_allclose(saved["target_scaler"]["mean"], [train["close"].mean()], rtol=1e-6)
 
     # and validation/test rows have no say in them
     wild = frame.copy()
     wild.loc[wild["time"] >= val_start, ["ret", "vol", "rsi", "close"]] *= 1000.0
     wild.to_parquet(tmp_path / "wild.parquet")
     again = read_table(data_cfg(tmp_path / "wild.parquet"), "regression", str(tmp_path / "wild.parquet"))
-    assert again.state["scaler"] == data.state["scaler"]
-    assert again.state["target_scaler"] == data.state["target_scaler"]
+    assert again.state.to_dict()["scaler"] == saved["scaler"]
+    assert again.state.to_dict()["target_scaler"] == saved["target_scaler"]
 
 
 def test_class_list_and_weights_come_from_training_rows(tmp_path):
@@ -151,7 +152,7 @@ def test_split_by_dates_purges_labels_at_each_boundary(tmp_path):
     assert (first_end["val"] >= np.datetime64("2022-07-01")).all()
     assert (last_label["val"] < np.datetime64("2022-09-01")).all()
     assert (first_end["test"] >= np.datetime64("2022-09-01")).all()
-    assert data.state["split"]["val_start"].startswith("2022-07-01")
+    assert data.state.to_dict()["split"]["val_start"].startswith("2022-07-01")
 
 
 def test_target_listed_as_a_feature_is_an_input_even_without_target_as_input(tmp_path):

@@ -64,7 +64,7 @@ def test_each_row_keeps_its_own_values_across_files_and_row_groups(tmp_path, rea
     code = row_code(data.series, hours.astype(np.float64))
     assert np.array_equal(data.inputs[:, 0], code.astype(np.float32))
     assert np.array_equal(data.inputs[:, 1], (-code).astype(np.float32))
-    assert data.contract.inputs == ["f0", "f1", "noise", "close"]  # the target's history, appended
+    assert data.state.inputs == ["f0", "f1", "noise", "close"]  # the target's history, appended
     assert np.array_equal(data.inputs[:, 3], (code + 0.5).astype(np.float32))
     assert all(np.all(np.diff(hours[data.series == s]) == 1) for s in range(len(SYMBOLS)))
 

@@ -48,13 +48,14 @@ def collect(batches) -> dict:
 def in_memory(cfg, task, path, season=0):
     data = read_table(cfg, task, str(path))
     module = SeqDataModule(data, 64, season=season)
-    module.datasets["train"].identify = True  # to compare windows one by one
+    module.datasets["train"].with_eval_fields = True  # to compare windows one by one
     return data, {s: d.__getitems__(list(range(len(d)))) for s, d in module.datasets.items()}
 
 
 def streamed(cfg, task, path, **kwargs):
     data = plan_stream(cfg, task, str(path))
-    return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train", identify=True, **kwargs))
+    return data, {s: collect(StreamingWindows(data, s, 64, shuffle=s == "train", with_eval_fields=True,
+                                              **kwargs))
                   for s in ("train", "val", "test")}
 
 
@@ -94,18 +95,19 @@ def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task
     cfg = data_cfg(path, *overrides)
     memory, expected = in_memory(cfg, task, path)
     stream, got = streamed(cfg, task, path)
-    assert stream.state["windows"] == memory.state["windows"]
-    np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
-    np.testing.assert_allclose(stream.state["scaler"]["std"], memory.state["scaler"]["std"], rtol=1e-9)
+    streamed_state, memory_state = stream.state.to_dict(), memory.state.to_dict()
+    assert streamed_state["windows"] == memory_state["windows"]
+    np.testing.assert_allclose(streamed_state["scaler"]["mean"], memory_state["scaler"]["mean"], rtol=1e-9)
+    np.testing.assert_allclose(streamed_state["scaler"]["std"], memory_state["scaler"]["std"], rtol=1e-9)
     assert stream.series_names == memory.series_names
     for key in ("classes", "class_counts", "class_weights", "series_names", "inputs", "known_future",
                 "class_counts_by_split"):
-        assert stream.state.get(key) == memory.state.get(key), key
-    label, expected_label = stream.state["label"], memory.state["label"]
+        assert streamed_state.get(key) == memory_state.get(key), key
+    label, expected_label = streamed_state["label"], memory_state["label"]
     assert label["kind"] == expected_label["kind"]
     assert label["dead_zone"] == pytest.approx(expected_label["dead_zone"], rel=1e-12)
     if task == "regression":
-        scaler, expected_scaler = stream.state["target_scaler"], memory.state["target_scaler"]
+        scaler, expected_scaler = streamed_state["target_scaler"], memory_state["target_scaler"]
         np.testing.assert_allclose(scaler["mean"], expected_scaler["mean"], rtol=1e-9)
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])
@@ -127,17 +129,19 @@ def test_each_walk_forward_fold_streams_the_windows_and_statistics_it_has_in_mem
     for _, fold_cfg in fold_configs(cfg, str(path)):
         memory, expected = in_memory(fold_cfg.data, "classification", path)
         stream, got = streamed(fold_cfg.data, "classification", path)
-        assert stream.state["windows"] == memory.state["windows"]
-        dead_zone = memory.state["label"]["dead_zone"]
-        assert stream.state["label"]["dead_zone"] == pytest.approx(dead_zone, rel=1e-12)
+        streamed_state, memory_state = stream.state.to_dict(), memory.state.to_dict()
+        assert streamed_state["windows"] == memory_state["windows"]
+        dead_zone = memory_state["label"]["dead_zone"]
+        assert streamed_state["label"]["dead_zone"] == pytest.approx(dead_zone, rel=1e-12)
         assert stream.series_names == memory.series_names
-        np.testing.assert_allclose(stream.state["scaler"]["mean"], memory.state["scaler"]["mean"], rtol=1e-9)
-        assert stream.state["class_counts_by_split"] == memory.state["class_counts_by_split"]
+        np.testing.assert_allclose(streamed_state["scaler"]["mean"], memory_state["scaler"]["mean"],
+                                   rtol=1e-9)
+        assert streamed_state["class_counts_by_split"] == memory_state["class_counts_by_split"]
         for split in ("train", "val", "test"):
             assert_same_windows(expected[split], got[split])
         if scheme == "sliding":
-            assert len(stream.groups) < len(plan_stream(data_cfg(path, *SETTINGS[:2]), "regression",
-                                                        str(path)).groups)
+            whole = plan_stream(data_cfg(path, *SETTINGS[:2]), "regression", str(path))
+            assert len(stream.row_groups) < len(whole.row_groups)
 
 
 def _gather(dataset, workers):
@@ -149,16 +153,16 @@ def _gather(dataset, workers):
 
 # (row group size, DataLoader workers): many row groups read by two workers a rank, and a table of
 # one row group, which cannot be shared out by row groups: its windows still are
-@pytest.mark.parametrize(("group_rows", "workers"), [(23, 2), (10_000, 0)])
+@pytest.mark.parametrize(("row_group_size", "workers"), [(23, 2), (10_000, 0)])
 @pytest.mark.parametrize("split", ["train", "val", "test"])
-def test_every_window_exactly_once_across_two_ranks(tmp_path, split, group_rows, workers):
-    path = write(unequal_series(seed=3), tmp_path / "t.parquet", group_rows)
+def test_every_window_exactly_once_across_two_ranks(tmp_path, split, row_group_size, workers):
+    path = write(unequal_series(seed=3), tmp_path / "t.parquet", row_group_size)
     cfg = data_cfg(path, *SETTINGS)
     _, expected = in_memory(cfg, "regression", path)
     stream = plan_stream(cfg, "regression", str(path))
-    assert (len(stream.groups) == 1) == (group_rows == 10_000)
+    assert (len(stream.row_groups) == 1) == (row_group_size == 10_000)
     ranks = [StreamingWindows(stream, split, 32, shuffle=split == "train", num_workers=workers, rank=rank,
-                              world_size=2, identify=True) for rank in range(2)]
+                              world_size=2, with_eval_fields=True) for rank in range(2)]
     per_rank = [_gather(dataset, workers=workers) for dataset in ranks]
     both = {k: torch.cat([r[k] for r in per_rank]) for k in per_rank[0]}
     assert_same_windows(expected[split], both)
@@ -182,7 +186,7 @@ def test_training_shuffle_differs_between_epochs_but_not_the_windows(tmp_path):
     path = write(unequal_series(seed=4), tmp_path / "t.parquet", 61)
     cfg = data_cfg(path, *SETTINGS)
     dataset = StreamingWindows(plan_stream(cfg, "regression", str(path)), "train", 16, shuffle=True,
-                               shuffle_buffer=64, identify=True)
+                               shuffle_buffer=64, with_eval_fields=True)
     first, second = collect(dataset), collect(dataset)
     assert not torch.equal(first["window"], second["window"])
     assert sorted(map(tuple, first["window"].tolist())) == sorted(map(tuple, second["window"].tolist()))
@@ -259,7 +263,8 @@ def test_pad_short_keeps_short_histories_left_padded_and_masked(tmp_path, stream
     else:
         data, batches = in_memory(cfg, "regression", path)
     plain, _ = in_memory(data_cfg(path, "data.seq_length=50"), "regression", path)
-    assert data.state["windows"]["train"] > plain.state["windows"]["train"]  # short histories kept
+    windows, plain_windows = data.state.fit_summary["windows"], plain.state.fit_summary["windows"]
+    assert windows["train"] > plain_windows["train"]  # short histories kept
     for batch in batches.values():
         row_number = batch["window"][:, 1]
         real = batch["mask"].sum(1)
@@ -299,7 +304,7 @@ def test_split_by_series_gives_each_series_its_own_chronological_shares(tmp_path
     _, got = streamed(cfg, "regression", path)
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])
-    assert data.state["split"]["by"] == "series"
+    assert data.state.to_dict()["split"]["by"] == "series"
 
 
 def test_row_groups_without_windows_of_a_split_are_never_read(tmp_path, monkeypatch):
@@ -309,15 +314,15 @@ def test_row_groups_without_windows_of_a_split_are_never_read(tmp_path, monkeypa
     stream = plan_stream(data_cfg(path, *SETTINGS), "regression", str(path))
     reads, original = [], source.read_row_group
 
-    def counted(group, *args):
-        reads.append(group)
-        return original(group, *args)
+    def counted(row_group, *args):
+        reads.append(row_group)
+        return original(row_group, *args)
 
     monkeypatch.setattr(source, "read_row_group", counted)
     collect(StreamingWindows(stream, "test", 32, shuffle=False))
-    holding = np.flatnonzero(stream.group_windows["test"])
+    holding = np.flatnonzero(stream.row_group_windows["test"])
     first_read = int(stream.halo_start[holding].min())
-    assert len(reads) == holding[-1] + 1 - first_read < len(stream.groups) / 2
+    assert len(reads) == holding[-1] + 1 - first_read < len(stream.row_groups) / 2
 
 
 @pytest.mark.parametrize("streaming", [False, True])
@@ -330,13 +335,13 @@ def test_calendar_columns_are_chosen_on_training_rows(tmp_path, streaming):
                    "data.split.val_start=2022-02-01", "data.split.test_start=2022-02-15")
     data = (plan_stream if streaming else read_table)(cfg, "regression", str(path))
     assert "month_sin" not in data.input_names and "weekday_sin" in data.input_names
-    assert len(data.state["scaler"]["mean"]) == len(data.input_names)
+    assert len(data.state.to_dict()["scaler"]["mean"]) == len(data.input_names)
 
 
 def _epochs_through_the_datamodule(path, cfg, seed, epochs=3, tell_epoch=True):
     data = plan_stream(cfg, "regression", str(path))
     module = SeqDataModule(data, 16, num_workers=2, persistent_workers=True, shuffle_buffer=64, seed=seed)
-    module.datasets["train"].identify = True
+    module.datasets["train"].with_eval_fields = True
     loader = module.train_dataloader()  # one loader for the whole fit, as Lightning keeps it
     orders = []
     for epoch in range(epochs):
@@ -369,7 +374,7 @@ def test_a_class_no_window_uses_as_a_label_is_accepted_by_both_paths(tmp_path, s
     path = write(frame, tmp_path / "t.parquet", 50)
     cfg = data_cfg(path, "data.target=grade", "data.group_col=null", "data.seq_length=8")
     data = (plan_stream if streaming else read_table)(cfg, "classification", str(path))
-    assert data.state["classes"] == ["down", "up"]
+    assert data.state.to_dict()["classes"] == ["down", "up"]
     frame.loc[first_test_row + 1, "grade"] = "rare"  # the label of the first test window
     write(frame, path, 50)
     with pytest.raises(SeqtrainError, match="rare"):

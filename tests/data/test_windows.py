@@ -139,8 +139,8 @@ def test_the_label_row_rule_marks_exactly_the_last_label_rows_of_the_windows(lay
 
 
 @given(layouts(), st.integers(1, 60))
-def test_window_ends_a_few_series_at_a_time_are_those_of_the_whole_table(layout, group_rows):
-    """window_ends indexes groups of whole series to keep its temporaries small; any grouping
+def test_window_ends_a_few_series_at_a_time_are_those_of_the_whole_table(layout, batch_rows):
+    """window_ends indexes batches of whole series to keep its temporaries small; any batching
     gives the one-block answer (global rows, in order) for every split."""
     bounds = series_bounds(layout["series"])
     row_split = assign_splits(layout["times"], layout["val_start"], layout["val_start"] + layout["gap"])
@@ -149,6 +149,6 @@ def test_window_ends_a_few_series_at_a_time_are_those_of_the_whole_table(layout,
     for split in (TRAIN, VAL, TEST):
         whole = block_window_ends(bounds, row_numbers(bounds), row_split, segment_rows(bounds, row_split),
                                   split, *settings_)
-        with patch.object(windows, "GROUP_ROWS", group_rows):
-            grouped = window_ends(bounds, row_split, split, *settings_)
-        assert grouped.dtype == np.int64 and np.array_equal(grouped, whole)
+        with patch.object(windows, "SERIES_BATCH_ROWS", batch_rows):
+            batched = window_ends(bounds, row_split, split, *settings_)
+        assert batched.dtype == np.int64 and np.array_equal(batched, whole)
