@@ -235,12 +235,8 @@ class SequenceModel:
         run = self.__dict__.get("run_")
         if run is None:
             raise SeqtrainError("predict: the model is not fitted; call fit first")
-        if run.walk_forward:
-            raise SeqtrainError(f"predict: {run.path} is a walk-forward run with one model per fold; "
-                                "predict with seqtrain.load(model.run_.path).folds[-1]")
-        if run.cpcv:
-            raise SeqtrainError(f"predict: {run.path} is a cpcv run with one model per split; "
-                                "predict with one of seqtrain.load(model.run_.path).splits")
+        run.refuse_many_models("seqtrain.load(model.run_.path).folds[-1]",
+                               "one of seqtrain.load(model.run_.path).splits")
         return run
 
     def _forecasts(self, X: pd.DataFrame, y: pd.Series | None = None) -> pd.DataFrame:

@@ -227,6 +227,16 @@ class Run:
             self._predictors[key] = Predictor.from_run(self.path, ckpt, device=device)
         return self._predictors[key]
 
+    def refuse_many_models(self, pick_fold: str, pick_split: str) -> None:
+        """One line where the run holds one model per walk-forward fold or cpcv split, saying how
+        to pick one (``pick_fold``, ``pick_split``)."""
+        if self.walk_forward:
+            raise SeqtrainError(f"predict: {self.path} is a walk-forward run with one model per fold; "
+                                f"predict with {pick_fold}")
+        if self.cpcv:
+            raise SeqtrainError(f"predict: {self.path} is a cpcv run with one model per split; "
+                                f"predict with {pick_split}")
+
     def predict(self, data: pd.DataFrame | str | Path, newest: bool = False, allow_new_series: bool = False,
                 ckpt: str = "best", device: str = "auto", *, last: bool = False) -> pd.DataFrame:
         """Predictions of every window of ``data`` (a DataFrame with the training table's
@@ -235,12 +245,7 @@ class Run:
         its older spelling). Columns as in ``predictions.parquet``: ``time`` (the label row's,
         missing beyond the table), ``window_end``, ``step``, the series, ``y_pred``,
         ``prob_<class>`` or quantiles, and ``y_true`` where the table holds it."""
-        if self.walk_forward:
-            raise SeqtrainError(f"predict: {self.path} is a walk-forward run with one model per fold; "
-                                "predict with one of run.folds (the last fold saw the most data)")
-        if self.cpcv:
-            raise SeqtrainError(f"predict: {self.path} is a cpcv run with one model per split; "
-                                "predict with one of run.splits")
+        self.refuse_many_models("one of run.folds (the last fold saw the most data)", "one of run.splits")
         predictor = self.predictor(ckpt, device)
         if isinstance(data, (str, Path)):
             from seqtrain.data import source
