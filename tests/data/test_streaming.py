@@ -272,6 +272,17 @@ def test_pad_short_keeps_short_histories_left_padded_and_masked(tmp_path, stream
             assert_same_windows(expected[split], batches[split])
 
 
+def test_pad_short_streams_row_groups_shorter_than_a_window(tmp_path):
+    """A streamed chunk may hold fewer rows than seq_length (a small row group and the rows
+    carried before it): its padded windows are still the in-memory ones."""
+    path = write(unequal_series(seed=8), tmp_path / "t.parquet", 20)
+    cfg = data_cfg(path, "data.seq_length=50", "data.pad_short=true")
+    _, expected = in_memory(cfg, "regression", path)
+    _, got = streamed(cfg, "regression", path)
+    for split in ("train", "val", "test"):
+        assert_same_windows(expected[split], got[split])
+
+
 def test_cli_trains_with_pad_short(run_cli, tmp_path):
     path = write(unequal_series(seed=9), tmp_path / "t.parquet", 61)
     result = run_cli("data=parquet", f"data.path={path}", "data.target=close", "data.group_col=symbol",
