@@ -12,6 +12,7 @@ from seqtrain.engine import callbacks
 from seqtrain.engine.callbacks import EarlyStoppingAfterWarmup, ProgressBar, QuietProfiler
 from seqtrain.engine.module import SeqModule
 from seqtrain.engine.trainer import make_trainer
+from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import build_model
 
 
@@ -20,6 +21,12 @@ def test_without_a_profiler_the_trainer_gets_the_quiet_one_and_a_named_profiler_
     assert isinstance(quiet.profiler, QuietProfiler)
     named = make_trainer({"profiler": "simple", "accelerator": "cpu", "logger": False}, [], tmp_path, False)
     assert isinstance(named.profiler, SimpleProfiler)
+
+
+def test_a_trainer_setting_lightning_refuses_is_one_line(tmp_path):
+    """Lightning's MisconfigurationException (not a ValueError) is one line naming the group."""
+    with pytest.raises(SeqtrainError, match=r"^trainer: `Trainer\(devices=0\)` value is not a valid input"):
+        make_trainer({"devices": 0, "accelerator": "cpu", "logger": False}, [], tmp_path, False)
 
 
 def test_the_quiet_profiler_nests_and_lets_exceptions_through():

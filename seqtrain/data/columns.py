@@ -209,4 +209,9 @@ def series_dictionary(table: pa.Table, group_col: str | None) -> tuple[list, np.
                             "give every row a series")
     encoded = column.dictionary_encode().combine_chunks()
     names = [v.item() if hasattr(v, "item") else v for v in encoded.dictionary.to_pylist()]
-    return names, encoded.indices.to_numpy(zero_copy_only=False)
+    index = encoded.indices.to_numpy(zero_copy_only=False)
+    used = np.bincount(index, minlength=len(names)) > 0
+    if used.all():
+        return names, index
+    # a categorical column's dictionary may list series no row holds (as in memory: not a series)
+    return [n for n, u in zip(names, used, strict=True) if u], (np.cumsum(used) - 1)[index]

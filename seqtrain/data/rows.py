@@ -70,8 +70,9 @@ class RowBlock:
         # Known-in-advance columns, read at the label rows for decoders (only these columns).
         self.future = inputs[:, known_columns].contiguous() if known_columns else None
         # (N-L+1, L, F) view: entry s holds rows s .. s+L-1. No data is copied here; a batch of
-        # windows is copied out in one indexing operation.
-        self.windows = inputs.unfold(0, seq_length, 1).transpose(1, 2)
+        # windows is copied out in one indexing operation. Padded windows are gathered row by row
+        # (a streamed chunk may hold fewer than L rows).
+        self.windows = None if pad_short else inputs.unfold(0, seq_length, 1).transpose(1, 2)
         self.seq_length, self.classification = seq_length, classification
         self.label_offsets = torch.arange(horizon, horizon + output_steps)
         # seasonal naive: each label row's value whole seasons earlier, at or before the latest known label
@@ -85,7 +86,8 @@ class RowBlock:
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor) and name != "windows":
                 setattr(moved, name, value.to(device))
-        moved.windows = moved.inputs.unfold(0, self.seq_length, 1).transpose(1, 2)
+        if not self.pad_short:
+            moved.windows = moved.inputs.unfold(0, self.seq_length, 1).transpose(1, 2)
         return moved
 
     def labels_at(self, rows: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data.datamodule import SeqDataModule
@@ -131,7 +132,7 @@ def make_trainer(args: dict, callbacks: list, run_dir: Path, progress_bar: bool)
         return L.Trainer(callbacks=callbacks, default_root_dir=str(run_dir), **args)
     except TypeError as exc:
         raise SeqtrainError(f"trainer: {exc} (keys of the trainer group go to lightning's Trainer)") from None
-    except (ValueError, RuntimeError) as exc:  # lightning's MisconfigurationException is a ValueError
+    except (ValueError, RuntimeError, MisconfigurationException) as exc:  # e.g. trainer.devices=0
         raise SeqtrainError(f"trainer: {str(exc).splitlines()[0]}") from None
 
 

@@ -3,10 +3,12 @@ chunks, every row is new once, numbered by its place in its series, and finds th
 series before it (up to ``keep``) just before it in its chunk."""
 
 import numpy as np
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtrain.data.chunks import ChunkJoiner
+from seqtrain.data.rows import RowBlock
 
 
 def joined_chunks(series: np.ndarray, cuts: list[int], keep: int):
@@ -50,3 +52,16 @@ def test_any_cut_gives_each_row_once_with_its_history_before_it(codes, cuts, kee
             assert i >= before and ids[i - before:i].tolist() == same[len(same) - before:].tolist()
         seen.extend(ids[is_new].tolist())
     assert sorted(seen) == list(range(len(series)))
+
+
+def test_a_padded_chunk_shorter_than_a_window_gives_its_windows():
+    """Predict's chunk (here 3 rows of one series) may be shorter than seq_length (5): with
+    pad_short each window is its real rows after zeros, masked."""
+    inputs = torch.arange(1.0, 7.0).reshape(3, 2)
+    rows = RowBlock(inputs, torch.zeros(3), torch.arange(3), torch.zeros(3, dtype=torch.int64),
+                    torch.arange(3), seq_length=5, horizon=1, output_steps=1, classification=False,
+                    pad_short=True)
+    batch = rows.batch(torch.tensor([0, 2]), beyond_end=True)
+    assert batch["mask"].tolist() == [[False] * 4 + [True], [False] * 2 + [True] * 3]
+    assert batch["x"][1].tolist() == [[0, 0], [0, 0], [1, 2], [3, 4], [5, 6]]
+    assert batch["label_known"].tolist() == [[True], [False]]  # row 3 is beyond the chunk

@@ -113,6 +113,24 @@ def test_streaming_gives_the_in_memory_windows_and_labels(tmp_path, layout, task
         assert_same_windows(expected[split], got[split])
 
 
+def test_a_categorical_series_column_names_only_the_series_its_rows_hold(tmp_path):
+    """A pandas categorical column's dictionary may list a category no row holds: it is no
+    series to the streamed reader (as in memory) nor a new series to predict."""
+    from seqtrain.data.chunks import TableChunks
+
+    frame = unequal_series(seed=3)
+    frame["symbol"] = pd.Categorical(frame["symbol"], categories=["AAA", *sorted(frame["symbol"].unique())])
+    path = write(frame, tmp_path / "t.parquet", 97)
+    cfg = data_cfg(path, *SETTINGS)
+    memory, expected = in_memory(cfg, "regression", path)
+    stream, got = streamed(cfg, "regression", path)
+    assert stream.series_names == memory.series_names == ["S0", "S1", "S2", "S3", "S4"]
+    for split in ("train", "val", "test"):
+        assert_same_windows(expected[split], got[split])
+    chunks = TableChunks(memory.contract, allow_new_series=False, sort=False)
+    assert chunks.block(pq.read_table(path)) is not None and chunks.names_by_code == memory.series_names
+
+
 @pytest.mark.parametrize("scheme", ["expanding", "sliding"])
 def test_each_walk_forward_fold_streams_the_windows_and_statistics_it_has_in_memory(tmp_path, scheme):
     """A fold reads only the rows of its period (train_start .. test_end) on both paths; row
@@ -275,6 +293,17 @@ def test_pad_short_keeps_short_histories_left_padded_and_masked(tmp_path, stream
         _, expected = in_memory(cfg, "regression", path)
         for split in ("train", "val", "test"):
             assert_same_windows(expected[split], batches[split])
+
+
+def test_pad_short_streams_row_groups_shorter_than_a_window(tmp_path):
+    """A streamed chunk may hold fewer rows than seq_length (a small row group and the rows
+    carried before it): its padded windows are still the in-memory ones."""
+    path = write(unequal_series(seed=8), tmp_path / "t.parquet", 20)
+    cfg = data_cfg(path, "data.seq_length=50", "data.pad_short=true")
+    _, expected = in_memory(cfg, "regression", path)
+    _, got = streamed(cfg, "regression", path)
+    for split in ("train", "val", "test"):
+        assert_same_windows(expected[split], got[split])
 
 
 def test_cli_trains_with_pad_short(run_cli, tmp_path):
