@@ -127,7 +127,7 @@ def test_a_categorical_series_column_names_only_the_series_its_rows_hold(tmp_pat
     assert stream.series_names == memory.series_names == ["S0", "S1", "S2", "S3", "S4"]
     for split in ("train", "val", "test"):
         assert_same_windows(expected[split], got[split])
-    chunks = TableChunks(memory.contract, allow_new_series=False, sort=False)
+    chunks = TableChunks(memory.state, allow_new_series=False, sort=False)
     assert chunks.block(pq.read_table(path)) is not None and chunks.names_by_code == memory.series_names
 
 
