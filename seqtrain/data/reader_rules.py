@@ -29,6 +29,8 @@ def table_series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarr
             f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
             "give every row a series"
         )
+    if pa.types.is_dictionary(column.type):  # a categorical column: sorted by name, not category order
+        column = column.cast(column.type.value_type)
     codes, names = pd.factorize(column.to_pandas(), sort=True)
     return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
 
