@@ -138,6 +138,10 @@ class SeqDataModule(L.LightningDataModule):
         # training batches need no identity or times: only evaluation maps outputs back to rows
         self.datasets = {name: WindowDataset(block, ends, with_eval_fields=name != "train")
                          for name, ends in data.ends.items()}
+        repeats = (data.state.cases or {}).get("repeats", 1)
+        if repeats > 1:  # data.epoch_cases: an epoch goes through the training cases this many times
+            self.datasets["train"] = WindowDataset(block, np.tile(data.ends["train"], repeats),
+                                                   with_eval_fields=False)
         if device is not None:
             for dataset in self.datasets.values():
                 dataset.ends = dataset.ends.to(device)
@@ -205,6 +209,16 @@ class SeqDataModule(L.LightningDataModule):
         finally:
             dataset.with_eval_fields, dataset.rank, dataset.world_size = was
         return {k: torch.cat([p[k] for p in parts])[:size] for k in parts[0]}
+
+    def whole_windows(self, split: str) -> dict:
+        """Every window of ``split`` (in memory): ``x`` ``(n, L, F)`` on the CPU, padded rows
+        zero; ``y`` class ids or scaled targets; ``code`` each window's series (a case's code).
+        For the baselines of cases, which compare whole windows."""
+        dataset = self.datasets[split]
+        block = dataset.block
+        ends = torch.as_tensor(self.data.ends[split], dtype=torch.long, device=dataset.ends.device)
+        return {"x": block.inputs_of(ends)["x"].cpu(), "y": block.labels[ends].cpu().numpy(),
+                "code": block.series[ends].cpu().numpy()}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

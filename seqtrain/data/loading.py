@@ -6,6 +6,7 @@ import logging
 import re
 
 from seqtrain.data import source, validate
+from seqtrain.data.cases import read_cases
 from seqtrain.data.memory import TableData, read_table
 from seqtrain.data.stream_plan import StreamData, plan_stream
 from seqtrain.errors import SeqtrainError
@@ -52,6 +53,8 @@ def fits_in_memory(rows: int, n_inputs: int, memory_budget) -> bool:
 def load_data(cfg, task: str, path: str) -> TableData | StreamData:
     """``streaming: auto`` keeps the table in memory when its needed columns fit
     ``data.memory_budget``, and streams it row group by row group otherwise."""
+    if cfg.get("kind") == "cases":  # whole cases: small tables, always in memory
+        return read_cases(cfg, task, path)
     mode = streaming_mode(cfg.streaming)
     dataset = source.open_dataset(path)
     skipped = validate.unused_columns(dataset.schema, cfg)

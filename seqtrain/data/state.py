@@ -87,6 +87,7 @@ class DataState:
     label_target_kind: str = "price"
     dead_zone: float = 0.0  # fitted on training rows when given as a quantile
     barrier: BarrierSpec | None = None  # data.label=triple_barrier: the barriers (labels.py)
+    cases: dict | None = None  # data=cases: how cases are split and fed (cases.CaseSpec, seq_length)
     fit_summary: dict = field(default_factory=dict)  # what the fit saw: split bounds, rows, windows ...
     inputs: list[str] = field(init=False)  # input_names of the columns above
 
@@ -282,6 +283,7 @@ class DataState:
             "sort": self.sort,
             "label": {"kind": self.label, "target_kind": self.label_target_kind, "dead_zone": self.dead_zone,
                       **({"barrier": self.barrier.to_dict()} if self.barrier else {})},
+            **({"cases": self.cases} if self.cases else {}),
             **self.fit_summary,
             "series": len(self.series_names),
             "series_names": [str(name) for name in self.series_names],  # the series the model knows
@@ -293,7 +295,7 @@ class DataState:
                  "target_history", "inputs", "known_future", "seq_length", "horizon", "output_steps",
                  "pad_short", "stride", "eval_stride", "embargo", "scaler", "target_scaler",
                  "target_kind", "classes", "class_weights", "class_counts", "time_dtype", "time_zone",
-                 "nan_policy", "sort", "series", "series_names", "label"}
+                 "nan_policy", "sort", "series", "series_names", "label", "cases"}
         label = state.get("label") or {"kind": "value", "target_kind": "price", "dead_zone": 0.0}
         window = WindowSpec(state["seq_length"], state["horizon"], state["output_steps"],
                             state.get("stride", 1), state.get("eval_stride", 1), state.get("embargo", 0),
@@ -314,6 +316,7 @@ class DataState:
             class_counts=state.get("class_counts"), label=label["kind"],
             label_target_kind=label["target_kind"], dead_zone=float(label["dead_zone"]),
             barrier=BarrierSpec(**label["barrier"]) if label.get("barrier") else None,
+            cases=state.get("cases"),
             fit_summary={k: v for k, v in state.items() if k not in known},
         )
         if list(state.get("inputs", loaded.inputs)) != loaded.inputs:  # derived, and saved to be read

@@ -24,7 +24,7 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
     model = build_model(cfg.model.name, _model_args(cfg), len(data.input_names), output_size,
                         data.state.window.output_steps, len(data.known_future),
                         seq_length=data.state.window.seq_length)
-    _warn_short_receptive_field(model, cfg.data.seq_length)
+    _warn_short_receptive_field(model, data.state.window.seq_length)
     model = with_instance_norm(model, data.state, instance_norm(cfg))
     target_scale = data.target_scaler
     monitor, mode = monitor_and_mode(cfg)

@@ -182,7 +182,7 @@ def block_bootstrap(losses: dict[str, np.ndarray], block: int, seed: int = 0, re
 
 
 def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses: dict[str, np.ndarray],
-                 seed: int = 0, times: np.ndarray | None = None) -> dict:
+                 seed: int = 0, times: np.ndarray | None = None, independent: bool = False) -> dict:
     """The main metric's 95% interval, each baseline's value, the skill against the best baseline
     (1 - model error / baseline error) and whether the model beats it beyond the interval of
     their paired difference.
@@ -190,10 +190,12 @@ def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses
     ``times`` holds each window's end (the time of its last input row): the bootstrap resamples
     blocks of about √T consecutive distinct ends (T of them), every series' windows at a drawn
     time together, so that copies of one series, or symbols that move as one, do not narrow the
-    interval. Without it each window is its own time step (one series in time order)."""
+    interval. Without it each window is its own time step (one series in time order).
+    ``independent`` (cases: one window per case, no case overlapping another): each window is
+    drawn on its own (blocks of one)."""
     model_loss = np.asarray(model_loss, np.float64)
     steps = len(model_loss) if times is None else len(np.unique(np.asarray(times)))
-    block = max(1, math.ceil(math.sqrt(steps)))
+    block = 1 if independent else max(1, math.ceil(math.sqrt(steps)))
     draws = block_bootstrap({"model": model_loss, **baseline_losses}, block, seed, times=times)
     tail = (1 - LEVEL) / 2 * 100
     to_metric = (lambda loss: 1 - loss) if task == "classification" else (lambda loss: loss)
@@ -208,11 +210,14 @@ def skill_report(task: str, metric: str, model_loss: np.ndarray, baseline_losses
         "value": float(to_metric(model_error)),
         "interval": [float(low), float(high)],
         "level": LEVEL,
-        "block": block,  # distinct window ends per resampled block (time steps)
+        "block": block,  # distinct window ends per resampled block (time steps; 1: windows drawn alone)
+        "independent": independent,  # windows drawn one at a time (cases), not in blocks of time
         "times": steps,  # distinct window ends the blocks are drawn from
         "windows": len(model_loss),
         "resamples": RESAMPLES,
         "baselines": {name: float(to_metric(error)) for name, error in errors.items()},
+        "baseline_intervals": {name: np.percentile(to_metric(draws[name]), [tail, 100 - tail]).tolist()
+                               for name in baseline_losses},
         "best_baseline": best,
         "skill": float(1 - model_error / errors[best]) if errors[best] > 0 else None,
         "improvement_interval": [float(d_low), float(d_high)],  # best baseline's error - model's

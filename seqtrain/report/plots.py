@@ -107,6 +107,14 @@ def plot_predictions(pred: pd.DataFrame, group_col: str | None, task: str, class
     _save(fig, path)
 
 
+def plot_confusion(y_true, y_pred, classes, path: Path) -> None:
+    """The test confusion matrix alone (cases: one prediction per case)."""
+    size = max(3.5, 0.6 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
+    _confusion(ax, y_true, y_pred, classes)
+    _save(fig, path)
+
+
 def _confusion(ax, y_true, y_pred, classes) -> None:
     index = {c: i for i, c in enumerate(classes)}
     counts = np.zeros((len(classes), len(classes)), dtype=np.int64)

@@ -17,7 +17,14 @@ from omegaconf import DictConfig
 from seqtrain.data.columns import in_zone
 from seqtrain.files import write_json, write_parquet
 from seqtrain.report.baselines import compare_with_baselines
-from seqtrain.report.plots import plot_curves, plot_equity, plot_interpretation, plot_predictions
+from seqtrain.report.cases import case_frame, class_report, compare_cases
+from seqtrain.report.plots import (
+    plot_confusion,
+    plot_curves,
+    plot_equity,
+    plot_interpretation,
+    plot_predictions,
+)
 from seqtrain.report.predictions import predictions_frame
 from seqtrain.report.trading import book_returns, in_metrics, trading_report
 
@@ -38,12 +45,19 @@ def write_predictions(cfg: DictConfig, data, fitted, quantiles, run_dir: Path) -
     """predictions.parquet: the model's test predictions (``fitted.predictions``; ``quantiles``:
     the loss's, or None) beside the baselines', row by row; and trading.parquet, the book of a
     label with moves."""
-    gathered = fitted.predictions
-    train_rows = fitted.datamodule.last_rows("train", size=20_000)
-    baseline_test, skill, baseline_columns, baseline_notes = compare_with_baselines(
-        data.state, gathered.records, train_rows, cfg.seed, cfg.eval.season or 0)
+    gathered, datamodule = fitted.predictions, fitted.datamodule
+    if data.state.cases:  # whole cases: the majority class and 1-NN, cases drawn one at a time
+        baseline_test, skill, baseline_columns, baseline_notes = compare_cases(
+            data.state, gathered.records, datamodule.whole_windows("train"), datamodule.whole_windows("test"),
+            cfg.seed)
+    else:
+        baseline_test, skill, baseline_columns, baseline_notes = compare_with_baselines(
+            data.state, gathered.records, datamodule.last_rows("train", size=20_000), cfg.seed,
+            cfg.eval.season or 0)
     predictions = predictions_frame(data.state, data.series_names, gathered.records, quantiles)
     predictions = predictions.assign(**baseline_columns)  # beside the model, row by row
+    if data.state.cases:
+        predictions = case_frame(predictions)
     write_parquet(run_dir / "predictions.parquet", in_zone(predictions, data.state.time_zone))
     trading = trading_report(predictions, data.group_col, data.state.window.horizon, cfg.eval.cost_bps,
                              cfg.eval.get("sizing", "sign"))
@@ -79,6 +93,7 @@ def write_run_report(cfg: DictConfig, data, module, fitted, best: dict, tested: 
         "epochs": len(epochs.rows),
         "steps": fitted.trainer.global_step,
         "windows": data.state.fit_summary["windows"],
+        **({"cases": data.state.cases, "per_class": _per_class(data, written)} if data.state.cases else {}),
         "label": data.state.to_dict()["label"],
         "classes": data.classes,
         "class_counts_by_split": data.state.fit_summary.get("class_counts_by_split"),
@@ -102,10 +117,23 @@ def write_run_report(cfg: DictConfig, data, module, fitted, best: dict, tested: 
 def _plot(cfg: DictConfig, data, module, fitted, written: TestPredictions, folder: Path) -> None:
     """The book's equity, the training curves, the predictions and what the model attended to."""
     epochs, predictions = fitted.epochs, written.frame
-    if written.trading:
+    if data.state.cases:  # one row per case: no time axis to plot along
+        plot_confusion(predictions["y_true"].to_numpy(), predictions["y_pred"].to_numpy(), data.classes,
+                       folder / "confusion.png")
+    elif written.trading:
         plot_equity(written.trading, folder / "equity.png")
     if epochs.rows:
         plot_curves(epochs.rows, module.main_metric, folder / "curves.png", epochs.steps)
-    plot_predictions(predictions, data.group_col, cfg.task, data.classes, folder / "predictions.png")
+    if not data.state.cases:
+        plot_predictions(predictions, data.group_col, cfg.task, data.classes, folder / "predictions.png")
     gathered = fitted.predictions
     plot_interpretation(gathered.attention, gathered.importance, module.model.output_steps, data, folder)
+
+
+def _per_class(data, written: TestPredictions) -> dict:
+    """A case run's test figures per class (``cases.class_report``), by class name."""
+    frame, classes = written.frame, list(data.classes)
+    index = pd.Index(classes)
+    probs = frame[[f"prob_{c}" for c in classes]].to_numpy()
+    return class_report(index.get_indexer(frame["y_true"]), index.get_indexer(frame["y_pred"]), probs,
+                        len(classes), classes)

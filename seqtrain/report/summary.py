@@ -113,6 +113,26 @@ def _interval_rows(intervals: dict) -> list[tuple[str, str]]:
             for name, level in intervals["levels"].items()]
 
 
+def _baseline(summary: dict, key: str, value) -> str:
+    """A baseline's test value, with its interval where the skill report drew one (its main metric)."""
+    skill = summary.get("skill") or {}
+    name, _, metric = key.rpartition("_")
+    interval = (skill.get("baseline_intervals") or {}).get(name)
+    if interval is None or f"test_{metric}" != skill.get("metric"):
+        return _fmt(value)
+    return f"{_fmt(value)} ({interval[0]:.4g} – {interval[1]:.4g})"
+
+
+def _per_class_rows(report: dict) -> list[tuple[str, str]]:
+    """Cases: the test macro F1, and each class's one-vs-rest AUROC and recall."""
+    def auroc(value) -> str:
+        return "–" if value is None else f"{value:.3g}"
+    classes = report["classes"]
+    return [("test macro F1", _fmt(report["macro_f1"])),
+            ("test AUROC per class", " · ".join(f"{c} {auroc(v.get('auroc'))}" for c, v in classes.items())),
+            ("test recall per class", " · ".join(f"{c} {v['recall']:.3g}" for c, v in classes.items()))]
+
+
 def _skill_rows(skill: dict) -> list[tuple[str, str]]:
     low, high = skill["interval"]
     d_low, d_high = skill["improvement_interval"]
@@ -120,8 +140,9 @@ def _skill_rows(skill: dict) -> list[tuple[str, str]]:
         verdict = "[bold green]beats it[/]"
     else:
         verdict = "[bold red]worse than it[/]" if d_high < 0 else "[yellow]no better beyond the interval[/]"
+    drawn = "bootstrap over cases" if skill.get("independent") else "block bootstrap"
     return [
-        (f"{skill['metric']} {skill['level']:.0%} interval", f"{low:.4g} – {high:.4g} (block bootstrap)"),
+        (f"{skill['metric']} {skill['level']:.0%} interval", f"{low:.4g} – {high:.4g} ({drawn})"),
         (f"skill vs {skill['best_baseline']}",
          f"{_fmt(skill['skill'])}; error gap {d_low:.3g} – {d_high:.3g}: {verdict}"),
     ]
@@ -138,7 +159,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         ("parameters", f"{summary['model']['parameters']:,} ({summary['model']['parameter_mb']:g} MB)"),
         *((k.replace("_", " "), _fmt(v)) for k, v in summary["model"].items()
           if k not in ("name", "parameters", "parameter_mb")),
-        ("windows train/val/test", f"{windows['train']:,} / {windows['val']:,} / {windows['test']:,}"),
+        (f"{'cases' if summary.get('cases') else 'windows'} train/val/test",
+         f"{windows['train']:,} / {windows['val']:,} / {windows['test']:,}"),
         *((("classes train · val · test", _balance(summary)),)
           if summary.get("class_counts_by_split") else ()),
         *(((f"sample weight {summary['sample_weight']['kind']}",
@@ -146,7 +168,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         ("epochs run (best)", f"{summary['epochs']} (epoch {summary['best_epoch']})"),
         *((k, _fmt(v)) for k, v in summary["best_val"].items()),
         *((k, _fmt(v)) for k, v in summary["test"].items()),
-        *((f"baseline {k}", _fmt(v)) for k, v in summary["baseline_test"].items()),
+        *(_per_class_rows(summary["per_class"]) if summary.get("per_class") else ()),
+        *((f"baseline {k}", _baseline(summary, k, v)) for k, v in summary["baseline_test"].items()),
         *((f"baseline {k}", note) for k, note in (summary.get("baseline_notes") or {}).items()),
         *(_skill_rows(summary["skill"]) if summary.get("skill") else ()),
         *(_trading_rows(summary["trading"]) if summary.get("trading") else ()),

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.config import PRECISIONS, monitor_and_mode
 from seqtrain.data import validate
+from seqtrain.data.cases import check_case_settings
 from seqtrain.data.labels import LabelSpec
 from seqtrain.data.loading import parse_bytes, streaming_mode
 from seqtrain.data.splits import split_by_series
@@ -132,9 +133,13 @@ def _check_trainer_keys(cfg: DictConfig) -> None:
 def _check_data(cfg: DictConfig) -> None:
     """The data group: the reader, the windows, memory, splits and the leakage audit."""
     data = cfg.data
-    if data.kind not in ("parquet", "synthetic"):
-        raise SeqtrainError(f"data.kind: unknown {data.kind!r}; choose parquet or synthetic")
-    validate.check_window_settings(data)
+    if data.kind not in ("parquet", "synthetic", "cases"):
+        raise SeqtrainError(f"data.kind: unknown {data.kind!r}; choose parquet, synthetic or cases")
+    if data.kind == "cases":
+        check_case_settings(data, cfg.task, cfg.eval.get("name", "single"))
+        validate.check_window_settings(_with_length(data))
+    else:
+        validate.check_window_settings(data)
     streaming_mode(data.streaming)
     if str(data.get("device_resident", "false")).lower() not in RESIDENT:
         raise SeqtrainError(f"data.device_resident: {data.device_resident!r}; choose auto, true or false")
@@ -147,3 +152,12 @@ def _check_data(cfg: DictConfig) -> None:
         raise SeqtrainError(f"data.leakage_threshold: {data.leakage_threshold!r}; choose a value in (0.5, 1]")
     if cfg.task == "classification" and data.output_steps != 1:
         raise SeqtrainError("data.output_steps: multi-step output is for task=regression; set it to 1")
+
+
+def _with_length(data: DictConfig) -> DictConfig:
+    """``data=cases``' settings with a stand-in ``seq_length`` where it is fit on the cases (null),
+    for the range checks every data group shares."""
+    checked = OmegaConf.to_container(data, resolve=True)
+    if checked.get("seq_length") is None:
+        checked["seq_length"] = 1
+    return OmegaConf.create(checked)

@@ -343,14 +343,15 @@ def write_demo_table(cfg: DictConfig, run_dir: Path) -> DictConfig:
     data/synthetic.parquet) and ``data.target`` (by default direction, or y for regression) filled
     in, the demo table written there (by rank 0; the other DDP ranks read it). ``cfg`` itself is
     left as it is, and returned as it is for ``data=parquet``."""
-    if cfg.data.kind != "synthetic":
+    generated = cfg.data.kind == "cases" and cfg.data.path is None
+    if cfg.data.kind != "synthetic" and not generated:
         return cfg
     cfg = copy.deepcopy(cfg)
     data = cfg.data
     if data.target is None:
         data.target = "direction" if cfg.task == "classification" else "y"
     if data.path is None:
-        data.path = str(run_dir / "data" / "synthetic.parquet")
+        data.path = str(run_dir / "data" / f"{'cases' if generated else 'synthetic'}.parquet")
     table = Path(data.path).expanduser()
     if distributed.global_rank() == 0:  # other DDP ranks read the table rank 0 wrote
         if table.exists() and not table.resolve().is_relative_to(run_dir.resolve()):
