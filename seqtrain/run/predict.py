@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,11 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.config import parse_arguments
 from seqtrain.data import source
+from seqtrain.data.cases import predict_rows
 from seqtrain.data.chunks import Chunk, TableChunks
 from seqtrain.data.columns import in_zone, time_zone
-from seqtrain.data.rows import RowBlock
+from seqtrain.data.rows import RowBlock, time_as_number
 from seqtrain.data.state import DataState, HasDataState
-from seqtrain.data.windows import forecast_ends
+from seqtrain.data.windows import forecast_ends, row_numbers
 from seqtrain.engine.allocator import settle_malloc
 from seqtrain.engine.assemble import build_module
 from seqtrain.engine.calibration import Calibration
@@ -36,6 +38,7 @@ from seqtrain.engine.module import SeqModule
 from seqtrain.engine.precision import Precision, precision_plugin
 from seqtrain.errors import SeqtrainError
 from seqtrain.files import atomic
+from seqtrain.report.cases import case_frame
 from seqtrain.report.predictions import predictions_frame
 from seqtrain.run.folders import check_output, checkpoint_path, default_output, model_folder, run_config
 
@@ -137,6 +140,8 @@ class Predictor:
             raise SeqtrainError(f"{name}: a column mixes types ({str(exc).splitlines()[0]}); give each "
                                 "column one type") from None
         self.state.check_schema(table.schema, name)
+        if self.state.cases:
+            return self.predict_cases(table)
         parts = list(self.predict_chunks(_slices(table, whole=self.state.sort), newest or last,
                                          allow_new_series, in_memory=True))
         if not parts:
@@ -158,6 +163,9 @@ class Predictor:
         columns = list(self.state.needed_columns)
         if self.state.target in dataset.schema.names and self.state.target not in columns:
             columns.append(self.state.target)  # the truth, where known, beside the predictions
+        if self.state.cases:  # whole cases: the table at once, one prediction per case
+            with atomic(output, overwrite, "output") as tmp:
+                return self._write([self.predict_cases(source.read_columns(path, columns))], tmp)
         if streaming:
             if self.state.sort:
                 raise SeqtrainError("streaming: the run sorted its rows (data.sort=true), which needs the "
@@ -230,6 +238,17 @@ class Predictor:
             stream.carry(block)
         if newest_frames:
             yield pd.concat([newest_frames[c] for c in sorted(newest_frames)], ignore_index=True)
+
+    def predict_cases(self, table: pa.Table) -> pd.DataFrame:
+        """One prediction per case of a case table (``data=cases``), by the training rules
+        (``cases.predict_rows``: the same length rule and scaler, nothing refit)."""
+        rows, ends = predict_rows(self.state, table)
+        has_truth = rows.values is not None
+        labels = self.state.encode_values(rows.values) if has_truth else np.zeros(len(rows.series), np.int64)
+        block = SimpleNamespace(x=rows.x, labels=labels, times=time_as_number(rows.times), series=rows.series,
+                                row_number=row_numbers(rows.bounds), has_truth=has_truth)
+        frame, _ = self._predict(block, ends, rows.names)
+        return case_frame(frame)
 
     @torch.inference_mode()
     def _predict(self, block: Chunk, ends: np.ndarray,
