@@ -69,8 +69,9 @@ def main() -> None:
                 low, high = skill["interval"]
                 beats = "yes" if skill["beats_best_baseline"] else "no"
                 nearest = baselines.get("nearest_neighbour_acc", float("nan"))
+                majority = baselines["majority_acc"]
                 print(f"| {name} | {model} | {np.mean(accuracies):.3f} | {low:.3f} – {high:.3f} | "
-                      f"{first['per_class']['macro_f1']:.3f} | {nearest:.3f} | {baselines['majority_acc']:.3f} | "
+                      f"{first['per_class']['macro_f1']:.3f} | {nearest:.3f} | {majority:.3f} | "
                       f"{beats} ({skill['best_baseline']}) | {np.mean(walls):.0f} |", flush=True)
 
 
