@@ -141,8 +141,8 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
     write_json(run_dir / "metrics.json", summary)
+    from seqtrain.report.folds_summary import print_cpcv
     from seqtrain.report.plots import plot_paths
-    from seqtrain.report.summary import print_cpcv
 
     if cfg.get("plots", True):
         plot_paths(table, run_dir / "plots" / "paths.png")

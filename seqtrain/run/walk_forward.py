@@ -154,7 +154,7 @@ def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> 
                "windows_tested": int((predictions["step"] == 1).sum()),
                "wall_time_s": round(time.perf_counter() - started, 3), "run_dir": str(run_dir)}
     write_json(run_dir / "metrics.json", summary)
-    from seqtrain.report.summary import print_walk_forward
+    from seqtrain.report.folds_summary import print_walk_forward
 
     if cfg.get("plots", True):
         _plot(cfg, folds_table, pooled, predictions, classes, trading, run_dir / "plots")
