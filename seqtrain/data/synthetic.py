@@ -206,7 +206,7 @@ def make_cases_table(n_cases: int = 600, n_classes: int = 4, channels: int = 3, 
     classes = rng.permutation(np.arange(n_cases) % n_classes)
     lengths = rng.integers(min_length, max_length + 1, n_cases)
     values = [_case_values(CASE_SHAPES[cls], int(length), channels, noise, rng)
-              for cls, length in zip(classes, lengths)]
+              for cls, length in zip(classes, lengths, strict=True)]
     columns = np.concatenate(values, axis=1).astype(np.float32)
     return pd.DataFrame({
         "case": np.repeat([f"case{case:05d}" for case in range(n_cases)], lengths),

@@ -4,8 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqtrain.data.synthetic import (CASE_SHAPES, GENERATORS, make_bars_table, make_cases_table,
-                                     make_load_table, write_parquet)
+from seqtrain.data.synthetic import (
+    CASE_SHAPES,
+    GENERATORS,
+    make_bars_table,
+    make_cases_table,
+    make_load_table,
+    write_parquet,
+)
 from seqtrain.errors import SeqtrainError
 
 
@@ -20,7 +26,8 @@ def test_every_series_table_is_the_same_for_the_same_seed_and_differs_for_anothe
 
 
 def test_an_unknown_table_or_setting_is_one_line(tmp_path):
-    with pytest.raises(SeqtrainError, match="data.generator.name: unknown 'stocks'; choose demo, load, bars, cases"):
+    with pytest.raises(SeqtrainError,
+                       match="data.generator.name: unknown 'stocks'; choose demo, load, bars, cases"):
         write_parquet(tmp_path / "t.parquet", name="stocks")
     with pytest.raises(SeqtrainError, match="data.generator.volatility: not a setting of the bars table"):
         write_parquet(tmp_path / "t.parquet", name="bars", volatility=2)
