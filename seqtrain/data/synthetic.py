@@ -10,6 +10,8 @@ next move, ``direction[t+1]``.
 hourly load with a daily profile, quieter weekends, level shifts every few weeks and persistent
 noise, the kind of series on which yesterday's value at the same hour (seasonal naive) is hard to
 beat. ``make_bars_table`` (``bars``) is raw OHLCV bars, the input of a direction model.
+``make_cases_table`` (``cases``) is of another kind: whole sequences, one label each, for
+classifying a case from all of its steps.
 """
 
 from __future__ import annotations
@@ -162,7 +164,74 @@ def bar_features(bars: pd.DataFrame, volume_window: int = 24) -> pd.DataFrame:
     }, index=bars.index).astype(np.float32)
 
 
-GENERATORS = {"demo": make_table, "load": make_load_table, "bars": make_bars_table}
+#: The shapes of the cases table, in the order classes are taken from it.
+CASE_SHAPES = ("sine", "square", "sawtooth", "bump", "chirp")
+
+
+def _case_shape(shape: str, width: int, rng: np.random.Generator) -> np.ndarray:
+    """One event of ``shape`` over ``width`` steps, peak about 1, phase and cycles drawn here."""
+    u = np.linspace(0.0, 1.0, width)
+    cycles, phase = rng.uniform(1.5, 2.5), rng.uniform(0, 2 * np.pi)
+    if shape == "sine":  # a smooth, tapered burst
+        return np.sin(2 * np.pi * cycles * u + phase) * np.sin(np.pi * u)
+    if shape == "square":  # the sine's edges made sharp: the derivative channel tells them apart
+        return np.sign(np.sin(2 * np.pi * cycles * u + phase))
+    if shape == "sawtooth":  # slow rises, sudden drops
+        return 2 * ((cycles * u + phase / (2 * np.pi)) % 1.0) - 1
+    if shape == "bump":
+        return np.exp(-0.5 * ((u - 0.5) / rng.uniform(0.12, 0.2)) ** 2)
+    return np.sin(2 * np.pi * (0.5 * u + 1.5 * cycles * u ** 2) + phase)  # chirp: frequency rises
+
+
+def make_cases_table(n_cases: int = 600, n_classes: int = 4, channels: int = 3, min_length: int = 48,
+                     max_length: int = 128, noise: float = 0.25, seed: int = 0) -> pd.DataFrame:
+    """Whole sequences with one label each ("long": one row per case and step), deterministic
+    for a given seed: case, step, c0 ... c{channels-1}, label.
+
+    Each case (its length uniform in [min_length, max_length]) holds one event of its class's
+    shape (``CASE_SHAPES``: sine burst, square wave, sawtooth, gaussian bump, chirp) on channel
+    c0, at a random position, with a random amplitude, width, phase and level; c1 is the event's
+    slope, a step late and noisier; the other channels are noise. Classes are balanced (n_cases
+    a multiple of n_classes, or off by one). Because the event moves, comparing whole cases step by
+    step (1-NN, Euclidean) is a weak baseline; a filter that finds the shape anywhere is not."""
+    if not 2 <= n_classes <= len(CASE_SHAPES):
+        raise SeqtrainError(f"data.generator.n_classes: {n_classes}; between 2 and {len(CASE_SHAPES)}")
+    if not 16 <= min_length <= max_length:
+        raise SeqtrainError(f"data.generator.min_length: {min_length} (max_length {max_length}); "
+                            "at least 16 and at most max_length")
+    if channels < 1 or n_cases < n_classes:
+        raise SeqtrainError(f"data.generator.channels: {channels}, n_cases: {n_cases}; at least one "
+                            "channel and one case per class")
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.arange(n_cases) % n_classes)
+    lengths = rng.integers(min_length, max_length + 1, n_cases)
+    values = [_case_values(CASE_SHAPES[cls], int(length), channels, noise, rng)
+              for cls, length in zip(classes, lengths, strict=True)]
+    columns = np.concatenate(values, axis=1).astype(np.float32)
+    return pd.DataFrame({
+        "case": np.repeat([f"case{case:05d}" for case in range(n_cases)], lengths),
+        "step": np.concatenate([np.arange(length, dtype=np.int64) for length in lengths]),
+        **{f"c{c}": columns[c] for c in range(channels)},
+        "label": np.repeat(np.array(CASE_SHAPES)[classes], lengths)})
+
+
+def _case_values(shape: str, length: int, channels: int, noise: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """One case's channels, (channels, length): the event on c0, its slope on c1, noise."""
+    width = min(length, int(rng.integers(32, 49)))
+    start = length - width - int(rng.integers(0, (length - width) // 4 + 1))  # ends near the end
+    clean = np.zeros(length)
+    clean[start:start + width] = rng.uniform(0.6, 1.4) * _case_shape(shape, width, rng)
+    clean += rng.normal(0, 0.1)  # a level of the case's own
+    rise = np.diff(clean, prepend=clean[0]) * width / 10  # near unit size; a square's edges clipped
+    values = rng.normal(0, noise, (channels, length))
+    values[0] += clean
+    if channels > 1:
+        values[1] += np.concatenate([[0.0], rise[:-1]]).clip(-3, 3)  # a step late
+    return values
+
+GENERATORS = {"demo": make_table, "load": make_load_table, "bars": make_bars_table,
+              "cases": make_cases_table}
 
 
 def planted_signal_table(n_rows: int = 6000, n_noise: int = 4, seed: int = 0) -> pd.DataFrame:
@@ -178,7 +247,7 @@ def planted_signal_table(n_rows: int = 6000, n_noise: int = 4, seed: int = 0) ->
 
 
 def write_parquet(path: str | Path, name: str = "demo", **params) -> Path:
-    """Write built-in table ``name`` (demo | load | bars) to ``path`` (atomically: a killed run
+    """Write built-in table ``name`` (demo | load | bars | cases) to ``path`` (atomically: a killed run
     leaves no half file); a setting left None takes the table's own default."""
     if name not in GENERATORS:
         raise SeqtrainError(f"data.generator.name: unknown {name!r}; choose {', '.join(GENERATORS)}")

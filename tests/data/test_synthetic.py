@@ -4,12 +4,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqtrain.data.synthetic import GENERATORS, make_bars_table, make_load_table, write_parquet
+from seqtrain.data.synthetic import (
+    CASE_SHAPES,
+    GENERATORS,
+    make_bars_table,
+    make_cases_table,
+    make_load_table,
+    write_parquet,
+)
 from seqtrain.errors import SeqtrainError
 
 
-@pytest.mark.parametrize("name", sorted(GENERATORS))
-def test_every_table_is_the_same_for_the_same_seed_and_differs_for_another(name, tmp_path):
+@pytest.mark.parametrize("name", sorted(set(GENERATORS) - {"cases"}))
+def test_every_series_table_is_the_same_for_the_same_seed_and_differs_for_another(name, tmp_path):
     make = GENERATORS[name]
     pd.testing.assert_frame_equal(make(n_series=2, length=500, seed=3), make(n_series=2, length=500, seed=3))
     assert not make(n_series=2, length=500, seed=3).equals(make(n_series=2, length=500, seed=4))
@@ -19,7 +26,8 @@ def test_every_table_is_the_same_for_the_same_seed_and_differs_for_another(name,
 
 
 def test_an_unknown_table_or_setting_is_one_line(tmp_path):
-    with pytest.raises(SeqtrainError, match="data.generator.name: unknown 'stocks'; choose demo, load, bars"):
+    with pytest.raises(SeqtrainError,
+                       match="data.generator.name: unknown 'stocks'; choose demo, load, bars, cases"):
         write_parquet(tmp_path / "t.parquet", name="stocks")
     with pytest.raises(SeqtrainError, match="data.generator.volatility: not a setting of the bars table"):
         write_parquet(tmp_path / "t.parquet", name="bars", volatility=2)
@@ -51,3 +59,39 @@ def test_load_has_its_daily_profile_quieter_weekends_and_levels_beyond_the_first
     first, last = load.groupby("symbol")["y"].agg(lambda v: v.iloc[: len(v) // 2].max()), \
         load.groupby("symbol")["y"].agg(lambda v: v.iloc[-24 * 14:].max())
     assert (last > first).any()  # some series grew past anything its first half saw
+
+
+def test_cases_are_whole_labelled_sequences_of_lengths_in_range_and_balanced_classes(tmp_path):
+    cases = make_cases_table(n_cases=90, n_classes=3, channels=2, min_length=20, max_length=40, seed=5)
+    pd.testing.assert_frame_equal(cases, make_cases_table(n_cases=90, n_classes=3, channels=2,
+                                                          min_length=20, max_length=40, seed=5))
+    assert not cases.equals(make_cases_table(n_cases=90, n_classes=3, channels=2, min_length=20,
+                                             max_length=40, seed=6))
+    assert list(cases.columns) == ["case", "step", "c0", "c1", "label"]
+    assert pd.api.types.is_string_dtype(cases["case"]) and pd.api.types.is_string_dtype(cases["label"])
+    assert cases["step"].dtype == np.int64 and (cases[["c0", "c1"]].dtypes == np.float32).all()
+    by_case = cases.groupby("case", sort=False)
+    lengths = by_case.size()
+    assert len(lengths) == 90 and lengths.between(20, 40).all() and lengths.nunique() > 5
+    assert (by_case["step"].diff().dropna() == 1).all() and (by_case["step"].first() == 0).all()
+    assert (by_case["label"].nunique() == 1).all()
+    assert by_case["label"].first().value_counts().to_dict() == {shape: 30 for shape in CASE_SHAPES[:3]}
+    written = pd.read_parquet(write_parquet(tmp_path / "cases.parquet", name="cases", n_cases=12, seed=1))
+    pd.testing.assert_frame_equal(written, make_cases_table(n_cases=12, seed=1), check_dtype=False)
+
+
+def test_the_class_of_a_case_is_in_its_first_channels_shape():
+    """c0 carries the event: a bump's mass is positive, the oscillations' is not; the noise
+    channel carries nothing (its mean is the same for every class)."""
+    cases = make_cases_table(n_cases=200, n_classes=4, seed=0)
+    means = cases.groupby("case").agg(label=("label", "first"), c0=("c0", "mean"), c2=("c2", "mean"))
+    by_class = means.groupby("label")[["c0", "c2"]].mean()
+    assert by_class.loc["bump", "c0"] > 0.1 + by_class.drop("bump")["c0"].max()
+    assert by_class["c2"].abs().max() < 0.05
+
+
+def test_a_cases_setting_out_of_range_is_one_line(tmp_path):
+    with pytest.raises(SeqtrainError, match="data.generator.n_classes: 9; between 2 and 5"):
+        write_parquet(tmp_path / "t.parquet", name="cases", n_classes=9)
+    with pytest.raises(SeqtrainError, match="data.generator.min_length: 50 .max_length 40."):
+        write_parquet(tmp_path / "t.parquet", name="cases", min_length=50, max_length=40)
