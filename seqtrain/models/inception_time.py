@@ -58,16 +58,26 @@ def zero_padded(h: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
 
 class MaskedBatchNorm(nn.BatchNorm1d):
     """``BatchNorm1d`` over ``(B, C, L)`` with ``real`` ``(B, 1, L)``: while training, the batch
-    statistics (and so the running ones) come from real rows only; padded rows come out zero."""
+    statistics (and so the running ones) come from real rows only; padded rows come out zero.
+    A training batch of a single real row (a last batch of one window of one row) has no
+    statistic of its own: it is normalised with the running ones, which it leaves unchanged."""
 
     def forward(self, h: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        if real is None or not self.training:
+        if not self.training:
             return zero_padded(super().forward(h), real)
+        if real is None:
+            return self._in_training(h)
         rows = real[:, 0]
-        normed = super().forward(h.transpose(1, 2)[rows])  # (real rows, C)
+        normed = self._in_training(h.transpose(1, 2)[rows])  # (real rows, C)
         out = normed.new_zeros(h.size(0), h.size(2), h.size(1))
         out[rows] = normed
         return out.transpose(1, 2)
+
+    def _in_training(self, h: torch.Tensor) -> torch.Tensor:
+        if h.numel() > h.size(1):  # more than one value per channel
+            return super().forward(h)
+        return nn.functional.batch_norm(h, self.running_mean, self.running_var, self.weight, self.bias,
+                                        training=False, eps=self.eps)
 
 
 class InceptionModule(nn.Module):
