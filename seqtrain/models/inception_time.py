@@ -10,8 +10,8 @@ Global average pooling over the rows feeds a linear head that emits every foreca
 
 Convolutions are centred ('same' padding, odd widths): a row's features read rows on both sides
 of it, but only rows of the window, which ends at row t; nothing beyond t is ever read.
-Left-padded rows (``mask`` False) are zero at every convolution's input and minus infinity at
-every max-pool's (as the short window's own padding would be), are left out of the batch
+Left-padded rows (``mask`` False) are zero at every convolution's input and the lowest value at
+every max-pool's (never a max, as the short window's own padding), are left out of the batch
 statistics while training and out of the average: a padded window gives the output of its real
 rows alone. The average makes the network blind to where in the window a pattern lies, but for
 the edges of its convolutions' padding: a signal on the newest rows is found through those edges,
@@ -97,8 +97,9 @@ class InceptionModule(nn.Module):
         squeezed = self.squeeze(x)
         if real is None:
             pooled = self.pool(x)
-        else:  # a padded row never wins a max, as the pool's own padding never does
-            pooled = zero_padded(self.pool(x.masked_fill(~real, float("-inf"))), real)
+        else:  # a padded row never wins a max, as the pool's own padding never does (the lowest
+            # finite value, not minus infinity: compiled max-pool backward fails on a window of it)
+            pooled = zero_padded(self.pool(x.masked_fill(~real, torch.finfo(x.dtype).min)), real)
         h = torch.cat([*(conv(squeezed) for conv in self.convs), self.pool_conv(pooled)], dim=1)
         return torch.relu(self.norm(h, real))
 
