@@ -65,18 +65,22 @@ STREAMING = ("auto", "true", "false")
 
 def parse_arguments(argv: list[str], keys: dict, command: str, older: dict[str, str] | None = None) -> dict:
     """``key=value`` arguments of a subcommand over ``keys``' defaults; one line for anything else.
-    ``older`` maps a key's older spelling to it (still accepted, not listed).
+    ``older`` maps a key's older spelling to it (still accepted, not listed; not beside the key).
 
     Values are taken as written, not as YAML: a path stays the string given (``#``, ``:`` or
     brackets in it included), a boolean is ``true`` or ``false`` and nothing else (``newest=flase``
     is an error, not true), an integer key takes an integer."""
     settings, older = dict(keys), older or {}
+    spelled: dict[str, str] = {}  # key -> how it was written
     for arg in argv:
         written, eq, value = arg.partition("=")
         key = older.get(written, written)
         if not eq or key not in keys:
             usage = " ".join(f"{k}=..." for k in keys)
             raise SeqtrainError(f"{command}: {arg!r} is not a setting; use {usage}")
+        if spelled.setdefault(key, written) != written:  # else the later one would silently decide
+            raise SeqtrainError(f"{command}: {spelled[key]}= and {written}= are one setting; "
+                                "give one of them")
         settings[key] = _setting(command, key, value, keys[key], written)
     return settings
 

@@ -63,3 +63,22 @@ def test_an_unknown_compile_mode_is_one_line(run_cli):
     result = run_cli(*TCN, "trainer.compile=fastest")
     assert result.code == 2 and "trainer.compile: 'fastest'; choose false, true, force or a torch.compile " \
         "mode" in " ".join(result.err.split())
+
+
+def test_inception_max_pool_over_padded_rows_compiles_and_matches_eager():
+    """A padded row must lose every max without being minus infinity: inductor's max-pool
+    backward fails on a pool window of only minus infinity (data.pad_short=true ran eager)."""
+    from seqtrain.models.inception_time import InceptionModule
+
+    torch.manual_seed(0)
+    module = InceptionModule(2, 2, [3, 1, 1], bottleneck=0).train()
+    real = torch.ones(2, 1, 6, dtype=torch.bool)
+    real[0, :, :4] = False  # three padded rows side by side: a pool window of padding alone
+    x = (torch.randn(2, 2, 6) * real).requires_grad_()
+    eager = module(x, real)
+    eager.sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    compiled = torch.compile(module)(x, real)
+    compiled.sum().backward()
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(x.grad, grad)

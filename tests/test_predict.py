@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import seqtrain
-from seqtrain.run.predict import Predictor
+from seqtrain.config import parse_arguments
+from seqtrain.errors import SeqtrainError
+from seqtrain.run.predict import OLDER_SPELLINGS, PREDICT_KEYS, Predictor
 from tests.conftest import TINY, TINY_RUN, run_seqtrain
 
 KEYS = ["symbol", "window_end", "step"]
@@ -279,6 +281,15 @@ def test_last_is_the_older_spelling_of_newest(trained_run, tmp_path, monkeypatch
     code, said = run_predict(monkeypatch, capsys, f"run={trained_run}", f"data.path={table}", "newst=true")
     usage = " ".join(said.split())
     assert code == 2 and "newest=..." in usage and "last=..." not in usage
+
+
+def test_newest_and_last_together_are_one_line_not_the_later_one_winning():
+    """``newest=true last=false`` names one setting twice under two spellings: refused, where
+    the later one would silently decide."""
+    for argv in (["newest=true", "last=false"], ["last=true", "newest=true"]):
+        with pytest.raises(SeqtrainError, match=r"^predict: .* are one setting; give one of them$"):
+            parse_arguments(argv, PREDICT_KEYS, "predict", older=OLDER_SPELLINGS)
+    assert parse_arguments(["last=true"], PREDICT_KEYS, "predict", older=OLDER_SPELLINGS)["newest"] is True
 
 
 def test_paths_are_taken_as_written(trained_run, tmp_path, monkeypatch, capsys):

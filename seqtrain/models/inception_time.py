@@ -10,8 +10,8 @@ Global average pooling over the rows feeds a linear head that emits every foreca
 
 Convolutions are centred ('same' padding, odd widths): a row's features read rows on both sides
 of it, but only rows of the window, which ends at row t; nothing beyond t is ever read.
-Left-padded rows (``mask`` False) are zero at every convolution's input and minus infinity at
-every max-pool's (as the short window's own padding would be), are left out of the batch
+Left-padded rows (``mask`` False) are zero at every convolution's input and the lowest value at
+every max-pool's (never a max, as the short window's own padding), are left out of the batch
 statistics while training and out of the average: a padded window gives the output of its real
 rows alone. The average makes the network blind to where in the window a pattern lies, but for
 the edges of its convolutions' padding: a signal on the newest rows is found through those edges,
@@ -58,16 +58,26 @@ def zero_padded(h: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
 
 class MaskedBatchNorm(nn.BatchNorm1d):
     """``BatchNorm1d`` over ``(B, C, L)`` with ``real`` ``(B, 1, L)``: while training, the batch
-    statistics (and so the running ones) come from real rows only; padded rows come out zero."""
+    statistics (and so the running ones) come from real rows only; padded rows come out zero.
+    A training batch of a single real row (a last batch of one window of one row) has no
+    statistic of its own: it is normalised with the running ones, which it leaves unchanged."""
 
     def forward(self, h: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        if real is None or not self.training:
+        if not self.training:
             return zero_padded(super().forward(h), real)
+        if real is None:
+            return self._in_training(h)
         rows = real[:, 0]
-        normed = super().forward(h.transpose(1, 2)[rows])  # (real rows, C)
+        normed = self._in_training(h.transpose(1, 2)[rows])  # (real rows, C)
         out = normed.new_zeros(h.size(0), h.size(2), h.size(1))
         out[rows] = normed
         return out.transpose(1, 2)
+
+    def _in_training(self, h: torch.Tensor) -> torch.Tensor:
+        if h.numel() > h.size(1):  # more than one value per channel
+            return super().forward(h)
+        return nn.functional.batch_norm(h, self.running_mean, self.running_var, self.weight, self.bias,
+                                        training=False, eps=self.eps)
 
 
 class InceptionModule(nn.Module):
@@ -87,8 +97,9 @@ class InceptionModule(nn.Module):
         squeezed = self.squeeze(x)
         if real is None:
             pooled = self.pool(x)
-        else:  # a padded row never wins a max, as the pool's own padding never does
-            pooled = zero_padded(self.pool(x.masked_fill(~real, float("-inf"))), real)
+        else:  # a padded row never wins a max, as the pool's own padding never does (the lowest
+            # finite value, not minus infinity: compiled max-pool backward fails on a window of it)
+            pooled = zero_padded(self.pool(x.masked_fill(~real, torch.finfo(x.dtype).min)), real)
         h = torch.cat([*(conv(squeezed) for conv in self.convs), self.pool_conv(pooled)], dim=1)
         return torch.relu(self.norm(h, real))
 

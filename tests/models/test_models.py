@@ -312,3 +312,23 @@ def test_inception_trains_on_a_padded_window_as_on_its_real_rows_alone():
     torch.testing.assert_close(padded(x[:1], mask=mask[:1]), alone(x[:1, mask[0]]), rtol=1e-5, atol=1e-5)
     for (key, value), other in zip(padded.state_dict().items(), alone.state_dict().values(), strict=True):
         torch.testing.assert_close(value, other, rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("windows,rows,padded", [(1, 1, False), (1, 5, True), (2, 5, True)])
+def test_inception_trains_on_a_batch_with_one_real_row(windows, rows, padded):
+    """A training batch of one real row (a last batch of one window with seq_length=1, or of a
+    padded window with one real row) has no batch statistic: batch norm normalises it with its
+    running ones and leaves them as they were, instead of refusing the batch."""
+    model = build("inception_time").train()
+    mask = None
+    if padded:  # the newest row of the first window is the batch's one real row
+        mask = torch.zeros(windows, rows, dtype=torch.bool)
+        mask[0, -1] = True
+    x = torch.randn(windows, rows, 3) * (1 if mask is None else mask.unsqueeze(-1))
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    out = model(x, mask=mask)
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    for key, value in before.items():
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+    torch.testing.assert_close(out, model.eval()(x, mask=mask))  # as evaluation normalises it
