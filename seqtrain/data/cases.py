@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from omegaconf import OmegaConf
 
 from seqtrain.data import source, validate
 from seqtrain.data.columns import class_balance, float_column, read_target, time_values
@@ -295,7 +296,7 @@ def read_cases(cfg, task: str, path: str) -> TableData:
     window = {"seq_length": length, "horizon": 0, "output_steps": 1, "stride": 1, "eval_stride": 1,
               "embargo": 0, "pad_short": True, "label": "value"}
     kind = "categorical" if rows.values.dtype == object else "numeric"
-    state = DataState.from_fit(_Settings(cfg, window), task, columns, cycles=[], history=False,
+    state = DataState.from_fit(OmegaConf.merge(cfg, window), task, columns, cycles=[], history=False,
                                target_kind=kind, scaler=scaler, time_dtype=rows.times.dtype, zone=None,
                                series_names=rows.names)
     state.cases = {**spec.to_dict(), "seq_length": length,
@@ -339,19 +340,6 @@ def _class_counts(rows: CaseRows, encoded: np.ndarray, ends: np.ndarray, split: 
                             f"{rows.values[first]!r}, which no training case has (classes: {classes}); "
                             "give training cases of every class")
     return np.bincount(encoded[ends], minlength=len(classes)).tolist()
-
-
-class _Settings:
-    """The ``data`` settings with the window keys a case implies (``DataState.from_fit`` reads both)."""
-
-    def __init__(self, cfg, window: dict):
-        self.cfg, self.window = cfg, window
-
-    def __getattr__(self, key):
-        return self.window[key] if key in self.window else getattr(self.cfg, key)
-
-    def get(self, key, default=None):
-        return self.window[key] if key in self.window else self.cfg.get(key, default)
 
 
 def predict_rows(state: DataState, table: pa.Table) -> tuple[CaseRows, np.ndarray]:
