@@ -157,7 +157,7 @@ def test_bad_settings(run_cli, bars, override, key):
 @pytest.mark.parametrize("arg,listing", [
     ("model=transformer", "cnn_lstm, gru, inception_time, informer, lstm, seq2seq_attention, tcn, tft"),
     ("trainer=tpu", "ddp, debug, default, gpu"),
-    ("data=csv", "parquet, synthetic"),
+    ("data=csv", "cases, parquet, synthetic"),
 ])
 def test_unknown_group_option_lists_the_valid_ones(run_cli, arg, listing):
     check_error(run_cli(arg), arg, f"choose one of {listing}")
