@@ -345,7 +345,7 @@ def _warn_copies(rows: CaseRows, case_split: np.ndarray) -> None:
     copied under another id): their scores, and 1-NN's, read the training set back."""
     bounds = rows.bounds
     keys = [hashlib.blake2b(rows.x[a:b].tobytes(), digest_size=16).digest()
-            for a, b in zip(bounds[:-1], bounds[1:])]
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     seen = {key: i for i, key in enumerate(keys) if case_split[i] == TRAIN}
     twins = [(i, seen[key]) for i, key in enumerate(keys) if case_split[i] != TRAIN and key in seen]
     if twins:
