@@ -12,6 +12,7 @@ in prediction alike (``case_rows`` and ``shape_cases`` serve both).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -153,9 +154,14 @@ def case_rows(table: pa.Table, columns: tuple, task: str, nan_policy: str, targe
                             check if nan_policy == "error" else None)
     if keep is not None:
         log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", nan_policy, int((~keep).sum()))
+        before = np.unique(rows.series)
         rows.take(keep)
         if len(rows.series) == 0:
             raise SeqtrainError(f"data.nan_policy={nan_policy} left no rows")
+        lost = np.setdiff1d(before, rows.series)
+        if len(lost):  # a whole case gone: no window, no prediction row; say which
+            log.warning("data.nan_policy=%s: %d case(s) have no row left and are left out (first: %r)",
+                        nan_policy, len(lost), names[lost[0]])
     return rows
 
 
@@ -322,7 +328,31 @@ def _split_rows(cfg, task: str, path: str, spec: CaseSpec) -> tuple[CaseRows, tu
         raise SeqtrainError(f"data.path: {path} has no rows")
     rows = case_rows(table, columns, task, cfg.nan_policy)
     given = given_split(table, rows, spec.split_column) if spec.split_column else None
-    return rows, columns, split_cases(case_labels(rows, columns[2]), spec, given)
+    case_split = split_cases(case_labels(rows, columns[2]), spec, given)
+    for i in (TEST, VAL):  # as an empty split of windows: refused, not trained on (training keeps one)
+        name = SPLIT_NAMES[i]
+        if not (case_split == i).any():
+            counts = " / ".join(str(int((case_split == j).sum())) for j in range(3))
+            raise SeqtrainError(f"data.split: no {name} case (train/val/test {counts} of {len(case_split)} "
+                                "cases; every class keeps one training case); give each class more cases"
+                                f"{' or mark val cases in data.split.column' if i == VAL else ''}")
+    _warn_copies(rows, case_split)
+    return rows, columns, case_split
+
+
+def _warn_copies(rows: CaseRows, case_split: np.ndarray) -> None:
+    """Warn of validation or test cases whose channels repeat a training case's exactly (a case
+    copied under another id): their scores, and 1-NN's, read the training set back."""
+    bounds = rows.bounds
+    keys = [hashlib.blake2b(rows.x[a:b].tobytes(), digest_size=16).digest()
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    seen = {key: i for i, key in enumerate(keys) if case_split[i] == TRAIN}
+    twins = [(i, seen[key]) for i, key in enumerate(keys) if case_split[i] != TRAIN and key in seen]
+    if twins:
+        case, twin = (rows.names[rows.series[bounds[j]]] for j in twins[0])
+        log.warning("data: %d validation or test case(s) repeat a training case's channels exactly "
+                    "(first: %r = training case %r); their scores read the training set back: drop the "
+                    "copies", len(twins), case, twin)
 
 
 def _say_cut(rule: str, cut: int, length: int, trained: str) -> None:

@@ -192,3 +192,41 @@ def test_an_epoch_goes_through_epoch_cases_training_cases(tmp_path):
     assert len(module.datasets["train"]) == n_train * round(200 / n_train)
     assert len(module.whole_windows("train")["code"]) == n_train  # each case once for the baselines
     assert len(pa.parquet.read_table(path)) > 0
+
+
+@pytest.mark.parametrize("n_cases, empty", [(2, "test"), (4, "val")])
+def test_a_split_left_without_cases_is_one_line(tmp_path, n_cases, empty):
+    # two classes: one case each leaves no test case, two each no validation case (every class
+    # keeps a training case); as an empty split of windows, this is refused, not trained on
+    path = write(tmp_path, case_table(n_cases, classes=("a", "b")))
+    with pytest.raises(SeqtrainError, match=f"data.split: no {empty} case") as caught:
+        read_cases(settings_of(path), "classification", str(path))
+    assert "\n" not in str(caught.value)
+
+
+def test_held_out_cases_that_copy_a_training_case_are_named(tmp_path, caplog):
+    frame = case_table(30)
+    copies = frame.assign(case="copy_" + frame.case)  # the same cases again under other ids
+    path = write(tmp_path, pd.concat([frame, copies]))
+    with caplog.at_level("WARNING", logger="seqtrain.data.cases"):
+        data = read_cases(settings_of(path), "classification", str(path))
+    names = np.asarray(data.series_names)
+    train = set(names[data.series[data.ends["train"]]])
+    held = [n for s in ("val", "test") for n in names[data.series[data.ends[s]]]]
+    twins = sum((n.removeprefix("copy_") if n.startswith("copy_") else "copy_" + n) in train for n in held)
+    assert twins > 0 and f"{twins} validation or test case(s) repeat a training case" in caplog.text
+    caplog.clear()
+    path = write(tmp_path, frame, "plain.parquet")
+    with caplog.at_level("WARNING", logger="seqtrain.data.cases"):
+        read_cases(settings_of(path), "classification", str(path))
+    assert "repeat a training case" not in caplog.text
+
+
+def test_a_case_the_nan_policy_empties_is_named(tmp_path, caplog):
+    frame = case_table(30)
+    frame.loc[frame.case == "k004", "c0"] = np.nan  # every row of one case
+    path = write(tmp_path, frame)
+    with caplog.at_level("WARNING", logger="seqtrain.data.cases"):
+        data = read_cases(settings_of(path, nan_policy="drop"), "classification", str(path))
+    assert "k004" not in set(np.asarray(data.series_names)[data.series])
+    assert "1 case(s) have no row left and are left out (first: 'k004')" in caplog.text
