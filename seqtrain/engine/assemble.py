@@ -113,7 +113,8 @@ def with_instance_norm(model, state, chosen: str):
         chosen = "revin" if level_is_input(state) else "none"
     if chosen != "revin":
         return model
-    kept = set(state.known_future) | set(state.static.numeric)  # a constant would normalise to 0
+    static = getattr(state, "static", None)  # a constant would normalise to 0
+    kept = set(state.known_future) | set(static.numeric if static else [])
     normalised = [i for i, name in enumerate(state.features) if name not in kept]
     if state.target_history:  # the last input column
         normalised.append(len(state.inputs) - 1)
