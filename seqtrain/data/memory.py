@@ -42,7 +42,7 @@ from seqtrain.data.reader_rules import TargetCheck, apply_nan_policy, table_seri
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.splits import SplitRule, in_period, split_periods, split_record, split_rows
 from seqtrain.data.state import DataState, HasDataState, input_matrix
-from seqtrain.data.statics import StaticSpec, categories, fit_static, static_columns, with_static_features
+from seqtrain.data.statics import StaticSpec, read_static, static_columns, with_static_features
 from seqtrain.data.time_features import cycle_ranges, varying_cycles
 from seqtrain.data.weights import SampleWeightSpec, training_weights
 from seqtrain.data.windows import (
@@ -296,21 +296,6 @@ def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: st
         return classes, labels, None
     target_scaler = StandardScaler.fit(values[train_rows])
     return None, target_scaler.transform(values), target_scaler
-
-
-def read_static(path: str, rows: TableRows, train_rows: np.ndarray, numeric: list[str],
-                categorical: list[str], series_embedding: bool, group_col: str | None):
-    """``data.static`` and the series id (``statics.fit_static``) on the table's rows: the static
-    spec and the code columns."""
-    cats = {}
-    if categorical:
-        table = source.read_columns(path, categorical)
-        for column in categorical:
-            names, index = categories(table.column(column))
-            cats[column] = (names, index[rows.file_rows])
-    values = {c: rows.x[:, rows.features.index(c)] for c in numeric}
-    return fit_static(values, cats, rows.series, rows.series_names, train_rows, path, series_embedding,
-                      group_col)
 
 
 def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, columns: tuple,

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from seqtrain.data import validate
+from seqtrain.data import source, validate
 from seqtrain.data.windows import series_bounds
 from seqtrain.errors import SeqtrainError
 
@@ -177,3 +177,19 @@ def fit_static(numeric: dict[str, np.ndarray], categorical: dict[str, tuple[list
                       series=[str(n) for n in series_names] if series_embedding else None,
                       series_col=group_col)
     return spec, spec.codes(categorical, series, series_names)
+
+
+def read_static(path: str, rows, train_rows: np.ndarray, numeric: list[str],
+                categorical: list[str], series_embedding: bool, group_col: str | None):
+    """``data.static`` and the series id (``fit_static``) on the rows of the table at ``path``
+    (``memory.TableRows``: grouped by series, each row's ``file_rows``): the static spec and the
+    code columns."""
+    cats = {}
+    if categorical:
+        table = source.read_columns(path, categorical)
+        for column in categorical:
+            names, index = categories(table.column(column))
+            cats[column] = (names, index[rows.file_rows])
+    values = {c: rows.x[:, rows.features.index(c)] for c in numeric}
+    return fit_static(values, cats, rows.series, rows.series_names, train_rows, path, series_embedding,
+                      group_col)
