@@ -30,7 +30,7 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
     _warn_short_receptive_field(model, data.state.window.seq_length)
     if widths:
         model = SeriesInputs(model, len(data.input_names), data.state.code_columns,
-                             data.state.static.cardinalities, widths)
+                             data.state.static.cardinalities, widths, data.state.static.code_names)
     model = with_instance_norm(model, data.state, instance_norm(cfg))
     target_scale = data.target_scaler
     monitor, mode = monitor_and_mode(cfg)

@@ -15,6 +15,7 @@ Arguments:
     code_columns: the positions of the code columns among them.
     cardinalities: known codes per code column.
     widths: each code column's vector width.
+    names: the code columns' names, for the summary.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def category_width(n: int) -> int:
 
 class SeriesInputs(SequenceModel):
     def __init__(self, model: SequenceModel, input_size: int, code_columns: list[int],
-                 cardinalities: list[int], widths: list[int]):
+                 cardinalities: list[int], widths: list[int], names: list[str] | None = None):
         super().__init__(input_size, model.output_size, model.output_steps, model.known_size)
         self.model = model
         self.embeddings = nn.ModuleList(nn.Embedding(n, w)
@@ -42,6 +43,7 @@ class SeriesInputs(SequenceModel):
         self.register_buffer("keep", torch.tensor(keep, dtype=torch.long), persistent=False)
         self.register_buffer("codes", torch.tensor(code_columns, dtype=torch.long), persistent=False)
         self.widths = list(widths)
+        self.names = list(names or [f"code {j}" for j in range(len(widths))])
         self.reads_future, self.respects_mask = model.reads_future, model.respects_mask
         self.not_exportable = model.not_exportable
         self.default_regression_loss = model.default_regression_loss
@@ -79,4 +81,5 @@ class SeriesInputs(SequenceModel):
         return self.model(torch.cat([rows, spread], 2), future=future, target=target, mask=mask)
 
     def summary(self) -> dict:
-        return {**self.model.summary(), **super().summary(), "series_inputs": sum(self.widths)}
+        vectors = " · ".join(f"{n} {w}" for n, w in zip(self.names, self.widths, strict=True))
+        return {**self.model.summary(), **super().summary(), "series_vectors": vectors}
