@@ -110,3 +110,17 @@ def test_overwrite_is_true_or_false_and_nothing_else(monkeypatch, capsys, value)
     code, said = run_export(monkeypatch, capsys, "run=RUN", f"overwrite={value}")
     assert code == 2 and "Traceback" not in said and len(said.strip().splitlines()) == 1, said
     assert f"export: overwrite={value!r}; choose true or false" in " ".join(said.split())
+
+
+@pytest.mark.parametrize("model", ["lstm", "tcn"])
+def test_static_codes_and_the_series_embedding_export(run_cli, monkeypatch, capsys, model):
+    trained = run_cli(f"model={model}", "task=regression", *TINY_RUN, *TINY_MODELS[model],
+                      "data.generator.name=load", "data.generator.static=true", "data.static=[peak,region]",
+                      "model.series_embedding=4")
+    assert trained.code == 0, trained.err
+    for fmt in ("torchscript", "onnx"):
+        code, said = run_export(monkeypatch, capsys, f"run={trained.run_dir}", f"format={fmt}",
+                                "overwrite=true")
+        assert code == 0, said
+        record = json.loads((trained.run_dir / "export" / "export.json").read_text())[fmt]
+        assert record["max_abs_difference"] < 1e-4

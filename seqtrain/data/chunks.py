@@ -10,6 +10,7 @@ history a later row's window (and its label) reads.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,8 @@ from seqtrain.data.rows import time_as_number
 from seqtrain.data.state import DataState
 from seqtrain.data.windows import chunk_row_numbers, series_bounds
 from seqtrain.errors import SeqtrainError
+
+log = logging.getLogger("seqtrain")
 
 
 class ChunkJoiner:
@@ -101,6 +104,19 @@ class TableChunks:
         self.joiner = ChunkJoiner(max(state.window.rows - 1, state.label_reach))  # and what a label reads
         self.kept_truth: bool | None = None
         self.file_row = 0
+        self.said_unknown = False
+
+    def _say_unknown(self, raw: np.ndarray) -> None:
+        """One line, the first time, for rows of a series or static level that training never
+        met: they read the shared unknown vector (``statics.py``)."""
+        if self.said_unknown or not self.state.static.code_names:
+            return
+        unknown = self.state.static.unknown(raw[:, len(self.state.features):])
+        if unknown:
+            self.said_unknown = True
+            log.info("rows of a series or static level never met in training (%s) read the shared "
+                     "unknown vector, the mean of the known ones",
+                     ", ".join(f"{k}: {n}" for k, n in unknown.items()))
 
     def _check_new(self, fresh: list) -> None:
         unknown = [n for n in fresh if str(n) not in self.known]
@@ -121,7 +137,8 @@ class TableChunks:
         times = time_values(table.column(state.time_col), state.time_col)
         codes = self.series.codes(table, self._check_new)
         self.names_by_code = self.series.names
-        raw = state.raw_inputs(table)
+        raw = state.raw_inputs(table, codes, self.names_by_code)
+        self._say_unknown(raw)
         has_truth = state.target in table.column_names
         target = read_target(table.column(state.target), state.target, state.task)[1] if has_truth else None
         file_rows = self.file_row + np.arange(table.num_rows)

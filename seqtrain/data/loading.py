@@ -50,10 +50,14 @@ def fits_in_memory(rows: int, n_inputs: int, memory_budget) -> bool:
     return in_memory_bytes(rows, n_inputs) <= parse_bytes(memory_budget)
 
 
-def load_data(cfg, task: str, path: str) -> TableData | StreamData:
+def load_data(cfg, task: str, path: str, series_embedding: bool = False) -> TableData | StreamData:
     """``streaming: auto`` keeps the table in memory when its needed columns fit
-    ``data.memory_budget``, and streams it row group by row group otherwise."""
+    ``data.memory_budget``, and streams it row group by row group otherwise.
+    ``series_embedding``: the series id is an input (``model.series_embedding``)."""
     if cfg.get("kind") == "cases":  # whole cases: small tables, always in memory
+        if series_embedding or cfg.get("static"):
+            raise SeqtrainError("data=cases: each case is its own series; model.series_embedding and "
+                                "data.static describe series of a long table (set them to 0 and [])")
         return read_cases(cfg, task, path)
     mode = streaming_mode(cfg.streaming)
     dataset = source.open_dataset(path)
@@ -69,8 +73,11 @@ def load_data(cfg, task: str, path: str) -> TableData | StreamData:
             log.info("streaming %s: about %s in memory would exceed data.memory_budget (%s)",
                      path, _size(in_memory_bytes(rows, n_inputs)), _size(parse_bytes(cfg.memory_budget)))
     if mode == "true":
-        return plan_stream(cfg, task, path)
-    return read_table(cfg, task, path)
+        if cfg.get("static"):
+            raise SeqtrainError("data.static needs the whole table in memory (each column is checked "
+                                "constant within every series); set data.streaming=false")
+        return plan_stream(cfg, task, path, series_embedding)
+    return read_table(cfg, task, path, series_embedding)
 
 
 def _size(n: int) -> str:

@@ -42,6 +42,7 @@ from seqtrain.data.reader_rules import TargetCheck, apply_nan_policy, table_seri
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.splits import SplitRule, in_period, split_periods, split_record, split_rows
 from seqtrain.data.state import DataState, HasDataState, input_matrix
+from seqtrain.data.statics import StaticSpec, read_static, static_columns, with_static_features
 from seqtrain.data.time_features import cycle_ranges, varying_cycles
 from seqtrain.data.weights import SampleWeightSpec, training_weights
 from seqtrain.data.windows import (
@@ -103,12 +104,15 @@ class TableRows:
             setattr(self, name, getattr(self, name)[index])
 
 
-def read_table(cfg, task: str, path: str) -> TableData:
+def read_table(cfg, task: str, path: str, series_embedding: bool = False) -> TableData:
     """Read, validate, split, fit statistics on training rows and index the windows: the steps
-    below, in this order (the split comes first, so that every statistic sees training rows only)."""
+    below, in this order (the split comes first, so that every statistic sees training rows only).
+    ``series_embedding``: the series id is an input (a code column, ``statics.py``)."""
     validate.check_window_settings(cfg)
     schema = source.read_schema(path)
-    columns = validate.resolve_columns(schema, cfg, path)  # time, group, target, features
+    numeric, categorical = static_columns(cfg, schema, path)
+    # time, group, target, features (the numeric static columns among them)
+    columns = with_static_features(validate.resolve_columns(schema, cfg, path), numeric)
     time_col, target = columns[0], columns[2]
     rows = read_rows(cfg, task, path, *columns)
     rows.zone = time_zone(schema, time_col)
@@ -117,7 +121,8 @@ def read_table(cfg, task: str, path: str) -> TableData:
     train_rows = row_split == TRAIN
     cycles = calendar_cycles(cfg, rows.times, train_rows, time_col, rows.zone)
     side = side_values(cfg, rows)  # before fit_inputs scales the feature matrix in place
-    state, inputs = fit_inputs(cfg, task, rows, train_rows, columns, cycles)
+    static, codes = read_static(path, rows, train_rows, numeric, categorical, series_embedding, columns[1])
+    state, inputs = fit_inputs(cfg, task, rows, train_rows, columns, cycles, static, codes)
     label_rows = label_training_rows(cfg, task, rows, train_rows)
     values, built = fit_labels(cfg, state, rows, label_rows, side)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
@@ -294,26 +299,31 @@ def fit_target(task: str, values: np.ndarray, train_rows: np.ndarray, target: st
 
 
 def fit_inputs(cfg, task: str, rows: TableRows, train_rows: np.ndarray, columns: tuple,
-               cycles: list[str]) -> tuple[DataState, np.ndarray]:
-    """The data state of the inputs (their columns: features, calendar columns, then the
-    target's own history when it is an input; the scaler fit on training rows) and the scaled
-    input matrix; ``columns``: the (time, group, target, features) columns."""
+               cycles: list[str], static: StaticSpec | None = None,
+               codes: np.ndarray | None = None) -> tuple[DataState, np.ndarray]:
+    """The data state of the inputs (their columns: features, the static code columns,
+    calendar columns, then the target's own history when it is an input; the scaler fit on
+    training rows, codes left as they are) and the scaled input matrix; ``columns``: the (time,
+    group, target, features) columns."""
     target = columns[2]
     history = target_history_is_input(cfg, target)
     if history and rows.target_kind != "numeric":
         log.info("target %r is not numeric: its history is not used as an input", target)
         history = False
-    if history and not cycles and rows.matrix.shape[1] > len(rows.features):
+    n_codes = 0 if codes is None else codes.shape[1]
+    if history and not cycles and not n_codes and rows.matrix.shape[1] > len(rows.features):
         x = rows.matrix  # input_matrix's order (features, then the history), filled in place
         x[:, -1] = rows.target_values
     else:
-        x = input_matrix(rows.x, rows.times, cycles, rows.target_values if history else None, rows.zone)
+        features = rows.x if not n_codes else np.column_stack([rows.x, codes])
+        x = input_matrix(features, rows.times, cycles, rows.target_values if history else None, rows.zone)
     rows.matrix = None  # in the input matrix now: one copy of the features is enough
     scaler = (StandardScaler.fit(x, train_rows) if cfg.scaler == "standard"
               else StandardScaler.identity(x.shape[1]))
+    scaler = scaler.leaving(list(range(len(rows.features), len(rows.features) + n_codes)))
     state = DataState.from_fit(cfg, task, columns, cycles=cycles, history=history,
                                target_kind=rows.target_kind, scaler=scaler, time_dtype=rows.times.dtype,
-                               zone=rows.zone, series_names=rows.series_names)
+                               zone=rows.zone, series_names=rows.series_names, static=static)
     return state, scaler.transform(x, out=x)  # scaled in place: x is this function's own copy
 
 

@@ -51,6 +51,17 @@ class StandardScaler:
     def identity(cls, n_columns: int) -> StandardScaler:
         return cls(mean=np.zeros(n_columns), std=np.ones(n_columns))
 
+    def leaving(self, columns: list[int]) -> StandardScaler:
+        """This scaler with ``columns`` left as they are (codes, not quantities)."""
+        mean, std = self.mean.copy(), self.std.copy()
+        mean[columns], std[columns] = 0.0, 1.0
+        return StandardScaler(mean=mean, std=std)
+
+    def with_identity(self, at: int, n: int) -> StandardScaler:
+        """This scaler with ``n`` columns left as they are inserted before column ``at``."""
+        return StandardScaler(mean=np.insert(self.mean, at, np.zeros(n)),
+                              std=np.insert(self.std, at, np.ones(n)))
+
     def transform(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Scaled float32 values, computed in float64 a slice of rows at a time: the numbers of
         one whole-table expression, without its float64 temporaries the size of the table.

@@ -30,6 +30,7 @@ from seqtrain.data.labels import (
     moves,
 )
 from seqtrain.data.scaling import StandardScaler
+from seqtrain.data.statics import StaticSpec, categories
 from seqtrain.data.time_features import calendar_features, calendar_names
 from seqtrain.data.windows import SPLIT_NAMES, WindowSpec
 from seqtrain.errors import SeqtrainError
@@ -88,21 +89,29 @@ class DataState:
     dead_zone: float = 0.0  # fitted on training rows when given as a quantile
     barrier: BarrierSpec | None = None  # data.label=triple_barrier: the barriers (labels.py)
     cases: dict | None = None  # data=cases: how cases are split and fed (cases.CaseSpec, seq_length)
+    static: StaticSpec = field(default_factory=StaticSpec)  # data.static, model.series_embedding (statics.py)
     fit_summary: dict = field(default_factory=dict)  # what the fit saw: split bounds, rows, windows ...
     inputs: list[str] = field(init=False)  # input_names of the columns above
 
     def __post_init__(self) -> None:
-        self.inputs = input_names(self.features, self.calendar_cycles, self.target, self.target_history)
+        self.inputs = input_names([*self.features, *self.static.code_names], self.calendar_cycles,
+                                  self.target, self.target_history)
+
+    @property
+    def code_columns(self) -> list[int]:
+        """The positions of the static code columns among the inputs (right after the features)."""
+        return list(range(len(self.features), len(self.features) + len(self.static.code_names)))
 
     @classmethod
     def from_fit(cls, cfg, task: str, columns: tuple, *, cycles: list[str], history: bool,
                  target_kind: str, scaler: StandardScaler, time_dtype, zone: str | None,
-                 series_names: list) -> DataState:
+                 series_names: list, static: StaticSpec | None = None) -> DataState:
         """The data state of the inputs a reader fit on training rows (both readers alike):
         ``columns`` = ``validate.resolve_columns``'s (time, group, target, features), the calendar
         ``cycles`` that vary over training rows, whether the target's ``history`` is an input and
-        the inputs' ``scaler``; the window rule, the known-future columns and the reading settings
-        from the ``data`` settings ``cfg``. The label, classes and target scaler are fit after."""
+        the inputs' ``scaler`` (``static``: the code columns after the features); the window
+        rule, the known-future columns and the reading settings from the ``data`` settings
+        ``cfg``. The label, classes and target scaler are fit after."""
         time_col, group_col, target, features = columns
         known = known_future_columns(cfg, input_names(features, cycles, target, history), target,
                                      calendar_names(cycles))
@@ -112,6 +121,7 @@ class DataState:
             window=WindowSpec.from_config(cfg), scaler=scaler, scaler_kind=cfg.scaler,
             time_dtype=str(time_dtype), time_zone=zone, series_names=list(series_names),
             nan_policy=cfg.nan_policy, sort=bool(cfg.sort), target_kind=target_kind,
+            static=static or StaticSpec(),
         )
 
     def summarise_fit(self, split: dict, rows: list[int], windows: dict[str, int],
@@ -202,13 +212,20 @@ class DataState:
         """The columns a table must have to be windowed and fed to the model."""
         target = [self.target] if self.target_history else []
         return list(dict.fromkeys([self.time_col, *([self.group_col] if self.group_col else []),
-                                   *self.features, *target]))
+                                   *self.features, *target, *self.static.categorical]))
 
-    def raw_inputs(self, table: pa.Table) -> np.ndarray:
-        """The feature columns of ``table``, unscaled ``(N, len(features))`` float32."""
-        if not self.features:
+    def raw_inputs(self, table: pa.Table, series: np.ndarray | None = None,
+                   series_names: list | None = None) -> np.ndarray:
+        """The feature columns of ``table``, unscaled ``(N, len(features))`` float32, then its
+        static code columns (``series``: each row's code into ``series_names``)."""
+        columns = [float_column(table, c) for c in self.features]
+        if self.static.code_names:
+            cats = {c: categories(table.column(c)) for c in self.static.categorical}
+            codes = self.static.codes(cats, series, series_names)
+            columns.extend(codes[:, j] for j in range(codes.shape[1]))
+        if not columns:
             return np.zeros((table.num_rows, 0), np.float32)
-        return np.column_stack([float_column(table, c) for c in self.features])
+        return np.column_stack(columns)
 
     def model_inputs(self, features: np.ndarray, times: np.ndarray, target_values: np.ndarray | None):
         """Scaled inputs ``(N, len(inputs))`` from the feature columns, the times (calendar
@@ -284,6 +301,7 @@ class DataState:
             "label": {"kind": self.label, "target_kind": self.label_target_kind, "dead_zone": self.dead_zone,
                       **({"barrier": self.barrier.to_dict()} if self.barrier else {})},
             **({"cases": self.cases} if self.cases else {}),
+            **({"static": self.static.to_dict()} if self.static.active else {}),
             **self.fit_summary,
             "series": len(self.series_names),
             "series_names": [str(name) for name in self.series_names],  # the series the model knows
@@ -295,7 +313,7 @@ class DataState:
                  "target_history", "inputs", "known_future", "seq_length", "horizon", "output_steps",
                  "pad_short", "stride", "eval_stride", "embargo", "scaler", "target_scaler",
                  "target_kind", "classes", "class_weights", "class_counts", "time_dtype", "time_zone",
-                 "nan_policy", "sort", "series", "series_names", "label", "cases"}
+                 "nan_policy", "sort", "series", "series_names", "label", "cases", "static"}
         label = state.get("label") or {"kind": "value", "target_kind": "price", "dead_zone": 0.0}
         window = WindowSpec(state["seq_length"], state["horizon"], state["output_steps"],
                             state.get("stride", 1), state.get("eval_stride", 1), state.get("embargo", 0),
@@ -316,7 +334,7 @@ class DataState:
             class_counts=state.get("class_counts"), label=label["kind"],
             label_target_kind=label["target_kind"], dead_zone=float(label["dead_zone"]),
             barrier=BarrierSpec(**label["barrier"]) if label.get("barrier") else None,
-            cases=state.get("cases"),
+            cases=state.get("cases"), static=StaticSpec.from_dict(state.get("static")),
             fit_summary={k: v for k, v in state.items() if k not in known},
         )
         if list(state.get("inputs", loaded.inputs)) != loaded.inputs:  # derived, and saved to be read

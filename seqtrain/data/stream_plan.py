@@ -35,6 +35,7 @@ from seqtrain.data.splits import (
     split_record,
 )
 from seqtrain.data.state import DataState, HasDataState, input_names
+from seqtrain.data.statics import StaticSpec
 from seqtrain.data.stream_passes import Fit, Scan, Source, fit_statistics, scan_series, window_label_counts
 from seqtrain.data.time_features import CALENDAR, calendar_names, varying_cycles
 from seqtrain.data.weights import SampleWeightSpec
@@ -68,8 +69,9 @@ class StreamData(HasDataState):
         return rule.of_rows(times, codes, row_number)
 
 
-def plan_stream(cfg, task: str, path: str) -> StreamData:
-    """The passes described in the module docstring; raise on bad input."""
+def plan_stream(cfg, task: str, path: str, series_embedding: bool = False) -> StreamData:
+    """The passes described in the module docstring; raise on bad input. ``series_embedding``:
+    the series id is an input (a code column, ``statics.py``)."""
     validate.check_window_settings(cfg)
     _check_streamable(cfg)
     dataset = source.open_dataset(path)
@@ -89,7 +91,7 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     splitting = SplitRule(cuts, val_start, test_start, periods)
     fitted = fit_statistics(src, cfg, task, scan, splitting, use_target_history, spec)
 
-    state = _input_state(cfg, task, src, scan, fitted, use_target_history)
+    state = _input_state(cfg, task, src, scan, fitted, use_target_history, series_embedding)
     state.label, state.label_target_kind = spec.kind, spec.target_kind
     state.barrier = spec.barrier
     if spec.kind == "direction":
@@ -125,18 +127,23 @@ def plan_stream(cfg, task: str, path: str) -> StreamData:
     )
 
 
-def _input_state(cfg, task: str, src: Source, scan: Scan, fitted: Fit, use_target_history: bool):
-    """The data state of the inputs from pass 2's statistics: the columns (features, the
-    calendar columns that vary over training rows, the target's history) and their scaler."""
+def _input_state(cfg, task: str, src: Source, scan: Scan, fitted: Fit, use_target_history: bool,
+                 series_embedding: bool = False):
+    """The data state of the inputs from pass 2's statistics: the columns (features, the series
+    id's code column with ``series_embedding``, the calendar columns that vary over training
+    rows, the target's history) and their scaler (codes left as they are)."""
     columns = (src.time_col, src.group_col, src.target, src.features)
     cycles = varying_cycles(fitted.cycles) if cfg.time_features else []
     history = use_target_history and fitted.target_kind == "numeric"
     inputs = input_names(src.features, cycles, src.target, history)
     scaler = _input_scaler(cfg, fitted.moments, src.features, inputs, calendar_names(cycles),
                            bool(cfg.time_features))
+    static = StaticSpec(series=[str(n) for n in scan.series_names] if series_embedding else None,
+                        series_col=src.group_col)
+    scaler = scaler.with_identity(len(src.features), len(static.code_names))
     return DataState.from_fit(cfg, task, columns, cycles=cycles, history=history,
                               target_kind=fitted.target_kind, scaler=scaler, time_dtype=scan.time_dtype,
-                              zone=src.zone, series_names=scan.series_names)
+                              zone=src.zone, series_names=scan.series_names, static=static)
 
 
 def _split_plan(cfg, scan: Scan, time_col: str, by_series: bool, zone: str | None):

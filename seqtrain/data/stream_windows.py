@@ -185,7 +185,7 @@ class StreamingWindows(IterableDataset):
         codes = self.series.codes(table)
         _, y = read_target(table.column(data.target), data.target, data.task)
         state = data.state
-        x = state.model_inputs(state.raw_inputs(table), times, y)
+        x = state.model_inputs(state.raw_inputs(table, codes, data.series_names), times, y)
         built = state.label != "value"  # moves read earlier rows: labelled after joining the carry
         labels = (np.zeros(len(y), np.float32 if data.task == "regression" else np.int64) if built
                   else state.encode_labels(y, np.array([0, len(y)])))

@@ -58,8 +58,12 @@ def make_table(n_series: int = 3, length: int = 2000, seed: int = 0, freq: str =
     return pd.concat(frames, ignore_index=True)
 
 
-def make_load_table(n_series: int = 3, length: int = 2688, seed: int = 0, freq: str = "h") -> pd.DataFrame:
-    """Hourly loads, deterministic for a given seed: time, symbol, y, direction.
+def make_load_table(n_series: int = 3, length: int = 2688, seed: int = 0, freq: str = "h",
+                    static: bool = False) -> pd.DataFrame:
+    """Hourly loads, deterministic for a given seed: time, symbol, y, direction; with ``static``
+    also two columns constant per series that describe its profile: ``peak``, the hour of its
+    evening peak, and ``region``, ``early`` or ``late`` by its morning peak (the same series
+    either way: the columns are drawn from what the series already had).
 
     Each series is ``level × daily profile × weekday factor + AR(1) noise``: a two-peak daily
     profile of its own, weekends 25% lower, a level that jumps (by -15% to +35%) every two to six
@@ -88,12 +92,16 @@ def make_load_table(n_series: int = 3, length: int = 2688, seed: int = 0, freq: 
         for i in range(1, length):
             noise[i] = 0.9 * noise[i - 1] + shocks[i]
         y = level * profile * week + noise + rng.normal(0, 1.0, length)
-        frames.append(pd.DataFrame({
+        frame = pd.DataFrame({
             "time": pd.date_range("2021-01-04", periods=length, freq=freq),  # a Monday
             "symbol": f"S{s}",
             "y": y.astype(np.float32),
             "direction": np.concatenate([[0], (np.diff(y) > 0)]).astype(np.int8),
-        }))
+        })
+        if static:
+            frame["peak"] = np.float32(round(peaks[1], 1))
+            frame["region"] = "early" if peaks[0] < 8 else "late"
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -135,7 +135,7 @@ def unused_columns(schema: pa.Schema, cfg) -> list[str]:
     """With ``data.features=null``: the columns left out for not being numeric, as ``name (type)``."""
     if cfg.features is not None:
         return []
-    reserved = {cfg.time_col, cfg.group_col, cfg.target}
+    reserved = {cfg.time_col, cfg.group_col, cfg.target, *(cfg.get("static") or [])}
     return [f"{name_text(n)} ({schema.field(n).type})" for n in schema.names
             if n not in reserved and not is_numeric(schema.field(n).type)]
 

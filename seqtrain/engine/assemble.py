@@ -12,6 +12,7 @@ from seqtrain.engine.module import REGRESSION_LOSSES, SeqModule
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.instance_norm import InstanceNorm
 from seqtrain.models.registry import build_model, model_class
+from seqtrain.models.series_inputs import SeriesInputs, category_width
 
 log = logging.getLogger("seqtrain")
 
@@ -21,10 +22,15 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
     loss, quantiles = _loss(cfg)
     classification = cfg.task == "classification"
     output_size = len(data.classes) if classification else len(quantiles) if loss == "quantile" else 1
-    model = build_model(cfg.model.name, _model_args(cfg), len(data.input_names), output_size,
+    widths = static_widths(cfg, data.state)
+    n_inputs = len(data.input_names) - len(widths) + sum(widths)  # code columns become vectors
+    model = build_model(cfg.model.name, _model_args(cfg), n_inputs, output_size,
                         data.state.window.output_steps, len(data.known_future),
                         seq_length=data.state.window.seq_length)
     _warn_short_receptive_field(model, data.state.window.seq_length)
+    if widths:
+        model = SeriesInputs(model, len(data.input_names), data.state.code_columns,
+                             data.state.static.cardinalities, widths, data.state.static.code_names)
     model = with_instance_norm(model, data.state, instance_norm(cfg))
     target_scale = data.target_scaler
     monitor, mode = monitor_and_mode(cfg)
@@ -42,7 +48,24 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
 
 
 def _model_args(cfg: DictConfig) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+    return {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
+            if k not in ("name", "series_embedding")}
+
+
+def series_embedding(cfg: DictConfig) -> int:
+    """``model.series_embedding``: the width of the series id's learned vector (0: none)."""
+    width = cfg.model.get("series_embedding", 0) or 0
+    if isinstance(width, bool) or not isinstance(width, int) or width < 0:
+        raise SeqtrainError(f"model.series_embedding: {width!r}; give a width (e.g. 8) or 0 for none")
+    return width
+
+
+def static_widths(cfg: DictConfig, state) -> list[int]:
+    """The vector width of each static code column: a categorical column's by its levels, the
+    series id's ``model.series_embedding``."""
+    static = state.static
+    widths = [category_width(len(levels) + 1) for levels in static.categorical.values()]
+    return widths + ([series_embedding(cfg)] if static.series is not None else [])
 
 
 def _loss(cfg: DictConfig) -> tuple[str, list[float] | None]:
@@ -84,13 +107,15 @@ def with_instance_norm(model, state, chosen: str):
     """``model`` inside reversible instance normalisation (``chosen == "revin"``): every input
     column but calendar and known-future ones scaled per window; outputs de-normalised with the
     target's window statistics when the label is the target's value and its history an input;
-    ``auto``: revin where ``level_is_input``."""
+    ``auto``: revin where ``level_is_input``. Static columns are left as they are too: constant
+    within a window, they would all normalise to zero."""
     if chosen == "auto":
         chosen = "revin" if level_is_input(state) else "none"
     if chosen != "revin":
         return model
-    known = set(state.known_future)
-    normalised = [i for i, name in enumerate(state.features) if name not in known]
+    static = getattr(state, "static", None)  # a constant would normalise to 0
+    kept = set(state.known_future) | set(static.numeric if static else [])
+    normalised = [i for i, name in enumerate(state.features) if name not in kept]
     if state.target_history:  # the last input column
         normalised.append(len(state.inputs) - 1)
     target = len(state.inputs) - 1 if level_is_input(state) else None

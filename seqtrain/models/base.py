@@ -23,7 +23,8 @@ A model is a plain ``nn.Module``:
 - it knows nothing of Hydra, Lightning or Parquet.
 
 Per-window (instance) normalisation is not a model's business: ``instance_norm.InstanceNorm``
-wraps any of them.
+wraps any of them; nor is knowing the series: ``series_inputs.SeriesInputs`` turns the static
+code columns into learned vectors beside the inputs of any of them.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.engine import distributed
 from seqtrain.engine.allocator import settle_malloc
-from seqtrain.engine.assemble import build_module
+from seqtrain.engine.assemble import build_module, series_embedding
 from seqtrain.engine.calibration import (
     TEMPERATURE_RANGE,
     Calibration,
@@ -109,7 +109,7 @@ def open_run_dir(run_dir: Path, resumed: bool) -> None:
 def load_run_data(cfg: DictConfig, run_dir: Path, path: str):
     """The prepared (or planned, when streamed) data of the table at ``path``, its state saved
     as data_state.json."""
-    data = load_data(cfg.data, cfg.task, path)
+    data = load_data(cfg.data, cfg.task, path, series_embedding(cfg) > 0)
     if distributed.global_rank() == 0:
         data.state.save(run_dir / "data_state.json")
     return data
