@@ -49,6 +49,8 @@ bench: $(DEV_STAMP)  ## throughput, memory and learning benchmarks (results go i
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/planted_signal.py
 	$(BIN)/python benchmarks/static_inputs.py
+	$(BIN)/python benchmarks/uea.py --baseline
+	$(BIN)/python benchmarks/cases.py --sets generated JapaneseVowels
 	$(BIN)/python benchmarks/predict_throughput.py
 	$(BIN)/python benchmarks/ddp_throughput.py
 	$(BIN)/python benchmarks/compile_speed.py
