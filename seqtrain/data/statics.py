@@ -5,9 +5,9 @@ bucket). A numeric one is an input column like any feature (scaled on training r
 categorical one (strings, categories, booleans) and, with ``model.series_embedding``, the series
 itself become *code columns*: integer codes carried as float inputs after the features, never
 scaled, that ``models.series_inputs.SeriesInputs`` turns into learned vectors. Codes come from
-the training table's levels (the series names of the training table; the levels met on training
-rows): a series or level met only later gets the code one past the known ones, the shared
-"unknown" vector.
+what training rows met (their series, their levels): a series or level met only later (or
+absent from a walk-forward fold's training rows) gets the code one past the known ones, the
+shared "unknown" vector, never a vector no training window taught.
 
 Carrying the codes inside the inputs makes every path see them for free: windows (the code of a
 window is its last row's, constant within the series, so no later row is ever read), padding,
@@ -38,7 +38,7 @@ class StaticSpec:
 
     numeric: list[str] = field(default_factory=list)  # also among the features: scaled like them
     categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> its training levels
-    series: list[str] | None = None  # with a series embedding: the training table's series names
+    series: list[str] | None = None  # with a series embedding: the series met on training rows
     series_col: str | None = None
 
     @property
@@ -167,16 +167,21 @@ def fit_static(numeric: dict[str, np.ndarray], categorical: dict[str, tuple[list
                series_embedding: bool, group_col: str | None) -> tuple[StaticSpec, np.ndarray]:
     """The static spec fit on the training table (rows grouped by series): each static column
     checked constant within every series, the categorical levels of training rows, the series
-    names when the series id is an input; and the code columns of its rows."""
+    with training rows when the series id is an input; and the code columns of its rows."""
     for column, values in numeric.items():
         check_constant(values, series, series_names, column, path)
     for column, (names, index) in categorical.items():
         check_constant(index, series, series_names, column, path, names)
     spec = StaticSpec(numeric=list(numeric),
                       categorical={c: fit_levels(cats, train_rows) for c, cats in categorical.items()},
-                      series=[str(n) for n in series_names] if series_embedding else None,
-                      series_col=group_col)
+                      series=trained_series(series_names, np.unique(series[train_rows]))
+                      if series_embedding else None, series_col=group_col)
     return spec, spec.codes(categorical, series, series_names)
+
+
+def trained_series(series_names: list, trained: np.ndarray) -> list[str]:
+    """The names of the series with training rows (``trained``: their codes), in code order."""
+    return [str(series_names[i]) for i in sorted(trained)]
 
 
 def read_static(path: str, rows, train_rows: np.ndarray, numeric: list[str],

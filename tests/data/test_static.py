@@ -220,3 +220,21 @@ def test_a_bad_series_embedding_is_one_line(run_cli):
     result = run_cli(*TINY, "model.series_embedding=-2")
     assert result.code != 0
     assert "model.series_embedding" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_a_series_without_training_rows_reads_the_unknown_vector(tmp_path, streaming):
+    """A series met only after the training period (or absent from a walk-forward fold's training
+    rows) has no learned vector of its own: it must read the unknown one, not an untrained one."""
+    frame = static_table(n_rows=200, n_series=4)
+    frame = frame[(frame.symbol != "SYM3") | (frame.time >= frame.time.iloc[190])]  # test rows only
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data = load_data(data_cfg(path, "data.pad_short=true", f"data.streaming={streaming}"), "regression",
+                     str(path), series_embedding=True)
+    assert data.state.static.series == ["SYM0", "SYM1", "SYM2"]
+    batch = next(iter(SeqDataModule(data, batch_size=1000).test_dataloader()))
+    late = batch["window"][:, 0] == data.state.series_names.index("SYM3")
+    assert late.any()
+    codes = batch["x"][:, -1, data.state.code_columns[0]]
+    assert (codes[late] == 3).all() and (codes[~late] < 3).all()  # one past the known series
