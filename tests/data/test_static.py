@@ -5,6 +5,8 @@ read at a window's last row, one unknown vector for what training never met."""
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 
 import numpy as np
 import pandas as pd
@@ -210,10 +212,17 @@ def test_predict_uses_the_state_codes_and_new_series_read_the_unknown_vector(run
     with pytest.raises(SeqtrainError, match="never occurred in training"):
         predictor.predict_frame(renamed)
     capsys.readouterr()
-    new = predictor.predict_frame(renamed, allow_new_series=True)
+    warned = logging.handlers.BufferingHandler(100)
+    warned.setLevel(logging.WARNING)  # seqtrain predict shows warnings only: the line must be one
+    logging.getLogger("seqtrain").addHandler(warned)
+    try:
+        new = predictor.predict_frame(renamed, allow_new_series=True)
+    finally:
+        logging.getLogger("seqtrain").removeHandler(warned)
     assert np.isfinite(new["y_pred"]).all()
     said = " ".join(capsys.readouterr().out.split())
     assert "region:code: 400, symbol:series: 400) read the shared unknown vector" in said
+    assert [r for r in warned.buffer if "unknown vector" in r.getMessage()]
 
 
 def test_a_bad_series_embedding_is_one_line(run_cli):
