@@ -247,3 +247,25 @@ def test_a_series_without_training_rows_reads_the_unknown_vector(tmp_path, strea
     assert late.any()
     codes = batch["x"][:, -1, data.state.code_columns[0]]
     assert (codes[late] == 3).all() and (codes[~late] < 3).all()  # one past the known series
+
+
+def test_the_leakage_audit_leaves_static_columns_alone(tmp_path):
+    """A static column is constant within its series, so it can hold no later row: one that tells
+    the label apart (a kind of series that mostly goes up) is what it is for, not a leak."""
+    from seqtrain.data.audit import leakage_audit
+    path = tmp_path / "planted.parquet"
+    planted_series_table(path, n_series=4)
+    frame = pd.read_parquet(path)
+    frame["kind"] = np.where(frame.symbol.str[-1].astype(int) % 2 == 1, "odd", "even")
+    frame["odd"] = (frame.kind == "odd").astype(float)
+    frame["up"] = (frame.kind == "odd").astype(np.int64)  # the kind decides the label
+    frame.to_parquet(path)
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["data=parquet", f"data.path={path}", "data.target=up",
+                                           "data.group_col=symbol", "data.features=[noise]", "data.horizon=0",
+                                           "data.target_as_input=false", "data.seq_length=4",
+                                           "data.static=[kind,odd]"])
+    data = read_table(cfg.data, "classification", str(path), series_embedding=True)
+    result = leakage_audit(cfg.data, "classification", data, SeqDataModule(data, batch_size=64))
+    assert result["flagged"] == []
+    assert set(result["scores"]) == {"noise"}
