@@ -269,3 +269,15 @@ def test_the_leakage_audit_leaves_static_columns_alone(tmp_path):
     result = leakage_audit(cfg.data, "classification", data, SeqDataModule(data, batch_size=64))
     assert result["flagged"] == []
     assert set(result["scores"]) == {"noise"}
+
+
+def test_the_estimator_takes_static_columns_among_the_columns_of_x(tmp_path):
+    from seqtrain.api import SequenceModel
+    frame = static_table(n_rows=120, n_series=3)
+    X = frame.set_index(["time", "symbol"])[["ret", "vol", "size", "sector"]]
+    y = frame.set_index(["time", "symbol"])["close"]
+    model = SequenceModel(task="regression", seq_length=8, max_epochs=1, hidden_size=8, num_layers=1,
+                          progress_bar=False, plots=False, series_embedding=4, run_dir=tmp_path / "run",
+                          overrides=["data.static=[sector,size]"]).fit(X, y)
+    assert model.run_.data_state.inputs == ["ret", "vol", "size", "sector:code", "symbol:series"]
+    assert model.predict(X).notna().sum() > 0
