@@ -166,6 +166,7 @@ class TableChunks:
             is_new = is_new[keep]
         if len(rows["series"]) == 0:
             return None
+        state.static.check_rows(rows["raw"], state.features, rows["series"], self.names_by_code)
         self.joiner.number(rows, is_new)
         rows["x"] = state.model_inputs(rows["raw"], rows["time_values"], rows["target"])
         rows["labels"] = self._labels(rows["target"], rows["series"], rows["raw"])

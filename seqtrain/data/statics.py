@@ -80,6 +80,20 @@ class StaticSpec:
             return np.zeros((len(series), 0), np.float32)
         return np.column_stack(parts).astype(np.float32)
 
+    def check_rows(self, raw: np.ndarray, features: list[str], series: np.ndarray,
+                   series_names: list) -> None:
+        """The static columns of rows to predict (``raw``: features then codes, rows grouped by
+        series, those carried from earlier chunks first) constant within each series, as in
+        training: one line otherwise."""
+        fix = "give each series one value in the table to predict"
+        for column in self.numeric:
+            check_constant(raw[:, features.index(column)], series, series_names, column, "the table",
+                           fix=fix)
+        for j, (column, levels) in enumerate(self.categorical.items()):
+            codes = raw[:, len(features) + j].astype(np.int64)
+            check_constant(codes, series, series_names, column, "the table",
+                           [*levels, "a level training never met"], fix=fix)
+
     def unknown(self, codes: np.ndarray) -> dict[str, int]:
         """Rows per code column that get the shared unknown vector."""
         return {name: int((codes[:, j] >= n).sum())
@@ -123,7 +137,9 @@ def static_columns(cfg, schema: pa.Schema, path: str) -> tuple[list[str], list[s
 
 
 def check_constant(values: np.ndarray, series: np.ndarray, series_names: list, column: str,
-                   path: str, names: list | None = None) -> None:
+                   path: str, names: list | None = None,
+                   fix: str = "list only columns with one value per series, or make it a feature "
+                              "(data.features)") -> None:
     """One line naming the first series in which a static column's value changes (rows grouped
     by series; ``names``: what the values index, for a categorical column's ``categories``); a
     missing value counts as a value."""
@@ -136,8 +152,7 @@ def check_constant(values: np.ndarray, series: np.ndarray, series_names: list, c
     seen = [first[row], values[row]] if names is None else [names[first[row]], names[values[row]]]
     raise SeqtrainError(
         f"data.static: column {column!r} of {path} is not constant within series "
-        f"{series_names[series[row]]!r} ({seen[0]!r} and {seen[1]!r}); list only columns with one "
-        "value per series, or make it a feature (data.features)")
+        f"{series_names[series[row]]!r} ({seen[0]!r} and {seen[1]!r}); {fix}")
 
 
 def fit_levels(categories: tuple[list[str], np.ndarray], train_rows: np.ndarray) -> list[str]:

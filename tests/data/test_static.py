@@ -10,10 +10,12 @@ import logging.handlers
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from seqtrain.data.chunks import TableChunks
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.data.memory import read_table
@@ -106,7 +108,6 @@ def test_levels_come_from_training_rows_and_others_get_the_unknown_code(tmp_path
 
 
 def test_streamed_windows_carry_the_series_code_as_in_memory(tmp_path):
-    import pyarrow as pa
     import pyarrow.parquet as pq
     path = tmp_path / "t.parquet"
     pq.write_table(pa.Table.from_pandas(static_table(), preserve_index=False), path, row_group_size=77)
@@ -281,3 +282,24 @@ def test_the_estimator_takes_static_columns_among_the_columns_of_x(tmp_path):
                           overrides=["data.static=[sector,size]"]).fit(X, y)
     assert model.run_.data_state.inputs == ["ret", "vol", "size", "sector:code", "symbol:series"]
     assert model.predict(X).notna().sum() > 0
+
+
+def test_predict_refuses_a_static_column_that_changes_within_a_series(tmp_path):
+    path = tmp_path / "t.parquet"
+    frame = static_table(n_rows=120, n_series=3)
+    frame.to_parquet(path)
+    data = read_table(data_cfg(path, "data.static=[sector,size]"), "regression", str(path),
+                      series_embedding=True)
+    for column, value in (("sector", "energy"), ("size", 99.0), ("sector", "mining")):
+        changed = frame.copy()
+        changed.loc[(changed.symbol == "SYM2") & (changed.time >= changed.time.iloc[100]), column] = value
+        table = pa.Table.from_pandas(changed, preserve_index=False)
+        chunks = TableChunks(data.state, allow_new_series=False, sort=False)
+        with pytest.raises(SeqtrainError, match=f"data.static: column '{column}' of the table is not "
+                                                "constant within series 'SYM2'"):
+            for part in (table.slice(0, 300), table.slice(300)):  # changed within a chunk, and across
+                chunks.carry(chunks.block(part))
+        chunks = TableChunks(data.state, allow_new_series=False, sort=False)
+        with pytest.raises(SeqtrainError, match="not constant within series 'SYM2'"):
+            for part in (table.slice(0, 340), table.slice(340)):  # SYM2's change falls between chunks
+                chunks.carry(chunks.block(part))
