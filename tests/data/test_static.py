@@ -303,3 +303,29 @@ def test_predict_refuses_a_static_column_that_changes_within_a_series(tmp_path):
         with pytest.raises(SeqtrainError, match="not constant within series 'SYM2'"):
             for part in (table.slice(0, 340), table.slice(340)):  # SYM2's change falls between chunks
                 chunks.carry(chunks.block(part))
+
+
+def test_augmentation_never_changes_a_window_s_codes(tmp_path):
+    """Scaling, warps, dropout or jitter of a code column would feed another series' vector (code
+    3 scaled by 1.2 reads series 4); mixup takes the codes of the window that weighs more."""
+    from seqtrain.engine.assemble import build_module
+    path = tmp_path / "t.parquet"
+    static_table(n_rows=120, n_series=3).to_parquet(path)
+    every = [f"augment.{name}.p=1" for name in ("scaling", "magnitude_warp", "time_warp", "window_slice")]
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "data=parquet", f"data.path={path}", "data.target=up", "data.group_col=symbol",
+            "data.features=[ret,vol]", "data.horizon=0", "data.target_as_input=false", "data.seq_length=8",
+            "task=classification", "data.static=[sector]", "model.series_embedding=4", "augment=light",
+            "augment.jitter.sigma=0.6", "augment.channel_dropout.p=1", "augment.channel_dropout.rate=0.5",
+            "augment.mixup.p=1", *every])
+    data = read_table(cfg.data, "classification", str(path), series_embedding=True)
+    module = build_module(cfg, data)
+    batch = next(iter(SeqDataModule(data, batch_size=200).test_dataloader()))
+    torch.manual_seed(0)
+    x, _ = module.augmenter(batch["x"], batch["y"])
+    codes, before = x[..., data.state.code_columns], batch["x"][..., data.state.code_columns]
+    assert not torch.equal(x, batch["x"])
+    assert (codes == codes[:, -1:]).all()  # constant over each window, whole numbers
+    assert torch.equal(codes, codes.round())
+    assert {tuple(c) for c in codes[:, -1].tolist()} <= {tuple(c) for c in before[:, -1].tolist()}
