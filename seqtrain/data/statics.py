@@ -171,9 +171,16 @@ def categories(column) -> tuple[list[str], np.ndarray]:
     return names, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def with_static_features(columns: tuple, numeric: list[str]) -> tuple:
-    """``validate.resolve_columns``'s columns with the numeric static columns among the features."""
+def with_static_features(columns: tuple, numeric: list[str], categorical: list[str], listed: bool) -> tuple:
+    """``validate.resolve_columns``'s columns with the numeric static columns among the features
+    and the categorical ones (a boolean is numeric to ``data.features=null``) not; one line for
+    one ``listed`` in ``data.features``."""
     time_col, group_col, target, features = columns
+    both = [c for c in categorical if c in features]
+    if both and listed:
+        raise SeqtrainError(f"data.features: {both[0]!r} is a categorical static column (data.static): "
+                            "its levels get a learned vector; remove it from data.features")
+    features = [c for c in features if c not in both]
     return time_col, group_col, target, [*features, *[c for c in numeric if c not in features]]
 
 

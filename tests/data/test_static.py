@@ -329,3 +329,14 @@ def test_augmentation_never_changes_a_window_s_codes(tmp_path):
     assert (codes == codes[:, -1:]).all()  # constant over each window, whole numbers
     assert torch.equal(codes, codes.round())
     assert {tuple(c) for c in codes[:, -1].tolist()} <= {tuple(c) for c in before[:, -1].tolist()}
+
+
+def test_a_boolean_static_column_is_a_code_and_never_also_a_feature(tmp_path):
+    frame = static_table()
+    frame["big"] = frame.symbol.isin(["SYM0", "SYM2"])
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data = read_table(data_cfg(path, "data.static=[big]", "data.features=null"), "regression", str(path))
+    assert "big" not in data.state.features and "big:code" in data.state.inputs
+    with pytest.raises(SeqtrainError, match="data.features: 'big' is a categorical static column"):
+        read_table(data_cfg(path, "data.static=[big]", "data.features=[ret,big]"), "regression", str(path))
