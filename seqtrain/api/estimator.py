@@ -63,8 +63,10 @@ class SequenceModel:
     ``output_steps``, ``batch_size``, ``max_epochs``, ``lr``, ``seed``, ``embargo``, ...
     (``TRAINING_KEYS``); any other keyword is a model argument (``hidden_size=128``), and
     every one is a parameter for ``set_params`` and a grid. ``overrides`` adds raw config
-    overrides (``["scheduler=cosine"]``). The target's own history is not an input unless
-    ``target_as_input=True`` (then ``X`` at predict time must hold it as a column named like ``y``).
+    overrides (``["scheduler=cosine"]``; ``["data.static=[sector]"]``: columns of ``X`` constant
+    per series, text ones too, with ``series_embedding=8`` a vector per series). The target's own
+    history is not an input unless ``target_as_input=True`` (then ``X`` at predict time must hold
+    it as a column named like ``y``).
 
     Without ``X_val``, the rows of ``X`` are split chronologically as by the command line
     (``split_val``, ``split_test`` shares); with it, ``X_val``'s earlier half validates (early
@@ -151,7 +153,8 @@ class SequenceModel:
         data = cfg.data
         data.target, data.time_col = literal(target), literal(time_col)
         data.group_col = literal(group_col) if group_col else None
-        data.features = [literal(str(c)) for c in X.columns]
+        static = set(data.get("static") or [])  # categorical ones are not features; numeric ones join them
+        data.features = [literal(str(c)) for c in X.columns if str(c) not in static]
         if X_val is not None:
             table = self._with_validation(table, X_val, y_val, target, (time_col, group_col), cfg)
         check_config(cfg)

@@ -2,7 +2,9 @@
 
 Honest inputs predict the future partly; one that predicts it almost perfectly is, in practice,
 the future itself (a label or return shifted by hand into the table). On training windows, each
-input column's value at the last row ``t`` is scored against the label at ``t + h``:
+input column's value at the last row ``t`` is scored against the label at ``t + h`` (but the
+static columns and series codes of ``data.static`` and ``model.series_embedding``: constant within
+a series, they tell series apart and hold no later row):
 
 - classification: the single-column AUROC of each class against the rest (the larger of AUROC
   and 1 - AUROC);
@@ -103,8 +105,10 @@ def leakage_audit(settings, task: str, data, datamodule) -> dict | None:
     plain = not classification and data.state.window.horizon >= 1 and data.state.label == "value"
     label_now = batch["y_last"].numpy() if plain else None
     own_history = (data.target,) if data.target in data.input_names else ()
+    static = data.state.static  # constant within each series: no later row in them to leak
+    skip = (*own_history, *static.numeric, *static.code_names)
     result = audit(batch["x_last"].float().numpy(), labels.numpy(), data.input_names, task,
-                   float(settings.leakage_threshold), label_now, skip=own_history)
+                   float(settings.leakage_threshold), label_now, skip=skip)
     if result["flagged"]:
         scores = ", ".join(f"{c!r} {result['scores'][c]:.3f}" for c in result["flagged"])
         message = (f"leakage audit: input column(s) {scores} ({result['statistic']} on training windows, "

@@ -108,15 +108,16 @@ class TableChunks:
 
     def _say_unknown(self, raw: np.ndarray) -> None:
         """One line, the first time, for rows of a series or static level that training never
-        met: they read the shared unknown vector (``statics.py``)."""
+        met: they read the shared unknown vector (``statics.py``). A warning, so that ``seqtrain
+        predict`` (warnings only) shows it."""
         if self.said_unknown or not self.state.static.code_names:
             return
         unknown = self.state.static.unknown(raw[:, len(self.state.features):])
         if unknown:
             self.said_unknown = True
-            log.info("rows of a series or static level never met in training (%s) read the shared "
-                     "unknown vector, the mean of the known ones",
-                     ", ".join(f"{k}: {n}" for k, n in unknown.items()))
+            log.warning("rows of a series or static level never met in training (%s) read the shared "
+                        "unknown vector, the mean of the known ones",
+                        ", ".join(f"{k}: {n}" for k, n in unknown.items()))
 
     def _check_new(self, fresh: list) -> None:
         unknown = [n for n in fresh if str(n) not in self.known]
@@ -165,6 +166,7 @@ class TableChunks:
             is_new = is_new[keep]
         if len(rows["series"]) == 0:
             return None
+        state.static.check_rows(rows["raw"], state.features, rows["series"], self.names_by_code)
         self.joiner.number(rows, is_new)
         rows["x"] = state.model_inputs(rows["raw"], rows["time_values"], rows["target"])
         rows["labels"] = self._labels(rows["target"], rows["series"], rows["raw"])

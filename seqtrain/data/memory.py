@@ -112,7 +112,8 @@ def read_table(cfg, task: str, path: str, series_embedding: bool = False) -> Tab
     schema = source.read_schema(path)
     numeric, categorical = static_columns(cfg, schema, path)
     # time, group, target, features (the numeric static columns among them)
-    columns = with_static_features(validate.resolve_columns(schema, cfg, path), numeric)
+    columns = with_static_features(validate.resolve_columns(schema, cfg, path), numeric, categorical,
+                                   cfg.features is not None)
     time_col, target = columns[0], columns[2]
     rows = read_rows(cfg, task, path, *columns)
     rows.zone = time_zone(schema, time_col)

@@ -5,9 +5,9 @@ bucket). A numeric one is an input column like any feature (scaled on training r
 categorical one (strings, categories, booleans) and, with ``model.series_embedding``, the series
 itself become *code columns*: integer codes carried as float inputs after the features, never
 scaled, that ``models.series_inputs.SeriesInputs`` turns into learned vectors. Codes come from
-the training table's levels (the series names of the training table; the levels met on training
-rows): a series or level met only later gets the code one past the known ones, the shared
-"unknown" vector.
+what training rows met (their series, their levels): a series or level met only later (or
+absent from a walk-forward fold's training rows) gets the code one past the known ones, the
+shared "unknown" vector, never a vector no training window taught.
 
 Carrying the codes inside the inputs makes every path see them for free: windows (the code of a
 window is its last row's, constant within the series, so no later row is ever read), padding,
@@ -38,7 +38,7 @@ class StaticSpec:
 
     numeric: list[str] = field(default_factory=list)  # also among the features: scaled like them
     categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> its training levels
-    series: list[str] | None = None  # with a series embedding: the training table's series names
+    series: list[str] | None = None  # with a series embedding: the series met on training rows
     series_col: str | None = None
 
     @property
@@ -79,6 +79,20 @@ class StaticSpec:
         if not parts:
             return np.zeros((len(series), 0), np.float32)
         return np.column_stack(parts).astype(np.float32)
+
+    def check_rows(self, raw: np.ndarray, features: list[str], series: np.ndarray,
+                   series_names: list) -> None:
+        """The static columns of rows to predict (``raw``: features then codes, rows grouped by
+        series, those carried from earlier chunks first) constant within each series, as in
+        training: one line otherwise."""
+        fix = "give each series one value in the table to predict"
+        for column in self.numeric:
+            check_constant(raw[:, features.index(column)], series, series_names, column, "the table",
+                           fix=fix)
+        for j, (column, levels) in enumerate(self.categorical.items()):
+            codes = raw[:, len(features) + j].astype(np.int64)
+            check_constant(codes, series, series_names, column, "the table",
+                           [*levels, "a level training never met"], fix=fix)
 
     def unknown(self, codes: np.ndarray) -> dict[str, int]:
         """Rows per code column that get the shared unknown vector."""
@@ -123,7 +137,9 @@ def static_columns(cfg, schema: pa.Schema, path: str) -> tuple[list[str], list[s
 
 
 def check_constant(values: np.ndarray, series: np.ndarray, series_names: list, column: str,
-                   path: str, names: list | None = None) -> None:
+                   path: str, names: list | None = None,
+                   fix: str = "list only columns with one value per series, or make it a feature "
+                              "(data.features)") -> None:
     """One line naming the first series in which a static column's value changes (rows grouped
     by series; ``names``: what the values index, for a categorical column's ``categories``); a
     missing value counts as a value."""
@@ -136,8 +152,7 @@ def check_constant(values: np.ndarray, series: np.ndarray, series_names: list, c
     seen = [first[row], values[row]] if names is None else [names[first[row]], names[values[row]]]
     raise SeqtrainError(
         f"data.static: column {column!r} of {path} is not constant within series "
-        f"{series_names[series[row]]!r} ({seen[0]!r} and {seen[1]!r}); list only columns with one "
-        "value per series, or make it a feature (data.features)")
+        f"{series_names[series[row]]!r} ({seen[0]!r} and {seen[1]!r}); {fix}")
 
 
 def fit_levels(categories: tuple[list[str], np.ndarray], train_rows: np.ndarray) -> list[str]:
@@ -156,9 +171,16 @@ def categories(column) -> tuple[list[str], np.ndarray]:
     return names, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def with_static_features(columns: tuple, numeric: list[str]) -> tuple:
-    """``validate.resolve_columns``'s columns with the numeric static columns among the features."""
+def with_static_features(columns: tuple, numeric: list[str], categorical: list[str], listed: bool) -> tuple:
+    """``validate.resolve_columns``'s columns with the numeric static columns among the features
+    and the categorical ones (a boolean is numeric to ``data.features=null``) not; one line for
+    one ``listed`` in ``data.features``."""
     time_col, group_col, target, features = columns
+    both = [c for c in categorical if c in features]
+    if both and listed:
+        raise SeqtrainError(f"data.features: {both[0]!r} is a categorical static column (data.static): "
+                            "its levels get a learned vector; remove it from data.features")
+    features = [c for c in features if c not in both]
     return time_col, group_col, target, [*features, *[c for c in numeric if c not in features]]
 
 
@@ -167,16 +189,21 @@ def fit_static(numeric: dict[str, np.ndarray], categorical: dict[str, tuple[list
                series_embedding: bool, group_col: str | None) -> tuple[StaticSpec, np.ndarray]:
     """The static spec fit on the training table (rows grouped by series): each static column
     checked constant within every series, the categorical levels of training rows, the series
-    names when the series id is an input; and the code columns of its rows."""
+    with training rows when the series id is an input; and the code columns of its rows."""
     for column, values in numeric.items():
         check_constant(values, series, series_names, column, path)
     for column, (names, index) in categorical.items():
         check_constant(index, series, series_names, column, path, names)
     spec = StaticSpec(numeric=list(numeric),
                       categorical={c: fit_levels(cats, train_rows) for c, cats in categorical.items()},
-                      series=[str(n) for n in series_names] if series_embedding else None,
-                      series_col=group_col)
+                      series=trained_series(series_names, np.unique(series[train_rows]))
+                      if series_embedding else None, series_col=group_col)
     return spec, spec.codes(categorical, series, series_names)
+
+
+def trained_series(series_names: list, trained: np.ndarray) -> list[str]:
+    """The names of the series with training rows (``trained``: their codes), in code order."""
+    return [str(series_names[i]) for i in sorted(trained)]
 
 
 def read_static(path: str, rows, train_rows: np.ndarray, numeric: list[str],

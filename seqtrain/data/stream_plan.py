@@ -35,7 +35,7 @@ from seqtrain.data.splits import (
     split_record,
 )
 from seqtrain.data.state import DataState, HasDataState, input_names
-from seqtrain.data.statics import StaticSpec
+from seqtrain.data.statics import StaticSpec, trained_series
 from seqtrain.data.stream_passes import Fit, Scan, Source, fit_statistics, scan_series, window_label_counts
 from seqtrain.data.time_features import CALENDAR, calendar_names, varying_cycles
 from seqtrain.data.weights import SampleWeightSpec
@@ -130,15 +130,17 @@ def plan_stream(cfg, task: str, path: str, series_embedding: bool = False) -> St
 def _input_state(cfg, task: str, src: Source, scan: Scan, fitted: Fit, use_target_history: bool,
                  series_embedding: bool = False):
     """The data state of the inputs from pass 2's statistics: the columns (features, the series
-    id's code column with ``series_embedding``, the calendar columns that vary over training
-    rows, the target's history) and their scaler (codes left as they are)."""
+    id's code column with ``series_embedding``, knowing the series with training rows, the
+    calendar columns that vary over training rows, the target's history) and their scaler
+    (codes left as they are)."""
     columns = (src.time_col, src.group_col, src.target, src.features)
     cycles = varying_cycles(fitted.cycles) if cfg.time_features else []
     history = use_target_history and fitted.target_kind == "numeric"
     inputs = input_names(src.features, cycles, src.target, history)
     scaler = _input_scaler(cfg, fitted.moments, src.features, inputs, calendar_names(cycles),
                            bool(cfg.time_features))
-    static = StaticSpec(series=[str(n) for n in scan.series_names] if series_embedding else None,
+    trained = np.flatnonzero(fitted.split_rows[:, TRAIN])
+    static = StaticSpec(series=trained_series(scan.series_names, trained) if series_embedding else None,
                         series_col=src.group_col)
     scaler = scaler.with_identity(len(src.features), len(static.code_names))
     return DataState.from_fit(cfg, task, columns, cycles=cycles, history=history,

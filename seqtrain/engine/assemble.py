@@ -44,6 +44,7 @@ def build_module(cfg: DictConfig, data) -> SeqModule:
         target_mean=float(target_scale.mean[0]) if target_scale else 0.0,
         target_std=float(target_scale.std[0]) if target_scale else 1.0,
         monitor=monitor, mode=mode, augment=OmegaConf.to_container(cfg.augment, resolve=True),
+        codes=data.state.code_columns,
     )
 
 

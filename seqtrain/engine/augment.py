@@ -4,7 +4,9 @@ Each transform maps windows ``x`` ``(B, L, F)`` to the same shape and dtype, usi
 of each window itself: nothing from after a window's last row can enter it (time warp and window
 slicing keep the last row where it is). Only mixup touches labels. Each is applied to a sample
 with probability ``p`` (see ``Augmenter``); Um et al. (2017) and Iwana & Uchida (2021) describe
-them for time series, Zhang et al. (2018) mixup.
+them for time series, Zhang et al. (2018) mixup. Code columns (a series' id and static levels,
+``data/statics.py``) are names, not quantities: no transform touches them, and a mixed window
+keeps the codes of the window that weighs more in it.
 """
 
 from __future__ import annotations
@@ -84,13 +86,17 @@ def channel_dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
     return x * keep.to(x.dtype)
 
 
-def mixup(x: torch.Tensor, y: torch.Tensor, n_classes: int, alpha: float):
+def mixup(x: torch.Tensor, y: torch.Tensor, n_classes: int, alpha: float, codes: torch.Tensor | None = None):
     """Convex combinations of pairs of windows and of their one-hot labels, weights ~ Beta(alpha,
-    alpha) (Zhang et al. 2018). Returns mixed ``x`` and soft labels ``(B, classes)``."""
+    alpha) (Zhang et al. 2018); the ``codes`` columns of the window that weighs more. Returns
+    mixed ``x`` and soft labels ``(B, classes)``."""
     lam = torch.distributions.Beta(alpha, alpha).sample((x.size(0),)).to(x.device)
     partner = torch.randperm(x.size(0), device=x.device)
     one_hot = F.one_hot(y, n_classes).to(x.dtype)
     mixed_x = lam.view(-1, 1, 1).to(x.dtype) * x + (1 - lam.view(-1, 1, 1).to(x.dtype)) * x[partner]
+    if codes is not None and len(codes):
+        dominant = torch.where((lam >= 0.5).view(-1, 1, 1), x[..., codes], x[partner][..., codes])
+        mixed_x = mixed_x.index_copy(2, codes, dominant)
     mixed_y = lam.view(-1, 1).to(x.dtype) * one_hot + (1 - lam.view(-1, 1).to(x.dtype)) * one_hot[partner]
     return mixed_x, mixed_y
 
@@ -99,7 +105,7 @@ class Augmenter:
     """The configured transforms, each on a random share ``p`` of the samples of a batch.
 
     ``cfg`` maps a transform name to its settings, e.g. ``{"jitter": {"p": 0.5, "sigma": 0.03}}``;
-    ``p: 0`` turns a transform off.
+    ``p: 0`` turns a transform off. ``codes``: the positions of the code columns among the inputs.
     """
 
     TRANSFORMS = {"jitter": jitter, "scaling": scaling, "magnitude_warp": magnitude_warp,
@@ -107,7 +113,7 @@ class Augmenter:
                   "channel_dropout": channel_dropout}
     ALONG_TIME = ("time_warp", "window_slice")  # these resample rows, so they need the padding
 
-    def __init__(self, cfg: dict, n_classes: int = 0):
+    def __init__(self, cfg: dict, n_classes: int = 0, codes: list[int] | None = None):
         self.cfg = {k: dict(v) for k, v in (cfg or {}).items() if float(v.get("p", 0)) > 0}
         unknown = set(self.cfg) - set(self.TRANSFORMS) - {"mixup"}
         if unknown:
@@ -116,6 +122,7 @@ class Augmenter:
             raise SeqtrainError(f"augment.{sorted(unknown)[0]}: unknown transform; choose from "
                                 f"{', '.join([*self.TRANSFORMS, 'mixup'])}")
         self.n_classes = n_classes
+        self.codes = torch.tensor(codes or [], dtype=torch.long)
 
     @property
     def active(self) -> bool:
@@ -126,6 +133,8 @@ class Augmenter:
         padding ``mask``, the time transforms move values among real rows only, and padded rows
         stay zero whatever a transform or a mixup partner holds there."""
         first = None if mask is None else (~mask).sum(1)  # left padding: rows before the first real one
+        codes = self.codes.to(x.device)
+        kept = x[..., codes]
         for name, settings in self.cfg.items():
             if name == "mixup":
                 continue
@@ -134,9 +143,11 @@ class Augmenter:
                 args["first"] = first
             chosen = torch.rand(x.size(0), 1, 1, device=x.device) < settings["p"]
             x = torch.where(chosen, self.TRANSFORMS[name](x, **args), x)
+        if len(codes):
+            x = x.index_copy(2, codes, kept)
         if "mixup" in self.cfg and self.n_classes:
             settings = self.cfg["mixup"]
-            mixed_x, soft = mixup(x, y, self.n_classes, settings.get("alpha", 0.2))
+            mixed_x, soft = mixup(x, y, self.n_classes, settings.get("alpha", 0.2), codes)
             chosen = torch.rand(x.size(0), device=x.device) < settings["p"]
             x = torch.where(chosen.view(-1, 1, 1), mixed_x, x)
             y = torch.where(chosen.view(-1, 1), soft, F.one_hot(y, self.n_classes).to(soft.dtype))

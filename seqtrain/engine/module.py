@@ -115,20 +115,23 @@ class SeqModule(L.LightningModule):
         target_mean, target_std: the train-fitted target scaler, to report original units.
         monitor, mode: the monitored validation metric, for reduce-on-plateau.
         augment: transform name -> settings for ``Augmenter`` (training batches only).
+        codes: the positions of the static code columns among the inputs, which augmentation
+            leaves as they are.
     """
 
     def __init__(self, model: nn.Module, task: str, optim: dict, scheduler: dict, n_classes: int = 0,
                  loss: str = "mse", quantiles: list[float] | None = None, huber_delta: float = 1.0,
                  class_weights: list[float] | None = None,
                  target_mean: float = 0.0, target_std: float = 1.0,
-                 monitor: str = "val_loss", mode: str = "min", augment: dict | None = None):
+                 monitor: str = "val_loss", mode: str = "min", augment: dict | None = None,
+                 codes: list[int] | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["model"], logger=False)  # trackers get the whole config
         self.model = model
         self.task = task
         self.optim, self.scheduler = dict(optim), dict(scheduler)
         self.monitor, self.mode = monitor, mode  # what reduce-on-plateau watches
-        self.augmenter = Augmenter(augment, n_classes if task == "classification" else 0)
+        self.augmenter = Augmenter(augment, n_classes if task == "classification" else 0, codes)
         self.loss_name, self.huber_delta = loss, huber_delta
         self.n_classes = n_classes
         self.register_buffer("quantiles", torch.tensor(quantiles or [], dtype=torch.float32),

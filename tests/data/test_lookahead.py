@@ -237,3 +237,41 @@ def test_calendar_features_keep_the_cycles_that_vary():
     assert values.shape == (400, 6) and np.abs(values).max() <= 1
     weekday = np.arctan2(values[:, 0], values[:, 1]) % (2 * np.pi) * 7 / (2 * np.pi)
     np.testing.assert_allclose(weekday.round(), pd.DatetimeIndex(daily).weekday % 7, atol=1e-4)
+
+
+def test_static_codes_do_not_change_when_later_rows_or_series_change(tmp_path):
+    """Static columns and the series id (``data.static``, ``model.series_embedding``): a window
+    of validation or test reads the same codes and scaled statics however the rows after it
+    change, a new series with a new level among them (levels sorting before the known ones)."""
+    rng = np.random.default_rng(0)
+    frame = make_table(150, n_series=3)
+    frame["sector"] = frame["symbol"].map({"SYM0": "tech", "SYM1": "energy", "SYM2": "tech"})
+    frame["size"] = frame["symbol"].str[-1].astype(float)
+    base, changed_path = tmp_path / "base.parquet", tmp_path / "changed.parquet"
+    frame.to_parquet(base)
+    def prepared(path):
+        data = read_table(data_cfg(path, "data.seq_length=10", "data.static=[sector,size]"), "regression",
+                          str(path), series_embedding=True)
+        module = SeqDataModule(data, batch_size=64)
+        out = {}
+        for split in ("val", "test"):
+            dataset = module.datasets[split]
+            batch = dataset.__getitems__(list(range(len(dataset))))
+            out[split] = (data.series[data.ends[split]], data.times[data.ends[split]], batch["x"].numpy())
+        return data, out
+
+    data, before = prepared(base)
+    assert data.state.code_columns == [5, 6]  # sector:code, symbol:series after ret vol rsi up size
+    for split in ("val", "test"):
+        series, times, x_before = before[split]
+        for i in rng.choice(len(series), size=3, replace=False):
+            t = times[i]
+            changed = perturb_after(frame, t, rng)
+            newcomer = changed[(changed.symbol == "SYM0") & (changed.time > t)].assign(
+                symbol="AAA", sector="aaa", size=-50.0)  # sorts first by name and by level
+            pd.concat([changed, newcomer], ignore_index=True).to_parquet(changed_path)
+            after_data, after = prepared(changed_path)
+            names = np.asarray(after_data.state.series_names)[after[split][0]]
+            j = np.flatnonzero((names == data.state.series_names[series[i]]) & (after[split][1] == t))
+            assert len(j) == 1, "the window ending at t must still exist"
+            np.testing.assert_array_equal(after[split][2][j[0]], x_before[i])

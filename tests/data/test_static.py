@@ -5,13 +5,17 @@ read at a window's last row, one unknown vector for what training never met."""
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from seqtrain.data.chunks import TableChunks
 from seqtrain.data.datamodule import SeqDataModule
 from seqtrain.data.loading import load_data
 from seqtrain.data.memory import read_table
@@ -104,7 +108,6 @@ def test_levels_come_from_training_rows_and_others_get_the_unknown_code(tmp_path
 
 
 def test_streamed_windows_carry_the_series_code_as_in_memory(tmp_path):
-    import pyarrow as pa
     import pyarrow.parquet as pq
     path = tmp_path / "t.parquet"
     pq.write_table(pa.Table.from_pandas(static_table(), preserve_index=False), path, row_group_size=77)
@@ -210,13 +213,130 @@ def test_predict_uses_the_state_codes_and_new_series_read_the_unknown_vector(run
     with pytest.raises(SeqtrainError, match="never occurred in training"):
         predictor.predict_frame(renamed)
     capsys.readouterr()
-    new = predictor.predict_frame(renamed, allow_new_series=True)
+    warned = logging.handlers.BufferingHandler(100)
+    warned.setLevel(logging.WARNING)  # seqtrain predict shows warnings only: the line must be one
+    logging.getLogger("seqtrain").addHandler(warned)
+    try:
+        new = predictor.predict_frame(renamed, allow_new_series=True)
+    finally:
+        logging.getLogger("seqtrain").removeHandler(warned)
     assert np.isfinite(new["y_pred"]).all()
     said = " ".join(capsys.readouterr().out.split())
     assert "region:code: 400, symbol:series: 400) read the shared unknown vector" in said
+    assert [r for r in warned.buffer if "unknown vector" in r.getMessage()]
 
 
 def test_a_bad_series_embedding_is_one_line(run_cli):
     result = run_cli(*TINY, "model.series_embedding=-2")
     assert result.code != 0
     assert "model.series_embedding" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_a_series_without_training_rows_reads_the_unknown_vector(tmp_path, streaming):
+    """A series met only after the training period (or absent from a walk-forward fold's training
+    rows) has no learned vector of its own: it must read the unknown one, not an untrained one."""
+    frame = static_table(n_rows=200, n_series=4)
+    frame = frame[(frame.symbol != "SYM3") | (frame.time >= frame.time.iloc[190])]  # test rows only
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data = load_data(data_cfg(path, "data.pad_short=true", f"data.streaming={streaming}"), "regression",
+                     str(path), series_embedding=True)
+    assert data.state.static.series == ["SYM0", "SYM1", "SYM2"]
+    batch = next(iter(SeqDataModule(data, batch_size=1000).test_dataloader()))
+    late = batch["window"][:, 0] == data.state.series_names.index("SYM3")
+    assert late.any()
+    codes = batch["x"][:, -1, data.state.code_columns[0]]
+    assert (codes[late] == 3).all() and (codes[~late] < 3).all()  # one past the known series
+
+
+def test_the_leakage_audit_leaves_static_columns_alone(tmp_path):
+    """A static column is constant within its series, so it can hold no later row: one that tells
+    the label apart (a kind of series that mostly goes up) is what it is for, not a leak."""
+    from seqtrain.data.audit import leakage_audit
+    path = tmp_path / "planted.parquet"
+    planted_series_table(path, n_series=4)
+    frame = pd.read_parquet(path)
+    frame["kind"] = np.where(frame.symbol.str[-1].astype(int) % 2 == 1, "odd", "even")
+    frame["odd"] = (frame.kind == "odd").astype(float)
+    frame["up"] = (frame.kind == "odd").astype(np.int64)  # the kind decides the label
+    frame.to_parquet(path)
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["data=parquet", f"data.path={path}", "data.target=up",
+                                           "data.group_col=symbol", "data.features=[noise]", "data.horizon=0",
+                                           "data.target_as_input=false", "data.seq_length=4",
+                                           "data.static=[kind,odd]"])
+    data = read_table(cfg.data, "classification", str(path), series_embedding=True)
+    result = leakage_audit(cfg.data, "classification", data, SeqDataModule(data, batch_size=64))
+    assert result["flagged"] == []
+    assert set(result["scores"]) == {"noise"}
+
+
+def test_the_estimator_takes_static_columns_among_the_columns_of_x(tmp_path):
+    from seqtrain.api import SequenceModel
+    frame = static_table(n_rows=120, n_series=3)
+    X = frame.set_index(["time", "symbol"])[["ret", "vol", "size", "sector"]]
+    y = frame.set_index(["time", "symbol"])["close"]
+    model = SequenceModel(task="regression", seq_length=8, max_epochs=1, hidden_size=8, num_layers=1,
+                          progress_bar=False, plots=False, series_embedding=4, run_dir=tmp_path / "run",
+                          overrides=["data.static=[sector,size]"]).fit(X, y)
+    assert model.run_.data_state.inputs == ["ret", "vol", "size", "sector:code", "symbol:series"]
+    assert model.predict(X).notna().sum() > 0
+
+
+def test_predict_refuses_a_static_column_that_changes_within_a_series(tmp_path):
+    path = tmp_path / "t.parquet"
+    frame = static_table(n_rows=120, n_series=3)
+    frame.to_parquet(path)
+    data = read_table(data_cfg(path, "data.static=[sector,size]"), "regression", str(path),
+                      series_embedding=True)
+    for column, value in (("sector", "energy"), ("size", 99.0), ("sector", "mining")):
+        changed = frame.copy()
+        changed.loc[(changed.symbol == "SYM2") & (changed.time >= changed.time.iloc[100]), column] = value
+        table = pa.Table.from_pandas(changed, preserve_index=False)
+        chunks = TableChunks(data.state, allow_new_series=False, sort=False)
+        with pytest.raises(SeqtrainError, match=f"data.static: column '{column}' of the table is not "
+                                                "constant within series 'SYM2'"):
+            for part in (table.slice(0, 300), table.slice(300)):  # changed within a chunk, and across
+                chunks.carry(chunks.block(part))
+        chunks = TableChunks(data.state, allow_new_series=False, sort=False)
+        with pytest.raises(SeqtrainError, match="not constant within series 'SYM2'"):
+            for part in (table.slice(0, 340), table.slice(340)):  # SYM2's change falls between chunks
+                chunks.carry(chunks.block(part))
+
+
+def test_augmentation_never_changes_a_window_s_codes(tmp_path):
+    """Scaling, warps, dropout or jitter of a code column would feed another series' vector (code
+    3 scaled by 1.2 reads series 4); mixup takes the codes of the window that weighs more."""
+    from seqtrain.engine.assemble import build_module
+    path = tmp_path / "t.parquet"
+    static_table(n_rows=120, n_series=3).to_parquet(path)
+    every = [f"augment.{name}.p=1" for name in ("scaling", "magnitude_warp", "time_warp", "window_slice")]
+    with initialize_config_module("seqtrain.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "data=parquet", f"data.path={path}", "data.target=up", "data.group_col=symbol",
+            "data.features=[ret,vol]", "data.horizon=0", "data.target_as_input=false", "data.seq_length=8",
+            "task=classification", "data.static=[sector]", "model.series_embedding=4", "augment=light",
+            "augment.jitter.sigma=0.6", "augment.channel_dropout.p=1", "augment.channel_dropout.rate=0.5",
+            "augment.mixup.p=1", *every])
+    data = read_table(cfg.data, "classification", str(path), series_embedding=True)
+    module = build_module(cfg, data)
+    batch = next(iter(SeqDataModule(data, batch_size=200).test_dataloader()))
+    torch.manual_seed(0)
+    x, _ = module.augmenter(batch["x"], batch["y"])
+    codes, before = x[..., data.state.code_columns], batch["x"][..., data.state.code_columns]
+    assert not torch.equal(x, batch["x"])
+    assert (codes == codes[:, -1:]).all()  # constant over each window, whole numbers
+    assert torch.equal(codes, codes.round())
+    assert {tuple(c) for c in codes[:, -1].tolist()} <= {tuple(c) for c in before[:, -1].tolist()}
+
+
+def test_a_boolean_static_column_is_a_code_and_never_also_a_feature(tmp_path):
+    frame = static_table()
+    frame["big"] = frame.symbol.isin(["SYM0", "SYM2"])
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    data = read_table(data_cfg(path, "data.static=[big]", "data.features=null"), "regression", str(path))
+    assert "big" not in data.state.features and "big:code" in data.state.inputs
+    with pytest.raises(SeqtrainError, match="data.features: 'big' is a categorical static column"):
+        read_table(data_cfg(path, "data.static=[big]", "data.features=[ret,big]"), "regression", str(path))
