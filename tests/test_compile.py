@@ -82,3 +82,22 @@ def test_inception_max_pool_over_padded_rows_compiles_and_matches_eager():
     compiled.sum().backward()
     torch.testing.assert_close(compiled, eager)
     torch.testing.assert_close(x.grad, grad)
+
+
+def test_informer_distilling_over_padded_rows_compiles_and_matches_eager():
+    """Informer's distilling max-pool, as InceptionTime's: a pool window of padded rows alone
+    must not be minus infinity, or inductor's compiled backward fails (index out of bounds)."""
+    from seqtrain.models.informer import DistilLayer
+
+    torch.manual_seed(0)
+    layer = DistilLayer(4).train()
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[0, :5] = False  # a stride-2 pool window of three padded rows
+    x = (torch.randn(2, 8, 4) * mask.unsqueeze(-1)).requires_grad_()
+    eager, _ = layer(x, mask)
+    eager.sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    compiled, _ = torch.compile(layer)(x, mask)
+    compiled.sum().backward()
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(x.grad, grad)

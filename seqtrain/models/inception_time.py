@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from seqtrain.models.base import SequenceModel
-from seqtrain.models.layers import StepsHead
+from seqtrain.models.layers import MaskedBatchNorm, StepsHead, zero_padded
 
 
 def kernel_widths(kernel_size: int, seq_length: int | None = None) -> list[int]:
@@ -50,34 +50,6 @@ def kernel_widths(kernel_size: int, seq_length: int | None = None) -> list[int]:
     widths = [max(1, kernel_size // 2**i) for i in range(3)]
     widths = [w if w % 2 else w - 1 for w in widths]
     return widths if seq_length is None else [min(w, 2 * seq_length - 1) for w in widths]
-
-
-def zero_padded(h: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
-    return h if real is None else h.masked_fill(~real, 0.0)
-
-
-class MaskedBatchNorm(nn.BatchNorm1d):
-    """``BatchNorm1d`` over ``(B, C, L)`` with ``real`` ``(B, 1, L)``: while training, the batch
-    statistics (and so the running ones) come from real rows only; padded rows come out zero.
-    A training batch of a single real row (a last batch of one window of one row) has no
-    statistic of its own: it is normalised with the running ones, which it leaves unchanged."""
-
-    def forward(self, h: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        if not self.training:
-            return zero_padded(super().forward(h), real)
-        if real is None:
-            return self._in_training(h)
-        rows = real[:, 0]
-        normed = self._in_training(h.transpose(1, 2)[rows])  # (real rows, C)
-        out = normed.new_zeros(h.size(0), h.size(2), h.size(1))
-        out[rows] = normed
-        return out.transpose(1, 2)
-
-    def _in_training(self, h: torch.Tensor) -> torch.Tensor:
-        if h.numel() > h.size(1):  # more than one value per channel
-            return super().forward(h)
-        return nn.functional.batch_norm(h, self.running_mean, self.running_var, self.weight, self.bias,
-                                        training=False, eps=self.eps)
 
 
 class InceptionModule(nn.Module):

@@ -12,7 +12,8 @@ placeholder positions. ``attention: full`` swaps ProbSparse for full attention, 
 
 ``self.attention`` holds the first encoder layer's self-attention averaged over heads,
 ``(B, L, L)``: how each input row weighs the other input rows. Left-padded rows (``mask``) are
-zeroed and masked as keys in every attention, so they get no weight.
+zeroed and masked as keys in every attention, so they get no weight; the distilling layers leave
+them out of batch norm's training statistics and of every max.
 
 Arguments:
     input_size, output_size, output_steps, known_size: shapes from the data (see base.py).
@@ -34,8 +35,10 @@ from seqtrain.models.layers import (
     AttentionLayer,
     CausalConv1d,
     FullAttention,
+    MaskedBatchNorm,
     PositionalEncoding,
     ProbSparseAttention,
+    zero_padded,
 )
 
 
@@ -52,22 +55,22 @@ class DataEmbedding(nn.Module):
 
 class DistilLayer(nn.Module):
     """Conv -> BatchNorm -> ELU -> MaxPool(3, stride 2): halves the sequence length. Padded rows
-    (``mask`` False) are zeros for the convolution and never win the max; a pooled row is real
-    when any row it covers is."""
+    (``mask`` False) are zeros for the convolution, left out of batch norm's training statistics
+    and never win the max; a pooled row is real when any row it covers is. A training batch of
+    one real row is normalised with the running statistics (``MaskedBatchNorm``)."""
 
     def __init__(self, d_model: int):
         super().__init__()
         self.conv = nn.Conv1d(d_model, d_model, kernel_size=3, padding=1)
-        self.norm = nn.BatchNorm1d(d_model)
+        self.norm = MaskedBatchNorm(d_model)
 
     def forward(self, x, mask=None):
-        x = x.transpose(1, 2)
-        if mask is not None:
-            x = x * mask.unsqueeze(1).to(x.dtype)
-        x = F.elu(self.norm(self.conv(x)))
-        if mask is not None:
-            x = x.masked_fill(~mask.unsqueeze(1), float("-inf"))
-            mask = F.max_pool1d(mask.unsqueeze(1).float(), kernel_size=3, stride=2, padding=1)[:, 0] > 0
+        real = None if mask is None else mask.unsqueeze(1)
+        x = F.elu(self.norm(self.conv(zero_padded(x.transpose(1, 2), real)), real))
+        if mask is not None:  # the lowest finite value, not minus infinity: compiled max-pool
+            # backward fails on a pool window of it (three padded rows side by side)
+            x = x.masked_fill(~real, torch.finfo(x.dtype).min)
+            mask = F.max_pool1d(real.float(), kernel_size=3, stride=2, padding=1)[:, 0] > 0
         x = F.max_pool1d(x, kernel_size=3, stride=2, padding=1).transpose(1, 2)
         return (x.masked_fill(~mask.unsqueeze(-1), 0.0), mask) if mask is not None else (x, None)
 

@@ -1,4 +1,5 @@
-"""Building blocks shared by several models: heads, causal convolution, attention, positions."""
+"""Building blocks shared by several models: heads, causal convolution, masked batch norm,
+attention, positions."""
 
 from __future__ import annotations
 
@@ -34,6 +35,34 @@ class CausalConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (self.left, 0)))
+
+
+def zero_padded(h: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    return h if real is None else h.masked_fill(~real, 0.0)
+
+
+class MaskedBatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` over ``(B, C, L)`` with ``real`` ``(B, 1, L)``: while training, the batch
+    statistics (and so the running ones) come from real rows only; padded rows come out zero.
+    A training batch of a single real row (a last batch of one window of one row) has no
+    statistic of its own: it is normalised with the running ones, which it leaves unchanged."""
+
+    def forward(self, h: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training:
+            return zero_padded(super().forward(h), real)
+        if real is None:
+            return self._in_training(h)
+        rows = real[:, 0]
+        normed = self._in_training(h.transpose(1, 2)[rows])  # (real rows, C)
+        out = normed.new_zeros(h.size(0), h.size(2), h.size(1))
+        out[rows] = normed
+        return out.transpose(1, 2)
+
+    def _in_training(self, h: torch.Tensor) -> torch.Tensor:
+        if h.numel() > h.size(1):  # more than one value per channel
+            return super().forward(h)
+        return nn.functional.batch_norm(h, self.running_mean, self.running_var, self.weight, self.bias,
+                                        training=False, eps=self.eps)
 
 
 class PositionalEncoding(nn.Module):

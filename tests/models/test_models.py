@@ -332,3 +332,59 @@ def test_inception_trains_on_a_batch_with_one_real_row(windows, rows, padded):
     for key, value in before.items():
         torch.testing.assert_close(model.state_dict()[key], value, msg=key)
     torch.testing.assert_close(out, model.eval()(x, mask=mask))  # as evaluation normalises it
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("rows,padded", [(1, False), (5, True)])
+def test_every_model_trains_on_a_batch_of_one_real_row(name, rows, padded):
+    """A last training batch of one window of one row (seq_length=1, or a padded window with one
+    real row, e.g. data.batch_size=1 on cases) has no batch statistic: every model trains on it
+    (Informer's distilling batch norm refused it)."""
+    model = build(name, output_size=2).train()
+    mask = None
+    if padded:
+        mask = torch.zeros(1, rows, dtype=torch.bool)
+        mask[0, -1] = True
+    x = torch.randn(1, rows, 3) * (1 if mask is None else mask.unsqueeze(-1))
+    out = model(x, target=torch.randn(1, 1), mask=mask)
+    out.sum().backward()
+    assert out.shape == (1, 1, 2) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name,extra", [*((n, {}) for n in sorted(SMALL)), ("cnn_lstm", {"pool": 2}),
+                                        ("cnn_lstm", {"pool": 3}), ("informer", {"e_layers": 3})])
+@pytest.mark.parametrize("training", [True, False])
+def test_no_max_pool_window_is_minus_infinity_alone(name, extra, training, monkeypatch):
+    """Padded rows must lose every max as the lowest finite value, not as minus infinity: a pool
+    window of minus infinity alone (three padded rows side by side) makes inductor's compiled
+    max-pool backward index out of bounds (trainer.compile with padding fell back to eager)."""
+    pool, outputs = torch.nn.functional.max_pool1d, []
+
+    def recorded(*args, **kwargs):
+        out = pool(*args, **kwargs)
+        outputs.append(out.detach())
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "max_pool1d", recorded)
+    model = build(name, output_size=2, steps=2, known=1, **extra).train(training)
+    x, mask, future = _padded_batch()
+    model(x, future=future, mask=mask)
+    assert all(torch.isfinite(out).all() for out in outputs)
+    assert outputs or name not in {"informer", "inception_time"} and extra.get("pool", 1) == 1
+
+
+def test_informer_distilling_trains_on_real_rows_alone():
+    """While training, the distilling layer's batch norm takes its statistics from real rows only:
+    the same real rows behind two or four padded rows give the same pooled rows and running
+    statistics (with padded rows counted, the longer padding would shift both)."""
+    from seqtrain.models.informer import DistilLayer
+
+    rows, results = torch.randn(2, 7, 4), []
+    for pad in (2, 4):  # even, so the stride-2 pool meets the real rows at the same places
+        torch.manual_seed(0)
+        layer = DistilLayer(4).train()
+        mask = torch.arange(pad + 7) >= pad
+        out, pooled = layer(torch.cat([torch.zeros(2, pad, 4), rows], 1), mask.expand(2, -1))
+        results.append((out[:, -4:], pooled[:, -4:], layer.norm.running_mean, layer.norm.running_var))
+    for first, second in zip(*results, strict=True):
+        torch.testing.assert_close(first, second)
