@@ -27,7 +27,8 @@ from train_throughput import config, demo_data, demo_model
 from seqtrain.cli import _quiet_libraries
 from seqtrain.engine.allocator import settle_malloc
 
-MODELS = ("lstm", "gru", "tcn", "informer", "cnn_lstm", "seq2seq_attention", "tft", "inception_time")
+MODELS = ("lstm", "gru", "tcn", "informer", "cnn_lstm", "seq2seq_attention", "tft", "inception_time", "nhits",
+          "patchtst")
 
 
 def contest(cfg, data, x, y, epochs: int) -> tuple[float, float, float, float]:

@@ -44,6 +44,9 @@ TINY_MODELS = {
     "informer": ["model.d_model=16", "model.d_ff=32", "model.n_heads=2", "model.label_len=8"],
     "cnn_lstm": ["model.channels=[8]", "model.hidden_size=16"],
     "inception_time": ["model.nb_filters=4", "model.depth=3", "model.kernel_size=8", "model.bottleneck=4"],
+    "nhits": ["model.hidden_size=16"],
+    "patchtst": ["model.d_model=8", "model.n_heads=2", "model.d_ff=16", "model.num_layers=1",
+                 "model.head_hidden=16"],
 }
 TINY = [*TINY_RUN, *TINY_MODELS["lstm"]]  # the default model
 

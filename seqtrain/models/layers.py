@@ -41,6 +41,25 @@ def zero_padded(h: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
     return h if real is None else h.masked_fill(~real, 0.0)
 
 
+def fit_window(x: torch.Tensor, mask: torch.Tensor | None, length: int):
+    """Windows ``(B, L, F)`` as ``(B, length, F)`` for a model sized by the window (its weights
+    read fixed positions): a shorter window is left-padded, as ``data.pad_short`` pads it, so it
+    gives what the same rows give inside a padded window. Padded rows are zero; the mask
+    ``(B, length)`` is False on them (None: every row is real)."""
+    rows = x.size(1)
+    if rows > length:
+        raise ValueError(f"a window of {rows} rows, longer than the {length} this model was built for")
+    if mask is not None:
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+    if rows == length:
+        return x, mask
+    if mask is None:
+        mask = torch.ones(x.size(0), rows, dtype=torch.bool, device=x.device)
+    pad = length - rows
+    x = torch.cat([x.new_zeros(x.size(0), pad, x.size(2)), x], 1)
+    return x, torch.cat([mask.new_zeros(x.size(0), pad), mask], 1)
+
+
 class MaskedBatchNorm(nn.BatchNorm1d):
     """``BatchNorm1d`` over ``(B, C, L)`` with ``real`` ``(B, 1, L)``: while training, the batch
     statistics (and so the running ones) come from real rows only; padded rows come out zero.
@@ -57,6 +76,20 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         out = normed.new_zeros(h.size(0), h.size(2), h.size(1))
         out[rows] = normed
         return out.transpose(1, 2)
+
+    def tokens(self, h: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """The same over ``(..., C)``, channels last (a Transformer's tokens), with ``real``
+        ``(...)``: no transpose, so no copy of a non-contiguous input."""
+        flat = h.reshape(-1, h.size(-1))
+        if real is None:
+            out = self._in_training(flat) if self.training else super().forward(flat)
+        elif not self.training:
+            out = super().forward(flat).masked_fill(~real.reshape(-1, 1), 0.0)
+        else:
+            keep = real.reshape(-1)
+            out = flat.new_zeros(flat.shape)
+            out[keep] = self._in_training(flat[keep])
+        return out.view_as(h)
 
     def _in_training(self, h: torch.Tensor) -> torch.Tensor:
         if h.numel() > h.size(1):  # more than one value per channel

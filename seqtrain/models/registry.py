@@ -19,6 +19,8 @@ MODELS: dict[str, str] = {
     "informer": "seqtrain.models.informer:Informer",
     "cnn_lstm": "seqtrain.models.cnn_lstm:CNNLSTM",
     "inception_time": "seqtrain.models.inception_time:InceptionTime",
+    "nhits": "seqtrain.models.nhits:NHITS",
+    "patchtst": "seqtrain.models.patchtst:PatchTST",
 }
 SHAPES = {"self", "input_size", "output_size", "output_steps", "known_size", "seq_length"}
 

@@ -155,7 +155,8 @@ def test_bad_settings(run_cli, bars, override, key):
 
 
 @pytest.mark.parametrize("arg,listing", [
-    ("model=transformer", "cnn_lstm, gru, inception_time, informer, lstm, seq2seq_attention, tcn, tft"),
+    ("model=transformer",
+     "cnn_lstm, gru, inception_time, informer, lstm, nhits, patchtst, seq2seq_attention, tcn, tft"),
     ("trainer=tpu", "ddp, debug, default, gpu"),
     ("data=csv", "cases, parquet, synthetic"),
 ])

@@ -14,7 +14,9 @@ SMALL = {"lstm": {"hidden_size": 8}, "gru": {"hidden_size": 8}, "seq2seq_attenti
          "tft": {"hidden_size": 8, "hidden_continuous_size": 4, "attention_head_size": 2},
          "informer": {"d_model": 8, "n_heads": 2, "d_ff": 16, "label_len": 4},
          "cnn_lstm": {"channels": [8], "hidden_size": 8},
-         "inception_time": {"nb_filters": 4, "depth": 3, "kernel_size": 8, "bottleneck": 4}}
+         "inception_time": {"nb_filters": 4, "depth": 3, "kernel_size": 8, "bottleneck": 4},
+         "nhits": {"hidden_size": 8},
+         "patchtst": {"d_model": 8, "n_heads": 2, "d_ff": 16, "num_layers": 2, "head_hidden": 8}}
 TO_LABEL = (2.0, -0.5)  # target column's input units -> label units
 
 

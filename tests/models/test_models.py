@@ -16,8 +16,10 @@ SMALL = {
     "informer": {"d_model": 8, "n_heads": 2, "d_ff": 16, "label_len": 4},
     "cnn_lstm": {"channels": [8], "hidden_size": 8},
     "inception_time": {"nb_filters": 4, "depth": 3, "kernel_size": 8, "bottleneck": 4},
+    "nhits": {"hidden_size": 8},
+    "patchtst": {"d_model": 8, "n_heads": 2, "d_ff": 16, "num_layers": 2, "head_hidden": 8},
 }
-WITH_ATTENTION = {"seq2seq_attention", "tft", "informer"}
+WITH_ATTENTION = {"seq2seq_attention", "tft", "informer", "patchtst"}
 DECODERS = {"seq2seq_attention": {}, "tft": {}, "informer": {"attention": "full"}}
 
 
@@ -152,7 +154,7 @@ def test_seq2seq_teacher_forcing_only_while_training():
     torch.testing.assert_close(model(x, target=target), model(x))  # ignored at inference
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "cnn_lstm", "inception_time"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "cnn_lstm", "inception_time", "nhits", "patchtst"])
 def test_every_row_of_the_window_reaches_the_output(name):
     model = build(name, dropout=0.0).eval()
     x = torch.randn(1, 6, 3, requires_grad=True)
@@ -215,10 +217,12 @@ def test_padded_rows_never_change_the_output_and_get_no_attention(name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "tcn", "cnn_lstm", "seq2seq_attention", "inception_time"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "tcn", "cnn_lstm", "seq2seq_attention", "inception_time",
+                                  "nhits", "patchtst"])
 def test_a_padded_window_gives_the_output_of_its_real_rows_alone(name):
     """Models without positions of their own read a left-padded window exactly as the shorter
-    window of its real rows (attention models with positional encodings see the positions)."""
+    window of its real rows (attention models with positional encodings see the positions);
+    models sized by the window (nhits, patchtst) read a shorter window as left-padded."""
     model = build(name, output_size=2, steps=2, known=1).eval()
     x, mask, future = _padded_batch()
     out = model(x, future=future, mask=mask)
@@ -388,3 +392,59 @@ def test_informer_distilling_trains_on_real_rows_alone():
         results.append((out[:, -4:], pooled[:, -4:], layer.norm.running_mean, layer.norm.running_var))
     for first, second in zip(*results, strict=True):
         torch.testing.assert_close(first, second)
+
+
+@pytest.mark.parametrize("name", ["nhits", "patchtst"])
+def test_models_sized_by_the_window_refuse_a_longer_one(name):
+    model = build_model(name, SMALL[name], 3, 1, seq_length=8).eval()
+    assert model(torch.randn(2, 8, 3)).shape == (2, 1, 1)
+    with pytest.raises(ValueError, match="a window of 9 rows, longer than the 8"):
+        model(torch.randn(2, 9, 3))
+
+
+def test_nhits_stacks_forecast_few_knots_interpolated_to_the_horizon():
+    import torch.nn.functional as F
+
+    from seqtrain.models.nhits import interpolation
+
+    assert build("nhits", steps=8).summary()["knots"] == [2, 4, 8]  # n_freq_downsample 4, 2, 1
+    assert build("nhits", output_size=3).summary()["knots"] == [1, 1, 1]  # one step: one knot each
+    knots = torch.randn(5, 2, 3)  # (B, knots, outputs)
+    expected = F.interpolate(knots.transpose(1, 2), size=8, mode="linear").transpose(1, 2)
+    torch.testing.assert_close(torch.einsum("bno,nk->bko", knots, interpolation(2, 8)), expected)
+
+
+def test_nhits_pools_groups_that_end_at_the_last_row():
+    model = build_model("nhits", {**SMALL["nhits"], "pool_kernels": [2], "n_freq_downsample": [1]}, 1, 1,
+                        seq_length=5)
+    x = torch.tensor([[1.0, 9.0, 2.0, 3.0, 4.0]]).unsqueeze(-1)  # groups (pad, 1), (9, 2), (3, 4)
+    torch.testing.assert_close(model.blocks[0].pooled_window(x, None), torch.tensor([[1.0, 9.0, 4.0]]))
+    mask = torch.tensor([[False, False, True, True, True]])  # (pad, pad) is padding alone: zero
+    torch.testing.assert_close(model.blocks[0].pooled_window(x * mask.unsqueeze(-1), mask),
+                               torch.tensor([[0.0, 2.0, 4.0]]))
+
+
+@pytest.mark.parametrize("seq_length,expected", [(336, (16, 8, 41)), (168, (16, 8, 20)), (32, (8, 4, 7)),
+                                                 (16, (4, 2, 7)), (12, (3, 2, 6)), (2, (1, 1, 2))])
+def test_patchtst_short_windows_get_shorter_patches_ending_at_the_last_row(seq_length, expected):
+    from seqtrain.models.patchtst import patch_geometry
+
+    assert patch_geometry(seq_length, 16, 8) == expected
+    model = build_model("patchtst", SMALL["patchtst"], 3, 1, seq_length=seq_length)
+    patch_len, _, patches = expected
+    assert model.member.shape[0] == patches and model.member[-1, -patch_len:].all()
+    assert model.member[-1].sum() == patch_len and model.member.sum(0).min() >= 1  # every row in a patch
+
+
+def test_patchtst_encodes_each_column_on_its_own():
+    """Channel independence: changing one column changes that column's encoded patches only;
+    the columns meet in the head."""
+    model = build("patchtst").eval()
+    x = torch.randn(4, 12, 3)
+    changed = x.clone()
+    changed[..., 1] += torch.randn(4, 12)
+    before, after = model.encode(x)[0], model.encode(changed)[0]
+    torch.testing.assert_close(after[:, [0, 2]], before[:, [0, 2]])
+    assert not torch.allclose(after[:, 1], before[:, 1])
+    linear = build("patchtst", head_hidden=0)
+    assert [type(m).__name__ for m in linear.head] == ["StepsHead"]
