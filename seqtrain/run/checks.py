@@ -24,6 +24,7 @@ from seqtrain.engine.augment import Augmenter
 from seqtrain.engine.calibration import check_settings
 from seqtrain.engine.compiling import compile_mode
 from seqtrain.engine.optim import check_optim, check_scheduler
+from seqtrain.engine.pruning import check_pruning
 from seqtrain.engine.tracking import check_logger
 from seqtrain.engine.trainer import RESIDENT
 from seqtrain.errors import SeqtrainError
@@ -49,7 +50,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def _check_run(cfg: DictConfig) -> None:
-    """The task, the switches, the monitored value, early stopping and the loss."""
+    """The task, the switches, the monitored value, early stopping, the loss and a search's pruning."""
     if cfg.task not in TASKS:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     for key in ("plots", "progress_bar"):
@@ -61,6 +62,7 @@ def _check_run(cfg: DictConfig) -> None:
         raise SeqtrainError(
             f"early_stopping.patience: {patience!r}; an integer >= 0, or null never to stop early")
     _loss(cfg)
+    check_pruning(cfg.get("hparams_search"), cfg.eval.get("name", "single"))
 
 
 def _check_labels_and_eval(cfg: DictConfig) -> None:

@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from seqtrain.console import setup_logging
+from seqtrain.engine.pruning import PruneRule
 from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.files import write_text
 from seqtrain.run.train import train
@@ -43,7 +44,8 @@ def main(job_file: str) -> None:
     rank = os.environ.get("LOCAL_RANK", "?")
     try:
         train(cfg, run_dir, resume_from=job.resume_from, quiet=True,
-              warm_from=Path(job.warm_from) if job.warm_from else None)
+              warm_from=Path(job.warm_from) if job.warm_from else None,
+              pruning=PruneRule.from_dict(job.pruning) if job.get("pruning") else None)
     except (Interrupted, KeyboardInterrupt):  # Ctrl-C: rank 0 tells the user where to resume from
         raise SystemExit(130) from None
     except SeqtrainError as exc:
