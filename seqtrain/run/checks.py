@@ -31,6 +31,7 @@ from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import MODELS, check_model_args, model_class
 from seqtrain.report.sweep_overfitting import check_pbo_blocks
 from seqtrain.run.cpcv import check_cpcv
+from seqtrain.run.parallel import check_parallel
 from seqtrain.run.walk_forward import check_walk_forward
 
 log = logging.getLogger("seqtrain")
@@ -69,8 +70,10 @@ def _check_labels_and_eval(cfg: DictConfig) -> None:
     """The evaluation scheme, the label and sample weights, calibration and the trading view."""
     if cfg.eval.get("name", "single") == "walk_forward":
         check_walk_forward(cfg.eval)
+        check_parallel(cfg)
     elif cfg.eval.get("name", "single") == "cpcv":
         check_cpcv(cfg.eval)
+        check_parallel(cfg)
     elif cfg.eval.get("name", "single") != "single":
         raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default, eval=walk_forward "
                             "or eval=cpcv")
