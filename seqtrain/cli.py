@@ -154,18 +154,22 @@ def _hydra_main():
     def run(cfg):
         from hydra.types import RunMode
 
+        from seqtrain.engine.pruning import prune_rule
         from seqtrain.errors import SeqtrainError
         from seqtrain.run.train import train
 
         _quiet_libraries()
         hydra_cfg = HydraConfig.get()
         share_the_cores(hydra_cfg.launcher)
+        sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+        # a search's trial judged against the other jobs of its sweep folder (hparams_search.pruner)
+        pruning = prune_rule(cfg.get("hparams_search"), Path(hydra_cfg.sweep.dir)) if sweeping else None
         try:
-            return train(cfg, hydra_cfg.runtime.output_dir)
+            return train(cfg, hydra_cfg.runtime.output_dir, pruning=pruning)
         except SeqtrainError as exc:
             logging.getLogger("seqtrain").debug("failed: %s", exc)
             _error(str(exc))
-            if hydra_cfg.mode == RunMode.MULTIRUN:  # one grid point's bad value or NaN loss: the
+            if sweeping:  # one grid point's bad value or NaN loss: the
                 record_failure(Path(hydra_cfg.runtime.output_dir), one_line(str(exc)))  # sweep goes on
                 return None  # no value: what the Optuna sweeper records as a failed trial
             raise SystemExit(2) from None

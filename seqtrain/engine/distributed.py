@@ -73,16 +73,18 @@ def created_externally() -> bool:
 
 
 @contextlib.contextmanager
-def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_from: Path | None):
+def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_from: Path | None,
+              pruning: dict | None = None):
     """Around one run: with ``N > 1`` devices on this node and no launcher that made the
     processes, start ranks ``1..N-1`` of this node, and when the run ends wait for them; a rank
-    that fails ends the run, and its one-line error is the run's."""
+    that fails ends the run, and its one-line error is the run's. ``pruning``: a sweep trial's
+    rule (``PruneRule.to_dict``), which every rank follows."""
     local = local_world_size(cfg)
     if local <= 1 or created_externally():
         yield
         return
     folder = run_dir / ".ddp"
-    job = _job_file(folder, cfg, run_dir, resume_from, warm_from)
+    job = _job_file(folder, cfg, run_dir, resume_from, warm_from, pruning)
     saved, threads = _set_environment(cfg, local)
     logs = [(folder / f"rank{i}.log").open("w") for i in range(1, local)]  # rank 0 has the console
     children = [subprocess.Popen([sys.executable, "-m", "seqtrain.run.worker", str(job)],
@@ -113,7 +115,7 @@ def processes(cfg: DictConfig, run_dir: Path, resume_from: Path | None, warm_fro
 
 
 def _job_file(folder: Path, cfg: DictConfig, run_dir: Path, resume_from: Path | None,
-              warm_from: Path | None) -> Path:
+              warm_from: Path | None, pruning: dict | None) -> Path:
     """``RUN/.ddp/job.yaml``: the resolved config and folders every other rank runs with (an
     earlier try's rank errors cleared)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,7 @@ def _job_file(folder: Path, cfg: DictConfig, run_dir: Path, resume_from: Path | 
     save_config(job, OmegaConf.create({
         "config": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir),
         "resume_from": str(resume_from) if resume_from else None,
-        "warm_from": str(warm_from) if warm_from else None}))
+        "warm_from": str(warm_from) if warm_from else None, "pruning": pruning}))
     return job
 
 

@@ -33,6 +33,7 @@ from seqtrain.engine.checkpoints import (
 from seqtrain.engine.compiling import compile_mode, compile_network, worth_compiling
 from seqtrain.engine.module import SeqModule
 from seqtrain.engine.precision import resolve_precision
+from seqtrain.engine.pruning import PruneRule, PruneTrial
 from seqtrain.errors import SeqtrainError
 
 log = logging.getLogger("seqtrain")
@@ -56,6 +57,7 @@ class Fitted:
     lr_find: dict | None
     logger: object | None  # the experiment tracker (``logger=...``), or None
     compiled: str | None  # trainer.compile: what ran ("compiled (default)" or "eager (why)")
+    pruned: dict | None = None  # hparams_search.pruner: when and against what the trial was stopped
 
 
 @dataclass
@@ -66,17 +68,19 @@ class Recorders:
     throughput: Throughput
     checkpoints: RunCheckpoints
     predictions: CollectPredictions
+    pruning: PruneTrial | None = None
 
 
 def run_callbacks(cfg: DictConfig, module: SeqModule, run_dir: Path, checkpointing: bool,
-                  tracked: bool) -> tuple[Recorders, list]:
+                  tracked: bool, pruning: PruneRule | None = None) -> tuple[Recorders, list]:
     """The run's callbacks, in the order Lightning calls them: the recorders, the random state,
     the data epoch, the NaN guard and the save on interrupt; then checkpoints (unless
-    ``trainer.enable_checkpointing=false``), early stopping, the bar and, for a tracker
-    (``tracked``), the learning-rate monitor."""
+    ``trainer.enable_checkpointing=false``), early stopping, a sweep trial's pruning (``pruning``),
+    the bar and, for a tracker (``tracked``), the learning-rate monitor."""
     recorders = Recorders(EpochMetrics(run_dir / "metrics.csv"), Throughput(),
                           RunCheckpoints(run_dir / "checkpoints", module.monitor, module.mode),
-                          CollectPredictions())
+                          CollectPredictions(),
+                          PruneTrial(pruning, run_dir, module.monitor, module.mode) if pruning else None)
     callbacks = [recorders.epochs, recorders.throughput, recorders.predictions, RandomState(), DataEpoch(),
                  NonFiniteGuard(run_dir / "checkpoints" / "last_good.ckpt"),
                  SaveOnInterrupt(run_dir / "checkpoints" / "last.ckpt")]
@@ -86,6 +90,8 @@ def run_callbacks(cfg: DictConfig, module: SeqModule, run_dir: Path, checkpointi
         callbacks.append(EarlyStoppingAfterWarmup(monitor=module.monitor, mode=module.mode,
                                                   patience=cfg.early_stopping.patience,
                                                   check_on_train_epoch_end=False))
+    if recorders.pruning is not None:  # after early stopping: a trial it stops is not pruned
+        callbacks.append(recorders.pruning)
     if cfg.progress_bar:
         # redrawn 4 times a second, as rich's Live by default: a redraw costs ~1.5 ms of CPU in a
         # thread beside training's, which slowed a 2-core CPU's training ~10% at Lightning's 100

@@ -81,6 +81,8 @@ def write_run_report(cfg: DictConfig, data, module, fitted, best: dict, tested: 
         "monitor": module.monitor,
         "mode": module.mode,  # min | max: which way the monitored value improves
         "best_epoch": int(best["epoch"]),  # 0-based, as in metrics.csv
+        # hparams_search.pruner stopped this trial: its rule, epoch, last and best value, the others' mark
+        **({"pruned": fitted.pruned} if getattr(fitted, "pruned", None) else {}),
         "best_val": {k: v for k, v in best.items() if k.startswith("val_")},
         "test": {k: float(v) for k, v in tested.items()},
         "baseline_test": written.baseline_test,

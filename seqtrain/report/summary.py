@@ -217,6 +217,8 @@ def sweep_table(sweep_dir: Path) -> list[dict]:
                             "beats_baselines": skill["beats_best_baseline"]})
             if not walk_forward:
                 row["wall_time_s"] = metrics["wall_time_s"]
+            if metrics.get("pruned"):  # hparams_search.pruner stopped it: a result, not a failure
+                row["pruned_epoch"] = metrics["pruned"]["epoch"]
             row.update(trading_columns(metrics))  # sharpe (per period) and psr, with a trading view
         rows.append(row)
     return rows
@@ -267,10 +269,21 @@ def print_sweep_summary(sweep_dir: Path, console: Console | None = None, pbo_blo
                       "need walk-forward jobs: one test path, one book); a cpcv job is ranked on validation "
                       "blocks that its other splits test, so the ★ job's pooled result is partly selected "
                       "in-sample: read its paths' spread (paths.csv)", soft_wrap=True, highlight=False)
+    pruned = [r for r in rows if r.get("pruned_epoch") is not None]
+    if pruned:
+        console.print(pruned_line(Path(sweep_dir), pruned, len(rows)), soft_wrap=True, highlight=False)
     for row in rows:
         if row.get("error"):
             console.print(f"job {row['job']} failed: {row['error']}", soft_wrap=True, highlight=False)
     return rows
+
+
+def pruned_line(sweep_dir: Path, pruned: list[dict], total: int) -> str:
+    """Which trials ``hparams_search.pruner`` stopped early, after how many epochs."""
+    rule = json.loads((sweep_dir / pruned[0]["job"] / "metrics.json").read_text())["pruned"]["rule"]
+    after = ", ".join(f"{r['job']} ({int(r['pruned_epoch']) + 1})" for r in pruned)
+    return (f"pruned: {len(pruned)} of {total} trials (hparams_search.pruner={rule}), job (epochs trained): "
+            f"{after}; each is ranked by the best value it reached before it stopped")
 
 
 def _sweep_table(sweep_dir: Path, rows: list[dict], columns: list[str], monitor: str, best: dict | None,

@@ -24,12 +24,14 @@ from seqtrain.engine.augment import Augmenter
 from seqtrain.engine.calibration import check_settings
 from seqtrain.engine.compiling import compile_mode
 from seqtrain.engine.optim import check_optim, check_scheduler
+from seqtrain.engine.pruning import check_pruning
 from seqtrain.engine.tracking import check_logger
 from seqtrain.engine.trainer import RESIDENT
 from seqtrain.errors import SeqtrainError
 from seqtrain.models.registry import MODELS, check_model_args, model_class
 from seqtrain.report.sweep_overfitting import check_pbo_blocks
 from seqtrain.run.cpcv import check_cpcv
+from seqtrain.run.parallel import check_parallel
 from seqtrain.run.walk_forward import check_walk_forward
 
 log = logging.getLogger("seqtrain")
@@ -49,7 +51,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def _check_run(cfg: DictConfig) -> None:
-    """The task, the switches, the monitored value, early stopping and the loss."""
+    """The task, the switches, the monitored value, early stopping, the loss and a search's pruning."""
     if cfg.task not in TASKS:
         raise SeqtrainError(f"task: unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
     for key in ("plots", "progress_bar"):
@@ -61,14 +63,17 @@ def _check_run(cfg: DictConfig) -> None:
         raise SeqtrainError(
             f"early_stopping.patience: {patience!r}; an integer >= 0, or null never to stop early")
     _loss(cfg)
+    check_pruning(cfg.get("hparams_search"), cfg.eval.get("name", "single"))
 
 
 def _check_labels_and_eval(cfg: DictConfig) -> None:
     """The evaluation scheme, the label and sample weights, calibration and the trading view."""
     if cfg.eval.get("name", "single") == "walk_forward":
         check_walk_forward(cfg.eval)
+        check_parallel(cfg)
     elif cfg.eval.get("name", "single") == "cpcv":
         check_cpcv(cfg.eval)
+        check_parallel(cfg)
     elif cfg.eval.get("name", "single") != "single":
         raise SeqtrainError(f"eval.name: {cfg.eval.name!r}; choose eval=default, eval=walk_forward "
                             "or eval=cpcv")

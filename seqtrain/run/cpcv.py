@@ -35,11 +35,13 @@ from seqtrain.errors import SeqtrainError
 from seqtrain.files import write_csv, write_json, write_parquet
 from seqtrain.report.baselines import pooled_skill
 from seqtrain.report.trading import trading_report
+from seqtrain.run.parallel import FoldJob, train_side_by_side
 from seqtrain.run.walk_forward import (
     _text,
     pooled_calibration,
     pooled_notes,
     train_in_folder,
+    trained_in_folder,
     uniqueness_column,
 )
 
@@ -97,24 +99,20 @@ def split_configs(cfg: DictConfig, data_path: str) -> tuple[np.ndarray, list[tup
 
 
 def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
-    """Train and test every split (``train_split(cfg, folder)`` runs one), recombine the paths
-    and report them; the mean of the splits' best monitored validation values (what a sweep
-    optimises)."""
+    """Train and test every split (``train_split(cfg, folder)`` runs one; with ``eval.parallel=N``
+    N at a time, each in a process of its own), recombine the paths and report them; the mean of
+    the splits' best monitored validation values (what a sweep optimises)."""
     started = time.perf_counter()
     group_starts, splits = split_configs(cfg, data_path)
     rows, frames, best, notes, classes = [], [], [], [], None
-    for info, split_cfg in splits:
-        folder = run_dir / f"split_{info['split']:02d}"
-        log.info("cpcv split %d/%d: test groups %s", info["split"] + 1, len(splits), info["test_groups"])
-        split_started = time.perf_counter()
-        value, metrics, predictions = train_in_folder(folder, split_cfg,
-                                                      functools.partial(train_split, split_cfg, folder))
+    for (info, _), (value, metrics, predictions, wall) in zip(splits, _train_splits(cfg, run_dir, splits,
+                                                                                   train_split), strict=True):
         best.append(value)
         notes.append(metrics.get("baseline_notes") or {})
         classes = classes or metrics.get("classes")
         frames.append(predictions.assign(split=info["split"], group=group_of(predictions["window_end"],
                                                                              group_starts)))
-        rows.append(_split_row(info, metrics, time.perf_counter() - split_started))
+        rows.append(_split_row(info, metrics, wall))
     predictions = pd.concat(frames, ignore_index=True)
     zone = time_zone(source.read_schema(data_path), cfg.data.time_col)
     write_parquet(run_dir / "predictions.parquet", in_zone(predictions, zone))
@@ -148,6 +146,28 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
         plot_paths(table, run_dir / "plots" / "paths.png")
     print_cpcv(summary)
     return float(np.mean(best))
+
+
+def _train_splits(cfg: DictConfig, run_dir: Path, splits: list[tuple[dict, DictConfig]],
+                  train_split) -> list[tuple[float, dict, pd.DataFrame, float]]:
+    """Each split trained, one after another or ``eval.parallel`` at a time: its best monitored
+    validation value, metrics.json, test predictions and wall time."""
+    notes = [f"cpcv split {info['split'] + 1}/{len(splits)}: test groups {info['test_groups']}"
+             for info, _ in splits]
+    folders = [run_dir / f"split_{info['split']:02d}" for info, _ in splits]
+    parallel = cfg.eval.get("parallel", 1)
+    if parallel > 1:
+        jobs = [FoldJob(folder.name, folder, split_cfg, note)
+                for folder, (_, split_cfg), note in zip(folders, splits, notes, strict=True)]
+        return [(*trained_in_folder(job.folder, cfg.early_stopping.monitor), wall)
+                for job, wall in zip(jobs, train_side_by_side(jobs, parallel, run_dir), strict=True)]
+    out = []
+    for folder, (_, split_cfg), note in zip(folders, splits, notes, strict=True):
+        log.info("%s", note)
+        split_started = time.perf_counter()
+        trained = train_in_folder(folder, split_cfg, functools.partial(train_split, split_cfg, folder))
+        out.append((*trained, time.perf_counter() - split_started))
+    return out
 
 
 def group_of(window_end: pd.Series, group_starts: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""A run folder as the commands read it and write beside it: its config, the folder whose model
-a command uses (a walk-forward fold, a cpcv split), its checkpoints, and where a command may
-write without losing a file (never over a run's own files or the table being read)."""
+"""A run folder as the commands read it and write beside it: a fold's folder started, its config,
+the folder whose model a command uses (a walk-forward fold, a cpcv split), its checkpoints, and
+where a command may write without losing a file (never over a run's own files or the table
+being read)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.config import check_run_folder, is_run_folder
 from seqtrain.errors import SeqtrainError
+from seqtrain.files import save_config
+
+
+def start_run_folder(folder: Path, cfg: DictConfig) -> None:
+    """A fold's or split's run folder, its config saved where predict, export and load look for it."""
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    save_config(folder / ".hydra" / "config.yaml", cfg)
 
 
 def run_config(run_dir: Path) -> DictConfig:

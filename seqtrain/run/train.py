@@ -34,6 +34,7 @@ from seqtrain.engine.calibration import (
     softmax,
 )
 from seqtrain.engine.module import SeqModule
+from seqtrain.engine.pruning import PruneRule
 from seqtrain.engine.tracking import log_config, log_results, make_logger
 from seqtrain.engine.trainer import (
     Fitted,
@@ -60,9 +61,10 @@ log = logging.getLogger("seqtrain")
 
 
 def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None = None,
-          quiet: bool = False, warm_from: Path | None = None) -> float:
+          quiet: bool = False, warm_from: Path | None = None, pruning: PruneRule | None = None) -> float:
     """Train, test and report one run (or continue one from its checkpoint ``resume_from``;
-    ``quiet``: no summary table; ``warm_from``: start from that checkpoint's weights), or, with
+    ``quiet``: no summary table; ``warm_from``: start from that checkpoint's weights; ``pruning``:
+    a sweep trial's rule, which may stop it early), or, with
     ``eval=walk_forward``, one run per fold (``seqtrain.run.walk_forward``), with ``eval=cpcv`` one per
     split (``seqtrain.run.cpcv``). Returns the best monitored validation value (walk-forward, cpcv:
     the folds' or splits' mean)."""
@@ -81,13 +83,13 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
                             lambda fold, folder, warm: train(fold, folder, quiet=True, warm_from=warm))
     if scheme == "cpcv":
         return cpcv(cfg, run_dir, path, lambda split, folder: train(split, folder, quiet=True))
-    with distributed.processes(cfg, run_dir, resume_from, warm_from):
+    with distributed.processes(cfg, run_dir, resume_from, warm_from, pruning.to_dict() if pruning else None):
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         data = load_run_data(cfg, run_dir, path)
         module = build_module(cfg, data)
         if warm_from is not None:
             warm_start(module, warm_from)
-        fitted = fit(cfg, module, data, run_dir, resume_from)
+        fitted = fit(cfg, module, data, run_dir, resume_from, pruning)
         best = best_metrics(fitted, module)
         calibration = calibrate(cfg, module, fitted, run_dir)
         tested = test(fitted, module, run_dir)
@@ -115,14 +117,17 @@ def load_run_data(cfg: DictConfig, run_dir: Path, path: str):
     return data
 
 
-def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: str | Path | None) -> Fitted:
+def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: str | Path | None,
+        pruning: PruneRule | None = None) -> Fitted:
     """Callbacks, Trainer and loaders; the leakage audit and (``optim.lr=find``) the learning
-    rate; then training, or one line saying where to resume an interrupted run from."""
+    rate; then training (a sweep's trial pruned by ``pruning``), or one line saying where to
+    resume an interrupted run from."""
     settle_malloc()
     args = trainer_args(cfg)
     checkpointing = args.get("enable_checkpointing", True)
     logger = make_logger(cfg, run_dir, fold=_fold_number(run_dir))
-    recorders, callbacks = run_callbacks(cfg, module, run_dir, checkpointing, tracked=logger is not None)
+    recorders, callbacks = run_callbacks(cfg, module, run_dir, checkpointing, tracked=logger is not None,
+                                         pruning=pruning)
     if logger is not None:
         args["logger"] = logger
     world = distributed.world_size(cfg)
@@ -146,7 +151,7 @@ def fit(cfg: DictConfig, module: SeqModule, data, run_dir: Path, resume_from: st
     _fit_or_interrupted(trainer, module, datamodule, run_dir, resume_from)
     return Fitted(trainer, datamodule, recorders.epochs, recorders.throughput, recorders.checkpoints,
                   recorders.predictions, checkpointing, str(args["precision"]), leakage, lr_find, logger,
-                  compiled)
+                  compiled, recorders.pruning.pruned if recorders.pruning else None)
 
 
 def _fit_or_interrupted(trainer: L.Trainer, module: SeqModule, datamodule: SeqDataModule, run_dir: Path,

@@ -26,10 +26,12 @@ from seqtrain.data.columns import in_zone, time_values, time_zone, utc_times
 from seqtrain.data.splits import walk_forward_folds
 from seqtrain.engine.calibration import Calibration, interval_report, probability_report
 from seqtrain.errors import SeqtrainError
-from seqtrain.files import save_config, write_csv, write_json, write_parquet
+from seqtrain.files import write_csv, write_json, write_parquet
 from seqtrain.report.baselines import pooled_skill
 from seqtrain.report.overfitting import deflated_report
 from seqtrain.report.trading import book_returns, in_metrics, trading_report
+from seqtrain.run.folders import start_run_folder
+from seqtrain.run.parallel import FoldJob, train_side_by_side
 
 log = logging.getLogger("seqtrain")
 
@@ -107,26 +109,19 @@ def _text(value, zone: str | None = None) -> str | float | int:
 
 def walk_forward(cfg: DictConfig, run_dir: Path, data_path: str, train_fold) -> float:
     """Train and test every fold (``train_fold(cfg, folder, warm_from)`` runs one, from the
-    previous fold's best checkpoint with ``eval.refit=warm``), then pool; the mean of the folds'
-    best monitored validation values (what a sweep optimises)."""
+    previous fold's best checkpoint with ``eval.refit=warm``; with ``eval.parallel=N`` N folds at
+    a time, each in a process of its own), then pool; the mean of the folds' best monitored
+    validation values (what a sweep optimises)."""
     started = time.perf_counter()
     rows, frames, best, classes, notes = [], [], [], None, []
     refit = cfg.eval.get("refit", "fresh")
     folds = fold_configs(cfg, data_path)
-    for i, (bounds, fold_cfg) in enumerate(folds):
-        folder = run_dir / f"fold_{i:02d}"
-        log.info("walk-forward fold %d/%d: test %s .. %s", i + 1, len(folds), bounds["test_start"],
-                 bounds["test_end"] or "end")
-        fold_started = time.perf_counter()
-        warm = run_dir / f"fold_{i - 1:02d}" / "checkpoints" / "best.ckpt"
-        warm = warm if refit == "warm" and i > 0 and warm.exists() else None
-        train_one = functools.partial(train_fold, fold_cfg, folder, warm)
-        value, metrics, tested = train_in_folder(folder, fold_cfg, train_one)
+    for i, (value, metrics, tested, wall, warm) in enumerate(_train_folds(cfg, run_dir, folds, train_fold)):
         best.append(value)
         classes = classes or metrics.get("classes")
         notes.append(metrics.get("baseline_notes") or {})
         frames.append(tested.assign(fold=i))
-        rows.append({**_fold_row(i, bounds, metrics, time.perf_counter() - fold_started),
+        rows.append({**_fold_row(i, folds[i][0], metrics, wall),
                      "warm_from": warm.parent.parent.name if warm else None})
     predictions = pd.concat(frames, ignore_index=True)
     zone = time_zone(source.read_schema(data_path), cfg.data.time_col)
@@ -175,14 +170,44 @@ def _plot(cfg: DictConfig, folds_table: pd.DataFrame, pooled: dict, predictions:
         plot_equity(trading, folder / "equity.png")
 
 
+def _train_folds(cfg: DictConfig, run_dir: Path, folds: list[tuple[dict, DictConfig]],
+                 train_fold) -> list[tuple[float, dict, pd.DataFrame, float, Path | None]]:
+    """Each fold trained, one after another or ``eval.parallel`` at a time: its best monitored
+    validation value, metrics.json, test predictions, wall time and the checkpoint it started from."""
+    notes = [f"walk-forward fold {i + 1}/{len(folds)}: test {b['test_start']} .. {b['test_end'] or 'end'}"
+             for i, (b, _) in enumerate(folds)]
+    parallel = cfg.eval.get("parallel", 1)
+    if parallel > 1:
+        jobs = [FoldJob(f"fold_{i:02d}", run_dir / f"fold_{i:02d}", fold_cfg, note)
+                for i, ((_, fold_cfg), note) in enumerate(zip(folds, notes, strict=True))]
+        return [(*trained_in_folder(job.folder, cfg.early_stopping.monitor), wall, None)
+                for job, wall in zip(jobs, train_side_by_side(jobs, parallel, run_dir), strict=True)]
+    out, refit = [], cfg.eval.get("refit", "fresh")
+    for i, (_, fold_cfg) in enumerate(folds):
+        folder = run_dir / f"fold_{i:02d}"
+        log.info("%s", notes[i])
+        fold_started = time.perf_counter()
+        warm = run_dir / f"fold_{i - 1:02d}" / "checkpoints" / "best.ckpt"
+        warm = warm if refit == "warm" and i > 0 and warm.exists() else None
+        train_one = functools.partial(train_fold, fold_cfg, folder, warm)
+        out.append((*train_in_folder(folder, fold_cfg, train_one), time.perf_counter() - fold_started, warm))
+    return out
+
+
 def train_in_folder(folder: Path, run_cfg: DictConfig, train_one) -> tuple[float, dict, pd.DataFrame]:
-    """One fold or split trained (``train_one()``) as a run folder of its own, its config saved
-    where predict, export and load look for it; its best monitored validation value, its
-    metrics.json and its test predictions (times in UTC)."""
-    (folder / ".hydra").mkdir(parents=True, exist_ok=True)  # a run folder predict/export/load open
-    save_config(folder / ".hydra" / "config.yaml", run_cfg)
+    """One fold or split trained (``train_one()``) as a run folder of its own; its best monitored
+    validation value, its metrics.json and its test predictions (times in UTC)."""
+    start_run_folder(folder, run_cfg)
     best = train_one()
     metrics = json.loads((folder / "metrics.json").read_text())
+    return best, metrics, utc_times(pd.read_parquet(folder / "predictions.parquet"))
+
+
+def trained_in_folder(folder: Path, monitor: str) -> tuple[float, dict, pd.DataFrame]:
+    """What ``train_in_folder`` returns, for a fold or split trained in a process of its own
+    (``seqtrain.run.parallel``): its best monitored value as its metrics.json holds it."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    best = float(metrics["best_val"].get(monitor, float("nan")))
     return best, metrics, utc_times(pd.read_parquet(folder / "predictions.parquet"))
 
 
