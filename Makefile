@@ -52,6 +52,7 @@ bench: $(DEV_STAMP)  ## throughput, memory and learning benchmarks (results go i
 	$(BIN)/python benchmarks/uea.py --baseline
 	$(BIN)/python benchmarks/cases.py --sets generated JapaneseVowels
 	$(BIN)/python benchmarks/predict_throughput.py
+	$(BIN)/python benchmarks/pruning.py
 	$(BIN)/python benchmarks/ddp_throughput.py
 	$(BIN)/python benchmarks/compile_speed.py
 	$(BIN)/python benchmarks/compile_kernels.py

@@ -106,7 +106,8 @@ def bars(tmp_path) -> Path:
 
 # The longest modules first: the two workers then end together instead of one finishing a long
 # test alone while the other has nothing left to take.
-SLOW_FIRST = ("tests/test_learning.py", "tests/test_resume.py", "tests/test_ddp.py", "tests/test_compile.py")
+SLOW_FIRST = ("tests/test_learning.py", "tests/test_resume.py", "tests/test_ddp.py",
+              "tests/test_parallel_folds.py", "tests/test_compile.py")
 
 
 def pytest_collection_modifyitems(items):

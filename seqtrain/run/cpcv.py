@@ -105,8 +105,8 @@ def cpcv(cfg: DictConfig, run_dir: Path, data_path: str, train_split) -> float:
     started = time.perf_counter()
     group_starts, splits = split_configs(cfg, data_path)
     rows, frames, best, notes, classes = [], [], [], [], None
-    for (info, _), (value, metrics, predictions, wall) in zip(splits, _train_splits(cfg, run_dir, splits,
-                                                                                   train_split), strict=True):
+    trained = _train_splits(cfg, run_dir, splits, train_split)
+    for (info, _), (value, metrics, predictions, wall) in zip(splits, trained, strict=True):
         best.append(value)
         notes.append(metrics.get("baseline_notes") or {})
         classes = classes or metrics.get("classes")

@@ -73,7 +73,8 @@ def train_side_by_side(jobs: list[FoldJob], parallel: int, run_dir: Path) -> lis
     folder.mkdir(parents=True, exist_ok=True)
     threads = max(1, distributed.cores() // parallel)
     env = _environment(threads)
-    log.info("eval.parallel=%d: %d folds, %d at a time, %d torch threads each", parallel, len(jobs),
+    unit = "splits" if jobs[0].name.startswith("split") else "folds"
+    log.info("eval.parallel=%d: %d %s, %d at a time, %d torch threads each", parallel, len(jobs), unit,
              min(parallel, len(jobs)), threads)
     waiting, running, walls = list(jobs), {}, {}
     with _sigterm_as_interrupt():
@@ -94,10 +95,10 @@ def train_side_by_side(jobs: list[FoldJob], parallel: int, run_dir: Path) -> lis
         except KeyboardInterrupt:
             stopped = _stop([child for _, child, _ in running.values()])
             finished = [j.name for j in jobs if j.name in walls]
-            raise Interrupted(f"interrupted: {_names(finished) or 'no fold'} finished, {_names(stopped)} "
-                              "stopped (each saved checkpoints/last.ckpt if it was training), "
-                              f"{_names([j.name for j in waiting]) or 'none'} not started; a "
-                              "walk-forward or cpcv run is not resumed: start it again") from None
+            raise Interrupted(f"interrupted: {_names(finished)} finished, {_names(stopped)} stopped (each "
+                              "saved checkpoints/last.ckpt if it was training), "
+                              f"{_names([j.name for j in waiting])} not started; a walk-forward or cpcv "
+                              "run is not resumed: start it again") from None
         except BaseException:
             _stop([child for _, child, _ in running.values()])
             raise
@@ -183,4 +184,4 @@ def _sigterm_as_interrupt():
 
 
 def _names(names: list[str]) -> str:
-    return ", ".join(names)
+    return ", ".join(names) or "none"
