@@ -69,7 +69,7 @@ def test_exports_reproduce_pytorch_and_seqtrain_predict(run_cli, monkeypatch, ca
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["informer", "tcn"])
+@pytest.mark.parametrize("model", ["informer", "tcn", "nhits"])
 def test_models_reading_future_and_mask_export_with_those_inputs(run_cli, monkeypatch, capsys, model):
     trained = run_cli(f"model={model}", "task=classification", "data.pad_short=true",
                       "data.known_future=[cycle_quad]", *TINY_RUN, *TINY_MODELS[model])

@@ -16,7 +16,7 @@ RUN_FILES = [
 ]
 
 
-WITH_ATTENTION = {"seq2seq_attention", "tft", "informer"}
+WITH_ATTENTION = {"seq2seq_attention", "tft", "informer", "patchtst"}
 
 
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
@@ -152,7 +152,7 @@ def test_multi_step_with_known_future_and_calendar_columns(run_cli, model, tmp_p
                                      "monthday_sin", "monthday_cos"]
     assert set(state["known_future"]) <= set(state["inputs"])
     said = " ".join((result.out + result.err).split())
-    readers = {"seq2seq_attention", "tft", "informer"}
+    readers = {"seq2seq_attention", "tft", "informer", "nhits"}
     # a model that cannot read known-future values says so, once, instead of silently ignoring them
     assert said.count("reads no values beyond a window's end") == (model not in readers)
     assert_predict_reproduces_the_run(result.run_dir, tmp_path)

@@ -6,7 +6,8 @@ rows every ``stride`` rows (patches end at the window's last row; the oldest one
 with padding), each patch is mapped to ``d_model`` by one linear map shared by all columns,
 plus a learned position per patch, and one Transformer encoder, shared by all columns, reads
 each column's patches on its own: ``num_layers`` post-norm layers of multi-head self-attention
-and a GELU feed-forward, each with batch norm, as in the paper. A window of L rows is about
+and a GELU feed-forward, each with batch norm, as in the paper (its reference code's residual
+attention scores, passed from layer to layer, are left out). A column of L rows is about
 2 L / patch_len tokens, not L.
 
 seqtrain forecasts one target from many columns, so the head reads the encoded patches of all
@@ -36,7 +37,7 @@ Arguments:
     num_layers: encoder layers.
     dropout: in the encoder (attention output, feed-forward, embedding).
     head_hidden: width of the head's hidden layer (0: the paper's linear head).
-    head_dropout: before the head.
+    head_dropout: before each of the head's layers.
     seq_length: rows per window (from the data): the number of patches the head reads.
 """
 
