@@ -166,6 +166,8 @@ WRITE_CALLS = {"open", "json.dump", "torch.save", "OmegaConf.save", "os.replace"
                "shutil.move", "shutil.copy", "shutil.copy2", "shutil.copyfile", "pq.write_table"}
 ALLOWED = {  # what is no artefact written in one go
     "(folder / f'rank{i}.log').open('w')",  # a DDP rank's log, streamed while it runs
+    "(job.folder / 'train.log').open('a')",  # a parallel fold's output, streamed while it runs
+    "(run_dir / 'train.log').open('a')",  # a fold process's traceback, appended to its log
     "writer.write_table(table.cast(writer.schema))",  # predict's parts, into atomic()'s temporary
     "out.iloc[:, 0].rename('y_pred')", "naive.rename(X.index.name)", "y_val.rename(target)",
     "books[job].rename(job)",  # pandas names

@@ -23,6 +23,7 @@ nothing). A pruned trial ends as an early-stopped one does: tested on its best c
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -120,15 +121,14 @@ def worse(value: float, than: float, mode: str) -> bool:
 def read_curve(path: Path, monitor: str) -> dict[int, float]:
     """``metrics.csv``'s ``monitor`` column by epochs trained (its finite values only)."""
     curve = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                value = float(row.get(monitor) or "nan")
-                epochs = int(row["epoch"]) + 1
-            except (KeyError, ValueError):
-                continue
-            if math.isfinite(value):
-                curve[epochs] = value
+    for row in csv.DictReader(io.StringIO(path.read_text(), newline="")):
+        try:
+            value = float(row.get(monitor) or "nan")
+            epochs = int(row["epoch"]) + 1
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(value):
+            curve[epochs] = value
     return curve
 
 
