@@ -37,6 +37,7 @@ with its paired interval, and the wall time of train and predict.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -372,6 +373,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--block", type=int, default=48, help="bootstrap block, in origin hours")
+    parser.add_argument("--keep", help="a folder to keep every forecast (.npz) and seqtrain run folder in")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
@@ -396,7 +398,9 @@ def main() -> None:
     print("| data | tool | model | RMSE | 95% | MAE | 95% | skill RMSE | skill MAE (95%) | trained | "
           "wall (s) |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    with tempfile.TemporaryDirectory() as folder:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as folder:
         for data in args.data:
             path = table(data)
             frame = pd.read_parquet(path)
