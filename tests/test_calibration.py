@@ -24,11 +24,29 @@ from seqtrain.engine.calibration import (
     interval_report,
     softmax,
 )
+from seqtrain.engine.callbacks import KeepPredictions
 from seqtrain.errors import SeqtrainError
 from seqtrain.report.trading import trading_report
 from tests.conftest import run_seqtrain
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+
+
+@pytest.mark.parametrize("counted", [3, 1, math.inf])
+def test_validation_records_are_kept_as_one_record_of_the_keys_asked(counted):
+    """Calibration's records of a predict pass: only the keys it reads, every window's values
+    in order in one tensor each (allocated for the pass's batches, grown past them if more
+    come, or where their count is unknown), whatever the batch sizes."""
+    trainer = type("Trainer", (), {"num_predict_batches": [counted]})()
+    kept = KeepPredictions(("y", "pred", "quantiles"))
+    batches = [{"y": torch.arange(n, dtype=torch.float32)[:, None] + 10 * i, "pred": torch.full((n, 1), i),
+                "x_last": torch.zeros(n, 5), "window": torch.zeros(n, 2)} for i, n in enumerate([4, 4, 2])]
+    for i, batch in enumerate(batches):
+        kept.on_predict_batch_end(trainer, None, batch, None, i)
+    (record,) = kept.records
+    assert set(record) == {"y", "pred"}
+    for key in record:
+        assert torch.equal(record[key], torch.cat([b[key] for b in batches]))
 
 
 def test_brier_score_and_ece_by_hand():

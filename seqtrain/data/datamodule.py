@@ -201,7 +201,7 @@ class SeqDataModule(L.LightningDataModule):
         dataset.with_eval_fields, dataset.rank, dataset.world_size = True, 0, 1
         try:
             for batch in dataset:
-                parts.append({"x_last": batch["x"][:, -1], "y": batch["y"],
+                parts.append({"x_last": batch["x"][:, -1].clone(), "y": batch["y"],  # not the batch's view
                               **({"y_last": batch["y_last"]} if "y_last" in batch else {})})
                 count += len(batch["y"])
                 if count >= size:

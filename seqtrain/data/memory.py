@@ -12,19 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from seqtrain.data import source, validate
 from seqtrain.data.columns import (
     check_classes,
     check_known_classes,
     class_balance,
-    float_column,
     label_values,
     missing_values,
-    read_target,
     target_history_is_input,
-    time_values,
     time_zone,
     wall_times,
 )
@@ -38,18 +34,20 @@ from seqtrain.data.labels import (
     moves,
 )
 from seqtrain.data.periods import table_period_window_ends
-from seqtrain.data.reader_rules import TargetCheck, apply_nan_policy, table_series_codes
 from seqtrain.data.scaling import StandardScaler
 from seqtrain.data.splits import SplitRule, in_period, split_periods, split_record, split_rows
 from seqtrain.data.state import DataState, HasDataState, input_matrix
 from seqtrain.data.statics import StaticSpec, read_static, static_columns, with_static_features
+from seqtrain.data.table_rows import TableRows, read_rows
 from seqtrain.data.time_features import cycle_ranges, varying_cycles
 from seqtrain.data.weights import SampleWeightSpec, training_weights
 from seqtrain.data.windows import (
+    SERIES_BATCH_ROWS,
     SPLIT_NAMES,
     TRAIN,
     WindowSpec,
     row_numbers,
+    series_batches,
     series_bounds,
     training_label_rows,
     window_reach,
@@ -57,10 +55,6 @@ from seqtrain.data.windows import (
 from seqtrain.errors import SeqtrainError
 
 log = logging.getLogger(__name__)
-
-READ_BYTES = 8 << 20  # decoded feature values read from the file at once
-MEMORY_TARGET_FIX = "clean the file or set data.nan_policy=ffill or drop"
-
 
 @dataclass
 class TableData(HasDataState):
@@ -77,31 +71,6 @@ class TableData(HasDataState):
     # (triple-barrier: to the label's end row)
     touch: np.ndarray | None = None  # triple-barrier labels: rows from a window's end to its label's end
     weights: np.ndarray | None = None  # data.sample_weight: loss weight of the window ending at each row
-
-
-@dataclass
-class TableRows:
-    """The needed columns of a table as arrays, rows grouped by series in time order."""
-
-    times: np.ndarray
-    series: np.ndarray  # int series code per row
-    series_names: list
-    matrix: np.ndarray  # (N, F) float32 feature columns, unscaled, and one more column when the
-    # target's history is an input: room to append it without copying the matrix (fit_inputs)
-    features: list[str]
-    target_kind: str  # numeric | categorical
-    target_values: np.ndarray
-    file_rows: np.ndarray  # each row's position in the file, for error messages
-    zone: str | None = None  # the time column's zone (times are UTC instants then), else None
-
-    @property
-    def x(self) -> np.ndarray:
-        """The feature columns: a view of ``matrix``."""
-        return self.matrix[:, :len(self.features)]
-
-    def take(self, index: np.ndarray) -> None:
-        for name in ("times", "series", "matrix", "target_values", "file_rows"):
-            setattr(self, name, getattr(self, name)[index])
 
 
 def read_table(cfg, task: str, path: str, series_embedding: bool = False) -> TableData:
@@ -128,6 +97,9 @@ def read_table(cfg, task: str, path: str, series_embedding: bool = False) -> Tab
     values, built = fit_labels(cfg, state, rows, label_rows, side)
     defined = ~missing_values(values, "categorical" if values.dtype == object else "numeric")
     state.classes, labels, state.target_scaler = fit_target(task, values, label_rows & defined, target)
+    rows.file_rows = rows.target_values = None  # read no further: the window index takes their room
+    if task != "classification":  # the class counts read the labels' values, nothing else does
+        values = None
     touch = built.touch if built is not None else None
     reach = (window_reach(touch, series_bounds(rows.series), state.window.horizon, state.window.span)
              if touch is not None else None)
@@ -142,49 +114,6 @@ def read_table(cfg, task: str, path: str, series_embedding: bool = False) -> Tab
     realised = state.realised_moves(built.moves) if built is not None else None
     return TableData(inputs=inputs, labels=labels, times=rows.times, series=rows.series, ends=ends,
                      state=state, moves=realised, touch=touch, weights=weights)
-
-
-def read_rows(cfg, task: str, path: str, time_col: str, group_col: str | None, target: str,
-              features: list[str]) -> TableRows:
-    """Only the needed columns, decoded and checked; rows grouped by series (stable: the file's
-    time order inside each series is kept, or sorted with ``data.sort``), in time order, with
-    the NaN policy applied."""
-    dataset = source.open_dataset(path)
-    key_columns = list(dict.fromkeys([time_col, *([group_col] if group_col else []), target]))
-    keys = source.read_columns(path, key_columns, dataset)
-    if keys.num_rows == 0:
-        raise SeqtrainError(f"data.path: {path} has no rows")
-    n = keys.num_rows
-    series, series_names = table_series_codes(keys, group_col)
-    target_kind, target_values = read_target(keys.column(target), target, task)
-    times = time_values(keys.column(time_col), time_col)
-    del keys  # decoded: Arrow's pool gives its memory back before the features are read
-    pa.default_memory_pool().release_unused()
-    order = np.lexsort((times, series)) if cfg.sort else np.argsort(series, kind="stable")
-    times = times[order]  # one array at a time: each unsorted copy goes as its sorted one comes
-    series = series[order]
-    target_values = target_values[order]
-    history_room = target_history_is_input(cfg, target) and target_kind == "numeric"
-    matrix = np.empty((n, len(features) + history_room), np.float32)
-    per_read = max(1, READ_BYTES // (4 * n))  # one column of a tall table, many of a short one
-    for first in range(0, len(features), per_read):  # decoded straight into their sorted place
-        names = features[first:first + per_read]
-        table = source.read_columns(path, list(dict.fromkeys(names)), dataset)
-        for j, name in enumerate(names, start=first):
-            matrix[:, j] = float_column(table, name)[order]
-        del table
-        pa.default_memory_pool().release_unused()
-    rows = TableRows(times, series, series_names, matrix, list(features), target_kind, target_values,
-                     file_rows=order)
-    validate.check_time_order(rows.times, rows.series, series_names, rows.file_rows, time_col)
-    keep = apply_nan_policy(cfg.nan_policy, rows.x, features, rows.file_rows, rows.series,
-                            TargetCheck(target, rows.target_values, target_kind, fix=MEMORY_TARGET_FIX))
-    if keep is not None:
-        log.warning("data.nan_policy=%s: dropped %d row(s) with NaN/inf", cfg.nan_policy, int((~keep).sum()))
-        rows.take(keep)
-        if len(rows.times) == 0:
-            raise SeqtrainError(f"data.nan_policy={cfg.nan_policy} left no rows in {path}")
-    return rows
 
 
 def keep_period(split, rows: TableRows) -> None:
@@ -218,8 +147,13 @@ def label_training_rows(cfg, task: str, rows: TableRows, train_rows: np.ndarray)
     """The training rows whose labels read training rows only (``windows.training_label_rows``):
     the label statistics' rows."""
     reach = LabelSpec.from_config(cfg, task).reads
-    return training_label_rows(row_numbers(series_bounds(rows.series)), rows.series, train_rows, reach,
-                               np.full(len(rows.series_names), -1, np.int64))
+    bounds = series_bounds(rows.series)
+    out = np.empty(len(rows.series), bool)
+    for first, last in series_batches(bounds, SERIES_BATCH_ROWS):  # bounded index temporaries
+        part, local = slice(bounds[first], bounds[last]), bounds[first:last + 1] - bounds[first]
+        out[part] = training_label_rows(row_numbers(local), rows.series[part], train_rows[part], reach,
+                                        np.full(len(rows.series_names), -1, np.int64))
+    return out
 
 
 def calendar_cycles(cfg, times: np.ndarray, train_rows: np.ndarray, time_col: str,

@@ -23,16 +23,61 @@ def table_series_codes(table: pa.Table, group_col: str | None) -> tuple[np.ndarr
     series ``"all"`` without a group column), and those names."""
     if group_col is None:
         return np.zeros(table.num_rows, np.int64), ["all"]
-    column = table.column(group_col)
-    if column.null_count:
-        raise SeqtrainError(
-            f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
-            "give every row a series"
-        )
+    column = _named_values(table.column(group_col), group_col)
+    codes, names = pd.factorize(column.to_pandas(), sort=True)
+    return codes.astype(np.int64), _plain(names)
+
+
+def _named_values(column: pa.ChunkedArray, group_col: str) -> pa.ChunkedArray:
+    PartSeriesCodes.refuse_missing(column, group_col)
     if pa.types.is_dictionary(column.type):  # a categorical column: sorted by name, not category order
         column = column.cast(column.type.value_type)
-    codes, names = pd.factorize(column.to_pandas(), sort=True)
-    return codes.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
+    return column
+
+
+def _plain(names) -> list:
+    return [n.item() if hasattr(n, "item") else n for n in names]
+
+
+class PartSeriesCodes:
+    """``table_series_codes`` of a table read in parts: each part's rows get codes by first
+    appearance (through the part's dictionary, not a pandas copy of its names), renumbered by
+    the whole-table rule at the end (``in_name_order``: pandas' sort of the distinct names)."""
+
+    def __init__(self, group_col: str | None):
+        self.group_col = group_col
+        self.by_name: dict = {}
+        self.type = None
+
+    @staticmethod
+    def refuse_missing(column: pa.ChunkedArray, group_col: str) -> None:
+        if column.null_count:
+            raise SeqtrainError(
+                f"data.group_col: column {group_col!r} has {column.null_count} missing values; "
+                "give every row a series"
+            )
+
+    def has_missing(self, table: pa.Table) -> bool:
+        return self.group_col is not None and table.column(self.group_col).null_count > 0
+
+    def of(self, table: pa.Table) -> np.ndarray:
+        """A part's first-appearance codes."""
+        if self.group_col is None:
+            return np.zeros(table.num_rows, np.int64)
+        column = _named_values(table.column(self.group_col), self.group_col)
+        self.type = column.type
+        encoded = column.dictionary_encode().combine_chunks()
+        lookup = np.asarray([self.by_name.setdefault(n, len(self.by_name))
+                             for n in encoded.dictionary.to_pylist()], np.int64)
+        return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+
+    def in_name_order(self, codes: np.ndarray) -> tuple[np.ndarray, list]:
+        """First-appearance ``codes`` as whole-table codes, and the series names."""
+        if self.group_col is None:
+            return codes, ["all"]
+        distinct = pa.array(list(self.by_name), type=self.type).to_pandas()
+        ranks, names = pd.factorize(distinct, sort=True)
+        return ranks.astype(np.int64)[codes], _plain(names)
 
 
 class SeriesCodes:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHUNK_ROWS = 65_536  # rows scaled at once: bounded temporaries, the same numbers
+CHUNK_ROWS = 8_192  # rows fit or scaled at once: the same numbers, temporaries of about a MiB that
+# the heap reuses slice after slice (larger ones stay behind in it once freed)
 MIN_STD = 1e-12  # a column with a smaller spread is constant: std 1, so it maps to zero
 
 

@@ -55,8 +55,32 @@ def row_groups(dataset: ds.Dataset) -> list[ds.ParquetFileFragment]:
     return [row_group for fragment in fragments for row_group in fragment.split_by_row_group()]
 
 
+def row_group_parts(dataset: ds.Dataset, rows: int) -> list[tuple[ds.ParquetFileFragment, int]]:
+    """The table as runs of consecutive row groups of one file, about ``rows`` rows each (a
+    larger row group alone), in ``read_columns``' row order; each with its row count. Read one
+    at a time (``read_row_group``), they bound what is decoded at once: a whole-table read holds
+    the scanner's read-ahead of many row groups besides the table."""
+    parts = []
+    for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
+        run, run_rows = [], 0
+        try:
+            row_groups = fragment.row_groups
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SeqtrainError(f"data.path: cannot read {fragment.path}: {first_line(exc)}") from None
+        for row_group in (r for r in row_groups if r.num_rows):
+            if run and run_rows + row_group.num_rows > rows:
+                parts.append((fragment.subset(row_group_ids=run), run_rows))
+                run, run_rows = [], 0
+            run.append(row_group.id)
+            run_rows += row_group.num_rows
+        if run:
+            parts.append((fragment.subset(row_group_ids=run), run_rows))
+    return parts
+
+
 def read_row_group(row_group: ds.ParquetFileFragment, schema: pa.Schema, columns: list[str]) -> pa.Table:
-    """One row group, only ``columns`` (hive partition columns included)."""
+    """One row group (or a run of them, ``row_group_parts``), only ``columns`` (hive partition
+    columns included)."""
     try:
         return row_group.to_table(schema=schema, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:

@@ -209,7 +209,7 @@ def trained_series(series_names: list, trained: np.ndarray) -> list[str]:
 def read_static(path: str, rows, train_rows: np.ndarray, numeric: list[str],
                 categorical: list[str], series_embedding: bool, group_col: str | None):
     """``data.static`` and the series id (``fit_static``) on the rows of the table at ``path``
-    (``memory.TableRows``: grouped by series, each row's ``file_rows``): the static spec and the
+    (``table_rows.TableRows``: grouped by series, each row's ``file_rows``): the static spec and the
     code columns."""
     cats = {}
     if categorical:

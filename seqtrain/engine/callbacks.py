@@ -79,6 +79,41 @@ class EpochMetrics(L.Callback):
         return next((r for r in self.rows if r["epoch"] == epoch), None)
 
 
+class KeepPredictions(L.Callback):
+    """The prediction records of a ``Trainer.predict`` pass, only their ``keys`` (what the
+    caller reads), gathered as one record: each key's values of every window in one tensor,
+    allocated for the pass's batches at its first batch (grown by doubling if more come). Each
+    batch's own small tensors, kept through a long pass, would pin the freed memory between
+    them in the heap: on a streamed split of millions of windows that grew the process by
+    hundreds of MiB besides the kept values themselves."""
+
+    def __init__(self, keys: tuple[str, ...]):
+        self.keys, self.kept, self.filled = keys, {}, 0
+
+    def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        values = {key: outputs[key] for key in self.keys if key in outputs}
+        if not values:
+            return
+        n = len(next(iter(values.values())))
+        for key, value in values.items():
+            held = self.kept.get(key)
+            if held is None or len(held) < self.filled + n:
+                counts = trainer.num_predict_batches
+                counted = counts[dataloader_idx] if counts else math.inf
+                first = n * (int(counted) if math.isfinite(counted) else 64)  # the pass's windows, as counted
+                capacity = max(self.filled + n, 2 * len(held) if held is not None else first)
+                grown = torch.empty((capacity, *value.shape[1:]), dtype=value.dtype)
+                if held is not None:
+                    grown[:self.filled] = held[:self.filled]
+                self.kept[key] = grown
+            self.kept[key][self.filled:self.filled + n] = value
+        self.filled += n
+
+    @property
+    def records(self) -> list[dict]:
+        return [{key: value[:self.filled] for key, value in self.kept.items()}] if self.filled else []
+
+
 class CollectPredictions(L.Callback):
     """Gathers what the test pass produced, batch by batch, for the report to format: the
     module's prediction records, the attention maps of the first window of each batch (up to

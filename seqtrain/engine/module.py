@@ -316,7 +316,9 @@ class SeqModule(L.LightningModule):
         without the target)."""
         record = {key: batch[key].cpu() for key in ("window", "end_time", "label_time", "label_known", "y")
                   if key in batch}
-        record["x_last"] = batch["x"][:, -1].float().cpu()  # for the baselines read from the last row
+        # for the baselines read from the last row; a copy of its own: a view would keep the
+        # batch's whole inputs alive as long as the record
+        record["x_last"] = batch["x"][:, -1].to("cpu", torch.float32, copy=True)
         for key in ("y_last", "y_season", "move"):  # what some baselines and the trading view read
             if key in batch:
                 record[key] = batch[key].cpu()

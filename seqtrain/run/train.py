@@ -33,6 +33,7 @@ from seqtrain.engine.calibration import (
     reliability,
     softmax,
 )
+from seqtrain.engine.callbacks import KeepPredictions
 from seqtrain.engine.module import SeqModule
 from seqtrain.engine.pruning import PruneRule
 from seqtrain.engine.tracking import log_config, log_results, make_logger
@@ -193,14 +194,19 @@ def _tested_checkpoint(fitted: Fitted) -> str | None:
     return str(best) if best and best.exists() else None
 
 
-def validation_predictions(fitted: Fitted, module: SeqModule) -> list[dict]:
+def validation_predictions(fitted: Fitted, module: SeqModule, keys: tuple[str, ...]) -> list[dict]:
     """The prediction records (``SeqModule.prediction_record``) of every validation window,
+    ``keys`` of each only (held for the whole split: a streamed one may be larger than memory),
     from the checkpoint test reads, through the one prediction path; under DDP every rank's
     share, on every rank. Calibration is fit on these, never on test rows."""
-    trainer = fitted.trainer
-    records = trainer.predict(module, dataloaders=fitted.datamodule.val_dataloader(),
-                              ckpt_path=_tested_checkpoint(fitted), return_predictions=True,
-                              weights_only=True) or []
+    trainer, kept = fitted.trainer, KeepPredictions(keys)
+    trainer.callbacks.append(kept)
+    try:
+        trainer.predict(module, dataloaders=fitted.datamodule.val_dataloader(),
+                        ckpt_path=_tested_checkpoint(fitted), return_predictions=False, weights_only=True)
+    finally:
+        trainer.callbacks.remove(kept)
+    records = kept.records
     if trainer.world_size > 1:
         import torch.distributed as dist
 
@@ -223,7 +229,8 @@ def calibrate(cfg: DictConfig, module: SeqModule, fitted: Fitted, run_dir: Path)
     classification = cfg.task == "classification"
     if (cfg.get("calibrate", "none") == "none") if classification else not coverage_levels(cfg):
         return None
-    records = validation_predictions(fitted, module)
+    records = validation_predictions(fitted, module, ("logits", "y") if classification
+                                     else ("y", "pred", "quantiles"))
     what = "calibrate=temperature" if classification else "eval.coverage"
     if not records:
         log.warning("%s: no validation windows to fit on; the run is not calibrated", what)

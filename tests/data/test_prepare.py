@@ -8,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
 
-from seqtrain.data import memory as prepare_module
+from seqtrain.data import table_rows as prepare_module
 from seqtrain.data.memory import read_table
+from seqtrain.errors import SeqtrainError
 
 SYMBOLS = ["A", "B", "C"]
 
@@ -82,3 +83,44 @@ def test_rows_dropped_for_missing_values_take_all_their_columns_with_them(tmp_pa
     assert np.array_equal(data.inputs[:, 0], code.astype(np.float32))
     assert np.array_equal(data.inputs[:, 3], (code + 0.5).astype(np.float32))
     assert np.isfinite(data.inputs).all()
+
+
+@pytest.mark.parametrize("kind", ["string", "int", "categorical"])
+def test_series_codes_read_in_parts_are_the_whole_tables(kind):
+    """Each part's rows coded by first appearance, renumbered at the end, give the codes and
+    names of decoding the whole series column at once (sorted names; a categorical column by
+    name, not by its categories' order, and without categories no row holds)."""
+    from seqtrain.data.reader_rules import PartSeriesCodes, table_series_codes
+
+    rng = np.random.default_rng(0)
+    values = rng.choice([17, 3, 250, 4, 99], 1000)
+    if kind == "int":
+        column = pa.array(values)
+    else:
+        names = [f"S{v}" for v in values]
+        column = pa.array(names) if kind == "string" else pa.DictionaryArray.from_arrays(
+            pa.array([["S250", "S17", "S3", "S4", "S99", "unused"].index(n) for n in names]),
+            pa.array(["S250", "S17", "S3", "S4", "S99", "unused"]))
+    table = pa.table({"symbol": column})
+    codes = PartSeriesCodes("symbol")
+    cuts = [0, 1, 2, 300, 301, 777, 1000]
+    parts = np.concatenate([codes.of(table.slice(a, b - a))
+                            for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+    got, names = codes.in_name_order(parts)
+    want, want_names = table_series_codes(table, "symbol")
+    assert np.array_equal(got, want) and got.dtype == want.dtype and names == want_names
+
+
+@pytest.mark.parametrize("column", ["time", "symbol"])
+def test_a_key_column_with_missing_values_is_counted_over_the_whole_table(tmp_path, column):
+    """Read part by part, a key column's missing values are still counted over every part."""
+    frame = pd.DataFrame({"time": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(100), "h"),
+                          "symbol": "A", "f0": np.ones(100, np.float32), "close": np.arange(100.0)})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    missing = np.zeros(100, bool)
+    missing[[3, 10, 60, 61, 99]] = True
+    table = table.set_column(table.schema.get_field_index(column), column,
+                             pa.array(table.column(column).to_pylist(), mask=missing))
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=25)
+    with pytest.raises(SeqtrainError, match=f"{column!r} has 5 missing values"):
+        prepared(tmp_path / "t.parquet", "data.features=[f0]")
