@@ -19,8 +19,12 @@ from seqtrain.report.baselines import (
     baseline_predictions,
     block_bootstrap,
     compare_with_baselines,
+    dlinear_predictions,
+    dlinear_recorder,
+    fit_dlinear,
     fit_last_row_model,
     last_row_predictions,
+    moving_average_matrix,
     skill_report,
     window_losses,
 )
@@ -134,6 +138,7 @@ def test_eval_season_must_be_a_period(run_cli):
 # -- every baseline is what its name says: hand-computed on a tiny table ----------------------------
 
 VAL_START, TEST_START, SEASON = 10, 19, 20
+SEQ_LENGTH = 2
 # how a case is read: (streamed, row group size, B's first time, eval.season). With small row
 # groups and B listed early the first chunk read starts inside every series, so the rows a move
 # label moves from, behind the earliest label a window reads, must be read too
@@ -191,7 +196,11 @@ def hand_case(task: str, label: str, h: int, k: int, e: int, test_windows: list,
         values, counts = np.unique([labels[s][t + h] for s, t in train], return_counts=True)
         fallback = values[np.argmax(counts)]
     out = {"train": train, "fallback": fallback, "persistence": [], "seasonal_naive": [], "filled": set(),
-           "parts": parts, "train_y": [labels[s][t + h:t + h + k] for s, t in train]}
+           "parts": parts, "train_y": [labels[s][t + h:t + h + k] for s, t in train],
+           "train_history": [hand_history(labels[s], t, lag) for s, t in train],
+           "history": [hand_history(labels[s], t, lag) for s, t in test_windows]}
+    if task == "regression" and lag is not None and any(np.isnan(x).any() for x in out["history"]):
+        out["filled"].add("dlinear")
     for s, t in test_windows:
         y = labels[s]
         latest = None if lag is None or t - lag < 0 or np.isnan(y[t - lag]) else y[t - lag]
@@ -210,6 +219,15 @@ def hand_case(task: str, label: str, h: int, k: int, e: int, test_windows: list,
     return out
 
 
+def hand_history(y: np.ndarray, t: int, lag: int | None, length: int = SEQ_LENGTH) -> list[float]:
+    """The labels known at row t that DLinear reads, oldest first: the ``length`` rows up to
+    ``lag`` rows back, in the window's own series (NaN before its first row)."""
+    if lag is None:
+        return []
+    rows = t - lag - np.arange(length - 1, -1, -1)
+    return [y[r] if r >= 0 else np.nan for r in rows]
+
+
 @functools.cache
 def _data_config():
     from hydra import compose, initialize_config_module
@@ -217,7 +235,7 @@ def _data_config():
     with initialize_config_module("seqtrain.conf", version_base="1.3"):
         cfg = compose("config", overrides=[
             "data=parquet", "data.path=unset", "data.target=unset", "data.group_col=symbol",
-            "data.features=[f1]", "data.seq_length=2", f"data.split.val_start={VAL_START}",
+            "data.features=[f1]", f"data.seq_length={SEQ_LENGTH}", f"data.split.val_start={VAL_START}",
             f"data.split.test_start={TEST_START}", "data.leakage_audit=off"])
     return cfg.data
 
@@ -242,11 +260,11 @@ def run_case(tmp_path, task, label, h, k, e, read="memory"):
     data = load_data(cfg, task, str(path))
     module = SeqDataModule(data, batch_size=7, season=season)
     readout = (lambda out: {"probs": out}) if task == "classification" else (lambda out: {"pred": out})
-    stub = SimpleNamespace(readout=readout)
+    train = module.last_rows("train", size=20_000)
+    stub = SimpleNamespace(readout=readout, history_baselines=dlinear_recorder(train))  # as train.py sets it
     width = len(data.state.classes) if task == "classification" else k
     records = [SeqModule.prediction_record(stub, batch, torch.zeros(len(batch["y"]), width))
                for batch in module.test_dataloader()]
-    train = module.last_rows("train", size=20_000)
     return data.state, records, train, compare_with_baselines(data.state, records, train, 0, season)
 
 
@@ -277,15 +295,19 @@ def test_every_baseline_is_what_its_name_says(tmp_path, one_thread, task, label,
     known = h >= 1 or e >= 1
     expected = ({"majority", "last_row_logistic"} if task == "classification"
                 else {"train_mean", "last_row_linear"})
+    # DLinear needs more whole training histories than it has coefficients (2L + 1)
+    whole = sum(bool(np.isfinite(np.r_[x, y]).all()) for x, y in zip(hand["train_history"], hand["train_y"]))
+    fits = task == "regression" and known and whole > 2 * SEQ_LENGTH + 1
     if known:
         expected |= {"persistence"} | ({"seasonal_naive"} if task == "regression" else set())
+    expected |= {"dlinear"} if fits else set()
     assert {c.removeprefix("baseline_") for c in columns} == expected
     assert set(skill["baselines"]) == expected
     if not known:  # never another forecast under persistence's name
         assert "not known at the window's end with horizon=0 and no embargo" in notes["persistence"]
         assert not any(name.startswith("persistence") for name in baseline_test)
     filled = {name for name, note in notes.items() if "windows' series" in note}
-    assert filled == hand["filled"], notes
+    assert filled == hand["filled"] - (set() if fits else {"dlinear"}), notes
 
     if task == "classification":
         decode = (lambda v: str(int(v))) if label == "value" else (lambda v: "up" if v else "down")
@@ -320,6 +342,12 @@ def test_every_baseline_is_what_its_name_says(tmp_path, one_thread, task, label,
         guess = state.target_scaler.inverse(last_row_predictions(task, weights, x_test))
         np.testing.assert_allclose(columns["baseline_last_row_linear"], guess.reshape(-1),
                                    rtol=1e-4, atol=1e-5)
+    if fits:  # DLinear: the known labels' history, read by hand, fit on training windows
+        scaled = lambda rows: state.target_scaler.transform(  # noqa: E731
+            np.array(rows, np.float64).reshape(-1)).reshape(len(rows), -1)
+        weights = fit_dlinear(scaled(hand["train_history"]), y_train)
+        guess = state.target_scaler.inverse(dlinear_predictions(weights, scaled(hand["history"])))
+        np.testing.assert_allclose(columns["baseline_dlinear"], guess.reshape(-1), rtol=1e-4, atol=1e-5)
 
 
 def test_a_look_ahead_target_gets_no_persistence_without_an_embargo(run_cli, tmp_path, one_thread):
@@ -393,3 +421,36 @@ def test_pooled_notes_keep_each_folds_own():
     folds = [{"persistence": "left out"}, {"persistence": "left out", "seasonal_naive": "2 of 9 filled"}]
     assert pooled_notes(folds) == {"persistence": "left out", "seasonal_naive": "fold 1: 2 of 9 filled"}
     assert pooled_notes([{"a": "x"}, {"a": "y"}]) == {"a": "fold 0: x; fold 1: y"}
+
+
+@pytest.mark.parametrize("length", [2, 16, 25, 168])
+def test_the_trend_is_dlinears_moving_average(length):
+    """DLinear's series_decomp: a centred average of 25 rows, the first and last rows repeated
+    beyond the window's ends (AvgPool1d over the padded window)."""
+    history = torch.randn(5, length, dtype=torch.float64)
+    half = 12
+    padded = torch.cat([history[:, :1].repeat(1, half), history, history[:, -1:].repeat(1, half)], 1)
+    trend = torch.nn.functional.avg_pool1d(padded[:, None], 25, stride=1)[:, 0]
+    np.testing.assert_allclose(history.numpy() @ moving_average_matrix(length).T, trend.numpy(), atol=1e-12)
+
+
+def test_dlinear_recovers_a_linear_forecast_and_fills_short_series():
+    """Labels that are a linear function of the last 8 known labels: the closed-form fit
+    forecasts them (no noise, so nearly exactly); a window whose series starts inside it reads
+    its earliest known label before it, and is flagged."""
+    rng = np.random.default_rng(0)
+    history = rng.normal(size=(2000, 8))
+    coefficients = rng.normal(size=(8, 3))
+    y = history @ coefficients + 0.5
+    weights = fit_dlinear(history, y)
+    probe = rng.normal(size=(50, 8))
+    np.testing.assert_allclose(dlinear_predictions(weights, probe), probe @ coefficients + 0.5, atol=0.05)
+    short = probe.copy()
+    short[0, :3] = np.nan
+    filled = probe[0].copy()
+    filled[:3] = probe[0, 3]
+    np.testing.assert_allclose(dlinear_predictions(weights, short)[0], filled @ weights[:-1] + weights[-1])
+    record = dlinear_recorder({"y_history": torch.from_numpy(history), "y": torch.from_numpy(y)})(
+        torch.from_numpy(short))
+    assert record["dlinear_short"].tolist() == [True] + [False] * 49
+    assert fit_dlinear(history[:17], y[:17]) is None  # no more windows than coefficients: no fit

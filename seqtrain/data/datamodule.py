@@ -24,7 +24,8 @@ class WindowDataset(Dataset):
 
     A batch is a dict: ``x`` ``(B, L, F)``; ``y`` ``(B,)`` class ids or ``(B, k)`` scaled
     targets; ``y_last`` the latest label known at each window's end (persistence; absent with
-    ``horizon=0`` and no embargo, see ``known_label_lag``);
+    ``horizon=0`` and no embargo, see ``known_label_lag``); ``y_history`` ``(B, L)`` a regression's
+    latest L known labels, oldest first (NaN before its series' first row; DLinear reads them);
     ``window`` ``(B, 2)`` = (series code, row number of the last row in its series), which
     identifies a window; ``end_time`` ``(B,)`` and ``label_time`` ``(B, k)`` (see
     ``time_as_number``); ``mask`` ``(B, L)`` (with ``data.pad_short``: False on the zero rows
@@ -190,7 +191,14 @@ class SeqDataModule(L.LightningDataModule):
     def last_rows(self, split: str, size: int) -> dict:
         """Up to ``size`` windows of ``split`` (spread over it in memory; the first ones when
         streaming), each only as its last input row, label and latest known label
-        (``RowBlock.last_rows``): no whole window is copied."""
+        (``RowBlock.last_rows``): no whole window is copied. Kept once read (the audit, DLinear
+        and the report's baselines read the same windows; streamed, each read is a pass)."""
+        cache = self.__dict__.setdefault("_last_rows", {})
+        if (split, size) not in cache:
+            cache[split, size] = self._read_last_rows(split, size)
+        return cache[split, size]
+
+    def _read_last_rows(self, split: str, size: int) -> dict:
         dataset = self.datasets[split]
         if not self.streaming:
             picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
@@ -202,7 +210,7 @@ class SeqDataModule(L.LightningDataModule):
         try:
             for batch in dataset:
                 parts.append({"x_last": batch["x"][:, -1].clone(), "y": batch["y"],  # not the batch's view
-                              **({"y_last": batch["y_last"]} if "y_last" in batch else {})})
+                              **{k: batch[k] for k in ("y_last", "y_history") if k in batch}})
                 count += len(batch["y"])
                 if count >= size:
                     break

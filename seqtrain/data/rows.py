@@ -64,7 +64,12 @@ class RowBlock:
         self.moves = moves  # direction labels: realised return at each label row (evaluation only)
         self.weights = weights  # data.sample_weight: loss weight of the window ending at each row
         self.inputs, self.pad_short, self.known_lag = inputs, pad_short, known_lag
-        if pad_short or season or known_lag:  # where each row's series starts (rows grouped by series)
+        # the label history known at a window's end (DLinear, a regression baseline): the
+        # seq_length latest known labels, oldest first
+        self.history_offsets = (-known_lag - torch.arange(seq_length - 1, -1, -1)
+                                if not classification and known_lag is not None else None)
+        if pad_short or season or known_lag or self.history_offsets is not None:
+            # where each row's series starts (rows grouped by series)
             self.series_start = torch.searchsorted(series, series)
             self.input_offsets = torch.arange(-seq_length + 1, 1)
         # Known-in-advance columns, read at the label rows for decoders (only these columns).
@@ -116,10 +121,13 @@ class RowBlock:
     def last_rows(self, ends: torch.Tensor) -> dict:
         """The windows ending at ``ends`` reduced to what the leakage audit scores: inputs at the
         last row ``x_last`` ``(B, F)``, labels ``y`` and the latest label known at the window's
-        end ``y_last`` (absent where none is known)."""
+        end ``y_last`` (absent where none is known) and, for a regression, the known labels'
+        history ``y_history`` ``(B, L)``."""
         out = {"x_last": self.inputs[ends], "y": self.labels_at(ends[:, None] + self.label_offsets)}
         if self.known_lag is not None:
             out["y_last"] = self.latest_label(ends)
+        if self.history_offsets is not None:
+            out["y_history"] = self.labels_back(ends, self.history_offsets)
         return out
 
     def inputs_of(self, ends: torch.Tensor) -> dict:
@@ -153,6 +161,8 @@ class RowBlock:
             batch["move"] = self.moves[rows[:, 0]]
         if with_eval_fields and self.known_lag is not None:
             batch["y_last"] = self.latest_label(ends)
+        if with_eval_fields and self.history_offsets is not None:
+            batch["y_history"] = self.labels_back(ends, self.history_offsets)
         if with_eval_fields:
             batch["window"] = torch.stack([self.series[ends], self.row_number[ends]], 1)
             batch["end_time"] = self.times[ends]

@@ -66,11 +66,13 @@ class StreamingWindows(IterableDataset):
         self.need = spec.rows
         self.season = season
         # rows kept per series for the next chunk: a window's history, its latest known label
-        # and its seasonal-naive rows (a regression baseline)
+        # and its seasonal-naive rows and label history (regression baselines)
         self.known_lag = known_label_lag(spec.horizon, spec.embargo)
         back = self.known_lag or 0
         if season and self.known_lag is not None and data.task == "regression":
             back = max(back, int(-season_offsets(spec.horizon, spec.output_steps, season, back).min()))
+        if self.known_lag is not None and data.task == "regression":  # the known labels' history
+            back = max(back, self.known_lag + spec.seq_length - 1)
         # a built label reads rows before its row (a move h, a triple-barrier label also the
         # volatility's): each chunk is labelled after that many carried rows, and the first
         # chunk read reaches that much further back, so the earliest carried labels are as in memory

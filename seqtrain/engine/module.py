@@ -159,6 +159,9 @@ class SeqModule(L.LightningModule):
         self.warmup_steps = 0
         # fit after training on the validation windows (seqtrain.engine.calibration), applied by the readout
         self.calibration: Calibration | None = None
+        # set before testing: the baselines that read a window's whole label history (DLinear),
+        # each record's extra fields from ``y_history``
+        self.history_baselines = None
 
     # set on every hook call (Lightning's _current_fx_name, ~46 times a step) or step: plain
     # values, set past nn.Module's checks for parameters, buffers and submodules
@@ -322,6 +325,8 @@ class SeqModule(L.LightningModule):
         for key in ("y_last", "y_season", "move"):  # what some baselines and the trading view read
             if key in batch:
                 record[key] = batch[key].cpu()
+        if self.history_baselines is not None and "y_history" in batch:  # (B, k), not the (B, L) history
+            record.update(self.history_baselines(batch["y_history"].cpu()))
         return {**record, **self.readout(out)}
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:

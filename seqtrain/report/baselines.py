@@ -14,7 +14,9 @@ Baselines, each read only from what is known at a window's end (row t):
   on the window's last row (a model that ignores the sequence: if it ties the network, the
   sequence adds nothing), fit on training windows;
 - regression: the mean of the training labels; a linear regression on the window's last row,
-  fit on training windows; with ``eval.season`` the seasonal naive forecast (each label row's
+  fit on training windows; DLinear (Zeng et al. 2023: a linear map of the window's trend and
+  remainder, among the strongest simple forecasters) on the latest known labels, as many as the
+  window has rows, fit in closed form on training windows; with ``eval.season`` the seasonal naive forecast (each label row's
   value whole seasons earlier, at or before the latest known label, so left out where none is
   known; persistence where the series does not reach back that far, and the training mean
   where persistence is not known either).
@@ -64,12 +66,82 @@ def last_row_predictions(task: str, weights: np.ndarray, x_last: np.ndarray) -> 
     return out.argmax(1) if task == "classification" else out
 
 
+DLINEAR_KERNEL = 25  # DLinear's moving average (Zeng et al. 2023)
+
+
+def moving_average_matrix(length: int, kernel: int = DLINEAR_KERNEL) -> np.ndarray:
+    """``(L, L)`` A with ``history @ A.T`` the trend of DLinear's decomposition: a centred
+    moving average of ``kernel`` rows, the window's first and last values repeated beyond its
+    ends (DLinear's ``series_decomp``)."""
+    half = (kernel - 1) // 2
+    rows = np.clip(np.arange(length)[:, None] + np.arange(-half, kernel - half), 0, length - 1)
+    matrix = np.zeros((length, length))
+    np.add.at(matrix, (np.repeat(np.arange(length), kernel), rows.ravel()), 1.0 / kernel)
+    return matrix
+
+
+def fit_dlinear(history: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """DLinear (Zeng et al. 2023) on the known labels' history ``(n, L)``, fit on training
+    windows in closed form: the history is split into its moving-average trend and the
+    remainder, each mapped to the k steps by a linear layer, the two layers fit together by
+    ridge least squares (the MSE optimum DLinear's gradient descent heads for). Both parts are
+    linear in the history, so the fit folds into one ``(L + 1, k)`` map (intercept last).
+    Windows whose series does not reach back a whole history are left out of the fit; None
+    when fewer windows than coefficients remain."""
+    history = np.asarray(history, np.float64)
+    y = np.asarray(y, np.float64).reshape(len(history), -1)
+    whole = np.isfinite(history).all(1) & np.isfinite(y).all(1)
+    length = history.shape[1]
+    if whole.sum() <= 2 * length + 1:
+        return None
+    trend_map = moving_average_matrix(length)
+    trend = history[whole] @ trend_map.T
+    x = np.column_stack([history[whole] - trend, trend, np.ones(int(whole.sum()))])
+    ridge = 1e-3 * len(x) * np.eye(x.shape[1])
+    ridge[-1, -1] = 0.0  # the intercept is not shrunk
+    weights = np.linalg.solve(x.T @ x + ridge, x.T @ y[whole])  # (2L + 1, k)
+    remainder, trend_weights = weights[:length], weights[length:2 * length]
+    folded = remainder + trend_map.T @ (trend_weights - remainder)  # (I - A)^T Ws + A^T Wt
+    return np.vstack([folded, weights[-1:]])
+
+
+def dlinear_predictions(weights: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """``(B, k)`` scaled forecasts of a ``fit_dlinear`` map. A series that does not reach back a
+    whole history has its earliest known label repeated before it (DLinear's own edge rule);
+    one with no known label at all forecasts the intercept (the training mean's neighbourhood)."""
+    history = np.asarray(history, np.float64)
+    known = np.isfinite(history)
+    first = np.where(known.any(1), known.argmax(1), history.shape[1] - 1)
+    earliest = np.where(known.any(1), history[np.arange(len(history)), first], 0.0)
+    filled = np.where(known, history, earliest[:, None])
+    return filled @ weights[:-1] + weights[-1]
+
+
+def dlinear_recorder(train_last_rows: dict):
+    """What the test records gain from each window's label history (``SeqModule.history_baselines``):
+    ``dlinear`` ``(B, k)`` scaled forecasts and ``dlinear_short`` ``(B,)``, whether the window's
+    series reached back less than a whole history; None without a history (a classifier, or no
+    label known at the window's end) or without enough whole training windows to fit."""
+    if "y_history" not in train_last_rows:
+        return None
+    weights = fit_dlinear(train_last_rows["y_history"].numpy(), train_last_rows["y"].numpy())
+    if weights is None:
+        return None
+
+    def record(history: torch.Tensor) -> dict:
+        return {"dlinear": torch.from_numpy(dlinear_predictions(weights, history.numpy())).float(),
+                "dlinear_short": ~torch.isfinite(history).all(1)}
+
+    return record
+
+
 NOT_KNOWN = ("not known at the window's end with horizon=0 and no embargo (the label column looks "
              "ahead; data.embargo=e says it reads e rows ahead, and the label e rows back is then known)")
 
 
 def baseline_predictions(task: str, latest: np.ndarray | None, fallback: float | int,
-                         last_row: np.ndarray, seasonal: np.ndarray | None = None
+                         last_row: np.ndarray, seasonal: np.ndarray | None = None,
+                         dlinear: np.ndarray | None = None, dlinear_short: np.ndarray | None = None,
                          ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Each baseline's predictions on the test windows, in the units of the truth (class ids, or
     forecasts ``(B, k)`` in target units), and a note for each baseline that had to fill in
@@ -80,7 +152,8 @@ def baseline_predictions(task: str, latest: np.ndarray | None, fallback: float |
     is no persistence. ``fallback``: the majority class of the training labels, or their mean
     (the forecast that knows nothing of the window). ``last_row``: the last-row model's
     predictions. ``seasonal``: regression, each label row's value whole seasons earlier (NaN
-    where the series does not reach back)."""
+    where the series does not reach back). ``dlinear``: regression, DLinear's forecasts in
+    target units, ``dlinear_short`` the windows whose history was filled in."""
     n, notes = len(last_row), {}
     if task == "classification":
         out = {"majority": np.full(n, fallback, np.int64)}
@@ -105,6 +178,12 @@ def baseline_predictions(task: str, latest: np.ndarray | None, fallback: float |
         known = np.isfinite(seasonal)
         out["seasonal_naive"] = _filled(seasonal, known, out.get("persistence", mean), "seasonal_naive",
                                         _seasonal_instead(~known.all(1), told), notes)
+    if dlinear is not None:
+        out["dlinear"] = np.asarray(dlinear, np.float64).reshape(n, steps)
+        short = int(np.asarray(dlinear_short, bool).sum()) if dlinear_short is not None else 0
+        if short:
+            notes["dlinear"] = (f"{short} of {n} windows' series do not reach back a whole window; "
+                                f"their history repeats its earliest known label before it")
     return out, notes
 
 
@@ -261,9 +340,14 @@ def compare_with_baselines(state, records: list[dict], train_last_rows: dict,
         truth = units(truth).reshape(len(truth), -1)
         predicted = _cat(records, "pred").astype(np.float64).reshape(len(truth), -1)
         seasonal = units(_cat(records, "y_season")) if "y_season" in records[0] else None
+        dlinear = units(_cat(records, "dlinear")) if "dlinear" in records[0] else None
+        if dlinear is None:
+            notes["dlinear"] = (NOT_KNOWN if not known else
+                                "too few training windows reach back a whole window to fit it")
         guesses, filled = baseline_predictions(
             task, None if latest is None else units(latest).reshape(-1), float(scaler.mean[0]),
-            units(last_row_predictions(task, weights, x_test)), seasonal)
+            units(last_row_predictions(task, weights, x_test)), seasonal,
+            dlinear, _cat(records, "dlinear_short") if dlinear is not None else None)
         baseline_test = {}
         for name, guess in guesses.items():
             error = guess - truth

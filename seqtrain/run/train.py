@@ -50,6 +50,7 @@ from seqtrain.engine.trainer import (
 )
 from seqtrain.errors import Interrupted, SeqtrainError
 from seqtrain.files import remove_stale_temporaries, write_json
+from seqtrain.report.baselines import dlinear_recorder
 from seqtrain.report.plots import plot_calibration, plot_lr_find
 from seqtrain.report.predictions import concat_records
 from seqtrain.report.run import write_predictions, write_run_report
@@ -93,6 +94,8 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_from: str | Path | None =
         fitted = fit(cfg, module, data, run_dir, resume_from, pruning)
         best = best_metrics(fitted, module)
         calibration = calibrate(cfg, module, fitted, run_dir)
+        if data.state.task == "regression":  # DLinear, fit on training windows, forecasts each test window
+            module.history_baselines = dlinear_recorder(fitted.datamodule.last_rows("train", size=20_000))
         tested = test(fitted, module, run_dir)
         if fitted.trainer.is_global_zero:  # DDP: one process writes the run folder
             report(cfg, data, module, fitted, best, tested, run_dir, time.perf_counter() - started, quiet,
