@@ -296,7 +296,8 @@ def test_every_baseline_is_what_its_name_says(tmp_path, one_thread, task, label,
     expected = ({"majority", "last_row_logistic"} if task == "classification"
                 else {"train_mean", "last_row_linear"})
     # DLinear needs more whole training histories than it has coefficients (2L + 1)
-    whole = sum(bool(np.isfinite(np.r_[x, y]).all()) for x, y in zip(hand["train_history"], hand["train_y"]))
+    whole = sum(bool(np.isfinite(np.r_[x, y]).all()) for x, y in zip(hand["train_history"], hand["train_y"],
+                                                                  strict=True))
     fits = task == "regression" and known and whole > 2 * SEQ_LENGTH + 1
     if known:
         expected |= {"persistence"} | ({"seasonal_naive"} if task == "regression" else set())

@@ -16,10 +16,10 @@ Baselines, each read only from what is known at a window's end (row t):
 - regression: the mean of the training labels; a linear regression on the window's last row,
   fit on training windows; DLinear (Zeng et al. 2023: a linear map of the window's trend and
   remainder, among the strongest simple forecasters) on the latest known labels, as many as the
-  window has rows, fit in closed form on training windows; with ``eval.season`` the seasonal naive forecast (each label row's
-  value whole seasons earlier, at or before the latest known label, so left out where none is
-  known; persistence where the series does not reach back that far, and the training mean
-  where persistence is not known either).
+  window has rows, fit in closed form on training windows; with ``eval.season`` the seasonal
+  naive forecast (each label row's value whole seasons earlier, at or before the latest known
+  label, so left out where none is known; persistence where the series does not reach back
+  that far, and the training mean where persistence is not known either).
 """
 
 from __future__ import annotations
