@@ -455,3 +455,44 @@ def test_dlinear_recovers_a_linear_forecast_and_fills_short_series():
         torch.from_numpy(short))
     assert record["dlinear_short"].tolist() == [True] + [False] * 49
     assert fit_dlinear(history[:17], y[:17]) is None  # no more windows than coefficients: no fit
+
+
+def test_streamed_training_windows_are_spread_over_the_split_like_in_memory(tmp_path, one_thread):
+    """The baselines' training sample (the last-row models, DLinear, the audit) when the split
+    holds more windows than asked for: stored series by series and streamed, the first windows
+    alone would be the first series' only; every k-th is taken instead, as in memory."""
+    table = tiny_table(0).sort_values(["symbol", "time"], kind="stable")
+    path = tmp_path / "by_series.parquet"
+    table.to_parquet(path, index=False, row_group_size=5)
+    cfg = data_config()
+    for key, value in {"path": str(path), "target": "price", "horizon": 1, "output_steps": 1}.items():
+        cfg[key] = value
+    for streaming in (False, True):
+        cfg["streaming"] = str(streaming).lower()
+        data = load_data(cfg, "regression", str(path))
+        # a shuffle buffer small beside the split, as on a big table
+        module = SeqDataModule(data, batch_size=7, shuffle_buffer=7)
+        total = len(module.last_rows("train", size=20_000)["y"])
+        rows = module.last_rows("train", size=total // 3)
+        assert 0 < len(rows["y"]) <= total // 3
+        scaler = data.state.scaler  # f1 = cos(1.3 t + s): the two series' values never meet
+        second = table[table["symbol"] == "S1"]["f1"].to_numpy()
+        second = set(np.round((second - scaler.mean[0]) / scaler.std[0], 4))
+        sampled = set(np.round(rows["x_last"][:, 0].numpy().astype(np.float64), 4))
+        assert sampled & second and sampled - second, (streaming, sampled)  # both series
+
+
+def test_a_baseline_a_fold_left_out_is_left_out_of_the_pooled_skill():
+    """DLinear cannot be fit in a fold with too few training windows: its rows of that fold
+    have no forecast, so it is not compared over the pooled windows (never a NaN error)."""
+    from seqtrain.report.baselines import pooled_skill
+
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"window_end": np.arange(n), "y_true": rng.normal(size=n)})
+    frame["y_pred"] = frame["y_true"] + rng.normal(0, 0.1, n)
+    frame["baseline_train_mean"] = 0.0
+    frame["baseline_dlinear"] = np.where(np.arange(n) < 50, np.nan, frame["y_true"] * 0.5)
+    skill = pooled_skill("regression", frame, None)
+    assert set(skill["baselines"]) == {"train_mean"} and skill["best_baseline"] == "train_mean"
+    assert all(np.isfinite(v) for v in skill["baselines"].values())

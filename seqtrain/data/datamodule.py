@@ -189,10 +189,11 @@ class SeqDataModule(L.LightningDataModule):
         return {k: v.cpu() for k, v in dataset.__getitems__(picks.tolist()).items()}
 
     def last_rows(self, split: str, size: int) -> dict:
-        """Up to ``size`` windows of ``split`` (spread over it in memory; the first ones when
-        streaming), each only as its last input row, label and latest known label
-        (``RowBlock.last_rows``): no whole window is copied. Kept once read (the audit, DLinear
-        and the report's baselines read the same windows; streamed, each read is a pass)."""
+        """Up to ``size`` windows of ``split``, spread evenly over it (streamed: every k-th in
+        stored order, one pass over the split), each only as its last input row, label, latest
+        known label and label history (``RowBlock.last_rows``): no whole window is copied. Kept
+        once read (the audit, DLinear and the report's baselines read the same windows;
+        streamed, each read is a pass)."""
         cache = self.__dict__.setdefault("_last_rows", {})
         if (split, size) not in cache:
             cache[split, size] = self._read_last_rows(split, size)
@@ -204,18 +205,24 @@ class SeqDataModule(L.LightningDataModule):
             picks = np.linspace(0, len(dataset) - 1, min(size, len(dataset))).round().astype(int)
             rows = dataset.block.last_rows(dataset.ends[torch.as_tensor(picks)])
             return {k: v.cpu() for k, v in rows.items()}  # for NumPy, wherever the rows live
-        parts, count, was = [], 0, (dataset.with_eval_fields, dataset.rank, dataset.world_size)
-        # the split's own first windows, whichever DDP rank asks (not only this rank's share)
-        dataset.with_eval_fields, dataset.rank, dataset.world_size = True, 0, 1
+        # every step-th window of the whole split in stored order, spread over it as in memory
+        # (the first ones alone could miss whole series or the recent past), the same whichever
+        # DDP rank asks and whenever: unshuffled, not only this rank's share
+        total = int(dataset.windows_before[-1])
+        step = max(1, -(-total // size))
+        parts, seen = [], 0
+        was = (dataset.with_eval_fields, dataset.rank, dataset.world_size, dataset.shuffle)
+        dataset.with_eval_fields, dataset.rank, dataset.world_size, dataset.shuffle = True, 0, 1, False
         try:
             for batch in dataset:
-                parts.append({"x_last": batch["x"][:, -1].clone(), "y": batch["y"],  # not the batch's view
-                              **{k: batch[k] for k in ("y_last", "y_history") if k in batch}})
-                count += len(batch["y"])
-                if count >= size:
+                keep = torch.from_numpy((np.arange(seen, seen + len(batch["y"])) % step) == 0)
+                seen += len(batch["y"])
+                parts.append({"x_last": batch["x"][keep, -1].clone(), "y": batch["y"][keep],  # not views
+                              **{k: batch[k][keep] for k in ("y_last", "y_history") if k in batch}})
+                if step == 1 and seen >= size:
                     break
         finally:
-            dataset.with_eval_fields, dataset.rank, dataset.world_size = was
+            dataset.with_eval_fields, dataset.rank, dataset.world_size, dataset.shuffle = was
         return {k: torch.cat([p[k] for p in parts])[:size] for k in parts[0]}
 
     def whole_windows(self, split: str) -> dict:

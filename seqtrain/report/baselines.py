@@ -371,7 +371,10 @@ def pooled_skill(task: str, predictions: pd.DataFrame, group_col: str | None, se
     averaged over its forecast steps, as in a single run. The bootstrap draws blocks of
     consecutive ``window_end`` times, every series' windows at a drawn time together."""
     keys = [*([group_col] if group_col else []), "window_end"]
-    columns = ["y_pred", *(c for c in predictions.columns if c.startswith("baseline_"))]
+    # a baseline some fold left out (its note says why) is missing on those rows: it cannot be
+    # compared over the pooled windows, so it is left out of the pooled skill too
+    columns = ["y_pred", *(c for c in predictions.columns
+                           if c.startswith("baseline_") and predictions[c].notna().all())]
     truth = predictions["y_true"]
     if task == "classification":
         errors = {c: (predictions[c] != truth).astype(float) for c in columns}
