@@ -60,6 +60,8 @@ bench: $(DEV_STAMP)  ## throughput, memory and learning benchmarks (results go i
 	$(BIN)/python benchmarks/gpu_resident.py
 	$(BIN)/python benchmarks/forecast_quality.py
 	$(BIN)/python benchmarks/sweep_honesty.py
+	$(BIN)/python benchmarks/peers.py --setup
+	$(BIN)/python benchmarks/peers.py --models nhits lstm patchtst tcn "lstm instance_norm=none" --peers darts:BlockRNNModel darts:TiDEModel darts:TCNModel nf:NHITS
 
 clean:           ## remove run folders and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache .hypothesis
