@@ -107,6 +107,18 @@ def test_resume_checks_its_overrides(run_cli, capsys):
     assert not (run_dir / "metrics.json").exists()  # nothing was run
 
 
+def test_resume_with_fewer_epochs_than_it_has_trained_is_one_line(run_cli, capsys):
+    run_dir = _finished_then_reopened(run_cli, "trainer=debug", "trainer.max_epochs=3", "progress_bar=false",
+                                      "plots=false", "data.generator.length=300")
+    checkpoint = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        cli.resume(str(run_dir), ["trainer.max_epochs=1"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err, err
+    assert "has trained past trainer.max_epochs=1" in " ".join(err.split())
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == checkpoint  # nothing lost
+
+
 def test_hard_kill_then_resume_equals_an_uninterrupted_run(tmp_path):
     """kill -9 after an epoch's row reached metrics.csv (the checkpoint may or may not have been
     written): the resumed run's files agree with each other and with a run never interrupted,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from seqtrain.data import synthetic
@@ -169,6 +170,11 @@ def _fit_or_interrupted(trainer: L.Trainer, module: SeqModule, datamodule: SeqDa
                     weights_only=True)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: last.ckpt was written first
         interrupted = True
+    except MisconfigurationException as exc:  # Lightning's check of a resumed run's epochs
+        if resume_from is None or "You restored a checkpoint with current_epoch" not in str(exc):
+            raise
+        raise SeqtrainError(f"resume: {resume_from} has trained past trainer.max_epochs="
+                            f"{trainer.max_epochs}; give a larger trainer.max_epochs to train on") from None
     if interrupted or trainer.interrupted:
         raise Interrupted(
             f"interrupted at step {trainer.global_step}; {run_dir / 'checkpoints' / 'last.ckpt'} is "
