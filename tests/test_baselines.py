@@ -25,6 +25,7 @@ from seqtrain.report.baselines import (
     fit_last_row_model,
     last_row_predictions,
     moving_average_matrix,
+    pooled_skill,
     skill_report,
     window_losses,
 )
@@ -485,8 +486,6 @@ def test_streamed_training_windows_are_spread_over_the_split_like_in_memory(tmp_
 def test_a_baseline_a_fold_left_out_is_left_out_of_the_pooled_skill():
     """DLinear cannot be fit in a fold with too few training windows: its rows of that fold
     have no forecast, so it is not compared over the pooled windows (never a NaN error)."""
-    from seqtrain.report.baselines import pooled_skill
-
     rng = np.random.default_rng(0)
     n = 200
     frame = pd.DataFrame({"window_end": np.arange(n), "y_true": rng.normal(size=n)})

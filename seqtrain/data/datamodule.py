@@ -115,6 +115,7 @@ class SeqDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.streaming = not isinstance(data, TableData)
+        self._last_rows: dict = {}  # (split, size) -> last_rows' windows, read once
         if self.streaming:
             self.datasets = {
                 split: StreamingWindows(data, split, batch_size, shuffle=split == "train",
@@ -194,10 +195,9 @@ class SeqDataModule(L.LightningDataModule):
         known label and label history (``RowBlock.last_rows``): no whole window is copied. Kept
         once read (the audit, DLinear and the report's baselines read the same windows;
         streamed, each read is a pass)."""
-        cache = self.__dict__.setdefault("_last_rows", {})
-        if (split, size) not in cache:
-            cache[split, size] = self._read_last_rows(split, size)
-        return cache[split, size]
+        if (split, size) not in self._last_rows:
+            self._last_rows[split, size] = self._read_last_rows(split, size)
+        return self._last_rows[split, size]
 
     def _read_last_rows(self, split: str, size: int) -> dict:
         dataset = self.datasets[split]
